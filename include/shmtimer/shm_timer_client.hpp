@@ -1,0 +1,69 @@
+// The shared-memory client: acquire and release write the caller's slot in the table
+// directly; a Timer handle is bound to its slot and skips even the scope lookup.
+#pragma once
+
+#include <csignal>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "shmtimer/table.hpp"
+#include "shmtimer/timer_client.hpp"
+
+namespace shmtimer {
+
+class Timer;
+
+class ShmTimerClient final : public TimerClient {
+ public:
+  // `signal` is what the server sends when one of this client's timers expires; <= 0
+  // means never kill (as in the reference).
+  explicit ShmTimerClient(std::shared_ptr<Table> table, int signal = SIGKILL);
+
+  // Lock-free and syscall-free once the scope has a slot in this process. The first
+  // acquire of a new scope claims a slot (slow path, see docs/table-format.md); a full
+  // table throws Error(kTableFull), a scope over 256 bytes Error(kScopeTooLong).
+  void acquire(std::string_view scope_id, Deadline deadline) override;
+  void release(std::string_view scope_id) override;
+
+  // A handle bound to this process's slot for `scope_id`, claiming it if needed.
+  Timer timer(std::string_view scope_id);
+
+  // Gives the scope's slot back to the table. Slots otherwise stay claimed (disarmed)
+  // after release, so re-acquiring costs no claim; a process using unbounded distinct
+  // scopes should forget them. No Timer for this scope may be in use meanwhile.
+  bool forget(std::string_view scope_id);
+
+  int signal() const { return signal_; }
+  const std::shared_ptr<Table>& table() const { return table_; }
+
+ private:
+  friend class Timer;
+  layout::Slot& slot_for(std::string_view scope_id);  // find, else claim
+
+  std::shared_ptr<Table> table_;
+  int signal_;
+};
+
+class Timer {
+ public:
+  // Arms: one release store to the bound slot (after a pid check that rebinds in a child
+  // after fork()).
+  void arm(Deadline deadline);
+  void arm_after(std::chrono::nanoseconds after) {
+    arm(SteadyClock::now() + std::chrono::duration_cast<SteadyClock::duration>(after));
+  }
+  void disarm() noexcept;
+  const std::string& scope() const { return scope_; }
+
+ private:
+  friend class ShmTimerClient;
+  Timer(ShmTimerClient& client, std::string scope);
+
+  ShmTimerClient* client_;
+  std::string scope_;
+  layout::Slot* slot_;
+  pid_t bound_pid_;
+};
+
+}  // namespace shmtimer

@@ -1,0 +1,71 @@
+// A mapped timer table: creating, validating and mapping the file. Everything that reads
+// or writes slots goes through the pointers this class hands out.
+#pragma once
+
+#include <sys/types.h>
+
+#include <boost/interprocess/file_mapping.hpp>
+#include <boost/interprocess/mapped_region.hpp>
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+
+#include "shmtimer/table_layout.hpp"
+
+namespace shmtimer {
+
+struct CreateOptions {
+  std::uint64_t capacity = 4096;
+  mode_t mode = 0600;  // applied with fchmod, so the umask cannot widen or narrow it
+};
+
+struct OpenOptions {
+  bool read_only = false;
+  // A table owned by another uid is refused unless this is set. Read-only inspectors may
+  // set it; a server or client that would write should not (docs/security.md).
+  bool allow_foreign_owner = false;
+  // How long to wait for a creator that has made the file but not yet published the header.
+  int init_wait_ms = 1000;
+};
+
+class Table {
+ public:
+  // Creates a new table file; fails with kIo (EEXIST) when the path exists.
+  static std::shared_ptr<Table> create(const std::filesystem::path& path, const CreateOptions& options = {});
+  // Opens and validates an existing table, refusing anything that is not a v1.x table.
+  static std::shared_ptr<Table> open(const std::filesystem::path& path, const OpenOptions& options = {});
+  // Opens the table at path, creating it first when no file is there.
+  static std::shared_ptr<Table> open_or_create(const std::filesystem::path& path, const CreateOptions& options = {});
+
+  Table(const Table&) = delete;
+  Table& operator=(const Table&) = delete;
+
+  const std::filesystem::path& path() const { return path_; }
+  std::uint64_t capacity() const { return geometry_.capacity; }
+  const layout::Geometry& geometry() const { return geometry_; }
+  bool read_only() const { return read_only_; }
+  int fd() const;  // the descriptor that was mapped (for flock by the server)
+
+  layout::TableHeader& header() const { return *header_; }
+  layout::Slot& slot(std::uint64_t index) const { return slots_[index]; }
+  std::atomic<std::uint64_t>& bitmap_word(std::uint64_t word) const { return bitmap_[word]; }
+
+ private:
+  Table(std::filesystem::path path, boost::interprocess::file_mapping file, bool read_only);
+
+  std::filesystem::path path_;
+  boost::interprocess::file_mapping file_;
+  boost::interprocess::mapped_region region_;
+  layout::Geometry geometry_{};
+  bool read_only_ = false;
+  layout::TableHeader* header_ = nullptr;
+  std::atomic<std::uint64_t>* bitmap_ = nullptr;
+  layout::Slot* slots_ = nullptr;
+};
+
+// Validates a header image against the size of the file it came from and returns the
+// table's geometry, or throws the Error that names what is wrong. Used by open() on a
+// copy of the first page, so a bad file is never mapped.
+layout::Geometry validate_header(const void* page, std::size_t page_bytes, std::uint64_t file_bytes);
+
+}  // namespace shmtimer

@@ -1,0 +1,204 @@
+// The shared-memory table, format version 1: the one place where its layout lives.
+//
+// A table is one file (usually under /dev/shm) mapped by every client, the server and
+// the inspector. Nothing else in shmtimer computes an offset; docs/table-format.md
+// describes the same bytes in prose.
+//
+//   offset 0                      4096               4096 + B            slots_offset
+//   +-----------------------------+------------------+-------------------+---------------------+
+//   | TableHeader (one page)      | occupancy bitmap | pad to page       | Slot[capacity]      |
+//   +-----------------------------+------------------+-------------------+---------------------+
+//                                   B = ceil(capacity/64) words of 8 bytes, 64-byte rounded
+//
+//   TableHeader (64-byte lines)
+//   line 0  magic:u64 | version_major:u16 version_minor:u16 header_bytes:u32 | capacity:u64
+//           | slot_bytes:u32 max_scope_bytes:u32 | file_bytes:u64 | creator_uid:u32 reserved:u32
+//           | created_unix_ns:u64 | slots_offset:u64
+//   line 1  server_pid:i32 reserved:u32 | server_start_time:u64 | heartbeat_mono_ns:u64
+//           | heartbeat_count:u64                                         (written by the server)
+//   line 2  max_probe:u32                                     (longest key displacement so far)
+//   line 3  retired_acquires | retired_releases | reaps | full_failures | fifo_requests (u64)
+//
+//   Slot (320 bytes = 5 lines, 64-byte aligned)
+//   line 0  control:u64 | deadline_ns:u64 | start_time:u64 | scope_hash:u64
+//           | scope_len:u32 signal:i32 | origin:u32 reserved:u32 | acquires:u64 | releases:u64
+//   line 1-4 scope bytes, 256 bytes as 32 u64 words, zero padded past scope_len
+//
+//   control = state:8 (bits 56-63) | generation:24 (bits 32-55) | pid:32 (bits 0-31)
+//
+// Every field is little-endian (the host's), and every field that more than one process
+// may touch after creation is a lock-free, address-free std::atomic. The header's plain
+// fields are written once, before `magic` is published with a release store.
+#pragma once
+
+#include <atomic>
+#include <bit>
+#include <cstddef>
+#include <cstdint>
+
+namespace shmtimer::layout {
+
+inline constexpr std::uint64_t kMagic = 0x52454d49544d4853ULL;  // "SHMTIMER" in memory
+inline constexpr std::uint16_t kVersionMajor = 1;
+inline constexpr std::uint16_t kVersionMinor = 0;
+inline constexpr std::size_t kCacheLineBytes = 64;  // fixed, not hardware_destructive_interference_size:
+                                                    // the layout must not depend on compiler flags.
+inline constexpr std::size_t kPageBytes = 4096;
+inline constexpr std::size_t kHeaderBytes = kPageBytes;
+inline constexpr std::size_t kMaxScopeBytes = 256;
+inline constexpr std::size_t kScopeWords = kMaxScopeBytes / 8;
+inline constexpr std::uint64_t kMaxCapacity = std::uint64_t{1} << 24;  // 16M slots, 5 GiB
+inline constexpr std::uint32_t kMaxGeneration = (1u << 24) - 1;
+
+// deadline_ns == kDisarmed: the slot is claimed by (pid, scope) but holds no timer.
+inline constexpr std::uint64_t kDisarmed = 0;
+
+enum class SlotState : std::uint8_t {
+  kFree = 0,      // unclaimed: may be claimed by CAS from this exact control word
+  kClaiming = 1,  // claimed by control.pid, key being written; invisible as a timer
+  kReady = 2,     // key published and immutable until freed; deadline_ns is live
+};
+
+enum class Origin : std::uint32_t { kTable = 0, kFifo = 1 };
+
+// The control word is the slot's commit marker. It packs the owner pid with the state,
+// so a claim and its owner appear in one atomic store: a claimant that dies mid-claim is
+// always attributable and so reclaimable. The generation changes on every claim, so a
+// reader that saw one key can tell it from a later key in the same slot.
+struct Control {
+  SlotState state;
+  std::uint32_t generation;
+  std::int32_t pid;
+
+  static constexpr std::uint64_t pack(SlotState s, std::uint32_t gen, std::int32_t pid) {
+    return (std::uint64_t{static_cast<std::uint8_t>(s)} << 56) |
+           (std::uint64_t{gen & kMaxGeneration} << 32) | std::uint64_t{static_cast<std::uint32_t>(pid)};
+  }
+  static constexpr Control unpack(std::uint64_t word) {
+    return {static_cast<SlotState>(word >> 56), static_cast<std::uint32_t>(word >> 32) & kMaxGeneration,
+            static_cast<std::int32_t>(static_cast<std::uint32_t>(word))};
+  }
+  constexpr std::uint64_t packed() const { return pack(state, generation, pid); }
+};
+
+struct alignas(kCacheLineBytes) TableHeader {
+  // Line 0: geometry, written once by the creator. `magic` is stored last with release
+  // ordering; a reader that loads it with acquire sees every other field of this line.
+  std::atomic<std::uint64_t> magic;
+  std::uint16_t version_major;
+  std::uint16_t version_minor;
+  std::uint32_t header_bytes;
+  std::uint64_t capacity;
+  std::uint32_t slot_bytes;
+  std::uint32_t max_scope_bytes;
+  std::uint64_t file_bytes;
+  std::uint32_t creator_uid;
+  std::uint32_t reserved0;
+  std::uint64_t created_unix_ns;
+  std::uint64_t slots_offset;
+
+  // Line 1: the server's liveness, written only by the server. Relaxed: each word is
+  // advisory on its own (tools compare the heartbeat against their own clock).
+  alignas(kCacheLineBytes) std::atomic<std::int32_t> server_pid;
+  std::atomic<std::uint32_t> reserved1;
+  std::atomic<std::uint64_t> server_start_time;
+  std::atomic<std::uint64_t> heartbeat_mono_ns;
+  std::atomic<std::uint64_t> heartbeat_count;
+
+  // Line 2: the longest distance any key was placed from its home slot. Only grows
+  // (CAS-max), so a lookup that scans that far from home finds any key it could hold.
+  alignas(kCacheLineBytes) std::atomic<std::uint32_t> max_probe;
+
+  // Line 3: counters, relaxed fetch_add (statistics; no ordering with anything).
+  // Acquires and releases are counted per slot on the hot path and folded in here when a
+  // slot is freed, so the header never becomes a contended line.
+  alignas(kCacheLineBytes) std::atomic<std::uint64_t> retired_acquires;
+  std::atomic<std::uint64_t> retired_releases;
+  std::atomic<std::uint64_t> reaps;
+  std::atomic<std::uint64_t> full_failures;
+  std::atomic<std::uint64_t> fifo_requests;
+};
+
+struct alignas(kCacheLineBytes) Slot {
+  // Line 0: everything the hot path and the scan touch.
+  std::atomic<std::uint64_t> control;      // Control; orderings are argued in src/slot_ops.hpp
+  std::atomic<std::uint64_t> deadline_ns;  // CLOCK_MONOTONIC ns, kDisarmed = no timer; release store
+  std::atomic<std::uint64_t> start_time;   // owner's /proc/<pid>/stat starttime (clock ticks)
+  std::atomic<std::uint64_t> scope_hash;   // hash of the scope bytes alone
+  std::atomic<std::uint32_t> scope_len;
+  std::atomic<std::int32_t> signal;        // <= 0: never kill for this timer
+  std::atomic<std::uint32_t> origin;       // Origin
+  std::atomic<std::uint32_t> reserved0;
+  std::atomic<std::uint64_t> acquires;     // per-slot statistics, written by the owner only
+  std::atomic<std::uint64_t> releases;
+  // Lines 1-4: the scope, as words so a racing reader never reads a byte non-atomically.
+  std::atomic<std::uint64_t> scope_words[kScopeWords];
+};
+
+// Where the pieces of a table of a given capacity live.
+struct Geometry {
+  std::uint64_t capacity;
+  std::uint64_t bitmap_offset;
+  std::uint64_t bitmap_words;
+  std::uint64_t slots_offset;
+  std::uint64_t file_bytes;
+};
+
+constexpr std::uint64_t round_up(std::uint64_t n, std::uint64_t to) { return (n + to - 1) / to * to; }
+
+constexpr Geometry geometry_for(std::uint64_t capacity) {
+  const std::uint64_t words = (capacity + 63) / 64;
+  const std::uint64_t bitmap_offset = kHeaderBytes;
+  const std::uint64_t slots_offset = round_up(bitmap_offset + round_up(words * 8, kCacheLineBytes), kPageBytes);
+  return {capacity, bitmap_offset, words, slots_offset, slots_offset + capacity * sizeof(Slot)};
+}
+
+// ---- The layout, pinned. A change here is a format change: bump kVersionMajor and
+// ---- update docs/table-format.md.
+static_assert(std::atomic<std::uint64_t>::is_always_lock_free);
+static_assert(std::atomic<std::uint32_t>::is_always_lock_free);
+static_assert(std::atomic<std::int32_t>::is_always_lock_free);
+static_assert(sizeof(std::atomic<std::uint64_t>) == 8 && alignof(std::atomic<std::uint64_t>) == 8);
+static_assert(sizeof(std::atomic<std::uint32_t>) == 4 && sizeof(std::atomic<std::int32_t>) == 4);
+static_assert(std::endian::native == std::endian::little, "the v1 layout is defined little-endian");
+
+static_assert(offsetof(TableHeader, magic) == 0);
+static_assert(offsetof(TableHeader, version_major) == 8);
+static_assert(offsetof(TableHeader, version_minor) == 10);
+static_assert(offsetof(TableHeader, header_bytes) == 12);
+static_assert(offsetof(TableHeader, capacity) == 16);
+static_assert(offsetof(TableHeader, slot_bytes) == 24);
+static_assert(offsetof(TableHeader, max_scope_bytes) == 28);
+static_assert(offsetof(TableHeader, file_bytes) == 32);
+static_assert(offsetof(TableHeader, creator_uid) == 40);
+static_assert(offsetof(TableHeader, created_unix_ns) == 48);
+static_assert(offsetof(TableHeader, slots_offset) == 56);
+static_assert(offsetof(TableHeader, server_pid) == 64);
+static_assert(offsetof(TableHeader, server_start_time) == 72);
+static_assert(offsetof(TableHeader, heartbeat_mono_ns) == 80);
+static_assert(offsetof(TableHeader, heartbeat_count) == 88);
+static_assert(offsetof(TableHeader, max_probe) == 128);
+static_assert(offsetof(TableHeader, retired_acquires) == 192);
+static_assert(offsetof(TableHeader, retired_releases) == 200);
+static_assert(offsetof(TableHeader, reaps) == 208);
+static_assert(offsetof(TableHeader, full_failures) == 216);
+static_assert(offsetof(TableHeader, fifo_requests) == 224);
+static_assert(sizeof(TableHeader) == 256 && sizeof(TableHeader) <= kHeaderBytes);
+
+static_assert(offsetof(Slot, control) == 0);
+static_assert(offsetof(Slot, deadline_ns) == 8);
+static_assert(offsetof(Slot, start_time) == 16);
+static_assert(offsetof(Slot, scope_hash) == 24);
+static_assert(offsetof(Slot, scope_len) == 32);
+static_assert(offsetof(Slot, signal) == 36);
+static_assert(offsetof(Slot, origin) == 40);
+static_assert(offsetof(Slot, acquires) == 48);
+static_assert(offsetof(Slot, releases) == 56);
+static_assert(offsetof(Slot, scope_words) == 64);
+static_assert(sizeof(Slot) == 320 && alignof(Slot) == kCacheLineBytes);
+
+static_assert(geometry_for(1).slots_offset == 2 * kPageBytes);
+static_assert(geometry_for(1u << 20).bitmap_words == 16384);
+static_assert(geometry_for(1u << 20).slots_offset % kPageBytes == 0);
+
+}  // namespace shmtimer::layout

@@ -1,0 +1,174 @@
+#include "slot_ops.hpp"
+
+#include <atomic>
+
+#include "shmtimer/error.hpp"
+
+namespace shmtimer::detail {
+
+namespace {
+
+constexpr std::uint64_t fmix64(std::uint64_t k) noexcept {
+  k ^= k >> 33;
+  k *= 0xff51afd7ed558ccdULL;
+  k ^= k >> 33;
+  k *= 0xc4ceb9fe1a85ec53ULL;
+  k ^= k >> 33;
+  return k;
+}
+
+}  // namespace
+
+ScopeKey::ScopeKey(std::string_view scope) {
+  if (scope.size() > layout::kMaxScopeBytes)
+    throw Error(ErrorCode::kScopeTooLong, "scope is " + std::to_string(scope.size()) + " bytes; the limit is " +
+                                              std::to_string(layout::kMaxScopeBytes) + " (scope begins '" +
+                                              std::string(scope.substr(0, 40)) + "...')");
+  len = static_cast<std::uint32_t>(scope.size());
+  word_count = (len + 7) / 8;
+  if (word_count > 0) words[word_count - 1] = 0;  // zero padding past the last byte
+  if (len > 0) std::memcpy(words, scope.data(), len);
+  std::uint64_t h = 0x9e3779b97f4a7c15ULL ^ len;
+  for (std::uint32_t i = 0; i < word_count; ++i) {
+    h = (h ^ words[i]) * 0xbf58476d1ce4e5b9ULL;
+    h ^= h >> 31;
+  }
+  hash = fmix64(h);
+}
+
+std::uint64_t home_index(std::uint64_t scope_hash, pid_t pid, std::uint64_t capacity) noexcept {
+  const std::uint64_t mixed = fmix64(scope_hash ^ (static_cast<std::uint64_t>(pid) * 0x9e3779b97f4a7c15ULL));
+  __extension__ using u128 = unsigned __int128;  // fast range reduction without a division
+  return static_cast<std::uint64_t>((static_cast<u128>(mixed) * capacity) >> 64);
+}
+
+std::optional<std::uint64_t> find_slot(const Table& table, pid_t pid, std::uint64_t start_time,
+                                       const ScopeKey& key) noexcept {
+  const std::uint64_t capacity = table.capacity();
+  // Acquire pairs with the CAS-max in insert_slot; a stale value only sends a sibling
+  // thread to the (locked, exhaustive) insert path, which finds the key there.
+  std::uint64_t max_probe = table.header().max_probe.load(std::memory_order_acquire);
+  if (max_probe >= capacity) max_probe = capacity - 1;  // the header is untrusted
+  std::uint64_t index = home_index(key.hash, pid, capacity);
+  for (std::uint64_t d = 0; d <= max_probe; ++d) {
+    const Slot& s = table.slot(index);
+    // Acquire pairs with the claimant's release publish of Ready: the key fields that
+    // holds_key reads are the published ones.
+    const std::uint64_t control = s.control.load(std::memory_order_acquire);
+    if (holds_key(s, control, pid, start_time, key)) return index;
+    if (++index == capacity) index = 0;
+  }
+  return std::nullopt;
+}
+
+void set_occupancy(const Table& table, std::uint64_t index) noexcept {
+  // seq_cst: one side of the Dekker pair with clear_occupancy_if_free.
+  table.bitmap_word(index / 64).fetch_or(std::uint64_t{1} << (index % 64), std::memory_order_seq_cst);
+}
+
+// Dekker argument. Claimant: CAS control Free->Claiming, then set the bit. Server: clear
+// the bit, then load control; if it is not Free, set the bit again. All four are
+// seq_cst, so in their single total order either the server's load comes after the
+// claimant's CAS (it sees Claiming/Ready and re-sets the bit), or the claimant's
+// fetch_or comes after the server's clear (the bit ends up set). Either way a claimed
+// slot never ends with its bit clear. A server that dies between its two steps is
+// covered by the full sweep a server does when it starts.
+void clear_occupancy_if_free(const Table& table, std::uint64_t index) noexcept {
+  const std::uint64_t bit = std::uint64_t{1} << (index % 64);
+  table.bitmap_word(index / 64).fetch_and(~bit, std::memory_order_seq_cst);
+  if (state_of(table.slot(index).control.load(std::memory_order_seq_cst)) != SlotState::kFree)
+    set_occupancy(table, index);
+}
+
+std::optional<std::uint64_t> insert_slot(const Table& table, const NewKey& owner, const ScopeKey& key) noexcept {
+  const std::uint64_t capacity = table.capacity();
+  std::uint64_t index = home_index(key.hash, owner.pid, capacity);
+  for (std::uint64_t d = 0; d < capacity; ++d, index = (index + 1 == capacity ? 0 : index + 1)) {
+    Slot& s = table.slot(index);
+    std::uint64_t seen = s.control.load(std::memory_order_relaxed);
+    if (state_of(seen) != SlotState::kFree) continue;
+    const std::uint32_t generation = (Control::unpack(seen).generation + 1) & layout::kMaxGeneration;
+    // seq_cst: takes the slot (only one claimant's CAS from this exact Free word wins) and
+    // is the claimant's half of the Dekker pair with clear_occupancy_if_free.
+    if (!s.control.compare_exchange_strong(seen, Control::pack(SlotState::kClaiming, generation, owner.pid),
+                                           std::memory_order_seq_cst, std::memory_order_relaxed))
+      continue;
+    // Release fence: a seqlock reader that reads any field written below, then issues its
+    // acquire fence, also sees the Claiming word above, so it notices the change.
+    std::atomic_thread_fence(std::memory_order_release);
+    set_occupancy(table, index);
+    // Relaxed field writes: no reader trusts them before the Ready publish below.
+    s.deadline_ns.store(layout::kDisarmed, std::memory_order_relaxed);
+    s.start_time.store(owner.start_time, std::memory_order_relaxed);
+    s.scope_hash.store(key.hash, std::memory_order_relaxed);
+    s.scope_len.store(key.len, std::memory_order_relaxed);
+    s.signal.store(owner.signal, std::memory_order_relaxed);
+    s.origin.store(static_cast<std::uint32_t>(owner.origin), std::memory_order_relaxed);
+    s.acquires.store(0, std::memory_order_relaxed);
+    s.releases.store(0, std::memory_order_relaxed);
+    for (std::uint32_t i = 0; i < layout::kScopeWords; ++i)
+      s.scope_words[i].store(i < key.word_count ? key.words[i] : 0, std::memory_order_relaxed);
+    // CAS-max, release: a lookup that acquire-loads the new max_probe may scan this far.
+    auto& max_probe = table.header().max_probe;
+    std::uint32_t current = max_probe.load(std::memory_order_relaxed);
+    while (current < d && !max_probe.compare_exchange_weak(current, static_cast<std::uint32_t>(d),
+                                                           std::memory_order_release, std::memory_order_relaxed)) {
+    }
+    // Release: publishes every field above to whoever acquire-loads this Ready word.
+    s.control.store(Control::pack(SlotState::kReady, generation, owner.pid), std::memory_order_release);
+    return index;
+  }
+  return std::nullopt;
+}
+
+bool free_slot(const Table& table, std::uint64_t index, std::uint64_t expected) noexcept {
+  Slot& s = table.slot(index);
+  const std::uint64_t acquires = s.acquires.load(std::memory_order_relaxed);
+  const std::uint64_t releases = s.releases.load(std::memory_order_relaxed);
+  const Control c = Control::unpack(expected);
+  // acq_rel: the acquire side orders the statistics reads above before a new claimant's
+  // writes; the release side lets the next claimant's CAS see a finished slot.
+  if (!s.control.compare_exchange_strong(expected, Control::pack(SlotState::kFree, c.generation, 0),
+                                         std::memory_order_acq_rel, std::memory_order_relaxed))
+    return false;
+  auto& header = table.header();
+  header.retired_acquires.fetch_add(acquires, std::memory_order_relaxed);
+  header.retired_releases.fetch_add(releases, std::memory_order_relaxed);
+  return true;
+}
+
+ReadResult read_slot(const Table& table, std::uint64_t index, SlotSnapshot& out, int attempts) {
+  const Slot& s = table.slot(index);
+  for (int attempt = 0; attempt < attempts; ++attempt) {
+    // Acquire pairs with the Ready publish: the key fields below are the published ones.
+    const std::uint64_t before = s.control.load(std::memory_order_acquire);
+    const Control c = Control::unpack(before);
+    out.index = index;
+    out.control = before;
+    if (c.state != SlotState::kReady) return ReadResult::kNotReady;
+    out.pid = c.pid;
+    out.generation = c.generation;
+    // Acquire pairs with arm_slot's release store: the signal read after it is current.
+    out.deadline_ns = s.deadline_ns.load(std::memory_order_acquire);
+    out.signal = s.signal.load(std::memory_order_relaxed);
+    out.start_time = s.start_time.load(std::memory_order_relaxed);
+    const std::uint32_t origin = s.origin.load(std::memory_order_relaxed);
+    out.origin = origin == 1 ? layout::Origin::kFifo : layout::Origin::kTable;
+    out.acquires = s.acquires.load(std::memory_order_relaxed);
+    out.releases = s.releases.load(std::memory_order_relaxed);
+    const std::uint32_t len = s.scope_len.load(std::memory_order_relaxed);
+    out.corrupt = len > layout::kMaxScopeBytes || origin > 1;
+    const std::uint32_t safe_len = len > layout::kMaxScopeBytes ? 0 : len;
+    std::uint64_t words[layout::kScopeWords];
+    for (std::uint32_t i = 0; i < (safe_len + 7) / 8; ++i) words[i] = s.scope_words[i].load(std::memory_order_relaxed);
+    // Acquire fence, then re-check: if any field above came from a newer claimant, the
+    // claimant's release fence makes its Claiming word visible to the load below.
+    std::atomic_thread_fence(std::memory_order_acquire);
+    if (s.control.load(std::memory_order_relaxed) != before) continue;
+    out.scope.assign(reinterpret_cast<const char*>(words), safe_len);
+    return ReadResult::kReady;
+  }
+  return ReadResult::kUnstable;
+}
+
+}  // namespace shmtimer::detail
