@@ -1,0 +1,45 @@
+// What the server asks of the operating system about processes, behind a small interface
+// so tests can drive death and pid reuse without real processes when they want to.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <optional>
+
+namespace shmtimer {
+
+struct ProcessInfo {
+  std::uint64_t start_time = 0;  // /proc/<pid>/stat field 22
+  uid_t uid = 0;                 // owner of /proc/<pid> (the effective uid; root if not dumpable)
+  bool zombie = false;           // exited, not yet waited for: counts as gone
+};
+
+enum class SignalOutcome {
+  kSent,              // delivered to the very process that was identified
+  kNoProcess,         // no such process (or a zombie): counts as reaped
+  kIdentityMismatch,  // the pid now belongs to another process: never signalled
+  kNotPermitted,      // owned by a uid the server may not signal: never signalled
+  kFailed,            // the kernel refused; errno in `error`, retried next round
+};
+
+class ProcessControl {
+ public:
+  virtual ~ProcessControl() = default;
+  virtual std::optional<ProcessInfo> inspect(pid_t pid) = 0;
+  // Signals `pid` only if it is still the process that started at `start_time`, and, when
+  // `required_uid` is set, only if it belongs to that uid.
+  virtual SignalOutcome send(pid_t pid, std::uint64_t start_time, int signal, std::optional<uid_t> required_uid,
+                             int& error) = 0;
+};
+
+// The real one: /proc for identity, and a pidfd so that the identity check and the signal
+// apply to one and the same process even if the pid is reused in between.
+class LinuxProcessControl final : public ProcessControl {
+ public:
+  std::optional<ProcessInfo> inspect(pid_t pid) override;
+  SignalOutcome send(pid_t pid, std::uint64_t start_time, int signal, std::optional<uid_t> required_uid,
+                     int& error) override;
+};
+
+}  // namespace shmtimer

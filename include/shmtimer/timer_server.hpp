@@ -1,0 +1,103 @@
+// The watchdog: scans the table, signals workers whose timers expired with the
+// reference's reaping rules, and never signals a process that did not own the timer.
+#pragma once
+
+#include <sys/types.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <thread>
+
+#include "shmtimer/process_control.hpp"
+#include "shmtimer/scan_policy.hpp"
+#include "shmtimer/table.hpp"
+
+namespace shmtimer {
+
+// The data an event is about: one timer, as the table holds it.
+struct TimerEvent {
+  pid_t pid = 0;
+  std::string scope;
+  std::uint64_t deadline_ns = 0;  // CLOCK_MONOTONIC
+  int signal = 0;
+  std::uint64_t slot = 0;
+  layout::Origin origin = layout::Origin::kTable;
+  double expiration_time() const;  // the deadline as wall-clock epoch seconds, as the reference reports it
+};
+
+// The reference's event names: "watchdog started", "watchdog stopped", "set timer",
+// "clear timer", "timer expired", "kill worker process". `event` is null for the first two.
+using EventCallback = std::function<void(std::string_view name, const TimerEvent* event)>;
+
+class MonotonicClock {
+ public:
+  virtual ~MonotonicClock() = default;
+  virtual std::uint64_t now_ns() = 0;
+};
+
+struct ServerOptions {
+  ScanPolicy policy;
+  // PyTorch 2.x: after killing a worker with signal > 0, send the same signal to this
+  // process (so an agent hosting the server dies and the job restarts). Off by default.
+  bool signal_self_after_reap = false;
+  // Signal processes of any uid (a root server for several users). Off: only processes
+  // of the server's own real uid are signalled (docs/security.md).
+  bool any_uid = false;
+  // How often slots of processes that exited (or whose pid was reused) are freed.
+  std::chrono::nanoseconds dead_owner_sweep_interval{std::chrono::seconds(1)};
+  EventCallback log_event;                     // may be empty
+  std::shared_ptr<MonotonicClock> clock;       // null: CLOCK_MONOTONIC
+  std::shared_ptr<ProcessControl> processes;   // null: LinuxProcessControl
+};
+
+struct RoundResult {
+  std::uint64_t expired = 0;        // expired timers looked at
+  std::uint64_t signalled = 0;      // processes signalled
+  std::uint64_t cleared = 0;        // timers cleared or slots freed
+  std::uint64_t next_deadline_ns = 0;  // nearest armed, unexpired deadline (0: none)
+};
+
+class Reaper;
+
+class TimerServer {
+ public:
+  // Takes the table's server lock; throws Error(kServerRunning) when a live server holds
+  // it. A dead server's lock is released by the kernel, so its table is taken over.
+  explicit TimerServer(std::shared_ptr<Table> table, ServerOptions options = {});
+  ~TimerServer();
+  TimerServer(const TimerServer&) = delete;
+  TimerServer& operator=(const TimerServer&) = delete;
+
+  void start();     // runs the watchdog thread
+  void stop();      // stops and joins it; idempotent
+  // One round now: everything pending, then scan and reap. For tests and tools.
+  RoundResult run_once();
+  // One round at a given monotonic time (deterministic tests).
+  RoundResult run_once_at(std::uint64_t now_ns);
+
+  // Epoch seconds of the last completed round, or now if none has run yet.
+  std::int64_t get_last_progress_time() const;
+  const std::shared_ptr<Table>& table() const { return table_; }
+
+ private:
+  void run_loop();
+  void write_heartbeat(std::uint64_t now_ns);
+
+  std::shared_ptr<Table> table_;
+  ServerOptions options_;
+  std::unique_ptr<Reaper> reaper_;
+  int lock_fd_ = -1;
+  std::atomic<std::int64_t> last_progress_epoch_s_{0};  // relaxed: a standalone value for readers
+  std::mutex mutex_;                // guards stop_requested_ for the sleeping thread
+  std::condition_variable wake_;
+  bool stop_requested_ = false;
+  std::thread thread_;
+};
+
+}  // namespace shmtimer

@@ -1,0 +1,56 @@
+// One watchdog round over the table: find expired timers, signal their owners with the
+// reference's rules, clear what was reaped, and free slots of processes that are gone.
+#pragma once
+
+#include <sys/types.h>
+
+#include <map>
+#include <optional>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "shmtimer/timer_server.hpp"
+#include "slot_ops.hpp"
+
+namespace shmtimer {
+
+class Reaper {
+ public:
+  Reaper(const Table& table, const ServerOptions& options, ProcessControl& processes);
+
+  RoundResult round(std::uint64_t now_ns);
+  // Sets the occupancy bit of every non-Free slot: after a server died between clearing
+  // a bit and re-checking its slot, a bit may be missing (see slot_ops.cpp).
+  void rebuild_occupancy();
+  // The signal of the last kill since the previous call (0: none), for the PyTorch 2.x
+  // option of signalling the server's own process after a reap.
+  int take_self_signal() { return std::exchange(self_signal_, 0); }
+
+ private:
+  // A process as the table knows it: pid plus start time, so two processes that had the
+  // same pid are two keys.
+  using ProcessKey = std::pair<pid_t, std::uint64_t>;
+  enum class Cleanup { kDisarm, kFree };
+
+  void scan(std::uint64_t now_ns, std::map<ProcessKey, std::vector<detail::SlotSnapshot>>& expired,
+            RoundResult& result);
+  // Applies the reference's rule to one process's expired timers; returns the cleanup to
+  // do, or nothing when the kill should be retried next round.
+  std::optional<Cleanup> reap_process(const ProcessKey& process, std::vector<detail::SlotSnapshot>& timers,
+                                      RoundResult& result);
+  std::uint64_t cleanup(const std::map<ProcessKey, Cleanup>& processes);
+  std::uint64_t sweep_gone_owners();
+  bool refuse_target(pid_t pid, int signal) const;  // logs why
+  void emit(std::string_view name, const detail::SlotSnapshot& timer) const;
+
+  const Table& table_;
+  const ServerOptions& options_;
+  ProcessControl& processes_;
+  pid_t self_pid_;
+  uid_t self_uid_;
+  std::uint64_t next_sweep_ns_ = 0;
+  int self_signal_ = 0;
+};
+
+}  // namespace shmtimer

@@ -1,0 +1,144 @@
+#include "shmtimer/timer_server.hpp"
+
+#include <fcntl.h>
+#include <spdlog/spdlog.h>
+#include <sys/file.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <csignal>
+
+#include "reaper.hpp"
+#include "shmtimer/clock.hpp"
+#include "shmtimer/error.hpp"
+#include "shmtimer/process_identity.hpp"
+
+namespace shmtimer {
+
+namespace {
+
+class SteadyMonotonicClock final : public MonotonicClock {
+ public:
+  std::uint64_t now_ns() override { return monotonic_now_ns(); }
+};
+
+std::int64_t epoch_now_s() {
+  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+// The server lock is an flock on a descriptor of its own: the kernel drops it when the
+// server dies, however it dies, so a dead server's table can be taken over at once.
+int take_server_lock(const Table& table) {
+  const int fd = ::open(table.path().c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+  if (fd < 0) throw_errno("cannot open " + table.path().string() + " for the server lock");
+  struct stat locked {}, mapped {};
+  if (::fstat(fd, &locked) != 0 || ::fstat(table.fd(), &mapped) != 0 || locked.st_ino != mapped.st_ino ||
+      locked.st_dev != mapped.st_dev) {
+    ::close(fd);
+    throw Error(ErrorCode::kUnsafeFile, "table " + table.path().string() + " was replaced after it was mapped");
+  }
+  if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    const int err = errno;
+    ::close(fd);
+    if (err != EWOULDBLOCK) throw Error(ErrorCode::kIo, "cannot lock " + table.path().string(), err);
+    throw Error(ErrorCode::kServerRunning,
+                "table " + table.path().string() + " is already served by a live server (pid " +
+                    std::to_string(table.header().server_pid.load(std::memory_order_relaxed)) + ")");
+  }
+  return fd;
+}
+
+}  // namespace
+
+double TimerEvent::expiration_time() const { return epoch_seconds_from_deadline(from_table_ns(deadline_ns)); }
+
+TimerServer::TimerServer(std::shared_ptr<Table> table, ServerOptions options)
+    : table_(std::move(table)), options_(std::move(options)) {
+  if (!table_ || table_->read_only()) throw Error(ErrorCode::kInvalidArgument, "TimerServer needs a writable table");
+  if (!options_.clock) options_.clock = std::make_shared<SteadyMonotonicClock>();
+  if (!options_.processes) options_.processes = std::make_shared<LinuxProcessControl>();
+  lock_fd_ = take_server_lock(*table_);
+  auto& header = table_->header();
+  const pid_t previous = header.server_pid.load(std::memory_order_relaxed);
+  if (previous != 0 && previous != ::getpid())
+    spdlog::warn("taking over table {} from server pid {}, which is gone", table_->path().string(), previous);
+  reaper_ = std::make_unique<Reaper>(*table_, options_, *options_.processes);
+  reaper_->rebuild_occupancy();
+  // Relaxed: liveness words are read one at a time by tools; the flock is the real guard.
+  header.server_start_time.store(current_start_time(), std::memory_order_relaxed);
+  header.server_pid.store(::getpid(), std::memory_order_relaxed);
+}
+
+TimerServer::~TimerServer() {
+  stop();
+  table_->header().server_pid.store(0, std::memory_order_relaxed);
+  ::close(lock_fd_);
+}
+
+void TimerServer::write_heartbeat(std::uint64_t now_ns) {
+  auto& header = table_->header();
+  header.heartbeat_mono_ns.store(now_ns, std::memory_order_relaxed);
+  header.heartbeat_count.fetch_add(1, std::memory_order_relaxed);
+}
+
+RoundResult TimerServer::run_once_at(std::uint64_t now_ns) {
+  write_heartbeat(now_ns);
+  const RoundResult result = reaper_->round(now_ns);
+  last_progress_epoch_s_.store(epoch_now_s(), std::memory_order_relaxed);
+  if (const int signal = reaper_->take_self_signal(); signal > 0 && options_.signal_self_after_reap) {
+    spdlog::warn("signalling the server's own process with {} after a reap (signal_self_after_reap)", signal);
+    ::kill(::getpid(), signal);
+  }
+  return result;
+}
+
+RoundResult TimerServer::run_once() { return run_once_at(options_.clock->now_ns()); }
+
+std::int64_t TimerServer::get_last_progress_time() const {
+  const std::int64_t last = last_progress_epoch_s_.load(std::memory_order_relaxed);
+  return last != 0 ? last : epoch_now_s();
+}
+
+void TimerServer::start() {
+  if (thread_.joinable()) return;
+  {
+    std::lock_guard lock(mutex_);
+    stop_requested_ = false;
+  }
+  thread_ = std::thread([this] { run_loop(); });
+}
+
+void TimerServer::stop() {
+  {
+    std::lock_guard lock(mutex_);
+    stop_requested_ = true;
+  }
+  wake_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+void TimerServer::run_loop() {
+  // The kernel may defer a timed wake-up by the thread's timer slack (50 us by default);
+  // 1 us keeps a sleep until a deadline close to the deadline.
+  ::prctl(PR_SET_TIMERSLACK, 1000UL, 0UL, 0UL, 0UL);
+  if (options_.log_event) options_.log_event("watchdog started", nullptr);
+  std::uint64_t spin_until_ns = 0;
+  const auto spin_ns = static_cast<std::uint64_t>(options_.policy.spin.count());
+  std::unique_lock lock(mutex_);
+  while (!stop_requested_) {
+    lock.unlock();
+    const RoundResult result = run_once();
+    const std::uint64_t now_ns = options_.clock->now_ns();
+    if (result.expired > 0) spin_until_ns = now_ns + spin_ns;
+    const IdleDecision idle = decide_idle(options_.policy, now_ns, result.next_deadline_ns, spin_until_ns);
+    lock.lock();
+    if (idle.spin) continue;
+    wake_.wait_for(lock, std::chrono::nanoseconds(idle.sleep_ns), [this] { return stop_requested_; });
+  }
+  lock.unlock();
+  if (options_.log_event) options_.log_event("watchdog stopped", nullptr);
+}
+
+}  // namespace shmtimer

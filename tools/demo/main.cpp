@@ -1,0 +1,99 @@
+// shmtimer-demo: two workers against a running shmtimerd. One overruns its timer and is
+// reaped; one releases in time and survives. Exits 0 when both happen as expected.
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <chrono>
+#include <cstdio>
+#include <thread>
+
+#include "shmtimer/error.hpp"
+#include "shmtimer/shm_timer_client.hpp"
+#include "shmtimer/table_reader.hpp"
+
+namespace {
+
+using namespace std::chrono_literals;
+
+void print_table(const shmtimer::TableReader& reader) {
+  const auto header = reader.header();
+  std::printf("table %s: capacity %llu, %llu used, server pid %d (%s), acquires %llu, releases %llu, reaps %llu\n",
+              header.path.c_str(), static_cast<unsigned long long>(header.capacity),
+              static_cast<unsigned long long>(header.used_slots), header.server_pid,
+              header.server_alive ? "alive" : "not running", static_cast<unsigned long long>(header.counters.acquires),
+              static_cast<unsigned long long>(header.counters.releases),
+              static_cast<unsigned long long>(header.counters.reaps));
+  for (const auto& row : reader.rows(true)) {
+    if (row.state == shmtimer::RowState::kFree) continue;
+    std::printf("  slot %-6llu pid %-7d %-6s %-28s remaining %8.1f ms  signal %d\n",
+                static_cast<unsigned long long>(row.slot), row.pid, shmtimer::to_string(row.state), row.scope.c_str(),
+                static_cast<double>(row.remaining_ns) / 1e6, row.signal);
+  }
+}
+
+// Runs `work` in a child process with its own client, and returns the child's pid.
+template <typename Work>
+pid_t spawn(const std::shared_ptr<shmtimer::Table>& table, Work work) {
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    try {
+      shmtimer::ShmTimerClient client(table);
+      work(client);
+      ::_exit(0);
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "worker %d: %s\n", ::getpid(), e.what());
+      ::_exit(1);
+    }
+  }
+  return pid;
+}
+
+std::string describe(int status) {
+  if (WIFSIGNALED(status)) return std::string("killed by signal ") + std::to_string(WTERMSIG(status));
+  return "exited with status " + std::to_string(WEXITSTATUS(status));
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string path = shmtimer::default_table_path().string();
+  CLI::App app{"shmtimer-demo: a hung worker is reaped, a punctual one survives (needs a running shmtimerd)"};
+  app.add_option("--table", path, "Table served by shmtimerd")->capture_default_str();
+  CLI11_PARSE(app, argc, argv);
+  try {
+    auto table = shmtimer::Table::open(path);
+    shmtimer::TableReader reader(table);
+    if (!reader.header().server_alive) {
+      std::fprintf(stderr, "no live shmtimerd serves %s; start it first\n", path.c_str());
+      return 2;
+    }
+    const pid_t hung = spawn(table, [](shmtimer::ShmTimerClient& client) {
+      shmtimer::Expires guard(300ms, "demo/hung-step", std::shared_ptr<shmtimer::TimerClient>(&client, [](auto*) {}));
+      std::this_thread::sleep_for(10s);  // a hang: the watchdog must end it
+    });
+    const pid_t punctual = spawn(table, [](shmtimer::ShmTimerClient& client) {
+      auto timer = client.timer("demo/punctual-step");
+      timer.arm_after(2s);
+      std::this_thread::sleep_for(100ms);
+      timer.disarm();
+    });
+    std::printf("started hung worker %d (timer 300 ms, hangs 10 s) and punctual worker %d (timer 2 s, works 100 ms)\n",
+                hung, punctual);
+    std::this_thread::sleep_for(50ms);
+    print_table(reader);
+    int hung_status = 0, punctual_status = 0;
+    ::waitpid(punctual, &punctual_status, 0);
+    ::waitpid(hung, &hung_status, 0);
+    std::printf("hung worker %d: %s\npunctual worker %d: %s\n", hung, describe(hung_status).c_str(), punctual,
+                describe(punctual_status).c_str());
+    print_table(reader);
+    const bool ok = WIFSIGNALED(hung_status) && WTERMSIG(hung_status) == SIGKILL && WIFEXITED(punctual_status) &&
+                    WEXITSTATUS(punctual_status) == 0;
+    std::printf("%s\n", ok ? "demo OK: the hung worker was reaped, the punctual one survived" : "demo FAILED");
+    return ok ? 0 : 1;
+  } catch (const shmtimer::Error& e) {
+    std::fprintf(stderr, "shmtimer-demo: %s\n", e.what());
+    return 2;
+  }
+}

@@ -1,0 +1,131 @@
+// shmtimerd: the watchdog daemon. Serves one table until SIGTERM or SIGINT.
+#include <spdlog/sinks/stdout_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include <CLI/CLI.hpp>
+#include <csignal>
+#include <nlohmann/json.hpp>
+
+#include "json_log_sink.hpp"
+#include "shmtimer/error.hpp"
+#include "shmtimer/table_reader.hpp"
+#include "shmtimer/timer_server.hpp"
+
+namespace {
+
+struct Flags {
+  std::string table;
+  std::uint64_t capacity = 65536;
+  double spin_us = 50;
+  double max_interval_ms = 10;
+  bool pure_spin = false;
+  std::string log_format = "text";
+  std::string log_level = "info";
+  bool signal_self = false;
+  bool any_uid = false;
+  double sweep_interval_ms = 1000;
+};
+
+void setup_logging(const Flags& flags) {
+  spdlog::sink_ptr sink;
+  if (flags.log_format == "json")
+    sink = std::make_shared<shmtimerd::JsonLogSink>();
+  else
+    sink = std::make_shared<spdlog::sinks::stderr_sink_mt>();
+  auto logger = std::make_shared<spdlog::logger>("shmtimerd", sink);
+  logger->set_level(spdlog::level::from_str(flags.log_level));
+  logger->flush_on(spdlog::level::trace);
+  spdlog::set_default_logger(logger);
+}
+
+// Events go to the log: the reaping ones at info, the per-request ones at debug.
+void log_event(std::string_view name, const shmtimer::TimerEvent* event) {
+  if (event == nullptr) {
+    spdlog::info("{}", name);
+    return;
+  }
+  const nlohmann::json data{{"pid", event->pid},       {"scope_id", event->scope},
+                            {"expiration_time", event->expiration_time()},
+                            {"signal", event->signal}, {"slot", event->slot},
+                            {"origin", event->origin == shmtimer::layout::Origin::kFifo ? "fifo" : "table"}};
+  const bool quiet = name == "set timer" || name == "clear timer";
+  spdlog::log(quiet ? spdlog::level::debug : spdlog::level::info, "{} {}", name,
+              data.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+}
+
+int serve(const Flags& flags) {
+  shmtimer::CreateOptions create;
+  create.capacity = flags.capacity;
+  auto table = shmtimer::Table::open_or_create(flags.table, create);
+  shmtimer::ServerOptions options;
+  options.policy.spin = std::chrono::nanoseconds(static_cast<std::int64_t>(flags.spin_us * 1e3));
+  options.policy.max_interval = std::chrono::nanoseconds(static_cast<std::int64_t>(flags.max_interval_ms * 1e6));
+  if (flags.pure_spin) options.policy = shmtimer::ScanPolicy::pure_spin();
+  options.signal_self_after_reap = flags.signal_self;
+  options.any_uid = flags.any_uid;
+  options.dead_owner_sweep_interval =
+      std::chrono::nanoseconds(static_cast<std::int64_t>(flags.sweep_interval_ms * 1e6));
+  options.log_event = log_event;
+
+  // Block the stop signals in every thread, then wait for them here: the watchdog thread
+  // never runs a handler, and shutdown is ordinary code.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGTERM);
+  sigaddset(&stop_signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+
+  shmtimer::TimerServer server(table, options);
+  spdlog::info("serving table {} (capacity {}, pid {})", table->path().string(), table->capacity(), ::getpid());
+  server.start();
+  int received = 0;
+  sigwait(&stop_signals, &received);
+  spdlog::info("received {}; stopping", received == SIGTERM ? "SIGTERM" : "SIGINT");
+  server.stop();
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Flags flags;
+  flags.table = shmtimer::default_table_path().string();
+  CLI::App app{"shmtimerd: per-host watchdog over a shared-memory timer table.\n"
+               "Signals worker processes whose timers expired (see docs/server.md)."};
+  app.set_version_flag("--version", std::string("shmtimerd ") + SHMTIMER_VERSION);
+  app.add_option("--table", flags.table, "Table file (default: $SHMTIMER_TABLE, else /dev/shm/shmtimer.<uid>.table)");
+  app.add_option("--capacity", flags.capacity, "Slots, when the table is created")
+      ->check(CLI::Range(std::uint64_t{1}, shmtimer::layout::kMaxCapacity))
+      ->capture_default_str();
+  app.add_option("--spin-us", flags.spin_us, "Spin window after a reap and before a deadline")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  app.add_option("--max-interval-ms", flags.max_interval_ms, "Longest sleep between scans")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  app.add_flag("--pure-spin", flags.pure_spin, "Never sleep (a core per server; lowest latency)");
+  app.add_option("--sweep-interval-ms", flags.sweep_interval_ms, "How often slots of exited processes are freed")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  app.add_option("--log-format", flags.log_format, "text or json (one object per line)")
+      ->check(CLI::IsMember({"text", "json"}))
+      ->capture_default_str();
+  app.add_option("--log-level", flags.log_level, "trace, debug, info, warn, error")
+      ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}))
+      ->capture_default_str();
+  app.add_flag("--signal-self-after-reap", flags.signal_self,
+               "PyTorch 2.x: after killing a worker, send the same signal to this daemon");
+  app.add_flag("--any-uid", flags.any_uid, "Signal processes of any user (root only; see docs/security.md)");
+  CLI11_PARSE(app, argc, argv);
+
+  setup_logging(flags);
+  try {
+    return serve(flags);
+  } catch (const shmtimer::Error& e) {
+    spdlog::critical("{}", e.what());
+    return e.code() == shmtimer::ErrorCode::kServerRunning ? 3 : 2;
+  } catch (const std::exception& e) {
+    spdlog::critical("{}", e.what());
+    return 2;
+  }
+}
