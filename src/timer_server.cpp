@@ -1,6 +1,7 @@
 #include "shmtimer/timer_server.hpp"
 
 #include <fcntl.h>
+#include <pthread.h>
 #include <spdlog/spdlog.h>
 #include <sys/file.h>
 #include <sys/prctl.h>
@@ -28,6 +29,35 @@ std::int64_t epoch_now_s() {
       .count();
 }
 
+// A forked child shares its parent's open file descriptions, and with them the flock:
+// a worker forked by a process that hosts a server would keep the table locked after the
+// server died. So every child closes the inherited lock descriptors at once. Slots hold
+// fd + 1 (0 = empty); relaxed is enough, the child handler runs single-threaded.
+constexpr int kMaxServersPerProcess = 64;
+std::atomic<int> g_lock_fds[kMaxServersPerProcess];
+
+void close_lock_fds_in_child() noexcept {
+  for (auto& slot : g_lock_fds)
+    if (const int fd_plus_one = slot.exchange(0, std::memory_order_relaxed); fd_plus_one > 0) ::close(fd_plus_one - 1);
+}
+
+void remember_lock_fd(int fd) {
+  static const bool registered = (::pthread_atfork(nullptr, nullptr, close_lock_fds_in_child), true);
+  (void)registered;
+  for (auto& slot : g_lock_fds) {
+    int empty = 0;
+    if (slot.compare_exchange_strong(empty, fd + 1, std::memory_order_relaxed)) return;
+  }
+  spdlog::warn("more than {} servers in one process: a forked child may keep a table locked", kMaxServersPerProcess);
+}
+
+void forget_lock_fd(int fd) {
+  for (auto& slot : g_lock_fds) {
+    int expected = fd + 1;
+    if (slot.compare_exchange_strong(expected, 0, std::memory_order_relaxed)) return;
+  }
+}
+
 // The server lock is an flock on a descriptor of its own: the kernel drops it when the
 // server dies, however it dies, so a dead server's table can be taken over at once.
 int take_server_lock(const Table& table) {
@@ -47,6 +77,7 @@ int take_server_lock(const Table& table) {
                 "table " + table.path().string() + " is already served by a live server (pid " +
                     std::to_string(table.header().server_pid.load(std::memory_order_relaxed)) + ")");
   }
+  remember_lock_fd(fd);
   return fd;
 }
 
@@ -74,6 +105,7 @@ TimerServer::TimerServer(std::shared_ptr<Table> table, ServerOptions options)
 TimerServer::~TimerServer() {
   stop();
   table_->header().server_pid.store(0, std::memory_order_relaxed);
+  forget_lock_fd(lock_fd_);
   ::close(lock_fd_);
 }
 

@@ -1,0 +1,265 @@
+// The shared-memory client: acquire/re-acquire/release, handles, guards, errors.
+#include <gtest/gtest.h>
+
+#include "shmtimer/error.hpp"
+#include "shmtimer/process_identity.hpp"
+#include "shmtimer/shm_timer_client.hpp"
+#include "shmtimer/table_reader.hpp"
+#include "slot_ops.hpp"
+#include "test_support.hpp"
+
+namespace shmtimer {
+namespace {
+
+using namespace std::chrono_literals;
+using testing::TempTable;
+
+// The armed or idle rows of this process, by scope.
+std::map<std::string, TimerRow> my_rows(const std::shared_ptr<Table>& table) {
+  std::map<std::string, TimerRow> rows;
+  for (auto& row : TableReader(table).rows(true))
+    if (row.pid == ::getpid() && row.state != RowState::kFree) rows.emplace(row.scope, row);
+  return rows;
+}
+
+Deadline at_ns(std::uint64_t ns) { return from_table_ns(ns); }
+
+TEST(ShmTimerClient, AcquireWritesTheSlot) {
+  TempTable t;
+  ShmTimerClient client(t.table, SIGTERM);
+  client.acquire("train.py#42", at_ns(123456789));
+  const auto rows = my_rows(t.table);
+  ASSERT_EQ(rows.size(), 1u);
+  const auto& row = rows.at("train.py#42");
+  EXPECT_EQ(row.state, RowState::kArmed);
+  EXPECT_EQ(row.deadline_ns, 123456789u);
+  EXPECT_EQ(row.signal, SIGTERM);
+  EXPECT_EQ(row.start_time, current_start_time());
+  EXPECT_TRUE(row.pid_alive);
+  EXPECT_EQ(row.origin, layout::Origin::kTable);
+}
+
+TEST(ShmTimerClient, ReacquireUpdatesTheSameSlotInPlace) {
+  TempTable t;
+  ShmTimerClient client(t.table);
+  client.acquire("scope", at_ns(1000));
+  const auto first = my_rows(t.table).at("scope").slot;
+  client.acquire("scope", at_ns(2000));
+  const auto rows = my_rows(t.table);
+  ASSERT_EQ(rows.size(), 1u);
+  EXPECT_EQ(rows.at("scope").slot, first);
+  EXPECT_EQ(rows.at("scope").deadline_ns, 2000u);  // only the newest deadline counts
+  EXPECT_EQ(rows.at("scope").acquires, 2u);
+}
+
+TEST(ShmTimerClient, ReleaseDisarmsAndKeepsTheSlotForReuse) {
+  TempTable t;
+  ShmTimerClient client(t.table);
+  client.acquire("scope", at_ns(1000));
+  client.release("scope");
+  auto rows = my_rows(t.table);
+  EXPECT_EQ(rows.at("scope").state, RowState::kIdle);
+  EXPECT_TRUE(TableReader(t.table).rows().empty());  // no armed timers
+  client.acquire("scope", at_ns(3000));
+  EXPECT_EQ(my_rows(t.table).at("scope").slot, rows.at("scope").slot);
+}
+
+TEST(ShmTimerClient, ReleasingAnUnknownScopeDoesNothing) {
+  TempTable t;
+  ShmTimerClient client(t.table);
+  EXPECT_NO_THROW(client.release("never-acquired"));
+  EXPECT_TRUE(my_rows(t.table).empty());
+}
+
+TEST(ShmTimerClient, ScopesAreDistinctKeys) {
+  TempTable t;
+  ShmTimerClient client(t.table);
+  client.acquire("a", at_ns(1));
+  client.acquire("b", at_ns(2));
+  client.acquire("", at_ns(3));
+  client.acquire(std::string("a\0b", 3), at_ns(4));
+  const auto rows = my_rows(t.table);
+  EXPECT_EQ(rows.size(), 4u);
+  EXPECT_EQ(rows.at("a").deadline_ns, 1u);
+  EXPECT_EQ(rows.at(std::string("a\0b", 3)).deadline_ns, 4u);
+}
+
+TEST(ShmTimerClient, ScopeOf256BytesFitsAnd257IsAnError) {
+  TempTable t;
+  ShmTimerClient client(t.table);
+  const std::string fits(256, 's');
+  client.acquire(fits, at_ns(5));
+  EXPECT_EQ(my_rows(t.table).at(fits).scope, fits);  // never truncated
+  try {
+    client.acquire(std::string(257, 's'), at_ns(5));
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kScopeTooLong);
+    EXPECT_NE(std::string(e.what()).find("257 bytes; the limit is 256"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(client.release(std::string(300, 'x')), Error);
+  EXPECT_EQ(my_rows(t.table).size(), 1u);
+}
+
+TEST(ShmTimerClient, FullTableIsAClearErrorAndCounted) {
+  TempTable t(4);
+  ShmTimerClient client(t.table);
+  for (int i = 0; i < 4; ++i) client.acquire("s" + std::to_string(i), at_ns(9));
+  try {
+    client.acquire("one-too-many", at_ns(9));
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kTableFull);
+    EXPECT_NE(std::string(e.what()).find("all 4 slots"), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(t.table->header().full_failures.load(), 1u);
+  client.acquire("s2", at_ns(10));  // existing scopes still work
+  EXPECT_EQ(my_rows(t.table).at("s2").deadline_ns, 10u);
+}
+
+TEST(ShmTimerClient, FullTableReclaimsSlotsOfDeadProcesses) {
+  TempTable t(4);
+  const pid_t child = testing::fork_child([&] {
+    ShmTimerClient client(t.table);
+    for (int i = 0; i < 4; ++i) client.acquire("child" + std::to_string(i), at_ns(1ULL << 62));
+  });
+  ASSERT_TRUE(testing::exited_ok(testing::wait_child(child)));
+  ShmTimerClient client(t.table);
+  EXPECT_NO_THROW(client.acquire("mine", at_ns(1)));
+  EXPECT_EQ(my_rows(t.table).size(), 1u);
+}
+
+TEST(ShmTimerClient, ForgetFreesTheSlot) {
+  TempTable t(2);
+  ShmTimerClient client(t.table);
+  client.acquire("a", at_ns(1));
+  client.acquire("b", at_ns(1));
+  EXPECT_TRUE(client.forget("a"));
+  EXPECT_FALSE(client.forget("a"));
+  client.acquire("c", at_ns(1));
+  EXPECT_EQ(my_rows(t.table).size(), 2u);
+  EXPECT_EQ(t.table->header().retired_acquires.load(), 1u);
+}
+
+TEST(ShmTimerClient, RejectsASignalAboveSigrtmaxAndAReadOnlyTable) {
+  TempTable t;
+  EXPECT_THROW(ShmTimerClient(t.table, SIGRTMAX + 1), Error);
+  OpenOptions ro;
+  ro.read_only = true;
+  EXPECT_THROW(ShmTimerClient(Table::open(t.file.path(), ro)), Error);
+  EXPECT_NO_THROW(ShmTimerClient(t.table, 0));   // signal 0: a timer that never kills
+  EXPECT_NO_THROW(ShmTimerClient(t.table, -1));
+}
+
+TEST(Timer, ArmAndDisarmWriteTheBoundSlot) {
+  TempTable t;
+  ShmTimerClient client(t.table, SIGUSR1);
+  auto timer = client.timer("hot-loop");
+  timer.arm(at_ns(777));
+  EXPECT_EQ(my_rows(t.table).at("hot-loop").deadline_ns, 777u);
+  EXPECT_EQ(my_rows(t.table).at("hot-loop").signal, SIGUSR1);
+  timer.disarm();
+  EXPECT_EQ(my_rows(t.table).at("hot-loop").state, RowState::kIdle);
+  // The handle and the scope API share the key.
+  client.acquire("hot-loop", at_ns(888));
+  EXPECT_EQ(my_rows(t.table).size(), 1u);
+  timer.disarm();
+  EXPECT_EQ(my_rows(t.table).at("hot-loop").state, RowState::kIdle);
+}
+
+TEST(Timer, AForkedChildGetsItsOwnSlot) {
+  TempTable t;
+  ShmTimerClient client(t.table);
+  auto timer = client.timer("forked");
+  timer.arm(at_ns(100));
+  const pid_t child = testing::fork_child([&] {
+    timer.disarm();  // the parent's timer, not the child's: must stay armed
+    timer.arm(at_ns(200));
+    client.acquire("child-only", at_ns(300));
+  });
+  ASSERT_TRUE(testing::exited_ok(testing::wait_child(child)));
+  std::map<pid_t, std::map<std::string, std::uint64_t>> by_pid;
+  for (auto& row : TableReader(t.table).rows(true))
+    if (row.state != RowState::kFree) by_pid[row.pid][row.scope] = row.deadline_ns;
+  EXPECT_EQ(by_pid[::getpid()].size(), 1u);
+  EXPECT_EQ(by_pid[::getpid()]["forked"], 100u);
+  EXPECT_EQ(by_pid[child]["forked"], 200u);
+  EXPECT_EQ(by_pid[child]["child-only"], 300u);
+}
+
+TEST(Expires, AcquiresForTheBlockAndReleasesAfter) {
+  TempTable t;
+  auto client = std::make_shared<ShmTimerClient>(t.table);
+  const auto before = monotonic_now_ns();
+  {
+    Expires guard(10s, "block", client);
+    const auto row = my_rows(t.table).at("block");
+    EXPECT_EQ(row.state, RowState::kArmed);
+    EXPECT_GE(row.deadline_ns, before + 10'000'000'000ULL);
+    EXPECT_LE(row.deadline_ns, monotonic_now_ns() + 10'000'000'000ULL);
+  }
+  EXPECT_EQ(my_rows(t.table).at("block").state, RowState::kIdle);
+}
+
+TEST(Expires, ReleasesWhenTheBlockThrows) {
+  TempTable t;
+  auto client = std::make_shared<ShmTimerClient>(t.table);
+  try {
+    Expires guard(10s, "throws", client);
+    throw std::runtime_error("boom");
+  } catch (const std::runtime_error&) {
+  }
+  EXPECT_EQ(my_rows(t.table).at("throws").state, RowState::kIdle);
+}
+
+void recurse(const std::shared_ptr<TimerClient>& client, int depth, std::vector<std::string>& scopes) {
+  Expires guard(std::chrono::seconds(depth + 1), {}, client);  // the default scope: this line
+  scopes.push_back(guard.scope());
+  if (depth > 0) recurse(client, depth - 1, scopes);
+}
+
+TEST(Expires, DefaultScopeIsFileAndLineAndRecursionReacquiresIt) {
+  TempTable t;
+  auto client = std::make_shared<ShmTimerClient>(t.table);
+  std::vector<std::string> scopes;
+  recurse(client, 3, scopes);
+  ASSERT_EQ(scopes.size(), 4u);
+  for (const auto& s : scopes) EXPECT_EQ(s, scopes[0]);
+  EXPECT_NE(scopes[0].find("client_test.cpp#"), std::string::npos) << scopes[0];
+  const auto rows = my_rows(t.table);
+  ASSERT_EQ(rows.size(), 1u);  // one key, re-acquired at each level
+  EXPECT_EQ(rows.at(scopes[0]).acquires, 4u);
+}
+
+TEST(Configure, ExpiresWithoutAClientIsAClearError) {
+  configure(nullptr);
+  try {
+    Expires guard(1s, "x");
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kNotConfigured);
+    EXPECT_NE(std::string(e.what()).find("configure"), std::string::npos);
+  }
+}
+
+TEST(Configure, ExpiresUsesTheConfiguredClient) {
+  TempTable t;
+  configure(std::make_shared<ShmTimerClient>(t.table));
+  { Expires guard(1s, "configured"); }
+  EXPECT_EQ(my_rows(t.table).count("configured"), 1u);
+  configure(nullptr);
+}
+
+TEST(SlotOps, LookupsFindKeysPlacedFarFromHome) {
+  // A tiny table at full load forces long probe sequences.
+  TempTable t(16);
+  ShmTimerClient client(t.table);
+  for (int i = 0; i < 16; ++i) client.acquire("k" + std::to_string(i), at_ns(static_cast<std::uint64_t>(i + 1)));
+  for (int i = 0; i < 16; ++i) client.acquire("k" + std::to_string(i), at_ns(static_cast<std::uint64_t>(i + 100)));
+  const auto rows = my_rows(t.table);
+  ASSERT_EQ(rows.size(), 16u);
+  for (int i = 0; i < 16; ++i) EXPECT_EQ(rows.at("k" + std::to_string(i)).deadline_ns, static_cast<std::uint64_t>(i + 100));
+}
+
+}  // namespace
+}  // namespace shmtimer

@@ -1,0 +1,462 @@
+// The watchdog's rules, against real child processes (signals seen through waitpid) and,
+// where the OS cannot be made to misbehave on demand, a scripted ProcessControl.
+#include <gtest/gtest.h>
+#include <spdlog/spdlog.h>
+
+#include <deque>
+#include <mutex>
+#include <tuple>
+
+#include "shmtimer/error.hpp"
+#include "shmtimer/process_identity.hpp"
+#include "shmtimer/shm_timer_client.hpp"
+#include "shmtimer/table_reader.hpp"
+#include "shmtimer/timer_server.hpp"
+#include "slot_ops.hpp"
+#include "test_support.hpp"
+
+namespace shmtimer {
+namespace {
+
+using namespace std::chrono_literals;
+using testing::TempTable;
+constexpr std::uint64_t kSecond = 1'000'000'000;
+
+struct Events {
+  std::mutex mutex;
+  std::vector<std::pair<std::string, TimerEvent>> seen;
+  EventCallback callback() {
+    return [this](std::string_view name, const TimerEvent* e) {
+      std::lock_guard lock(mutex);
+      seen.emplace_back(std::string(name), e ? *e : TimerEvent{});
+    };
+  }
+  std::vector<std::string> names() {
+    std::lock_guard lock(mutex);
+    std::vector<std::string> out;
+    for (auto& [n, e] : seen) out.push_back(n);
+    return out;
+  }
+  int count(const std::string& name) {
+    auto n = names();
+    return static_cast<int>(std::count(n.begin(), n.end(), name));
+  }
+};
+
+// A ProcessControl whose processes and answers the test decides.
+struct FakeProcesses final : ProcessControl {
+  std::map<pid_t, ProcessInfo> alive;
+  std::deque<SignalOutcome> scripted;
+  std::vector<std::tuple<pid_t, int, std::optional<uid_t>>> sends;
+  std::optional<ProcessInfo> inspect(pid_t pid) override {
+    auto it = alive.find(pid);
+    return it == alive.end() ? std::nullopt : std::optional(it->second);
+  }
+  SignalOutcome send(pid_t pid, std::uint64_t, int signal, std::optional<uid_t> uid, int& error) override {
+    sends.emplace_back(pid, signal, uid);
+    error = EPERM;
+    if (!scripted.empty()) {
+      auto outcome = scripted.front();
+      scripted.pop_front();
+      return outcome;
+    }
+    return alive.count(pid) ? SignalOutcome::kSent : SignalOutcome::kNoProcess;
+  }
+};
+
+// Writes a timer for an arbitrary (pid, start time) straight into the table, as a client
+// of that process would.
+std::uint64_t plant(const Table& table, pid_t pid, std::string_view scope, std::uint64_t deadline_ns, int signal,
+                    std::uint64_t start_time = 77) {
+  const detail::ScopeKey key(scope);
+  auto index = detail::insert_slot(table, {pid, start_time, signal, layout::Origin::kTable}, key);
+  EXPECT_TRUE(index.has_value());
+  detail::arm_slot(table.slot(*index), deadline_ns, signal);
+  return *index;
+}
+
+std::vector<TimerRow> rows_of(const std::shared_ptr<Table>& table, pid_t pid) {
+  std::vector<TimerRow> out;
+  for (auto& row : TableReader(table).rows(true))
+    if (row.pid == pid && row.state != RowState::kFree) out.push_back(row);
+  return out;
+}
+
+// A pipe the child writes one byte to when its timers are set.
+struct Ready {
+  int fds[2];
+  Ready() { EXPECT_EQ(::pipe(fds), 0); }
+  ~Ready() { ::close(fds[0]); ::close(fds[1]); }
+  void signal() { char c = 1; EXPECT_EQ(::write(fds[1], &c, 1), 1); }
+  void wait() { char c; EXPECT_EQ(::read(fds[0], &c, 1), 1); }
+};
+
+ServerOptions fake_options(const std::shared_ptr<FakeProcesses>& fake, Events* events = nullptr) {
+  ServerOptions options;
+  options.processes = fake;
+  if (events) options.log_event = events->callback();
+  return options;
+}
+
+TEST(TimerServer, OverrunningWorkerIsKilledBySigkill) {
+  TempTable t;
+  Events events;
+  ServerOptions options;
+  options.log_event = events.callback();
+  TimerServer server(t.table, options);
+  server.start();
+  const pid_t child = testing::fork_child([&] {
+    ShmTimerClient client(t.table);
+    client.acquire("overrun", SteadyClock::now() + 50ms);
+    std::this_thread::sleep_for(20s);
+  });
+  EXPECT_TRUE(testing::killed_by(testing::wait_child(child), SIGKILL));
+  server.stop();
+  EXPECT_EQ(t.table->header().reaps.load(), 1u);
+  EXPECT_EQ(events.count("watchdog started"), 1);
+  EXPECT_EQ(events.count("watchdog stopped"), 1);
+  EXPECT_GE(events.count("timer expired"), 1);
+  ASSERT_EQ(events.count("kill worker process"), 1);
+  for (auto& [name, e] : events.seen)
+    if (name == "kill worker process") {
+      EXPECT_EQ(e.pid, child);
+      EXPECT_EQ(e.scope, "overrun");
+      EXPECT_EQ(e.signal, SIGKILL);
+      EXPECT_NEAR(e.expiration_time(), static_cast<double>(std::time(nullptr)), 5.0);
+    }
+}
+
+TEST(TimerServer, PunctualWorkerSurvives) {
+  TempTable t;
+  TimerServer server(t.table);
+  server.start();
+  const pid_t child = testing::fork_child([&] {
+    ShmTimerClient client(t.table);
+    for (int i = 0; i < 5; ++i) {
+      Expires guard(500ms, "step", std::shared_ptr<TimerClient>(&client, [](auto*) {}));
+      std::this_thread::sleep_for(20ms);
+    }
+  });
+  EXPECT_TRUE(testing::exited_ok(testing::wait_child(child)));
+  server.stop();
+  EXPECT_EQ(t.table->header().reaps.load(), 0u);
+}
+
+TEST(TimerServer, SendsTheSignalOfTheEarliestExpiredTimerWithPositiveSignal) {
+  TempTable t;
+  Events events;
+  ServerOptions options;
+  options.log_event = events.callback();
+  TimerServer server(t.table, options);
+  Ready ready;
+  const auto base = SteadyClock::now();
+  const pid_t child = testing::fork_child([&] {
+    ShmTimerClient never(t.table, 0), term(t.table, SIGTERM), kill(t.table, SIGKILL);
+    kill.acquire("c-kill", base + 30ms);
+    never.acquire("a-never", base + 10ms);
+    term.acquire("b-term", base + 20ms);
+    ready.signal();
+    std::this_thread::sleep_for(20s);
+  });
+  ready.wait();
+  server.run_once_at(to_table_ns(base + 1s));
+  EXPECT_TRUE(testing::killed_by(testing::wait_child(child), SIGTERM));
+  // "timer expired" for each, in deadline order, then the kill for the SIGTERM one.
+  std::vector<std::string> expired;
+  for (auto& [name, e] : events.seen)
+    if (name == "timer expired") expired.push_back(e.scope);
+  EXPECT_EQ(expired, (std::vector<std::string>{"a-never", "b-term", "c-kill"}));
+  for (auto& [name, e] : events.seen)
+    if (name == "kill worker process") {
+      EXPECT_EQ(e.scope, "b-term");
+    }
+}
+
+TEST(TimerServer, SignalZeroOrNegativeNeverKillsButTheTimersAreCleared) {
+  TempTable t;
+  TimerServer server(t.table);
+  Ready ready, go;
+  const pid_t child = testing::fork_child([&] {
+    ShmTimerClient zero(t.table, 0), negative(t.table, -1);
+    zero.acquire("zero", SteadyClock::now());
+    negative.acquire("negative", SteadyClock::now());
+    ready.signal();
+    go.wait();
+  });
+  ready.wait();
+  server.run_once_at(monotonic_now_ns() + kSecond);
+  for (const auto& row : rows_of(t.table, child)) EXPECT_EQ(row.state, RowState::kIdle) << row.scope;
+  EXPECT_EQ(rows_of(t.table, child).size(), 2u);
+  go.signal();
+  EXPECT_TRUE(testing::exited_ok(testing::wait_child(child)));
+}
+
+TEST(TimerServer, ADeadProcessCountsAsReapedAndAllItsSlotsAreFreed) {
+  TempTable t;
+  ServerOptions options;
+  options.dead_owner_sweep_interval = std::chrono::hours(1);  // only the reap path frees here
+  TimerServer server(t.table, options);
+  server.run_once();  // the first round's sweep
+  const pid_t child = testing::fork_child([&] {
+    ShmTimerClient client(t.table);
+    client.acquire("expired", SteadyClock::now());
+    client.acquire("later", SteadyClock::now() + 1h);
+    client.acquire("idle", SteadyClock::now() + 1h);
+    client.release("idle");
+  });
+  ASSERT_TRUE(testing::exited_ok(testing::wait_child(child)));
+  ASSERT_EQ(rows_of(t.table, child).size(), 3u);
+  server.run_once();
+  EXPECT_TRUE(rows_of(t.table, child).empty());
+  EXPECT_EQ(t.table->header().reaps.load(), 0u);  // nothing was signalled
+}
+
+TEST(TimerServer, SlotsOfExitedProcessesAreFreedByTheSweep) {
+  TempTable t;
+  TimerServer server(t.table);
+  const pid_t child = testing::fork_child([&] {
+    ShmTimerClient client(t.table);
+    client.acquire("armed-not-expired", SteadyClock::now() + 1h);
+    client.acquire("idle", SteadyClock::now() + 1h);
+    client.release("idle");
+  });
+  ASSERT_TRUE(testing::exited_ok(testing::wait_child(child)));
+  // A claimant that died mid-claim leaves a Claiming slot with its pid.
+  auto& slot = t.table->slot(7);
+  slot.control.store(layout::Control::pack(layout::SlotState::kClaiming, 1, child));
+  detail::set_occupancy(*t.table, 7);
+  ASSERT_EQ(TableReader(t.table).header().used_slots, 3u);
+  server.run_once();
+  EXPECT_EQ(TableReader(t.table).header().used_slots, 0u);
+}
+
+TEST(TimerServer, AReapedProcessLosesAllItsTimersNotOnlyTheExpiredOnes) {
+  TempTable t;
+  auto fake = std::make_shared<FakeProcesses>();
+  fake->alive[4242] = {77, ::getuid(), false};
+  TimerServer server(t.table, fake_options(fake));
+  const auto now = monotonic_now_ns();
+  plant(*t.table, 4242, "expired", now - 1, SIGTERM);
+  plant(*t.table, 4242, "pending", now + 100 * kSecond, SIGKILL);
+  plant(*t.table, 5353, "other-process", now + 100 * kSecond, SIGKILL);
+  fake->alive[5353] = {77, ::getuid(), false};
+  server.run_once_at(now);
+  ASSERT_EQ(fake->sends.size(), 1u);
+  EXPECT_EQ(std::get<0>(fake->sends[0]), 4242);
+  EXPECT_EQ(std::get<1>(fake->sends[0]), SIGTERM);
+  for (const auto& row : rows_of(t.table, 4242)) EXPECT_EQ(row.state, RowState::kIdle) << row.scope;
+  EXPECT_EQ(rows_of(t.table, 5353).at(0).state, RowState::kArmed);
+}
+
+TEST(TimerServer, AFailedKillIsRetriedNextRound) {
+  TempTable t;
+  auto fake = std::make_shared<FakeProcesses>();
+  fake->alive[4242] = {77, ::getuid(), false};
+  fake->scripted = {SignalOutcome::kFailed};
+  TimerServer server(t.table, fake_options(fake));
+  const auto now = monotonic_now_ns();
+  plant(*t.table, 4242, "x", now - 1, SIGKILL);
+  server.run_once_at(now);
+  EXPECT_EQ(fake->sends.size(), 1u);
+  EXPECT_EQ(rows_of(t.table, 4242).at(0).state, RowState::kArmed);  // kept for the retry
+  server.run_once_at(now + 1);
+  EXPECT_EQ(fake->sends.size(), 2u);
+  EXPECT_EQ(rows_of(t.table, 4242).at(0).state, RowState::kIdle);
+  EXPECT_EQ(t.table->header().reaps.load(), 1u);
+}
+
+TEST(TimerServer, AReusedPidIsNeverSignalled) {
+  TempTable t;
+  TimerServer server(t.table);  // the real LinuxProcessControl
+  Ready ready, go;
+  const pid_t child = testing::fork_child([&] {
+    ShmTimerClient client(t.table);
+    client.acquire("x", SteadyClock::now());
+    ready.signal();
+    go.wait();
+  });
+  ready.wait();
+  // Make the slot's recorded identity that of an earlier process with this pid.
+  for (const auto& row : rows_of(t.table, child))
+    t.table->slot(row.slot).start_time.store(row.start_time - 1);
+  server.run_once_at(monotonic_now_ns() + kSecond);
+  EXPECT_TRUE(rows_of(t.table, child).empty());  // the stale timer is gone
+  EXPECT_EQ(t.table->header().reaps.load(), 0u);
+  go.signal();
+  EXPECT_TRUE(testing::exited_ok(testing::wait_child(child)));  // and the child was not signalled
+}
+
+TEST(TimerServer, BadTargetsAndSignalsAreRefused) {
+  TempTable t;
+  auto fake = std::make_shared<FakeProcesses>();
+  for (pid_t pid : {1, ::getpid(), 4001, 4002}) fake->alive[pid] = {77, ::getuid(), false};
+  TimerServer server(t.table, fake_options(fake));
+  const auto now = monotonic_now_ns();
+  plant(*t.table, 1, "init", now - 1, SIGKILL);
+  plant(*t.table, ::getpid(), "the-server", now - 1, SIGKILL, current_start_time());
+  plant(*t.table, 4001, "signal-65", now - 1, 65);
+  plant(*t.table, 4002, "signal-9999", now - 1, 9999);
+  // pid 0 and -1 would signal process groups: they must never reach kill().
+  const auto zero = plant(*t.table, 4003, "pid-0", now - 1, SIGKILL);
+  const auto minus = plant(*t.table, 4004, "pid-minus-1", now - 1, SIGKILL);
+  auto rewrite_pid = [&](std::uint64_t index, pid_t pid) {
+    auto c = layout::Control::unpack(t.table->slot(index).control.load());
+    t.table->slot(index).control.store(layout::Control::pack(c.state, c.generation, pid));
+  };
+  rewrite_pid(zero, 0);
+  rewrite_pid(minus, -1);
+  server.run_once_at(now);
+  EXPECT_TRUE(fake->sends.empty());
+  EXPECT_EQ(TableReader(t.table).rows().size(), 0u);  // nothing left armed to retry forever
+  EXPECT_EQ(t.table->header().reaps.load(), 0u);
+}
+
+TEST(TimerServer, SignalsOnlyTheServersOwnUidByDefault) {
+  TempTable t;
+  auto fake = std::make_shared<FakeProcesses>();
+  fake->alive[4242] = {77, ::getuid(), false};
+  {
+    TimerServer server(t.table, fake_options(fake));
+    plant(*t.table, 4242, "x", monotonic_now_ns() - 1, SIGKILL);
+    server.run_once();
+  }
+  ASSERT_EQ(fake->sends.size(), 1u);
+  EXPECT_EQ(std::get<2>(fake->sends[0]), std::optional<uid_t>(::getuid()));
+  auto options = fake_options(fake);
+  options.any_uid = true;
+  TimerServer server(t.table, options);
+  plant(*t.table, 4242, "y", monotonic_now_ns() - 1, SIGKILL);
+  server.run_once();
+  ASSERT_EQ(fake->sends.size(), 2u);
+  EXPECT_EQ(std::get<2>(fake->sends[1]), std::nullopt);
+}
+
+TEST(LinuxProcessControl, RefusesAnotherUidAndAStaleIdentity) {
+  Ready go;
+  const pid_t child = testing::fork_child([&] { go.wait(); });
+  LinuxProcessControl processes;
+  const auto info = processes.inspect(child);
+  ASSERT_TRUE(info.has_value());
+  int error = 0;
+  EXPECT_EQ(processes.send(child, info->start_time, SIGKILL, ::getuid() + 1, error), SignalOutcome::kNotPermitted);
+  EXPECT_EQ(processes.send(child, info->start_time + 1, SIGKILL, std::nullopt, error),
+            SignalOutcome::kIdentityMismatch);
+  EXPECT_EQ(processes.send(child, info->start_time, 0, ::getuid(), error), SignalOutcome::kSent);  // probe only
+  go.signal();
+  EXPECT_TRUE(testing::exited_ok(testing::wait_child(child)));
+  EXPECT_EQ(processes.send(child, info->start_time, SIGKILL, std::nullopt, error), SignalOutcome::kNoProcess);
+  EXPECT_EQ(processes.send(0, 0, SIGKILL, std::nullopt, error), SignalOutcome::kNoProcess);
+  EXPECT_EQ(processes.send(-1, 0, SIGKILL, std::nullopt, error), SignalOutcome::kNoProcess);
+}
+
+void run_server_that_reaps(const std::shared_ptr<Table>& table, bool signal_self) {
+  auto fake = std::make_shared<FakeProcesses>();
+  fake->alive[4242] = {77, ::getuid(), false};
+  auto options = fake_options(fake);
+  options.signal_self_after_reap = signal_self;
+  TimerServer server(table, options);
+  plant(*table, 4242, "x", monotonic_now_ns() - 1, SIGTERM);
+  server.run_once();
+}
+
+TEST(TimerServer, SignalsItsOwnProcessAfterAReapOnlyWhenAsked) {
+  TempTable t;
+  const pid_t with = testing::fork_child([&] { run_server_that_reaps(t.table, true); });
+  EXPECT_TRUE(testing::killed_by(testing::wait_child(with), SIGTERM));
+  TempTable u;
+  const pid_t without = testing::fork_child([&] { run_server_that_reaps(u.table, false); });
+  EXPECT_TRUE(testing::exited_ok(testing::wait_child(without)));
+}
+
+TEST(TimerServer, HeartbeatProgressAndServerPidAreWritten) {
+  TempTable t;
+  auto server = std::make_unique<TimerServer>(t.table);
+  const auto& h = t.table->header();
+  EXPECT_EQ(h.server_pid.load(), ::getpid());
+  EXPECT_NEAR(static_cast<double>(server->get_last_progress_time()), static_cast<double>(std::time(nullptr)), 2);
+  server->run_once_at(123);
+  server->run_once_at(456);
+  EXPECT_EQ(h.heartbeat_count.load(), 2u);
+  EXPECT_EQ(h.heartbeat_mono_ns.load(), 456u);
+  EXPECT_NEAR(static_cast<double>(server->get_last_progress_time()), static_cast<double>(std::time(nullptr)), 2);
+  EXPECT_TRUE(TableReader(t.table).header().server_alive);
+  server.reset();
+  EXPECT_EQ(h.server_pid.load(), 0);
+  EXPECT_FALSE(TableReader(t.table).header().server_alive);
+}
+
+TEST(TimerServer, ASecondServerOnALiveTableIsRefused) {
+  TempTable t;
+  TimerServer first(t.table);
+  try {
+    TimerServer second(Table::open(t.file.path()));
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kServerRunning);
+    EXPECT_NE(std::string(e.what()).find("pid " + std::to_string(::getpid())), std::string::npos) << e.what();
+  }
+}
+
+TEST(TimerServer, ADeadServersTableIsTakenOverWithItsTimers) {
+  TempTable t;
+  const pid_t dead_server = testing::fork_child([&] {
+    new TimerServer(Table::open(t.file.path()));  // never destroyed: dies holding the table
+    ShmTimerClient client(t.table);
+    ::_exit(0);
+  });
+  ASSERT_TRUE(testing::exited_ok(testing::wait_child(dead_server)));
+  EXPECT_EQ(t.table->header().server_pid.load(), dead_server);
+  // A worker armed a timer while no server ran.
+  Ready ready;
+  const pid_t worker = testing::fork_child([&] {
+    ShmTimerClient client(t.table);
+    client.acquire("while-down", SteadyClock::now() + 100ms);
+    ready.signal();
+    std::this_thread::sleep_for(20s);
+  });
+  ready.wait();
+  TimerServer server(t.table);
+  EXPECT_EQ(t.table->header().server_pid.load(), ::getpid());
+  server.start();
+  EXPECT_TRUE(testing::killed_by(testing::wait_child(worker), SIGKILL));
+}
+
+TEST(TimerServer, ARestartLosesNoTimer) {
+  TempTable t;
+  auto server = std::make_unique<TimerServer>(t.table);
+  Ready ready;
+  const pid_t worker = testing::fork_child([&] {
+    ShmTimerClient client(t.table);
+    client.acquire("survives-restart", SteadyClock::now() + 300ms);
+    ready.signal();
+    std::this_thread::sleep_for(20s);
+  });
+  ready.wait();
+  server->run_once();
+  server.reset();  // stop
+  ASSERT_EQ(rows_of(t.table, worker).size(), 1u);
+  TimerServer restarted(Table::open(t.file.path()));
+  restarted.start();
+  EXPECT_TRUE(testing::killed_by(testing::wait_child(worker), SIGKILL));
+}
+
+TEST(TimerServer, GarbageSlotsAreFreedWithoutSignallingAnyone) {
+  TempTable t;
+  auto fake = std::make_shared<FakeProcesses>();
+  fake->alive[4242] = {77, ::getuid(), false};
+  TimerServer server(t.table, fake_options(fake));
+  const auto index = plant(*t.table, 4242, "x", monotonic_now_ns() - 1, SIGKILL);
+  t.table->slot(index).scope_len.store(100000);
+  server.run_once();
+  EXPECT_TRUE(fake->sends.empty());
+  EXPECT_EQ(TableReader(t.table).header().used_slots, 0u);
+}
+
+}  // namespace
+}  // namespace shmtimer
+
+int main(int argc, char** argv) {
+  ::testing::InitGoogleTest(&argc, argv);
+  spdlog::set_level(spdlog::level::warn);
+  return RUN_ALL_TESTS();
+}

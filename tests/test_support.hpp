@@ -1,0 +1,78 @@
+// Helpers shared by the tests: a table file that removes itself, and child processes.
+#pragma once
+
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <functional>
+#include <random>
+#include <string>
+#include <thread>
+
+#include "shmtimer/table.hpp"
+
+namespace shmtimer::testing {
+
+// A unique path under /dev/shm, removed when the test ends.
+class TempPath {
+ public:
+  explicit TempPath(const std::string& stem = "shmtimer-test") {
+    static std::mt19937_64 rng(std::random_device{}());
+    path_ = std::filesystem::path("/dev/shm") /
+            (stem + "-" + std::to_string(::getpid()) + "-" + std::to_string(rng() % 1000000000) + ".table");
+  }
+  ~TempPath() {
+    std::error_code ignored;
+    std::filesystem::remove(path_, ignored);
+  }
+  const std::filesystem::path& path() const { return path_; }
+
+ private:
+  std::filesystem::path path_;
+};
+
+struct TempTable {
+  explicit TempTable(std::uint64_t capacity = 1024) {
+    CreateOptions options;
+    options.capacity = capacity;
+    table = Table::create(file.path(), options);
+  }
+  TempPath file;
+  std::shared_ptr<Table> table;
+};
+
+// Runs fn in a child process, which exits 0 when fn returns, 1 when it throws.
+inline pid_t fork_child(const std::function<void()>& fn) {
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    try {
+      fn();
+    } catch (...) {
+      ::_exit(1);
+    }
+    ::_exit(0);
+  }
+  return pid;
+}
+
+// waitpid with a timeout; kills the child with SIGKILL if it has not ended by then.
+inline int wait_child(pid_t pid, std::chrono::milliseconds timeout = std::chrono::seconds(10)) {
+  const auto until = std::chrono::steady_clock::now() + timeout;
+  int status = 0;
+  while (::waitpid(pid, &status, WNOHANG) == 0) {
+    if (std::chrono::steady_clock::now() > until) {
+      ::kill(pid, SIGKILL);
+      ::waitpid(pid, &status, 0);
+      return -1;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  return status;
+}
+
+inline bool killed_by(int status, int signal) { return status != -1 && WIFSIGNALED(status) && WTERMSIG(status) == signal; }
+inline bool exited_ok(int status) { return status != -1 && WIFEXITED(status) && WEXITSTATUS(status) == 0; }
+
+}  // namespace shmtimer::testing
