@@ -45,27 +45,20 @@ std::optional<ProcessStat> read_process_stat(pid_t pid) noexcept {
 
 namespace {
 
-SelfIdentity g_self{};
-
 void refresh_self() noexcept {
   const pid_t pid = ::getpid();
   const auto stat = read_process_stat(pid);
-  g_self.start_time.store(stat ? stat->start_time : 0, std::memory_order_relaxed);
-  g_self.pid.store(pid, std::memory_order_relaxed);
+  g_self_identity.start_time.store(stat ? stat->start_time : 0, std::memory_order_relaxed);
+  g_self_identity.pid.store(pid, std::memory_order_relaxed);
 }
-
-struct SelfInit {
-  SelfInit() {
-    refresh_self();
-    ::pthread_atfork(nullptr, nullptr, refresh_self);
-  }
-};
 
 }  // namespace
 
-const SelfIdentity& self_identity() noexcept {
-  static SelfInit init;  // thread-safe once; after that a plain load
-  return g_self;
+pid_t learn_self_identity() noexcept {
+  static const bool registered = (::pthread_atfork(nullptr, nullptr, refresh_self), true);
+  (void)registered;
+  refresh_self();
+  return g_self_identity.pid.load(std::memory_order_relaxed);
 }
 
 }  // namespace shmtimer

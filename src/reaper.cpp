@@ -54,26 +54,31 @@ void Reaper::scan(std::uint64_t now_ns, std::map<ProcessKey, std::vector<SlotSna
                   RoundResult& result) {
   SlotSnapshot snap;
   detail::for_each_occupied(table_, [&](std::uint64_t index) {
-    switch (detail::read_slot(table_, index, snap)) {
-      case detail::ReadResult::kNotReady:
-        if (detail::state_of(snap.control) == SlotState::kFree) detail::clear_occupancy_if_free(table_, index);
-        return;
-      case detail::ReadResult::kUnstable:
-        return;  // changing under us: next round
-      case detail::ReadResult::kReady:
-        break;
+    // The fast path reads two words of the slot's first line: most occupied slots are
+    // disarmed or not yet due, and need nothing more.
+    const auto& slot = table_.slot(index);
+    const std::uint64_t control = slot.control.load(std::memory_order_acquire);
+    const SlotState state = detail::state_of(control);
+    if (state == SlotState::kFree) {
+      detail::clear_occupancy_if_free(table_, index);
+      return;
     }
+    if (state != SlotState::kReady) return;  // Claiming: the sweep handles dead claimants
+    const std::uint64_t deadline = slot.deadline_ns.load(std::memory_order_acquire);
+    if (deadline == layout::kDisarmed) return;
+    if (deadline > now_ns) {
+      if (result.next_deadline_ns == 0 || deadline < result.next_deadline_ns) result.next_deadline_ns = deadline;
+      return;
+    }
+    // Due: take a consistent snapshot and check it before trusting any of it.
+    if (detail::read_slot(table_, index, snap) != detail::ReadResult::kReady) return;  // changed: next round
     if (snap.corrupt || snap.pid <= 0) {
       spdlog::warn("slot {} holds garbage (pid {}, origin or scope length out of range); freeing it", index, snap.pid);
       detail::free_slot(table_, index, snap.control);
       return;
     }
-    if (snap.deadline_ns == layout::kDisarmed) return;
-    if (snap.deadline_ns <= now_ns) {
+    if (snap.deadline_ns != layout::kDisarmed && snap.deadline_ns <= now_ns)
       expired[{snap.pid, snap.start_time}].push_back(snap);
-    } else if (result.next_deadline_ns == 0 || snap.deadline_ns < result.next_deadline_ns) {
-      result.next_deadline_ns = snap.deadline_ns;
-    }
   });
 }
 

@@ -6,6 +6,7 @@
 
 #include "shmtimer/error.hpp"
 #include "shmtimer/process_identity.hpp"
+#include "scope_cache.hpp"
 #include "slot_ops.hpp"
 
 namespace shmtimer {
@@ -65,15 +66,27 @@ ShmTimerClient::ShmTimerClient(std::shared_ptr<Table> table, int signal) : table
   insert_mutex();  // registers the fork handlers before any thread can fork
 }
 
+std::uint64_t ShmTimerClient::find_existing(std::string_view scope_id) const {
+  const pid_t pid = current_pid();
+  if (const auto index = detail::ScopeCache::find(*table_, pid, scope_id); index != detail::kNoSlot) [[likely]]
+    return index;
+  const detail::ScopeKey key(scope_id);
+  const auto index = detail::find_slot(*table_, pid, current_start_time(), key);
+  if (index != detail::kNoSlot) detail::ScopeCache::remember(*table_, index, scope_id);
+  return index;
+}
+
 layout::Slot& ShmTimerClient::slot_for(std::string_view scope_id) {
+  if (const auto index = find_existing(scope_id); index != detail::kNoSlot) [[likely]]
+    return table_->slot(index);
+
   const detail::ScopeKey key(scope_id);
   const pid_t pid = current_pid();
   const std::uint64_t start_time = current_start_time();
-  if (auto index = detail::find_slot(*table_, pid, start_time, key)) return table_->slot(*index);
-
   std::lock_guard lock(insert_mutex());
   // Again under the lock: a sibling thread may have claimed it since.
-  if (auto index = detail::find_slot(*table_, pid, start_time, key)) return table_->slot(*index);
+  if (const auto index = detail::find_slot(*table_, pid, start_time, key); index != detail::kNoSlot)
+    return table_->slot(index);
   const detail::NewKey owner{pid, start_time, signal_, layout::Origin::kTable};
   auto index = detail::insert_slot(*table_, owner, key);
   if (!index && reclaim_dead_owners(*table_) > 0) index = detail::insert_slot(*table_, owner, key);
@@ -86,18 +99,15 @@ void ShmTimerClient::acquire(std::string_view scope_id, Deadline deadline) {
 }
 
 void ShmTimerClient::release(std::string_view scope_id) {
-  const detail::ScopeKey key(scope_id);
-  if (auto index = detail::find_slot(*table_, current_pid(), current_start_time(), key))
-    detail::disarm_slot(table_->slot(*index));
+  if (const auto index = find_existing(scope_id); index != detail::kNoSlot) detail::disarm_slot(table_->slot(index));
 }
 
 bool ShmTimerClient::forget(std::string_view scope_id) {
   const detail::ScopeKey key(scope_id);
   std::lock_guard lock(insert_mutex());
-  auto index = detail::find_slot(*table_, current_pid(), current_start_time(), key);
-  if (!index) return false;
-  auto& slot = table_->slot(*index);
-  return detail::free_slot(*table_, *index, slot.control.load(std::memory_order_acquire));
+  const auto index = detail::find_slot(*table_, current_pid(), current_start_time(), key);
+  if (index == detail::kNoSlot) return false;
+  return detail::free_slot(*table_, index, table_->slot(index).control.load(std::memory_order_acquire));
 }
 
 Timer ShmTimerClient::timer(std::string_view scope_id) { return Timer(*this, std::string(scope_id)); }

@@ -17,33 +17,39 @@ constexpr std::uint64_t fmix64(std::uint64_t k) noexcept {
   return k;
 }
 
+__extension__ using u128 = unsigned __int128;
+
+// The folded 128-bit product: both halves of a*b, mixed.
+inline std::uint64_t mum(std::uint64_t a, std::uint64_t b) noexcept {
+  const u128 r = static_cast<u128>(a) * b;
+  return static_cast<std::uint64_t>(r) ^ static_cast<std::uint64_t>(r >> 64);
+}
+
 }  // namespace
 
-ScopeKey::ScopeKey(std::string_view scope) {
-  if (scope.size() > layout::kMaxScopeBytes)
+ScopeKey::ScopeKey(std::string_view scope) : bytes{scope.data(), static_cast<std::uint32_t>(scope.size())} {
+  if (scope.size() > layout::kMaxScopeBytes) [[unlikely]]
     throw Error(ErrorCode::kScopeTooLong, "scope is " + std::to_string(scope.size()) + " bytes; the limit is " +
                                               std::to_string(layout::kMaxScopeBytes) + " (scope begins '" +
                                               std::string(scope.substr(0, 40)) + "...')");
   len = static_cast<std::uint32_t>(scope.size());
   word_count = (len + 7) / 8;
-  if (word_count > 0) words[word_count - 1] = 0;  // zero padding past the last byte
-  if (len > 0) std::memcpy(words, scope.data(), len);
-  std::uint64_t h = 0x9e3779b97f4a7c15ULL ^ len;
-  for (std::uint32_t i = 0; i < word_count; ++i) {
-    h = (h ^ words[i]) * 0xbf58476d1ce4e5b9ULL;
-    h ^= h >> 31;
-  }
+  // 16 bytes per step through a 64x64->128 multiply (in the manner of wyhash): short
+  // scopes, the common case, hash in a few multiplies with no byte loop.
+  std::uint64_t h = 0x9e3779b97f4a7c15ULL ^ (std::uint64_t{len} * 0xa0761d6478bd642fULL);
+  std::uint32_t i = 0;
+  for (; i + 2 <= word_count; i += 2) h = mum(word(i) ^ 0xe7037ed1a0b428dbULL, word(i + 1) ^ h ^ 0x8ebc6af09c88c6e3ULL);
+  if (i < word_count) h = mum(word(i) ^ 0xe7037ed1a0b428dbULL, h ^ 0x589965cc75374cc3ULL);
   hash = fmix64(h);
 }
 
 std::uint64_t home_index(std::uint64_t scope_hash, pid_t pid, std::uint64_t capacity) noexcept {
   const std::uint64_t mixed = fmix64(scope_hash ^ (static_cast<std::uint64_t>(pid) * 0x9e3779b97f4a7c15ULL));
-  __extension__ using u128 = unsigned __int128;  // fast range reduction without a division
+  // Fast range reduction without a division.
   return static_cast<std::uint64_t>((static_cast<u128>(mixed) * capacity) >> 64);
 }
 
-std::optional<std::uint64_t> find_slot(const Table& table, pid_t pid, std::uint64_t start_time,
-                                       const ScopeKey& key) noexcept {
+std::uint64_t find_slot(const Table& table, pid_t pid, std::uint64_t start_time, const ScopeKey& key) noexcept {
   const std::uint64_t capacity = table.capacity();
   // Acquire pairs with the CAS-max in insert_slot; a stale value only sends a sibling
   // thread to the (locked, exhaustive) insert path, which finds the key there.
@@ -58,7 +64,7 @@ std::optional<std::uint64_t> find_slot(const Table& table, pid_t pid, std::uint6
     if (holds_key(s, control, pid, start_time, key)) return index;
     if (++index == capacity) index = 0;
   }
-  return std::nullopt;
+  return kNoSlot;
 }
 
 void set_occupancy(const Table& table, std::uint64_t index) noexcept {
@@ -80,44 +86,50 @@ void clear_occupancy_if_free(const Table& table, std::uint64_t index) noexcept {
     set_occupancy(table, index);
 }
 
+bool try_claim(const Table& table, std::uint64_t index, std::uint64_t distance, const NewKey& owner,
+               const ScopeKey& key) noexcept {
+  Slot& s = table.slot(index);
+  std::uint64_t seen = s.control.load(std::memory_order_relaxed);
+  if (state_of(seen) != SlotState::kFree) return false;
+  const std::uint32_t generation = (Control::unpack(seen).generation + 1) & layout::kMaxGeneration;
+  // seq_cst: takes the slot (only one claimant's CAS from this exact Free word wins) and
+  // is the claimant's half of the Dekker pair with clear_occupancy_if_free.
+  if (!s.control.compare_exchange_strong(seen, Control::pack(SlotState::kClaiming, generation, owner.pid),
+                                         std::memory_order_seq_cst, std::memory_order_relaxed))
+    return false;
+  set_occupancy(table, index);
+  // Release field writes (plain stores on x86): a seqlock reader that acquire-loads any
+  // of them then sees the Claiming word above when it re-checks control, so it never
+  // mixes these fields with the previous key's. (Release stores + acquire loads instead
+  // of fences, because ThreadSanitizer does not model fences.)
+  constexpr auto kField = std::memory_order_release;
+  s.deadline_ns.store(layout::kDisarmed, kField);
+  s.start_time.store(owner.start_time, kField);
+  s.scope_hash.store(key.hash, kField);
+  s.scope_len.store(key.len, kField);
+  s.signal.store(owner.signal, kField);
+  s.origin.store(static_cast<std::uint32_t>(owner.origin), kField);
+  s.acquires.store(0, kField);
+  s.releases.store(0, kField);
+  for (std::uint32_t i = 0; i < layout::kScopeWords; ++i)
+    s.scope_words[i].store(i < key.word_count ? key.word(i) : 0, kField);
+  // CAS-max, release: a lookup that acquire-loads the new max_probe may scan this far.
+  auto& max_probe = table.header().max_probe;
+  std::uint32_t current = max_probe.load(std::memory_order_relaxed);
+  while (current < distance && !max_probe.compare_exchange_weak(current, static_cast<std::uint32_t>(distance),
+                                                                std::memory_order_release,
+                                                                std::memory_order_relaxed)) {
+  }
+  // Release: publishes every field above to whoever acquire-loads this Ready word.
+  s.control.store(Control::pack(SlotState::kReady, generation, owner.pid), std::memory_order_release);
+  return true;
+}
+
 std::optional<std::uint64_t> insert_slot(const Table& table, const NewKey& owner, const ScopeKey& key) noexcept {
   const std::uint64_t capacity = table.capacity();
   std::uint64_t index = home_index(key.hash, owner.pid, capacity);
-  for (std::uint64_t d = 0; d < capacity; ++d, index = (index + 1 == capacity ? 0 : index + 1)) {
-    Slot& s = table.slot(index);
-    std::uint64_t seen = s.control.load(std::memory_order_relaxed);
-    if (state_of(seen) != SlotState::kFree) continue;
-    const std::uint32_t generation = (Control::unpack(seen).generation + 1) & layout::kMaxGeneration;
-    // seq_cst: takes the slot (only one claimant's CAS from this exact Free word wins) and
-    // is the claimant's half of the Dekker pair with clear_occupancy_if_free.
-    if (!s.control.compare_exchange_strong(seen, Control::pack(SlotState::kClaiming, generation, owner.pid),
-                                           std::memory_order_seq_cst, std::memory_order_relaxed))
-      continue;
-    // Release fence: a seqlock reader that reads any field written below, then issues its
-    // acquire fence, also sees the Claiming word above, so it notices the change.
-    std::atomic_thread_fence(std::memory_order_release);
-    set_occupancy(table, index);
-    // Relaxed field writes: no reader trusts them before the Ready publish below.
-    s.deadline_ns.store(layout::kDisarmed, std::memory_order_relaxed);
-    s.start_time.store(owner.start_time, std::memory_order_relaxed);
-    s.scope_hash.store(key.hash, std::memory_order_relaxed);
-    s.scope_len.store(key.len, std::memory_order_relaxed);
-    s.signal.store(owner.signal, std::memory_order_relaxed);
-    s.origin.store(static_cast<std::uint32_t>(owner.origin), std::memory_order_relaxed);
-    s.acquires.store(0, std::memory_order_relaxed);
-    s.releases.store(0, std::memory_order_relaxed);
-    for (std::uint32_t i = 0; i < layout::kScopeWords; ++i)
-      s.scope_words[i].store(i < key.word_count ? key.words[i] : 0, std::memory_order_relaxed);
-    // CAS-max, release: a lookup that acquire-loads the new max_probe may scan this far.
-    auto& max_probe = table.header().max_probe;
-    std::uint32_t current = max_probe.load(std::memory_order_relaxed);
-    while (current < d && !max_probe.compare_exchange_weak(current, static_cast<std::uint32_t>(d),
-                                                           std::memory_order_release, std::memory_order_relaxed)) {
-    }
-    // Release: publishes every field above to whoever acquire-loads this Ready word.
-    s.control.store(Control::pack(SlotState::kReady, generation, owner.pid), std::memory_order_release);
-    return index;
-  }
+  for (std::uint64_t d = 0; d < capacity; ++d, index = (index + 1 == capacity ? 0 : index + 1))
+    if (try_claim(table, index, d, owner, key)) return index;
   return std::nullopt;
 }
 
@@ -148,22 +160,23 @@ ReadResult read_slot(const Table& table, std::uint64_t index, SlotSnapshot& out,
     if (c.state != SlotState::kReady) return ReadResult::kNotReady;
     out.pid = c.pid;
     out.generation = c.generation;
-    // Acquire pairs with arm_slot's release store: the signal read after it is current.
-    out.deadline_ns = s.deadline_ns.load(std::memory_order_acquire);
-    out.signal = s.signal.load(std::memory_order_relaxed);
-    out.start_time = s.start_time.load(std::memory_order_relaxed);
-    const std::uint32_t origin = s.origin.load(std::memory_order_relaxed);
+    // Acquire loads (plain loads on x86). The deadline's pairs with arm_slot's release
+    // store, so the signal read after it is current. All of them pair with the claimant's
+    // release field writes: if any value below came from a newer claimant, the re-check
+    // of control at the end sees that claimant's Claiming word (or later) and retries.
+    constexpr auto kField = std::memory_order_acquire;
+    out.deadline_ns = s.deadline_ns.load(kField);
+    out.signal = s.signal.load(kField);
+    out.start_time = s.start_time.load(kField);
+    const std::uint32_t origin = s.origin.load(kField);
     out.origin = origin == 1 ? layout::Origin::kFifo : layout::Origin::kTable;
-    out.acquires = s.acquires.load(std::memory_order_relaxed);
-    out.releases = s.releases.load(std::memory_order_relaxed);
-    const std::uint32_t len = s.scope_len.load(std::memory_order_relaxed);
+    out.acquires = s.acquires.load(kField);
+    out.releases = s.releases.load(kField);
+    const std::uint32_t len = s.scope_len.load(kField);
     out.corrupt = len > layout::kMaxScopeBytes || origin > 1;
     const std::uint32_t safe_len = len > layout::kMaxScopeBytes ? 0 : len;
     std::uint64_t words[layout::kScopeWords];
-    for (std::uint32_t i = 0; i < (safe_len + 7) / 8; ++i) words[i] = s.scope_words[i].load(std::memory_order_relaxed);
-    // Acquire fence, then re-check: if any field above came from a newer claimant, the
-    // claimant's release fence makes its Claiming word visible to the load below.
-    std::atomic_thread_fence(std::memory_order_acquire);
+    for (std::uint32_t i = 0; i < (safe_len + 7) / 8; ++i) words[i] = s.scope_words[i].load(kField);
     if (s.control.load(std::memory_order_relaxed) != before) continue;
     out.scope.assign(reinterpret_cast<const char*>(words), safe_len);
     return ReadResult::kReady;

@@ -26,14 +26,53 @@ using layout::Control;
 using layout::Slot;
 using layout::SlotState;
 
-// A scope in the form slots store it: zero-padded words plus a hash.
+// A scope as slots store it: little-endian 8-byte words, zero past the last byte. The
+// words are computed from the caller's bytes on demand (no copy on the hot path).
 struct ScopeKey {
-  std::uint64_t words[layout::kScopeWords];
+  struct Words {
+    const char* data;
+    std::uint32_t len;
+
+    std::uint64_t word(std::uint32_t i) const noexcept {
+      const std::uint32_t offset = i * 8;
+      if (offset >= len) return 0;
+      const std::uint32_t n = len - offset;
+      if (n >= 8) {
+        std::uint64_t w;
+        std::memcpy(&w, data + offset, 8);
+        return w;
+      }
+      return tail_word(data + offset, n);
+    }
+    // The last eight bytes (len >= 8), unaligned to the word grid.
+    std::uint64_t last_word() const noexcept {
+      std::uint64_t w;
+      std::memcpy(&w, data + len - 8, 8);
+      return w;
+    }
+
+   private:
+    // The last 1..7 bytes as a zero-padded word, without reading past them: two loads
+    // that may overlap (the overlapping bytes are the same bytes, so OR is exact).
+    static std::uint64_t tail_word(const char* p, std::uint32_t n) noexcept {
+      if (n >= 4) {
+        std::uint32_t lo, hi;
+        std::memcpy(&lo, p, 4);
+        std::memcpy(&hi, p + n - 4, 4);
+        return std::uint64_t{lo} | (std::uint64_t{hi} << (8 * (n - 4)));
+      }
+      const auto byte = [p](std::uint32_t k) { return std::uint64_t{static_cast<unsigned char>(p[k])}; };
+      return byte(0) | (byte(n / 2) << (8 * (n / 2))) | (byte(n - 1) << (8 * (n - 1)));
+    }
+  };
+
+  Words bytes;
   std::uint32_t len = 0;
   std::uint32_t word_count = 0;
   std::uint64_t hash = 0;
 
   explicit ScopeKey(std::string_view scope);  // throws kScopeTooLong
+  std::uint64_t word(std::uint32_t i) const noexcept { return bytes.word(i); }
 };
 
 std::uint64_t home_index(std::uint64_t scope_hash, pid_t pid, std::uint64_t capacity) noexcept;
@@ -51,14 +90,16 @@ inline bool holds_key(const Slot& s, std::uint64_t control, pid_t pid, std::uint
       s.start_time.load(std::memory_order_relaxed) != start_time)
     return false;
   for (std::uint32_t i = 0; i < key.word_count; ++i)
-    if (s.scope_words[i].load(std::memory_order_relaxed) != key.words[i]) return false;
+    if (s.scope_words[i].load(std::memory_order_relaxed) != key.word(i)) return false;
   return true;
 }
 
 // Lock-free lookup: probes from the key's home slot as far as any key was ever placed.
-// No system call, no write.
-std::optional<std::uint64_t> find_slot(const Table& table, pid_t pid, std::uint64_t start_time,
-                                       const ScopeKey& key) noexcept;
+// No system call, no write. Returns kNoSlot when the key is not in the table (a sentinel,
+// not std::optional: GCC returns an optional through the stack with a byte store then a
+// word load, and that failed store forwarding cost more than the whole lookup).
+inline constexpr std::uint64_t kNoSlot = ~std::uint64_t{0};
+std::uint64_t find_slot(const Table& table, pid_t pid, std::uint64_t start_time, const ScopeKey& key) noexcept;
 
 struct NewKey {
   pid_t pid;
@@ -71,6 +112,11 @@ struct NewKey {
 // sure no other thread inserts the same (pid, key) at the same time (the client holds a
 // process-wide mutex; the server is one thread). Returns nullopt when no slot is free.
 std::optional<std::uint64_t> insert_slot(const Table& table, const NewKey& owner, const ScopeKey& key) noexcept;
+
+// Claims slot `index`, `distance` slots from the key's home, if it is Free; publishes the
+// key Ready and disarmed. insert_slot's step; benchmarks use it to fill a table in order.
+bool try_claim(const Table& table, std::uint64_t index, std::uint64_t distance, const NewKey& owner,
+               const ScopeKey& key) noexcept;
 
 // Frees the slot if its control word is still `expected` (Ready or Claiming); folds its
 // statistics into the header. Returns false when the slot changed meanwhile.

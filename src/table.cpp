@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstring>
 #include <thread>
@@ -115,7 +116,10 @@ Geometry validate_header(const void* page, std::size_t page_bytes, std::uint64_t
 }
 
 Table::Table(std::filesystem::path path, bip::file_mapping file, bool read_only)
-    : path_(std::move(path)), file_(std::move(file)), read_only_(read_only) {}
+    : path_(std::move(path)), file_(std::move(file)), read_only_(read_only) {
+  static std::atomic<std::uint64_t> next_id{1};
+  id_ = next_id.fetch_add(1, std::memory_order_relaxed);  // uniqueness only
+}
 
 int Table::fd() const { return file_.get_mapping_handle().handle; }
 

@@ -187,6 +187,52 @@ TEST(Timer, AForkedChildGetsItsOwnSlot) {
   EXPECT_EQ(by_pid[child]["child-only"], 300u);
 }
 
+TEST(ScopeCache, AForkedChildNeverWritesItsParentsCachedSlot) {
+  TempTable t;
+  ShmTimerClient client(t.table);
+  client.acquire("cached", at_ns(100));  // now in this thread's cache
+  client.acquire("cached", at_ns(101));
+  const pid_t child = testing::fork_child([&] {
+    client.acquire("cached", at_ns(200));
+    client.release("cached");
+    client.acquire("cached", at_ns(201));
+  });
+  ASSERT_TRUE(testing::exited_ok(testing::wait_child(child)));
+  std::map<pid_t, std::uint64_t> deadline_by_pid;
+  for (auto& row : TableReader(t.table).rows(true))
+    if (row.scope == "cached") deadline_by_pid[row.pid] = row.deadline_ns;
+  EXPECT_EQ(deadline_by_pid[::getpid()], 101u);
+  EXPECT_EQ(deadline_by_pid[child], 201u);
+}
+
+TEST(ScopeCache, AFreedAndReclaimedSlotIsNotMistakenForTheOldKey) {
+  TempTable t(1);  // one slot: the next key must reuse it
+  ShmTimerClient client(t.table);
+  client.acquire("first", at_ns(1));
+  ASSERT_TRUE(client.forget("first"));
+  client.acquire("second", at_ns(2));
+  client.release("first");  // a cached lookup of "first" must not touch "second"
+  EXPECT_EQ(my_rows(t.table).at("second").deadline_ns, 2u);
+  EXPECT_EQ(my_rows(t.table).count("first"), 0u);
+}
+
+TEST(ScopeCache, ScopesThatShareACacheSetStayDistinct) {
+  TempTable t;
+  ShmTimerClient client(t.table);
+  // Many scopes through a 4-entry cache, long and short, twice over.
+  for (int round = 0; round < 2; ++round)
+    for (int i = 0; i < 40; ++i) {
+      const std::string scope = (i % 2 ? std::string(60, 'L') : std::string("s")) + std::to_string(i);
+      client.acquire(scope, at_ns(static_cast<std::uint64_t>(1000 * round + i + 1)));
+    }
+  const auto rows = my_rows(t.table);
+  ASSERT_EQ(rows.size(), 40u);
+  for (int i = 0; i < 40; ++i) {
+    const std::string scope = (i % 2 ? std::string(60, 'L') : std::string("s")) + std::to_string(i);
+    EXPECT_EQ(rows.at(scope).deadline_ns, static_cast<std::uint64_t>(1000 + i + 1)) << scope;
+  }
+}
+
 TEST(Expires, AcquiresForTheBlockAndReleasesAfter) {
   TempTable t;
   auto client = std::make_shared<ShmTimerClient>(t.table);

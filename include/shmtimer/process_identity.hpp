@@ -20,17 +20,26 @@ struct ProcessStat {
 // so it is safe to call in a forked child of a multithreaded parent.
 std::optional<ProcessStat> read_process_stat(pid_t pid) noexcept;
 
-// The calling process's pid and start time, cached once and refreshed in the child after
+// The calling process's pid and start time, learned once and refreshed in the child after
 // fork() (pthread_atfork), so the hot path never makes a system call to learn them.
 struct SelfIdentity {
-  std::atomic<pid_t> pid;                  // relaxed: written only before threads exist in this process
-  std::atomic<std::uint64_t> start_time;   // (at startup, or in the single-threaded child after fork)
+  // Relaxed: refreshed only at first use (racing first users store the same values) and
+  // in the single-threaded child after fork. start_time is stored before pid, and pid != 0
+  // is what readers test, but a reader that saw pid without start_time would only miss a
+  // slot lookup; it cannot pick a wrong slot.
+  std::atomic<pid_t> pid;
+  std::atomic<std::uint64_t> start_time;
 };
-const SelfIdentity& self_identity() noexcept;
+inline constinit SelfIdentity g_self_identity{};  // zero until first use
+pid_t learn_self_identity() noexcept;            // fills it; returns the pid
 
-inline pid_t current_pid() noexcept { return self_identity().pid.load(std::memory_order_relaxed); }
+inline pid_t current_pid() noexcept {
+  const pid_t pid = g_self_identity.pid.load(std::memory_order_relaxed);
+  return pid != 0 ? pid : learn_self_identity();
+}
 inline std::uint64_t current_start_time() noexcept {
-  return self_identity().start_time.load(std::memory_order_relaxed);
+  if (g_self_identity.pid.load(std::memory_order_relaxed) == 0) learn_self_identity();
+  return g_self_identity.start_time.load(std::memory_order_relaxed);
 }
 
 }  // namespace shmtimer

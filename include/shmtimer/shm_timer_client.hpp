@@ -39,7 +39,8 @@ class ShmTimerClient final : public TimerClient {
 
  private:
   friend class Timer;
-  layout::Slot& slot_for(std::string_view scope_id);  // find, else claim
+  std::uint64_t find_existing(std::string_view scope_id) const;  // per-thread cache, then the table
+  layout::Slot& slot_for(std::string_view scope_id);              // find, else claim
 
   std::shared_ptr<Table> table_;
   int signal_;

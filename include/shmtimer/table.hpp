@@ -44,6 +44,8 @@ class Table {
   std::uint64_t capacity() const { return geometry_.capacity; }
   const layout::Geometry& geometry() const { return geometry_; }
   bool read_only() const { return read_only_; }
+  // Unique among the Tables this process has opened (never 0), for per-thread caches.
+  std::uint64_t id() const { return id_; }
   int fd() const;  // the descriptor that was mapped (for flock by the server)
 
   layout::TableHeader& header() const { return *header_; }
@@ -58,6 +60,7 @@ class Table {
   boost::interprocess::mapped_region region_;
   layout::Geometry geometry_{};
   bool read_only_ = false;
+  std::uint64_t id_;
   layout::TableHeader* header_ = nullptr;
   std::atomic<std::uint64_t>* bitmap_ = nullptr;
   layout::Slot* slots_ = nullptr;

@@ -1,0 +1,128 @@
+// The server: scan time against capacity and occupancy, expiry-to-signal latency under
+// each scan policy, and CPU use while idle.
+#include <benchmark/benchmark.h>
+#include <spdlog/spdlog.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+
+#include <random>
+#include <thread>
+
+#include "bench_support.hpp"
+#include "shmtimer/process_identity.hpp"
+#include "shmtimer/shm_timer_client.hpp"
+#include "shmtimer/timer_server.hpp"
+#include "slot_ops.hpp"
+
+namespace {
+
+using namespace std::chrono_literals;
+using shmtimer::bench::BenchTable;
+using shmtimer::bench::quantile;
+
+// Claims `count` slots spread evenly over the table, owned by this process, armed an hour
+// ahead (so a round scans them all and reaps none).
+void fill(const shmtimer::Table& table, std::uint64_t count) {
+  const std::uint64_t step = std::max<std::uint64_t>(1, table.capacity() / std::max<std::uint64_t>(count, 1));
+  const shmtimer::detail::NewKey owner{shmtimer::current_pid(), shmtimer::current_start_time(), SIGKILL,
+                                       shmtimer::layout::Origin::kTable};
+  const std::uint64_t deadline = shmtimer::monotonic_now_ns() + 3600ULL * 1'000'000'000ULL;
+  for (std::uint64_t n = 0, i = 0; n < count && i < table.capacity(); ++n, i += step) {
+    const shmtimer::detail::ScopeKey key("slot-" + std::to_string(i));
+    shmtimer::detail::try_claim(table, i, 0, owner, key);
+    shmtimer::detail::arm_slot(table.slot(i), deadline, SIGKILL);
+  }
+}
+
+// One server round over a table of range(0) slots, range(1) percent occupied.
+void BM_ScanRound(benchmark::State& state) {
+  const auto capacity = static_cast<std::uint64_t>(state.range(0));
+  const auto percent = static_cast<std::uint64_t>(state.range(1));
+  BenchTable t(capacity, "scan");
+  fill(*t.table(), capacity * percent / 100);
+  shmtimer::ServerOptions options;
+  options.dead_owner_sweep_interval = std::chrono::hours(24);  // measured apart below
+  shmtimer::TimerServer server(t.table(), options);
+  server.run_once();  // the first round includes the sweep
+  const std::uint64_t now = shmtimer::monotonic_now_ns();
+  for (auto _ : state) benchmark::DoNotOptimize(server.run_once_at(now));
+  state.counters["slots"] = static_cast<double>(capacity);
+  state.counters["occupied"] = static_cast<double>(capacity * percent / 100);
+}
+BENCHMARK(BM_ScanRound)
+    ->ArgsProduct({{1 << 10, 1 << 16, 1 << 20}, {1, 100}})
+    ->ArgNames({"capacity", "percent"})
+    ->Unit(benchmark::kMicrosecond);
+
+// Expiry to signal: a child arms a timer and hangs; the time from its deadline until
+// waitpid() sees it die. range(0): 0 = default policy, 1 = pure spin.
+void BM_ExpiryToSignal(benchmark::State& state) {
+  BenchTable t(4096, "latency");
+  shmtimer::ServerOptions options;
+  if (state.range(0) == 1) options.policy = shmtimer::ScanPolicy::pure_spin();
+  shmtimer::TimerServer server(t.table(), options);
+  server.start();
+  std::vector<double> latencies_us;
+  std::mt19937 rng(1);
+  for (auto _ : state) {
+    for (int sample = 0; sample < 60; ++sample) {
+      // Deadlines 20..40 ms out, so the server is asleep at a random phase when they fall.
+      const auto deadline = shmtimer::SteadyClock::now() + std::chrono::microseconds(20000 + rng() % 20000);
+      const pid_t child = ::fork();
+      if (child == 0) {
+        shmtimer::ShmTimerClient client(t.table());
+        client.acquire("hang", deadline);
+        ::pause();
+        ::_exit(0);
+      }
+      int status = 0;
+      ::waitpid(child, &status, 0);
+      const auto died = shmtimer::SteadyClock::now();
+      latencies_us.push_back(std::chrono::duration<double, std::micro>(died - deadline).count());
+    }
+  }
+  server.stop();
+  state.counters["p50_us"] = quantile(latencies_us, 0.5);
+  state.counters["p99_us"] = quantile(latencies_us, 0.99);
+  state.counters["max_us"] = quantile(latencies_us, 1.0);
+  state.SetLabel(state.range(0) == 1 ? "pure spin" : "default policy");
+}
+BENCHMARK(BM_ExpiryToSignal)->Arg(0)->Arg(1)->Iterations(1)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+// CPU used by a started server over 2 s of wall time, with range(0) live timers an hour
+// out, under the default policy. Reported as percent of one core.
+void BM_IdleCpu(benchmark::State& state) {
+  BenchTable t(1 << 16, "idle");
+  fill(*t.table(), static_cast<std::uint64_t>(state.range(0)));
+  double percent = 0;
+  for (auto _ : state) {
+    shmtimer::TimerServer server(t.table());
+    rusage before{}, after{};
+    ::getrusage(RUSAGE_SELF, &before);
+    const auto start = std::chrono::steady_clock::now();
+    server.start();
+    std::this_thread::sleep_for(2s);
+    server.stop();
+    ::getrusage(RUSAGE_SELF, &after);
+    const auto cpu = [](const rusage& r) {
+      return static_cast<double>(r.ru_utime.tv_sec + r.ru_stime.tv_sec) +
+             static_cast<double>(r.ru_utime.tv_usec + r.ru_stime.tv_usec) / 1e6;
+    };
+    const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    percent = 100.0 * (cpu(after) - cpu(before)) / wall;
+  }
+  state.counters["cpu_percent"] = percent;
+  state.counters["timers"] = static_cast<double>(state.range(0));
+}
+BENCHMARK(BM_IdleCpu)->Arg(0)->Arg(100)->Arg(10000)->Iterations(1)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  spdlog::set_level(spdlog::level::warn);
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}

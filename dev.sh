@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# The project's two quick-start commands, and a few more for developers.
+#   ./dev.sh demo    install what is missing, build, start shmtimerd and run the demo
+#   ./dev.sh test    install what is missing, build, run the whole test suite
+#                    (plus the TSan and ASan+UBSan builds; SHMTIMER_SANITIZERS=0 skips them)
+#   ./dev.sh bench   build and run the benchmarks, writing docs/benchmarks.md
+set -euo pipefail
+cd "$(dirname "$0")"
+
+BUILD_DEPS=(cmake ninja-build g++ libboost-dev nlohmann-json3-dev libcli11-dev libspdlog-dev libfmt-dev
+            libgtest-dev libbenchmark-dev)
+TEST_DEPS=(python3-torch pybind11-dev python3-pybind11 clang libclang-rt-14-dev gnuplot-nox util-linux)
+JOBS=$(nproc)
+
+install_missing() {
+  local missing=()
+  for pkg in "$@"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+  done
+  if ((${#missing[@]})); then
+    echo "== installing: ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  fi
+}
+
+build() {  # build DIR [cmake args...]
+  local dir=$1; shift
+  cmake -S . -B "$dir" -G Ninja -DSHMTIMER_WERROR=ON "$@" >/dev/null
+  cmake --build "$dir" -j"$JOBS"
+}
+
+run_ctest() {  # run_ctest DIR LABEL
+  echo "== tests: $2"
+  ctest --test-dir "$1" -j"$JOBS" --output-on-failure --timeout 300
+}
+
+demo() {
+  install_missing "${BUILD_DEPS[@]}"
+  build build
+  local table="/dev/shm/shmtimer-demo.$$.table"
+  ./build/tools/shmtimerd --table "$table" --capacity 4096 &
+  local daemon=$!
+  trap 'kill -TERM $daemon 2>/dev/null; wait $daemon 2>/dev/null; rm -f "$table"' EXIT
+  for _ in $(seq 100); do [[ -e $table ]] && break; sleep 0.05; done
+  sleep 0.2
+  ./build/tools/shmtimer-demo --table "$table"
+}
+
+test_all() {
+  install_missing "${BUILD_DEPS[@]}" "${TEST_DEPS[@]}"
+  build build
+  run_ctest build "release build"
+  if [[ ${SHMTIMER_SANITIZERS:-1} != 0 ]]; then
+    build build-tsan -DSHMTIMER_SANITIZE=thread -DSHMTIMER_BUILD_BENCH=OFF
+    TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" run_ctest build-tsan "ThreadSanitizer"
+    build build-asan -DSHMTIMER_SANITIZE=address -DSHMTIMER_BUILD_BENCH=OFF
+    ASAN_OPTIONS="detect_leaks=1" UBSAN_OPTIONS="print_stacktrace=1" run_ctest build-asan "AddressSanitizer+UBSan"
+  fi
+}
+
+bench() {
+  install_missing "${BUILD_DEPS[@]}" "${TEST_DEPS[@]}"
+  build build -DCMAKE_BUILD_TYPE=Release
+  ./bench/run.sh build
+}
+
+case "${1:-}" in
+  demo) demo ;;
+  test) test_all ;;
+  bench) bench ;;
+  *) sed -n '2,7p' "$0"; exit 1 ;;
+esac

@@ -1,0 +1,87 @@
+// A per-thread memo of recent scope lookups, so the scope-string API skips hashing and
+// probing for the scopes a thread uses over and over (an expires() in a training loop).
+//
+// An entry is trusted only while the slot's control word still equals the one cached:
+// the key of a Ready slot is immutable until its control word changes (free and
+// re-claim bump the generation), and the word holds the owner pid, so an entry made
+// before fork() never matches in the child. A stale entry is a miss, never a wrong slot.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <string_view>
+
+#include "slot_ops.hpp"
+
+namespace shmtimer::detail {
+
+class ScopeCache {
+ public:
+  // The slot that holds (pid, scope) in `table`, if this thread looked it up recently.
+  static std::uint64_t find(const Table& table, pid_t pid, std::string_view scope) noexcept {
+    const Entry& e = entries_[set_of(scope)];
+    if (e.table_id != table.id() || e.len != scope.size() || layout::Control::unpack(e.control).pid != pid)
+      return kNoSlot;
+    const layout::Slot& slot = table.slot(e.index);
+    // Acquire, as for any lookup: pairs with the claimant's release publish, so the scope
+    // words compared below are that key's, and unchanged while control is.
+    if (slot.control.load(std::memory_order_acquire) != e.control) return kNoSlot;
+    // Short scopes compare against the entry's copy (one line this thread owns), longer
+    // ones against the slot itself, which keeps the whole cache small enough for the
+    // static TLS surplus that a dlopen()ed library (the Python module) may use.
+    const auto len = static_cast<std::uint32_t>(e.len);
+    const ScopeKey::Words words{scope.data(), len};
+    const std::uint32_t word_count = (len + 7) / 8;
+    if (word_count <= kCachedWords) {
+      for (std::uint32_t i = 0; i < word_count; ++i)
+        if (e.words[i] != words.word(i)) return kNoSlot;
+    } else {
+      for (std::uint32_t i = 0; i < word_count; ++i)
+        if (slot.scope_words[i].load(std::memory_order_relaxed) != words.word(i)) return kNoSlot;
+    }
+    return e.index;
+  }
+
+  static void remember(const Table& table, std::uint64_t index, std::string_view scope) noexcept {
+    Entry& e = entries_[set_of(scope)];
+    e.table_id = table.id();
+    e.index = index;
+    e.control = table.slot(index).control.load(std::memory_order_acquire);
+    e.len = scope.size();
+    const ScopeKey::Words words{scope.data(), static_cast<std::uint32_t>(e.len)};
+    for (std::uint32_t i = 0; i < kCachedWords; ++i) e.words[i] = words.word(i);
+  }
+
+ private:
+  static constexpr std::size_t kEntries = 4;      // direct-mapped: a few hot scopes per thread
+  static constexpr std::uint32_t kCachedWords = 6;  // scopes up to 48 bytes are kept here
+
+  // Trivial (no member initializers), so the thread_local needs no per-access init
+  // check; thread storage starts zeroed, and table_id 0 means empty (ids start at 1).
+  struct Entry {
+    std::uint64_t table_id;
+    std::uint64_t index;
+    std::uint64_t control;
+    std::uint64_t len;
+    std::uint64_t words[kCachedWords];
+  };
+  static_assert(sizeof(Entry) == 80);
+
+  // Mixes the length and the first and last eight bytes: scopes like "f.py#12" and
+  // "f.py#13" differ only at the end.
+  static std::size_t set_of(std::string_view scope) noexcept {
+    const auto len = static_cast<std::uint32_t>(scope.size());
+    const ScopeKey::Words words{scope.data(), len};
+    const std::uint64_t mix = words.word(0) ^ (len > 8 ? words.last_word() : 0) ^ len;
+    return static_cast<std::size_t>((mix * 0x9e3779b97f4a7c15ULL) >> 62);
+  }
+
+  // initial-exec: a direct %fs-relative access instead of a __tls_get_addr call, which
+  // -fPIC code would otherwise make on every lookup. 320 bytes in all.
+  __attribute__((tls_model("initial-exec"))) static thread_local Entry entries_[kEntries];
+};
+
+inline thread_local ScopeCache::Entry ScopeCache::entries_[ScopeCache::kEntries];
+
+}  // namespace shmtimer::detail
