@@ -11,6 +11,11 @@ constexpr std::uint64_t kMs = 1'000'000;
 
 ScanPolicy policy() { return {50us, 10ms}; }
 
+TEST(ScanPolicy, DefaultsMatchTheDocumentation) {
+  EXPECT_EQ(ScanPolicy{}.spin, 50us);
+  EXPECT_EQ(ScanPolicy{}.max_interval, 100ms);
+}
+
 TEST(ScanPolicy, IdleTableSleepsTheMaximumInterval) {
   const auto d = decide_idle(policy(), 1000 * kMs, 0, 0);
   EXPECT_FALSE(d.spin);

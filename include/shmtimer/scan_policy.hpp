@@ -12,11 +12,13 @@ struct ScanPolicy {
   // timers (a burst often brings more), and as the lead before a known deadline (sleep
   // until deadline - spin, then spin, which beats the kernel's wake-up jitter).
   std::chrono::nanoseconds spin{std::chrono::microseconds(50)};
-  // The longest sleep. A timer armed while the server sleeps is first seen when it wakes,
-  // so a timeout shorter than this may be reaped up to this late; longer ones are not.
-  std::chrono::nanoseconds max_interval{std::chrono::milliseconds(10)};
+  // The longest sleep. A timer armed while the server sleeps is first seen when it wakes:
+  // a timeout longer than this is seen before it falls due and reaped within the spin
+  // precision; a shorter one may be reaped up to (max_interval - timeout) late. 100 ms
+  // is torchrun's own max_interval, and keeps an idle server near 10 wake-ups a second.
+  std::chrono::nanoseconds max_interval{std::chrono::milliseconds(100)};
 
-  static ScanPolicy pure_spin() { return {std::chrono::nanoseconds::max(), std::chrono::milliseconds(10)}; }
+  static ScanPolicy pure_spin() { return {std::chrono::nanoseconds::max(), std::chrono::milliseconds(100)}; }
 };
 
 struct IdleDecision {

@@ -17,7 +17,7 @@ struct Flags {
   std::string table;
   std::uint64_t capacity = 65536;
   double spin_us = 50;
-  double max_interval_ms = 10;
+  double max_interval_ms = 100;
   bool pure_spin = false;
   std::string log_format = "text";
   std::string log_level = "info";
