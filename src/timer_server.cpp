@@ -3,6 +3,8 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <spdlog/spdlog.h>
+#include <poll.h>
+#include <sys/eventfd.h>
 #include <sys/file.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
@@ -91,6 +93,11 @@ TimerServer::TimerServer(std::shared_ptr<Table> table, ServerOptions options)
   if (!options_.clock) options_.clock = std::make_shared<SteadyMonotonicClock>();
   if (!options_.processes) options_.processes = std::make_shared<LinuxProcessControl>();
   lock_fd_ = take_server_lock(*table_);
+  stop_fd_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (stop_fd_ < 0) {
+    ::close(lock_fd_);
+    throw_errno("eventfd");
+  }
   auto& header = table_->header();
   const pid_t previous = header.server_pid.load(std::memory_order_relaxed);
   if (previous != 0 && previous != ::getpid())
@@ -107,6 +114,7 @@ TimerServer::~TimerServer() {
   table_->header().server_pid.store(0, std::memory_order_relaxed);
   forget_lock_fd(lock_fd_);
   ::close(lock_fd_);
+  ::close(stop_fd_);
 }
 
 void TimerServer::write_heartbeat(std::uint64_t now_ns) {
@@ -115,8 +123,17 @@ void TimerServer::write_heartbeat(std::uint64_t now_ns) {
   header.heartbeat_count.fetch_add(1, std::memory_order_relaxed);
 }
 
+void TimerServer::add_source(std::shared_ptr<RequestSource> source) { sources_.push_back(std::move(source)); }
+
+bool TimerServer::drain_sources() {
+  bool more = false;
+  for (const auto& source : sources_) more = source->drain().more_pending || more;
+  return more;
+}
+
 RoundResult TimerServer::run_once_at(std::uint64_t now_ns) {
   write_heartbeat(now_ns);
+  sources_pending_ = drain_sources();
   const RoundResult result = reaper_->round(now_ns);
   last_progress_epoch_s_.store(epoch_now_s(), std::memory_order_relaxed);
   if (const int signal = reaper_->take_self_signal(); signal > 0 && options_.signal_self_after_reap) {
@@ -135,20 +152,30 @@ std::int64_t TimerServer::get_last_progress_time() const {
 
 void TimerServer::start() {
   if (thread_.joinable()) return;
-  {
-    std::lock_guard lock(mutex_);
-    stop_requested_ = false;
-  }
+  stop_requested_.store(false, std::memory_order_relaxed);
   thread_ = std::thread([this] { run_loop(); });
 }
 
 void TimerServer::stop() {
-  {
-    std::lock_guard lock(mutex_);
-    stop_requested_ = true;
+  stop_requested_.store(true, std::memory_order_release);
+  const std::uint64_t one = 1;
+  if (::write(stop_fd_, &one, sizeof one) < 0) {
+    // The counter cannot overflow at one write per stop(); nothing to do.
   }
-  wake_.notify_all();
   if (thread_.joinable()) thread_.join();
+  std::uint64_t drained;
+  while (::read(stop_fd_, &drained, sizeof drained) > 0) {
+  }
+}
+
+void TimerServer::wait(std::uint64_t sleep_ns) {
+  std::vector<pollfd> fds{{stop_fd_, POLLIN, 0}};
+  for (const auto& source : sources_)
+    if (source->poll_fd() >= 0) fds.push_back({source->poll_fd(), POLLIN, 0});
+  // ppoll, for a nanosecond timeout (poll's is in milliseconds).
+  const timespec timeout{static_cast<time_t>(sleep_ns / 1'000'000'000),
+                         static_cast<long>(sleep_ns % 1'000'000'000)};
+  ::ppoll(fds.data(), fds.size(), &timeout, nullptr);
 }
 
 void TimerServer::run_loop() {
@@ -158,18 +185,14 @@ void TimerServer::run_loop() {
   if (options_.log_event) options_.log_event("watchdog started", nullptr);
   std::uint64_t spin_until_ns = 0;
   const auto spin_ns = static_cast<std::uint64_t>(options_.policy.spin.count());
-  std::unique_lock lock(mutex_);
-  while (!stop_requested_) {
-    lock.unlock();
+  while (!stop_requested_.load(std::memory_order_acquire)) {
     const RoundResult result = run_once();
     const std::uint64_t now_ns = options_.clock->now_ns();
     if (result.expired > 0) spin_until_ns = now_ns + spin_ns;
+    if (sources_pending_) continue;  // a flood: read on at once, reaping between chunks
     const IdleDecision idle = decide_idle(options_.policy, now_ns, result.next_deadline_ns, spin_until_ns);
-    lock.lock();
-    if (idle.spin) continue;
-    wake_.wait_for(lock, std::chrono::nanoseconds(idle.sleep_ns), [this] { return stop_requested_; });
+    if (!idle.spin) wait(idle.sleep_ns);
   }
-  lock.unlock();
   if (options_.log_event) options_.log_event("watchdog stopped", nullptr);
 }
 

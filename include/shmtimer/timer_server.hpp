@@ -5,14 +5,13 @@
 #include <sys/types.h>
 
 #include <atomic>
-#include <condition_variable>
 #include <cstdint>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <string_view>
 #include <thread>
+#include <vector>
 
 #include "shmtimer/process_control.hpp"
 #include "shmtimer/scan_policy.hpp"
@@ -65,6 +64,20 @@ struct RoundResult {
 
 class Reaper;
 
+// Something besides the table that brings timer requests (the FIFO shim). The server
+// drains every source at the start of each round, and wakes early when one is readable.
+struct DrainResult {
+  std::uint64_t requests = 0;  // requests applied
+  bool more_pending = false;   // stopped at its budget: drain again without sleeping
+};
+
+class RequestSource {
+ public:
+  virtual ~RequestSource() = default;
+  virtual int poll_fd() const = 0;  // readable when requests are pending
+  virtual DrainResult drain() = 0;  // applies pending requests to the table; never blocks
+};
+
 class TimerServer {
  public:
   // Takes the table's server lock; throws Error(kServerRunning) when a live server holds
@@ -73,6 +86,10 @@ class TimerServer {
   ~TimerServer();
   TimerServer(const TimerServer&) = delete;
   TimerServer& operator=(const TimerServer&) = delete;
+
+  // Adds a source of requests (e.g. a FifoShim) drained at the start of every round.
+  // Call before start().
+  void add_source(std::shared_ptr<RequestSource> source);
 
   void start();     // runs the watchdog thread
   void stop();      // stops and joins it; idempotent
@@ -88,15 +105,21 @@ class TimerServer {
  private:
   void run_loop();
   void write_heartbeat(std::uint64_t now_ns);
+  bool drain_sources();  // true when a source has more pending
+  // Sleeps up to sleep_ns, waking early for stop() or a readable source.
+  void wait(std::uint64_t sleep_ns);
 
   std::shared_ptr<Table> table_;
   ServerOptions options_;
   std::unique_ptr<Reaper> reaper_;
   int lock_fd_ = -1;
   std::atomic<std::int64_t> last_progress_epoch_s_{0};  // relaxed: a standalone value for readers
-  std::mutex mutex_;                // guards stop_requested_ for the sleeping thread
-  std::condition_variable wake_;
-  bool stop_requested_ = false;
+  std::vector<std::shared_ptr<RequestSource>> sources_;
+  bool sources_pending_ = false;
+  // stop(): set the flag (release), then write the eventfd the sleeping thread polls;
+  // the thread reads the flag (acquire) after every wake-up.
+  std::atomic<bool> stop_requested_{false};
+  int stop_fd_ = -1;
   std::thread thread_;
 };
 

@@ -4,9 +4,11 @@
 
 #include <CLI/CLI.hpp>
 #include <csignal>
+#include <cstdlib>
 #include <nlohmann/json.hpp>
 
 #include "json_log_sink.hpp"
+#include "shmtimer/fifo_shim.hpp"
 #include "shmtimer/error.hpp"
 #include "shmtimer/table_reader.hpp"
 #include "shmtimer/timer_server.hpp"
@@ -15,6 +17,7 @@ namespace {
 
 struct Flags {
   std::string table;
+  std::string fifo;
   std::uint64_t capacity = 65536;
   double spin_us = 50;
   double max_interval_ms = 100;
@@ -76,6 +79,8 @@ int serve(const Flags& flags) {
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
 
   shmtimer::TimerServer server(table, options);
+  if (!flags.fifo.empty())
+    server.add_source(std::make_shared<shmtimer::FifoShim>(table, flags.fifo, options.log_event));
   spdlog::info("serving table {} (capacity {}, pid {})", table->path().string(), table->capacity(), ::getpid());
   server.start();
   int received = 0;
@@ -94,6 +99,9 @@ int main(int argc, char** argv) {
                "Signals worker processes whose timers expired (see docs/server.md)."};
   app.set_version_flag("--version", std::string("shmtimerd ") + SHMTIMER_VERSION);
   app.add_option("--table", flags.table, "Table file (default: $SHMTIMER_TABLE, else /dev/shm/shmtimer.<uid>.table)");
+  if (const char* env = std::getenv("TORCHELASTIC_TIMER_FILE"); env != nullptr) flags.fifo = env;
+  app.add_option("--fifo", flags.fifo,
+                 "Also serve PyTorch's FileTimer protocol on this FIFO (default: $TORCHELASTIC_TIMER_FILE if set)");
   app.add_option("--capacity", flags.capacity, "Slots, when the table is created")
       ->check(CLI::Range(std::uint64_t{1}, shmtimer::layout::kMaxCapacity))
       ->capture_default_str();

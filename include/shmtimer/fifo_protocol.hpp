@@ -1,0 +1,69 @@
+// The PyTorch FileTimer wire protocol: one JSON object per line on a named FIFO.
+//   {"version": 1, "pid": 123, "scope_id": "train.py#42", "expiration_time": 1764081234.56, "signal": 9}
+// Acquire carries the wall-clock deadline (epoch seconds); release carries -1 and signal 0.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <string_view>
+#include <variant>
+
+namespace shmtimer::fifo {
+
+// A line, without its newline, may be at most this long: writes up to PIPE_BUF bytes are
+// atomic on a pipe, so longer lines could interleave with other clients' lines.
+inline constexpr std::size_t kMaxLineBytes = 4096;  // PIPE_BUF on Linux
+inline constexpr int kProtocolVersion = 1;
+
+struct Request {
+  pid_t pid = 0;
+  std::string scope_id;
+  double expiration_time = 0;  // epoch seconds; negative: release
+  int signal = 0;
+  bool is_release() const { return expiration_time < 0; }
+};
+
+// The exact bytes PyTorch's FileTimerClient writes for this request, newline included:
+// json.dumps key order and separators, ensure_ascii escapes, Python's float repr, and a
+// release's expiration_time as the integer -1. Throws Error(kInvalidArgument) for a scope
+// that is not valid UTF-8 (Python strings cannot hold one).
+std::string format_request(const Request& request);
+std::string format_acquire(pid_t pid, std::string_view scope_id, double expiration_time, int signal);
+std::string format_release(pid_t pid, std::string_view scope_id);
+
+// Python's repr() of a double (shortest round-trip digits, ".0" on integral values,
+// exponent form outside 1e-4 <= |x| < 1e16).
+std::string python_float_repr(double value);
+
+// Parses and validates one line. On failure, the string says what is wrong (wrong type,
+// missing field, pid <= 0, signal out of range, scope too long, bad JSON, ...).
+std::variant<Request, std::string> parse_request(std::string_view line);
+
+// Reassembles lines from arbitrary chunks of a byte stream. A line longer than
+// kMaxLineBytes is dropped whole (reported once), and the lines around it are kept.
+class LineAssembler {
+ public:
+  using LineHandler = std::function<void(std::string_view line)>;
+  using OverlongHandler = std::function<void(std::size_t bytes_dropped)>;
+
+  LineAssembler(LineHandler on_line, OverlongHandler on_overlong)
+      : on_line_(std::move(on_line)), on_overlong_(std::move(on_overlong)) {}
+
+  void feed(std::string_view chunk);
+  std::size_t buffered() const { return partial_.size(); }
+
+ private:
+  void emit_partial_as_line();
+
+  LineHandler on_line_;
+  OverlongHandler on_overlong_;
+  std::string partial_;
+  bool discarding_ = false;      // inside an overlong line: drop until its newline
+  std::size_t discarded_ = 0;
+};
+
+}  // namespace shmtimer::fifo

@@ -1,0 +1,62 @@
+// The server side of PyTorch's FileTimer protocol: a FIFO whose JSON lines become timers
+// in the same table the shared-memory clients write. TimerServer drains it every round.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+
+#include "shmtimer/fifo_protocol.hpp"
+#include "shmtimer/table.hpp"
+#include "shmtimer/timer_server.hpp"
+
+namespace shmtimer {
+
+struct FifoShimOptions {
+  mode_t mode = 0600;  // the reference uses 0666 & ~umask; workers run as the server's user
+  // Bytes read per drain before the round goes on to scan and reap: a flood of requests
+  // never starves the watchdog (the rest is read in the next round, at once).
+  std::size_t max_bytes_per_drain = 1 << 20;
+};
+
+class FifoShim final : public RequestSource {
+ public:
+  // Creates the FIFO at `path` (refusing a regular file, a directory or a symlink there;
+  // an old FIFO is replaced, as the reference does) and opens it without blocking.
+  FifoShim(std::shared_ptr<Table> table, std::filesystem::path path, EventCallback log_event = {},
+           FifoShimOptions options = {});
+  ~FifoShim() override;  // closes and removes the FIFO
+  FifoShim(const FifoShim&) = delete;
+  FifoShim& operator=(const FifoShim&) = delete;
+
+  int poll_fd() const override { return read_fd_; }
+  DrainResult drain() override;
+
+  // Valid requests applied so far (the reference's _request_count); also counted in the
+  // table header's fifo_requests.
+  std::uint64_t request_count() const { return request_count_; }
+  std::uint64_t malformed_count() const { return malformed_count_; }
+  const std::filesystem::path& path() const { return path_; }
+
+ private:
+  void on_line(std::string_view line);
+  void apply(const fifo::Request& request);
+  void acquire(const fifo::Request& request, std::uint64_t start_time);
+  void release(const fifo::Request& request, std::uint64_t start_time);
+  void emit(std::string_view name, const fifo::Request& request, std::uint64_t slot) const;
+
+  std::shared_ptr<Table> table_;
+  std::filesystem::path path_;
+  EventCallback log_event_;
+  FifoShimOptions options_;
+  int read_fd_ = -1;
+  int keepalive_fd_ = -1;  // our own writer, so the reader never sees end-of-file
+  ino_t inode_ = 0;
+  fifo::LineAssembler lines_;
+  std::uint64_t request_count_ = 0;
+  std::uint64_t malformed_count_ = 0;
+};
+
+}  // namespace shmtimer

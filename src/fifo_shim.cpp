@@ -1,0 +1,165 @@
+#include "shmtimer/fifo_shim.hpp"
+
+#include <fcntl.h>
+#include <spdlog/spdlog.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+
+#include "shmtimer/clock.hpp"
+#include "shmtimer/error.hpp"
+#include "shmtimer/process_identity.hpp"
+#include "slot_ops.hpp"
+
+namespace shmtimer {
+
+namespace {
+
+// The reference removes whatever is at the path and makes a new FIFO. shmtimerd replaces
+// only an old FIFO: deleting a regular file, or following a symlink, at a path someone
+// else chose is how a watchdog gets turned against its user's files.
+void make_fifo(const std::filesystem::path& path, mode_t mode) {
+  struct stat st {};
+  if (::lstat(path.c_str(), &st) == 0) {
+    if (!S_ISFIFO(st.st_mode))
+      throw Error(ErrorCode::kUnsafeFile, "cannot create the FIFO " + path.string() + ": a " +
+                                              (S_ISLNK(st.st_mode)   ? "symlink"
+                                               : S_ISREG(st.st_mode) ? "regular file"
+                                               : S_ISDIR(st.st_mode) ? "directory"
+                                                                     : "non-FIFO file") +
+                                              " is in the way; remove it or choose another path");
+    if (st.st_uid != ::geteuid())
+      throw Error(ErrorCode::kUnsafeFile, "cannot reuse the FIFO " + path.string() + ": it belongs to uid " +
+                                              std::to_string(st.st_uid));
+    if (::unlink(path.c_str()) != 0) throw_errno("cannot remove the old FIFO " + path.string());
+  }
+  if (::mkfifo(path.c_str(), mode) != 0) throw_errno("cannot create the FIFO " + path.string());
+  if (::chmod(path.c_str(), mode) != 0) throw_errno("cannot set the mode of " + path.string());
+}
+
+}  // namespace
+
+FifoShim::FifoShim(std::shared_ptr<Table> table, std::filesystem::path path, EventCallback log_event,
+                   FifoShimOptions options)
+    : table_(std::move(table)),
+      path_(std::move(path)),
+      log_event_(std::move(log_event)),
+      options_(options),
+      lines_([this](std::string_view line) { on_line(line); },
+             [this](std::size_t bytes) {
+               ++malformed_count_;
+               spdlog::warn("FIFO {}: dropped a request line of {} bytes, longer than PIPE_BUF ({})",
+                            path_.string(), bytes, fifo::kMaxLineBytes);
+             }) {
+  make_fifo(path_, options_.mode);
+  // Non-blocking: the reference blocks here until the first client opens the FIFO; a
+  // watchdog must not.
+  read_fd_ = ::open(path_.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+  if (read_fd_ < 0) throw_errno("cannot open the FIFO " + path_.string());
+  keepalive_fd_ = ::open(path_.c_str(), O_WRONLY | O_NONBLOCK | O_CLOEXEC);
+  struct stat st {};
+  if (keepalive_fd_ < 0 || ::fstat(read_fd_, &st) != 0 || !S_ISFIFO(st.st_mode)) {
+    ::close(read_fd_);
+    if (keepalive_fd_ >= 0) ::close(keepalive_fd_);
+    throw Error(ErrorCode::kUnsafeFile, "the FIFO " + path_.string() + " changed while it was being opened");
+  }
+  inode_ = st.st_ino;
+  spdlog::info("serving the FileTimer protocol on FIFO {}", path_.string());
+}
+
+FifoShim::~FifoShim() {
+  ::close(keepalive_fd_);
+  ::close(read_fd_);
+  // Remove it only if it is still ours, as the reference removes its FIFO on stop.
+  struct stat st {};
+  if (::lstat(path_.c_str(), &st) == 0 && S_ISFIFO(st.st_mode) && st.st_ino == inode_) ::unlink(path_.c_str());
+}
+
+DrainResult FifoShim::drain() {
+  const std::uint64_t before = request_count_;
+  std::size_t read_bytes = 0;
+  char buf[65536];
+  while (read_bytes < options_.max_bytes_per_drain) {
+    const ssize_t n = ::read(read_fd_, buf, sizeof buf);
+    if (n > 0) {
+      read_bytes += static_cast<std::size_t>(n);
+      lines_.feed(std::string_view(buf, static_cast<std::size_t>(n)));
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && errno != EAGAIN) spdlog::error("reading the FIFO {}: {}", path_.string(), std::strerror(errno));
+    return {request_count_ - before, false};  // EAGAIN: drained
+  }
+  return {request_count_ - before, true};
+}
+
+void FifoShim::on_line(std::string_view line) {
+  auto parsed = fifo::parse_request(line);
+  if (auto* problem = std::get_if<std::string>(&parsed)) {
+    ++malformed_count_;
+    spdlog::warn("FIFO {}: skipped a malformed request ({}): {:.200}", path_.string(), *problem, line);
+    return;
+  }
+  apply(std::get<fifo::Request>(parsed));
+}
+
+void FifoShim::apply(const fifo::Request& request) {
+  ++request_count_;
+  table_->header().fifo_requests.fetch_add(1, std::memory_order_relaxed);  // statistics
+  // The timer is keyed by the process's identity at receipt, as a table client records
+  // its own; a request from a process that is gone is dropped.
+  const auto stat = read_process_stat(request.pid);
+  if (!stat || stat->is_zombie()) {
+    spdlog::info("FIFO request from pid {} (scope '{}') ignored: no such process", request.pid, request.scope_id);
+    return;
+  }
+  if (request.is_release())
+    release(request, stat->start_time);
+  else
+    acquire(request, stat->start_time);
+}
+
+void FifoShim::acquire(const fifo::Request& request, std::uint64_t start_time) {
+  const detail::ScopeKey key(request.scope_id);
+  std::uint64_t index = detail::find_slot(*table_, request.pid, start_time, key);
+  if (index == detail::kNoSlot) {
+    const auto inserted =
+        detail::insert_slot(*table_, {request.pid, start_time, request.signal, layout::Origin::kFifo}, key);
+    if (!inserted) {
+      table_->header().full_failures.fetch_add(1, std::memory_order_relaxed);
+      spdlog::error("FIFO request from pid {} (scope '{}') dropped: the table is full ({} slots)", request.pid,
+                    request.scope_id, table_->capacity());
+      return;
+    }
+    index = *inserted;
+  }
+  detail::arm_slot(table_->slot(index), to_table_ns(deadline_from_epoch_seconds(request.expiration_time)),
+                   request.signal);
+  emit("set timer", request, index);
+}
+
+void FifoShim::release(const fifo::Request& request, std::uint64_t start_time) {
+  const detail::ScopeKey key(request.scope_id);
+  const std::uint64_t index = detail::find_slot(*table_, request.pid, start_time, key);
+  if (index == detail::kNoSlot) return;  // releasing an unknown scope does nothing
+  auto& slot = table_->slot(index);
+  detail::disarm_slot(slot);
+  // Only the shim writes FIFO-origin slots, so it can give them back at once.
+  if (slot.origin.load(std::memory_order_relaxed) == static_cast<std::uint32_t>(layout::Origin::kFifo))
+    detail::free_slot(*table_, index, slot.control.load(std::memory_order_acquire));
+  emit("clear timer", request, index);
+}
+
+void FifoShim::emit(std::string_view name, const fifo::Request& request, std::uint64_t slot) const {
+  if (!log_event_) return;
+  TimerEvent event{request.pid,
+                   request.scope_id,
+                   request.is_release() ? 0 : to_table_ns(deadline_from_epoch_seconds(request.expiration_time)),
+                   request.signal,
+                   slot,
+                   layout::Origin::kFifo};
+  log_event_(name, &event);
+}
+
+}  // namespace shmtimer

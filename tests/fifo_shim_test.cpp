@@ -1,0 +1,286 @@
+// The FIFO shim inside the server, with the C++ FifoTimerClient and raw writes.
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <spdlog/spdlog.h>
+#include <sys/stat.h>
+
+#include <fstream>
+
+#include "shmtimer/error.hpp"
+#include "shmtimer/fifo_shim.hpp"
+#include "shmtimer/fifo_timer_client.hpp"
+#include "shmtimer/table_reader.hpp"
+#include "test_support.hpp"
+
+namespace shmtimer {
+namespace {
+
+using namespace std::chrono_literals;
+using testing::TempPath;
+using testing::TempTable;
+
+struct FifoFixture {
+  TempTable t;
+  TempPath fifo_path{"shmtimer-fifo"};
+  std::vector<std::string> events;
+  std::shared_ptr<FifoShim> shim =
+      std::make_shared<FifoShim>(t.table, fifo_path.path(), [this](std::string_view name, const TimerEvent*) {
+        events.emplace_back(name);
+      });
+  TimerServer server{t.table};
+  FifoFixture() { server.add_source(shim); }
+
+  void write_raw(const std::string& bytes) {
+    const int fd = ::open(fifo_path.path().c_str(), O_WRONLY | O_NONBLOCK);
+    ASSERT_GE(fd, 0);
+    ASSERT_EQ(::write(fd, bytes.data(), bytes.size()), static_cast<ssize_t>(bytes.size()));
+    ::close(fd);
+  }
+  // Every claimed slot, armed or not.
+  std::vector<TimerRow> rows() {
+    std::vector<TimerRow> out;
+    for (auto& row : TableReader(t.table).rows(true))
+      if (row.state != RowState::kFree) out.push_back(row);
+    return out;
+  }
+};
+
+std::string line(pid_t pid, const std::string& scope, double expiration, int signal = 9) {
+  return fifo::format_acquire(pid, scope, expiration, signal);
+}
+
+double epoch_now() { return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count(); }
+
+TEST(FifoShim, AnAcquireLandsInTheTableAsAFifoTimerOnTheMonotonicClock) {
+  FifoFixture f;
+  FifoTimerClient client(f.fifo_path.path(), SIGTERM);
+  const auto before = monotonic_now_ns();
+  client.acquire_epoch("fifo-scope", epoch_now() + 10);
+  f.server.run_once();
+  const auto rows = f.rows();
+  ASSERT_EQ(rows.size(), 1u);
+  EXPECT_EQ(rows[0].pid, ::getpid());
+  EXPECT_EQ(rows[0].scope, "fifo-scope");
+  EXPECT_EQ(rows[0].origin, layout::Origin::kFifo);
+  EXPECT_EQ(rows[0].signal, SIGTERM);
+  EXPECT_NEAR(static_cast<double>(rows[0].deadline_ns - before) / 1e9, 10.0, 0.5);
+  EXPECT_EQ(f.shim->request_count(), 1u);
+  EXPECT_EQ(f.t.table->header().fifo_requests.load(), 1u);
+  EXPECT_EQ(f.events, (std::vector<std::string>{"set timer"}));
+}
+
+TEST(FifoShim, ReleaseFreesTheSlotAndAnUnknownScopeIsANoOp) {
+  FifoFixture f;
+  FifoTimerClient client(f.fifo_path.path());
+  client.acquire_epoch("s", epoch_now() + 10);
+  client.release("s");
+  client.release("never-acquired");
+  f.server.run_once();
+  EXPECT_TRUE(f.rows().empty());
+  EXPECT_EQ(f.shim->request_count(), 3u);
+}
+
+TEST(FifoShim, MalformedLinesAreSkippedAndTheRestOfTheReadIsKept) {
+  FifoFixture f;
+  const pid_t me = ::getpid();
+  f.write_raw(line(me, "a", epoch_now() + 10) + "{broken json\n" +
+              R"({"pid": 0, "scope_id": "x", "expiration_time": 1, "signal": 9})" + "\n" + line(me, "b", epoch_now() + 10) +
+              R"({"pid": 1, "scope_id": "x", "expiration_time": 1, "signal": 65})" + "\n" +
+              R"({"pid": 1, "scope_id": 3, "expiration_time": 1, "signal": 9})" + "\n" +
+              R"({"pid": 1, "scope_id": "x", "signal": 9})" + "\n" + line(me, "c", epoch_now() + 10));
+  f.server.run_once();
+  std::set<std::string> scopes;
+  for (const auto& row : f.rows()) scopes.insert(row.scope);
+  EXPECT_EQ(scopes, (std::set<std::string>{"a", "b", "c"}));
+  EXPECT_EQ(f.shim->request_count(), 3u);
+  EXPECT_EQ(f.shim->malformed_count(), 5u);
+}
+
+TEST(FifoShim, ALineSplitAcrossWritesIsReassembled) {
+  FifoFixture f;
+  const std::string whole = line(::getpid(), "split", epoch_now() + 10);
+  const int fd = ::open(f.fifo_path.path().c_str(), O_WRONLY | O_NONBLOCK);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(::write(fd, whole.data(), 20), 20);
+  f.server.run_once();
+  EXPECT_TRUE(f.rows().empty());
+  ASSERT_EQ(::write(fd, whole.data() + 20, whole.size() - 20), static_cast<ssize_t>(whole.size() - 20));
+  ::close(fd);
+  f.server.run_once();
+  ASSERT_EQ(f.rows().size(), 1u);
+  EXPECT_EQ(f.rows()[0].scope, "split");
+}
+
+TEST(FifoShim, ALineLongerThanPipeBufIsRefusedAndItsNeighboursKept) {
+  FifoFixture f;
+  const pid_t me = ::getpid();
+  const std::string huge = R"({"pid": 1, "scope_id": ")" + std::string(5000, 'x') + R"(", "expiration_time": 1, "signal": 9})" "\n";
+  const std::string before = line(me, "before", epoch_now() + 10);
+  const std::string after = line(me, "after", epoch_now() + 10);
+  const int fd = ::open(f.fifo_path.path().c_str(), O_WRONLY | O_NONBLOCK);
+  ASSERT_GE(fd, 0);
+  for (const std::string* part : {&before, &huge, &after})
+    ASSERT_EQ(::write(fd, part->data(), part->size()), static_cast<ssize_t>(part->size()));
+  ::close(fd);
+  f.server.run_once();
+  EXPECT_EQ(f.rows().size(), 2u);
+  EXPECT_EQ(f.shim->malformed_count(), 1u);
+}
+
+TEST(FifoShim, RequestsFromADeadPidAreIgnored) {
+  FifoFixture f;
+  const pid_t child = testing::fork_child([] {});
+  ASSERT_TRUE(testing::exited_ok(testing::wait_child(child)));
+  f.write_raw(line(child, "ghost", epoch_now() + 10));
+  f.server.run_once();
+  EXPECT_TRUE(f.rows().empty());
+}
+
+TEST(FifoShim, AWorkerThatOverrunsAFifoTimerIsKilled) {
+  FifoFixture f;
+  f.server.start();
+  const pid_t hung = testing::fork_child([&] {
+    FifoTimerClient client(f.fifo_path.path());
+    client.acquire("overrun", SteadyClock::now() + 100ms);
+    std::this_thread::sleep_for(20s);
+  });
+  const pid_t punctual = testing::fork_child([&] {
+    FifoTimerClient client(f.fifo_path.path());
+    Expires guard(2s, "punctual", std::shared_ptr<TimerClient>(&client, [](auto*) {}));
+    std::this_thread::sleep_for(50ms);
+  });
+  EXPECT_TRUE(testing::killed_by(testing::wait_child(hung), SIGKILL));
+  EXPECT_TRUE(testing::exited_ok(testing::wait_child(punctual)));
+  f.server.stop();
+}
+
+TEST(FifoShim, TheServerIsNotBlockedWhileNoClientHasOpenedTheFifo) {
+  FifoFixture f;
+  for (int i = 0; i < 3; ++i) f.server.run_once();  // would hang if the open or a read blocked
+  EXPECT_EQ(f.t.table->header().heartbeat_count.load(), 3u);
+}
+
+TEST(FifoShim, AFloodLosesNothing) {
+  FifoFixture f;
+  f.server.start();
+  constexpr int kRequests = 100000;
+  const pid_t writer = testing::fork_child([&] {
+    FifoClientOptions options;
+    options.keep_open = true;
+    FifoTimerClient client(f.fifo_path.path(), SIGKILL, options);
+    for (int i = 0; i < kRequests / 2; ++i) {
+      const std::string scope = "flood-" + std::to_string(i % 16);
+      client.acquire(scope, SteadyClock::now() + 1h);
+      client.release(scope);
+    }
+    std::this_thread::sleep_for(200ms);  // stay alive until the server has read everything
+  });
+  EXPECT_TRUE(testing::exited_ok(testing::wait_child(writer, 120s)));
+  f.server.stop();
+  f.server.run_once();  // anything still in the pipe
+  EXPECT_EQ(f.shim->request_count(), static_cast<std::uint64_t>(kRequests));
+  EXPECT_EQ(f.shim->malformed_count(), 0u);
+}
+
+TEST(FifoShim, TheFifoIsRemovedWhenTheShimGoes) {
+  TempTable t;
+  TempPath p("shmtimer-fifo");
+  {
+    FifoShim shim(t.table, p.path());
+    struct stat st {};
+    ASSERT_EQ(::lstat(p.path().c_str(), &st), 0);
+    EXPECT_TRUE(S_ISFIFO(st.st_mode));
+    EXPECT_EQ(st.st_mode & 0777, 0600u);
+  }
+  EXPECT_FALSE(std::filesystem::exists(p.path()));
+}
+
+TEST(FifoShim, AnOldFifoIsReplacedButARegularFileOrSymlinkIsRefused) {
+  TempTable t;
+  TempPath p("shmtimer-fifo");
+  ASSERT_EQ(::mkfifo(p.path().c_str(), 0600), 0);
+  EXPECT_NO_THROW(FifoShim(t.table, p.path()));
+
+  std::ofstream(p.path()) << "precious data";
+  try {
+    FifoShim shim(t.table, p.path());
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kUnsafeFile);
+    EXPECT_NE(std::string(e.what()).find("regular file"), std::string::npos) << e.what();
+  }
+  std::string content;
+  std::getline(std::ifstream(p.path()), content);
+  EXPECT_EQ(content, "precious data");
+  std::filesystem::remove(p.path());
+
+  TempPath target("shmtimer-target");
+  std::ofstream(target.path()) << "x";
+  std::filesystem::create_symlink(target.path(), p.path());
+  EXPECT_THROW(FifoShim(t.table, p.path()), Error);
+  EXPECT_TRUE(std::filesystem::is_symlink(p.path()));
+}
+
+TEST(FifoTimerClient, NoServerIsAClearError) {
+  FifoClientOptions fast;
+  fast.open_attempts = 2;
+  fast.open_retry_interval = 1ms;
+  TempPath missing("shmtimer-nofifo");
+  FifoTimerClient nobody(missing.path(), SIGKILL, fast);
+  try {
+    nobody.acquire("x", SteadyClock::now() + 1s);
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kNoServer);
+    EXPECT_NE(std::string(e.what()).find("no FileTimerServer"), std::string::npos);
+  }
+  TempPath unread("shmtimer-unread");
+  ASSERT_EQ(::mkfifo(unread.path().c_str(), 0600), 0);  // a FIFO with no reader: ENXIO
+  FifoTimerClient no_reader(unread.path(), SIGKILL, fast);
+  try {
+    no_reader.release("x");
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kNoServer);
+    EXPECT_EQ(e.sys_errno(), ENXIO);
+  }
+}
+
+TEST(FifoTimerClient, EnforcesThePipeBufLimit) {
+  FifoFixture f;
+  FifoTimerClient client(f.fifo_path.path());
+  try {
+    client.acquire(std::string(5000, 's'), SteadyClock::now() + 1s);
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kInvalidArgument);
+    EXPECT_NE(std::string(e.what()).find("PIPE_BUF"), std::string::npos);
+  }
+}
+
+TEST(FifoTimerClient, AKeptOpenFifoIsReopenedAfterAServerRestart) {
+  TempTable t;
+  TempPath p("shmtimer-fifo");
+  FifoClientOptions options;
+  options.keep_open = true;
+  FifoTimerClient client(p.path(), SIGKILL, options);
+  {
+    FifoShim first(t.table, p.path());
+    client.acquire("a", SteadyClock::now() + 1h);
+    first.drain();
+    EXPECT_EQ(first.request_count(), 1u);
+  }
+  FifoShim second(t.table, p.path());
+  client.acquire("b", SteadyClock::now() + 1h);  // the old descriptor's reader is gone
+  second.drain();
+  EXPECT_EQ(second.request_count(), 1u);
+}
+
+}  // namespace
+}  // namespace shmtimer
+
+int main(int argc, char** argv) {
+  ::testing::InitGoogleTest(&argc, argv);
+  spdlog::set_level(spdlog::level::off);
+  return RUN_ALL_TESTS();
+}
