@@ -77,8 +77,14 @@ void Reaper::scan(std::uint64_t now_ns, std::map<ProcessKey, std::vector<SlotSna
       detail::free_slot(table_, index, snap.control);
       return;
     }
-    if (snap.deadline_ns != layout::kDisarmed && snap.deadline_ns <= now_ns)
-      expired[{snap.pid, snap.start_time}].push_back(snap);
+    if (snap.deadline_ns == layout::kDisarmed || snap.deadline_ns > now_ns) return;
+    if (!snap.deadline_verified()) {
+      // Either the owner is re-arming this instant (then it is not hung, and the next
+      // round sees a consistent pair) or something else wrote the slot: never a kill.
+      spdlog::debug("slot {}: deadline of pid {} fails its check; not acting on it this round", index, snap.pid);
+      return;
+    }
+    expired[{snap.pid, snap.start_time}].push_back(snap);
   });
 }
 

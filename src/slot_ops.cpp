@@ -109,6 +109,7 @@ bool try_claim(const Table& table, std::uint64_t index, std::uint64_t distance, 
   s.scope_len.store(key.len, kField);
   s.signal.store(owner.signal, kField);
   s.origin.store(static_cast<std::uint32_t>(owner.origin), kField);
+  s.deadline_check.store(0, kField);
   s.acquires.store(0, kField);
   s.releases.store(0, kField);
   for (std::uint32_t i = 0; i < layout::kScopeWords; ++i)
@@ -172,6 +173,7 @@ ReadResult read_slot(const Table& table, std::uint64_t index, SlotSnapshot& out,
     out.origin = origin == 1 ? layout::Origin::kFifo : layout::Origin::kTable;
     out.acquires = s.acquires.load(kField);
     out.releases = s.releases.load(kField);
+    out.deadline_check = s.deadline_check.load(kField);
     const std::uint32_t len = s.scope_len.load(kField);
     out.corrupt = len > layout::kMaxScopeBytes || origin > 1;
     const std::uint32_t safe_len = len > layout::kMaxScopeBytes ? 0 : len;

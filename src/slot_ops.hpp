@@ -138,8 +138,14 @@ inline void arm_slot(Slot& s, std::uint64_t deadline_ns, std::int32_t signal) no
   // Relaxed load+store rather than fetch_add: statistics only, and no locked instruction
   // on the hot path. Two threads arming one slot at once may lose a count.
   s.acquires.store(s.acquires.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+  // Relaxed: the key (control, start_time) is immutable while the owner holds the slot.
+  const std::uint32_t check = layout::deadline_check(deadline_ns, s.control.load(std::memory_order_relaxed),
+                                                     s.start_time.load(std::memory_order_relaxed), signal);
   // Release: publishes the signal above with the deadline.
   s.deadline_ns.store(deadline_ns, std::memory_order_release);
+  // Release, after the deadline: a reader that sees this check with an older deadline (or
+  // the reverse) sees a mismatch and waits a round; an owner that is re-arming is not hung.
+  s.deadline_check.store(check, std::memory_order_release);
 }
 
 inline void disarm_slot(Slot& s) noexcept {
@@ -161,8 +167,14 @@ struct SlotSnapshot {
   layout::Origin origin = layout::Origin::kTable;
   std::uint64_t acquires = 0;
   std::uint64_t releases = 0;
+  std::uint32_t deadline_check = 0;
   std::string scope;
   bool corrupt = false;  // scope_len or origin out of range: written by something not shmtimer
+  // The deadline is the owner's: its check matches (or the slot is disarmed).
+  bool deadline_verified() const {
+    return deadline_ns == layout::kDisarmed ||
+           deadline_check == layout::deadline_check(deadline_ns, control, start_time, signal);
+  }
 };
 
 enum class ReadResult { kReady, kNotReady, kUnstable };

@@ -73,7 +73,15 @@ HeaderInfo TableReader::header() const {
   return info;
 }
 
-std::vector<TimerRow> TableReader::rows(bool all) const {
+std::vector<TimerRow> TableReader::rows(bool all) const { return collect(all, all); }
+
+std::vector<TimerRow> TableReader::occupied_rows() const {
+  auto rows = collect(true, false);
+  std::erase_if(rows, [](const TimerRow& row) { return row.state == RowState::kFree; });  // stale bits
+  return rows;
+}
+
+std::vector<TimerRow> TableReader::collect(bool all, bool scan_every_slot) const {
   std::vector<TimerRow> rows;
   const std::uint64_t now = monotonic_now_ns();
   detail::SlotSnapshot snap;
@@ -104,7 +112,7 @@ std::vector<TimerRow> TableReader::rows(bool all) const {
     }
     if (row.state == RowState::kArmed || all) rows.push_back(std::move(row));
   };
-  if (all) {
+  if (scan_every_slot) {
     for (std::uint64_t i = 0; i < table_->capacity(); ++i) add(i);
   } else {
     detail::for_each_occupied(*table_, add);

@@ -21,7 +21,7 @@
 //
 //   Slot (320 bytes = 5 lines, 64-byte aligned)
 //   line 0  control:u64 | deadline_ns:u64 | start_time:u64 | scope_hash:u64
-//           | scope_len:u32 signal:i32 | origin:u32 reserved:u32 | acquires:u64 | releases:u64
+//           | scope_len:u32 signal:i32 | origin:u32 deadline_check:u32 | acquires:u64 | releases:u64
 //   line 1-4 scope bytes, 256 bytes as 32 u64 words, zero padded past scope_len
 //
 //   control = state:8 (bits 56-63) | generation:24 (bits 32-55) | pid:32 (bits 0-31)
@@ -128,12 +128,26 @@ struct alignas(kCacheLineBytes) Slot {
   std::atomic<std::uint32_t> scope_len;
   std::atomic<std::int32_t> signal;        // <= 0: never kill for this timer
   std::atomic<std::uint32_t> origin;       // Origin
-  std::atomic<std::uint32_t> reserved0;
+  // A check over (deadline, control, start_time, signal), written after the deadline at
+  // every arm. The server signals only for an expired deadline whose check matches, so
+  // stray bytes written over a slot cannot turn a process's timer into a kill.
+  std::atomic<std::uint32_t> deadline_check;
   std::atomic<std::uint64_t> acquires;     // per-slot statistics, written by the owner only
   std::atomic<std::uint64_t> releases;
   // Lines 1-4: the scope, as words so a racing reader never reads a byte non-atomically.
   std::atomic<std::uint64_t> scope_words[kScopeWords];
 };
+
+// The value of Slot::deadline_check for an armed slot.
+constexpr std::uint32_t deadline_check(std::uint64_t deadline_ns, std::uint64_t control, std::uint64_t start_time,
+                                       std::int32_t signal) {
+  std::uint64_t k = deadline_ns ^ (control * 0x9e3779b97f4a7c15ULL) ^ (start_time * 0xc2b2ae3d27d4eb4fULL) ^
+                    static_cast<std::uint32_t>(signal);
+  k ^= k >> 33;
+  k *= 0xff51afd7ed558ccdULL;
+  k ^= k >> 33;
+  return static_cast<std::uint32_t>(k);
+}
 
 // Where the pieces of a table of a given capacity live.
 struct Geometry {
@@ -192,6 +206,7 @@ static_assert(offsetof(Slot, scope_hash) == 24);
 static_assert(offsetof(Slot, scope_len) == 32);
 static_assert(offsetof(Slot, signal) == 36);
 static_assert(offsetof(Slot, origin) == 40);
+static_assert(offsetof(Slot, deadline_check) == 44);
 static_assert(offsetof(Slot, acquires) == 48);
 static_assert(offsetof(Slot, releases) == 56);
 static_assert(offsetof(Slot, scope_words) == 64);

@@ -71,8 +71,14 @@ class TableReader {
   // Armed timers sorted by deadline; with `all`, also idle, claiming and free slots
   // (sorted by slot index after the armed ones).
   std::vector<TimerRow> rows(bool all = false) const;
+  // Every slot that is not free (armed, idle or claiming), sorted as rows(true), found
+  // through the occupancy bitmap: the cost follows the occupancy, not the capacity, and
+  // the free slots of a large sparse table are never touched.
+  std::vector<TimerRow> occupied_rows() const;
 
  private:
+  std::vector<TimerRow> collect(bool all, bool scan_every_slot) const;
+
   std::shared_ptr<Table> table_;
 };
 

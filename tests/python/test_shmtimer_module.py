@@ -1,0 +1,222 @@
+"""The Python module against shmtimerd and the real torch (Debian's python3-torch).
+
+Run with /usr/bin/python3 in a private pid namespace (tests/CMakeLists.txt). The build
+tree's package comes first on PYTHONPATH; SHMTIMERD names the daemon.
+"""
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+import unittest
+
+import shmtimer
+
+PY = "/usr/bin/python3"
+SHMTIMERD = os.environ["SHMTIMERD"]
+try:
+    import torch.distributed.elastic.timer as torch_timer
+except ImportError:  # pragma: no cover
+    torch_timer = None
+
+
+def worker(body, table, wait=True, timeout=60):
+    """A Python worker using the module (and torch's expires, when asked)."""
+    script = "import sys, time, shmtimer\n" + textwrap.dedent(body)
+    proc = subprocess.Popen([PY, "-c", script, table], env=dict(os.environ))
+    if wait:
+        proc.wait(timeout=timeout)
+    return proc
+
+
+class WithServer(unittest.TestCase):
+    capacity = 4096
+
+    def setUp(self):
+        self.table = "/dev/shm/shmtimer-py-%d-%s.table" % (os.getpid(), self.id().split(".")[-1])
+        self.server = subprocess.Popen([SHMTIMERD, "--table", self.table, "--capacity", str(self.capacity)],
+                                       stderr=subprocess.DEVNULL)
+        for _ in range(500):
+            try:
+                if shmtimer.header(self.table)["server_alive"]:
+                    break
+            except shmtimer.ShmTimerError:
+                pass
+            time.sleep(0.01)
+        else:
+            self.fail("shmtimerd did not start")
+
+    def tearDown(self):
+        self.server.send_signal(signal.SIGTERM)
+        self.assertEqual(self.server.wait(timeout=30), 0)
+        os.remove(self.table)
+
+
+@unittest.skipIf(torch_timer is None, "torch is not installed")
+class TorchExpires(WithServer):
+    def test_client_is_a_torch_timer_client(self):
+        client = shmtimer.ShmTimerClient(self.table)
+        self.assertIsInstance(client, torch_timer.TimerClient)
+
+    def test_overrunning_worker_is_reaped(self):
+        proc = worker("""
+            from torch.distributed.elastic import timer
+            timer.configure(shmtimer.ShmTimerClient(sys.argv[1]))
+            with timer.expires(after=0.1):
+                time.sleep(60)
+            """, self.table)
+        self.assertEqual(proc.returncode, -signal.SIGKILL)
+
+    def test_worker_that_finishes_in_time_survives(self):
+        proc = worker("""
+            from torch.distributed.elastic import timer
+            timer.configure(shmtimer.ShmTimerClient(sys.argv[1]))
+            for _ in range(20):
+                with timer.expires(after=5):
+                    time.sleep(0.005)
+            """, self.table)
+        self.assertEqual(proc.returncode, 0)
+        self.assertGreaterEqual(shmtimer.header(self.table)["counters"]["acquires"], 20)
+
+    def test_recursion_reacquires_one_timer(self):
+        marker = tempfile.mktemp(prefix="shmtimer-deepest-")
+        proc = worker("""
+            from torch.distributed.elastic import timer
+            timer.configure(shmtimer.ShmTimerClient(sys.argv[1]))
+            def recurse(n):
+                with timer.expires(after=30):
+                    if n:
+                        recurse(n - 1)
+                    else:
+                        open(%r, "w").close()
+                        time.sleep(1.0)
+            recurse(4)
+            """ % marker, self.table, wait=False)
+        for _ in range(1000):
+            if os.path.exists(marker):
+                break
+            time.sleep(0.01)
+        mine = [t for t in shmtimer.timers(self.table) if t["pid"] == proc.pid]
+        self.assertEqual(len(mine), 1, mine)
+        self.assertEqual(mine[0]["acquires"], 5)
+        self.assertEqual(proc.wait(timeout=60), 0)
+        os.remove(marker)
+
+    def test_signal_is_the_clients(self):
+        proc = worker("""
+            from torch.distributed.elastic import timer
+            import signal
+            timer.configure(shmtimer.ShmTimerClient(sys.argv[1], signal=signal.SIGTERM))
+            with timer.expires(after=0.1):
+                time.sleep(60)
+            """, self.table)
+        self.assertEqual(proc.returncode, -signal.SIGTERM)
+
+
+class WithoutTorch(WithServer):
+    def test_expires_context_manager_reaps_and_spares(self):
+        hung = worker("""
+            shmtimer.configure(shmtimer.ShmTimerClient(sys.argv[1]))
+            with shmtimer.expires(0.1):
+                time.sleep(60)
+            """, self.table)
+        self.assertEqual(hung.returncode, -signal.SIGKILL)
+        fine = worker("""
+            with shmtimer.expires(5, client=shmtimer.ShmTimerClient(sys.argv[1])):
+                time.sleep(0.01)
+            """, self.table)
+        self.assertEqual(fine.returncode, 0)
+
+    def test_default_scope_is_the_callers_line_and_timers_are_readable(self):
+        client = shmtimer.ShmTimerClient(self.table)
+        with shmtimer.expires(30, client=client):
+            rows = [t for t in shmtimer.timers(self.table) if t["pid"] == os.getpid()]
+        self.assertEqual(len(rows), 1)
+        self.assertTrue(rows[0]["scope"].endswith("test_shmtimer_module.py#%d" % (sys._getframe().f_lineno - 3)),
+                        rows[0]["scope"])
+        self.assertEqual(rows[0]["origin"], "table")
+        self.assertEqual(rows[0]["state"], "armed")
+        self.assertGreater(rows[0]["remaining_s"], 25)
+        self.assertEqual(shmtimer.timers(self.table), [])  # released
+        self.assertEqual(len(shmtimer.timers(self.table, all=True)), 1)  # the idle slot
+
+    def test_default_table_comes_from_the_environment(self):
+        os.environ["SHMTIMER_TABLE"] = self.table
+        try:
+            self.assertEqual(shmtimer.default_table_path(), self.table)
+            self.assertEqual(shmtimer.ShmTimerClient().table_path, self.table)
+        finally:
+            del os.environ["SHMTIMER_TABLE"]
+
+    def test_many_processes_at_once(self):
+        procs = [worker("""
+            c = shmtimer.ShmTimerClient(sys.argv[1])
+            for i in range(2000):
+                c.acquire("s%d" % (i % 4), time.time() + 30)
+                c.release("s%d" % (i % 4))
+            c.acquire("held", time.time() + 30)
+            time.sleep(1.0)
+            """, self.table, wait=False) for _ in range(12)]
+        time.sleep(0.5)
+        for proc in procs:
+            self.assertEqual(proc.wait(timeout=120), 0)
+        self.assertGreaterEqual(shmtimer.header(self.table)["counters"]["acquires"], 12 * 2001)
+
+
+class SmallTable(WithServer):
+    capacity = 2
+
+    def test_table_full(self):
+        client = shmtimer.ShmTimerClient(self.table)
+        client.acquire("a", time.time() + 30)
+        client.acquire("b", time.time() + 30)
+        with self.assertRaisesRegex(shmtimer.TableFullError, "all 2 slots"):
+            client.acquire("c", time.time() + 30)
+        client.release("a")
+        client.release("b")
+
+
+class Errors(unittest.TestCase):
+    def test_table_missing(self):
+        with self.assertRaisesRegex(shmtimer.TableMissingError, "No such file"):
+            shmtimer.ShmTimerClient("/dev/shm/shmtimer-no-such-table")
+
+    def test_not_a_table(self):
+        with tempfile.NamedTemporaryFile(dir="/dev/shm") as f:
+            f.write(b"x" * 8192)
+            f.flush()
+            with self.assertRaisesRegex(shmtimer.NotATableError, "magic"):
+                shmtimer.ShmTimerClient(f.name)
+
+    def test_scope_too_long_and_other_version(self):
+        path = "/dev/shm/shmtimer-py-errors-%d.table" % os.getpid()
+        server = subprocess.Popen([SHMTIMERD, "--table", path, "--capacity", "8"], stderr=subprocess.DEVNULL)
+        try:
+            for _ in range(500):
+                if os.path.exists(path):
+                    break
+                time.sleep(0.01)
+            time.sleep(0.2)
+            client = shmtimer.ShmTimerClient(path)
+            with self.assertRaisesRegex(shmtimer.ScopeTooLongError, "300 bytes; the limit is 256"):
+                client.acquire("x" * 300, time.time() + 1)
+            with self.assertRaises(ValueError):
+                shmtimer.ShmTimerClient(path, signal=999)
+        finally:
+            server.send_signal(signal.SIGTERM)
+            server.wait(timeout=30)
+        # version_major is the u16 at offset 8 (docs/table-format.md).
+        with open(path, "r+b") as f:
+            f.seek(8)
+            f.write((2).to_bytes(2, "little"))
+        try:
+            with self.assertRaisesRegex(shmtimer.VersionMismatchError, r"version 2\.0, this build reads 1\.x"):
+                shmtimer.ShmTimerClient(path)
+        finally:
+            os.remove(path)
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)

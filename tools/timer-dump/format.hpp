@@ -1,0 +1,54 @@
+// timer-dump's three output formats, as pure functions of a Snapshot (so they are unit
+// tested without spawning the binary), and the small conversions they share.
+//
+// The JSON field names and the Prometheus metric names are an interface: they are listed
+// in docs/timer-dump.md, and a change to them is a change to that page.
+#pragma once
+
+#include <cstdint>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+
+#include "snapshot.hpp"
+
+namespace timer_dump {
+
+// Bumped when a JSON field is renamed or removed (adding a field does not bump it).
+inline constexpr int kJsonSchema = 1;
+
+// ---- shared conversions (format_util.cpp)
+
+// A signed duration for people: "249.3ms", "-1.250s", "5m03s", "2h05m", "3d04h".
+std::string format_duration(std::int64_t ns);
+// Wall-clock epoch seconds as local time, to the millisecond: "2025-06-01 12:00:01.250",
+// or with `iso` "2025-06-01T12:00:01.250+02:00". "?" when the time cannot be represented.
+std::string format_local_time(double unix_s, bool iso = false);
+// "SIGKILL" for a known signal number; nullopt for <= 0 (never kills) or an unknown one.
+std::optional<std::string> signal_name(int signal);
+// What the text output shows: the name, else the number, or "none" for <= 0.
+std::string signal_label(int signal);
+const char* origin_name(shmtimer::layout::Origin origin);  // "table" or "fifo"
+
+// ---- text (text_format.cpp)
+
+// The header block, a blank line, then one row per selected slot under column titles.
+std::string format_text(const Snapshot& snapshot);
+// --check's one line: whether a live server holds the table.
+std::string format_check_line(const Snapshot& snapshot);
+
+// ---- JSON (json_format.cpp)
+
+nlohmann::ordered_json to_json(const Snapshot& snapshot);
+// One document; `pretty` indents it, otherwise it is one line (JSON Lines under --watch).
+std::string format_json(const Snapshot& snapshot, bool pretty);
+
+// ---- Prometheus text exposition format (prometheus_format.cpp)
+
+// Header counters, timer and slot gauges and the server's liveness, every sample labelled
+// table="<path>". Filters do not apply: metrics always describe the whole table.
+std::string format_prometheus(const Snapshot& snapshot);
+// A label value with \, " and newline escaped as the exposition format requires.
+std::string escape_label_value(const std::string& value);
+
+}  // namespace timer_dump
