@@ -278,9 +278,3 @@ TEST(FifoTimerClient, AKeptOpenFifoIsReopenedAfterAServerRestart) {
 
 }  // namespace
 }  // namespace shmtimer
-
-int main(int argc, char** argv) {
-  ::testing::InitGoogleTest(&argc, argv);
-  spdlog::set_level(spdlog::level::off);
-  return RUN_ALL_TESTS();
-}

@@ -156,9 +156,3 @@ TEST(HostileInput, AForgedSlotNamingAnotherProcessWithoutItsStartTimeIsRefused) 
 
 }  // namespace
 }  // namespace shmtimer
-
-int main(int argc, char** argv) {
-  ::testing::InitGoogleTest(&argc, argv);
-  spdlog::set_level(spdlog::level::off);
-  return RUN_ALL_TESTS();
-}

@@ -91,6 +91,19 @@ struct Ready {
   void wait() { char c; EXPECT_EQ(::read(fds[0], &c, 1), 1); }
 };
 
+// A child that arms `scope` to expire after `timeout`, reports that it did, and hangs.
+pid_t fork_hung_worker(const std::shared_ptr<Table>& table, const char* scope, std::chrono::milliseconds timeout) {
+  Ready ready;
+  const pid_t pid = testing::fork_child([&] {
+    ShmTimerClient client(table);
+    client.acquire(scope, SteadyClock::now() + timeout);
+    ready.signal();
+    std::this_thread::sleep_for(20s);
+  });
+  ready.wait();
+  return pid;
+}
+
 ServerOptions fake_options(const std::shared_ptr<FakeProcesses>& fake, Events* events = nullptr) {
   ServerOptions options;
   options.processes = fake;
@@ -105,11 +118,7 @@ TEST(TimerServer, OverrunningWorkerIsKilledBySigkill) {
   options.log_event = events.callback();
   TimerServer server(t.table, options);
   server.start();
-  const pid_t child = testing::fork_child([&] {
-    ShmTimerClient client(t.table);
-    client.acquire("overrun", SteadyClock::now() + 50ms);
-    std::this_thread::sleep_for(20s);
-  });
+  const pid_t child = fork_hung_worker(t.table, "overrun", 50ms);
   EXPECT_TRUE(testing::killed_by(testing::wait_child(child), SIGKILL));
   server.stop();
   EXPECT_EQ(t.table->header().reaps.load(), 1u);
@@ -406,15 +415,7 @@ TEST(TimerServer, ADeadServersTableIsTakenOverWithItsTimers) {
   });
   ASSERT_TRUE(testing::exited_ok(testing::wait_child(dead_server)));
   EXPECT_EQ(t.table->header().server_pid.load(), dead_server);
-  // A worker armed a timer while no server ran.
-  Ready ready;
-  const pid_t worker = testing::fork_child([&] {
-    ShmTimerClient client(t.table);
-    client.acquire("while-down", SteadyClock::now() + 100ms);
-    ready.signal();
-    std::this_thread::sleep_for(20s);
-  });
-  ready.wait();
+  const pid_t worker = fork_hung_worker(t.table, "while-down", 100ms);  // armed while no server ran
   TimerServer server(t.table);
   EXPECT_EQ(t.table->header().server_pid.load(), ::getpid());
   server.start();
@@ -424,14 +425,7 @@ TEST(TimerServer, ADeadServersTableIsTakenOverWithItsTimers) {
 TEST(TimerServer, ARestartLosesNoTimer) {
   TempTable t;
   auto server = std::make_unique<TimerServer>(t.table);
-  Ready ready;
-  const pid_t worker = testing::fork_child([&] {
-    ShmTimerClient client(t.table);
-    client.acquire("survives-restart", SteadyClock::now() + 300ms);
-    ready.signal();
-    std::this_thread::sleep_for(20s);
-  });
-  ready.wait();
+  const pid_t worker = fork_hung_worker(t.table, "survives-restart", 300ms);
   server->run_once();
   server.reset();  // stop
   ASSERT_EQ(rows_of(t.table, worker).size(), 1u);
@@ -454,9 +448,3 @@ TEST(TimerServer, GarbageSlotsAreFreedWithoutSignallingAnyone) {
 
 }  // namespace
 }  // namespace shmtimer
-
-int main(int argc, char** argv) {
-  ::testing::InitGoogleTest(&argc, argv);
-  spdlog::set_level(spdlog::level::warn);
-  return RUN_ALL_TESTS();
-}
