@@ -67,10 +67,10 @@ TEST(Shmtimerd, HelpAndVersion) {
   EXPECT_NE(version.text.find("1.0.0"), std::string::npos);
 }
 
-TEST(Shmtimerd, UsageErrorsExitNonZero) {
-  EXPECT_NE(WEXITSTATUS(run("--no-such-flag").status), 0);
-  EXPECT_NE(WEXITSTATUS(run("--log-format xml").status), 0);
-  EXPECT_NE(WEXITSTATUS(run("--capacity 0").status), 0);
+TEST(Shmtimerd, UsageErrorsExitOne) {
+  EXPECT_EQ(WEXITSTATUS(run("--no-such-flag").status), 1);
+  EXPECT_EQ(WEXITSTATUS(run("--log-format xml").status), 1);
+  EXPECT_EQ(WEXITSTATUS(run("--capacity 0").status), 1);
 }
 
 TEST(Shmtimerd, AFileThatIsNotATableIsAClearError) {

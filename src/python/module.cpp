@@ -124,8 +124,8 @@ PYBIND11_MODULE(_shmtimer, m) {
       "read_timers",
       [](const std::string& path, bool all) {
         py::list out;
-        for (const auto& row : TableReader::open(path).rows(all))
-          if (all ? row.state != RowState::kFree : true) out.append(row_dict(row));
+        const auto reader = TableReader::open(path);
+        for (const auto& row : all ? reader.occupied_rows() : reader.rows()) out.append(row_dict(row));
         return out;
       },
       py::arg("table_path"), py::arg("all") = false);

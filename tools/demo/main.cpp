@@ -10,26 +10,19 @@
 
 #include "shmtimer/error.hpp"
 #include "shmtimer/shm_timer_client.hpp"
+#include "format.hpp"  // timer-dump's formatter
 #include "shmtimer/table_reader.hpp"
 
 namespace {
 
 using namespace std::chrono_literals;
 
+// The table as timer-dump shows it, idle slots included.
 void print_table(const shmtimer::TableReader& reader) {
-  const auto header = reader.header();
-  std::printf("table %s: capacity %llu, %llu used, server pid %d (%s), acquires %llu, releases %llu, reaps %llu\n",
-              header.path.c_str(), static_cast<unsigned long long>(header.capacity),
-              static_cast<unsigned long long>(header.used_slots), header.server_pid,
-              header.server_alive ? "alive" : "not running", static_cast<unsigned long long>(header.counters.acquires),
-              static_cast<unsigned long long>(header.counters.releases),
-              static_cast<unsigned long long>(header.counters.reaps));
-  for (const auto& row : reader.rows(true)) {
-    if (row.state == shmtimer::RowState::kFree) continue;
-    std::printf("  slot %-6llu pid %-7d %-6s %-28s remaining %8.1f ms  signal %d\n",
-                static_cast<unsigned long long>(row.slot), row.pid, shmtimer::to_string(row.state), row.scope.c_str(),
-                static_cast<double>(row.remaining_ns) / 1e6, row.signal);
-  }
+  timer_dump::Filter filter;
+  filter.all = true;
+  std::fputs(timer_dump::format_text(timer_dump::take_snapshot(reader, filter)).c_str(), stdout);
+  std::fputs("\n", stdout);
 }
 
 // Runs `work` in a child process with its own client, and returns the child's pid.

@@ -124,7 +124,11 @@ int main(int argc, char** argv) {
   app.add_flag("--signal-self-after-reap", flags.signal_self,
                "PyTorch 2.x: after killing a worker, send the same signal to this daemon");
   app.add_flag("--any-uid", flags.any_uid, "Signal processes of any user (root only; see docs/security.md)");
-  CLI11_PARSE(app, argc, argv);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e) == 0 ? 0 : 1;  // --help and --version exit 0; a usage error exits 1
+  }
 
   setup_logging(flags);
   try {
