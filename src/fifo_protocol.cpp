@@ -6,6 +6,7 @@
 #include <csignal>
 #include <cstdio>
 #include <nlohmann/json.hpp>
+#include <optional>
 
 #include "shmtimer/error.hpp"
 #include "shmtimer/table_layout.hpp"
@@ -64,6 +65,17 @@ std::string format_line(pid_t pid, std::string_view scope_id, const std::string&
          ", \"signal\": " + std::to_string(signal) + "}\n";
 }
 
+// A JSON integer in [lo, hi], or nullopt. Integers of 2^63 and above are stored unsigned
+// by the JSON library; reading one as int64_t would wrap it to a small negative number
+// (found by fifo_parser_fuzz).
+std::optional<std::int64_t> integer_in(const json& value, std::int64_t lo, std::int64_t hi) {
+  if (!value.is_number_integer()) return std::nullopt;
+  if (value.is_number_unsigned() && value.get<std::uint64_t>() > static_cast<std::uint64_t>(hi)) return std::nullopt;
+  const auto v = value.get<std::int64_t>();
+  if (v < lo || v > hi) return std::nullopt;
+  return v;
+}
+
 }  // namespace
 
 std::string format_acquire(pid_t pid, std::string_view scope_id, double expiration_time, int signal) {
@@ -91,8 +103,8 @@ std::variant<Request, std::string> parse_request(std::string_view line) {
     return "unsupported version " + doc["version"].dump() + " (expected 1)";
   const json& pid = doc["pid"];
   if (!pid.is_number_integer()) return "\"pid\" must be an integer, found " + pid.dump();
-  if (pid.get<std::int64_t>() <= 0 || pid.get<std::int64_t>() > INT32_MAX)
-    return "\"pid\" " + pid.dump() + " is not a process id (must be 1..2^31-1)";
+  const auto pid_value = integer_in(pid, 1, INT32_MAX);
+  if (!pid_value) return "\"pid\" " + pid.dump() + " is not a process id (must be 1..2^31-1)";
   const json& scope = doc["scope_id"];
   if (!scope.is_string()) return "\"scope_id\" must be a string, found " + std::string(scope.type_name());
   if (scope.get_ref<const std::string&>().size() > layout::kMaxScopeBytes)
@@ -103,14 +115,14 @@ std::variant<Request, std::string> parse_request(std::string_view line) {
   if (!std::isfinite(expiration.get<double>())) return "\"expiration_time\" must be finite";
   const json& signal = doc["signal"];
   if (!signal.is_number_integer()) return "\"signal\" must be an integer, found " + signal.dump();
-  const auto sig = signal.get<std::int64_t>();
-  if (sig > SIGRTMAX || sig < INT32_MIN)
+  const auto sig = integer_in(signal, INT32_MIN, SIGRTMAX);
+  if (!sig)
     return "\"signal\" " + signal.dump() + " is out of range (<= 0: never kill; 1.." + std::to_string(SIGRTMAX) + ")";
   Request request;
-  request.pid = static_cast<pid_t>(pid.get<std::int64_t>());
+  request.pid = static_cast<pid_t>(*pid_value);
   request.scope_id = scope.get<std::string>();
   request.expiration_time = expiration.get<double>();
-  request.signal = static_cast<int>(sig);
+  request.signal = static_cast<int>(*sig);
   return request;
 }
 

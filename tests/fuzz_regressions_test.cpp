@@ -25,15 +25,20 @@ TEST(FuzzRegressions, SignalAtOrAbove2To63IsRefusedNotWrapped) {
   for (const std::string signal : {"9223372036854775808", "18446744071562067968", "18446744073709551607",
                                    "18446744073709551615"}) {
     const auto parsed = parse_request(line_with_signal(signal));
-    ASSERT_TRUE(std::holds_alternative<std::string>(parsed))
-        << "signal " << signal << " was accepted as " << std::get<Request>(parsed).signal;
-    EXPECT_NE(std::get<std::string>(parsed).find("signal"), std::string::npos) << std::get<std::string>(parsed);
+    const auto* refusal = std::get_if<std::string>(&parsed);
+    EXPECT_NE(refusal, nullptr) << "signal " << signal << " was accepted as " << std::get<Request>(parsed).signal;
+    if (refusal != nullptr) {
+      EXPECT_NE(refusal->find("signal"), std::string::npos) << *refusal;
+    }
   }
   // The neighbours that are valid stay valid.
   for (const std::string signal : {"9", "0", "-1", "-2147483648"}) {
     const auto parsed = parse_request(line_with_signal(signal));
-    ASSERT_TRUE(std::holds_alternative<Request>(parsed)) << "signal " << signal << ": " << std::get<std::string>(parsed);
-    EXPECT_EQ(std::to_string(std::get<Request>(parsed).signal), signal);
+    const auto* request = std::get_if<Request>(&parsed);
+    EXPECT_NE(request, nullptr) << "signal " << signal << ": " << std::get<std::string>(parsed);
+    if (request != nullptr) {
+      EXPECT_EQ(std::to_string(request->signal), signal);
+    }
   }
 }
 
