@@ -49,7 +49,7 @@ void refresh_self() noexcept {
   const pid_t pid = ::getpid();
   const auto stat = read_process_stat(pid);
   g_self_identity.start_time.store(stat ? stat->start_time : 0, std::memory_order_relaxed);
-  g_self_identity.pid.store(pid, std::memory_order_relaxed);
+  g_self_identity.pid.store(pid, std::memory_order_release);  // publishes start_time
 }
 
 }  // namespace
