@@ -2,7 +2,8 @@
 # The project's two quick-start commands, and a few more for developers.
 #   ./dev.sh demo    install what is missing, build, start shmtimerd and run the demo
 #   ./dev.sh test    install what is missing, build, run the whole test suite
-#                    (plus the TSan and ASan+UBSan builds; SHMTIMER_SANITIZERS=0 skips them)
+#                    (plus the TSan and ASan+UBSan builds and a short fuzz run;
+#                    SHMTIMER_SANITIZERS=0 and SHMTIMER_FUZZ_SECONDS=0 skip those)
 #   ./dev.sh bench   build and run the benchmarks, writing docs/benchmarks.md
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -60,6 +61,10 @@ test_all() {
     build build-asan -DSHMTIMER_SANITIZE=address -DSHMTIMER_BUILD_BENCH=OFF -DSHMTIMER_BUILD_PYTHON=OFF
     ASAN_OPTIONS="detect_leaks=1" UBSAN_OPTIONS="print_stacktrace=1" run_ctest build-asan "AddressSanitizer+UBSan"
   fi
+  if [[ ${SHMTIMER_FUZZ_SECONDS:-30} != 0 ]]; then
+    # A bounded libFuzzer run per target; the long run is in docs/reliability.md.
+    FUZZ_JOBS=$JOBS tests/fuzz/run.sh build-fuzz "${SHMTIMER_FUZZ_SECONDS:-30}"
+  fi
 }
 
 bench() {
@@ -72,5 +77,5 @@ case "${1:-}" in
   demo) demo ;;
   test) test_all ;;
   bench) bench ;;
-  *) sed -n '2,7p' "$0"; exit 1 ;;
+  *) sed -n '2,8p' "$0"; exit 1 ;;
 esac

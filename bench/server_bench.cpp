@@ -1,11 +1,11 @@
 // The server: scan time against capacity and occupancy, expiry-to-signal latency under
-// each scan policy, and CPU use while idle.
-#include <benchmark/benchmark.h>
-#include <spdlog/spdlog.h>
+// each scan policy, and CPU use while idle. (Table clients under a FIFO flood:
+// flood_bench.cpp.)
 #include <sys/resource.h>
 #include <sys/wait.h>
 
 #include <random>
+#include <stdexcept>
 #include <thread>
 
 #include "bench_support.hpp"
@@ -34,15 +34,36 @@ void fill(const shmtimer::Table& table, std::uint64_t count) {
   }
 }
 
+// The filled table of the last (capacity, percent) asked for: kept across calls, since
+// Google Benchmark calls a benchmark once per repetition and filling 2^20 slots takes a
+// while. One at a time, so at most one large table is in /dev/shm; the benchmarks after
+// BM_ScanRound drop it (drop_scan_table), so its 320 MB are gone before they fork.
+std::unique_ptr<BenchTable>& scan_table() {
+  static std::unique_ptr<BenchTable> table;
+  return table;
+}
+void drop_scan_table() { scan_table().reset(); }
+
+const std::shared_ptr<shmtimer::Table>& filled_table(std::uint64_t capacity, std::uint64_t percent) {
+  auto& table = scan_table();
+  static std::pair<std::uint64_t, std::uint64_t> made{0, 0};
+  if (!table || made != std::pair{capacity, percent}) {
+    table.reset();
+    table = std::make_unique<BenchTable>(capacity, "scan");
+    fill(*table->table(), capacity * percent / 100);
+    made = {capacity, percent};
+  }
+  return table->table();
+}
+
 // One server round over a table of range(0) slots, range(1) percent occupied.
 void BM_ScanRound(benchmark::State& state) {
   const auto capacity = static_cast<std::uint64_t>(state.range(0));
   const auto percent = static_cast<std::uint64_t>(state.range(1));
-  BenchTable t(capacity, "scan");
-  fill(*t.table(), capacity * percent / 100);
+  const auto& table = filled_table(capacity, percent);
   shmtimer::ServerOptions options;
   options.dead_owner_sweep_interval = std::chrono::hours(24);  // measured apart below
-  shmtimer::TimerServer server(t.table(), options);
+  shmtimer::TimerServer server(table, options);
   server.run_once();  // the first round includes the sweep
   const std::uint64_t now = shmtimer::monotonic_now_ns();
   for (auto _ : state) benchmark::DoNotOptimize(server.run_once_at(now));
@@ -52,6 +73,7 @@ void BM_ScanRound(benchmark::State& state) {
 BENCHMARK(BM_ScanRound)
     ->ArgsProduct({{1 << 10, 1 << 16, 1 << 20}, {1, 100}})
     ->ArgNames({"capacity", "percent"})
+    ->MinTime(0.2)
     ->Unit(benchmark::kMicrosecond);
 
 // Expiry to signal: a child arms a timer and hangs; the time from its deadline until
@@ -59,6 +81,7 @@ BENCHMARK(BM_ScanRound)
 // range(0): 0 = default policy, 1 = pure spin. range(1): the shortest timeout in ms;
 // timeouts are spread over [range(1), 2 * range(1)) so the server is at a random phase.
 void BM_ExpiryToSignal(benchmark::State& state) {
+  drop_scan_table();
   BenchTable t(4096, "latency");
   shmtimer::ServerOptions options;
   if (state.range(0) == 1) options.policy = shmtimer::ScanPolicy::pure_spin();
@@ -96,12 +119,52 @@ BENCHMARK(BM_ExpiryToSignal)
     ->Args({0, 20})
     ->ArgNames({"spin", "timeout_ms"})
     ->Iterations(1)
+    ->Repetitions(1)  // 30 forks with 20-300 ms timeouts: one repetition is enough time
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
+
+// The floor under BM_ExpiryToSignal: the benchmark kills the hanging child itself (no
+// server, no timer) and times kill() to waitpid() seeing it die, with the child made the
+// same way. What the server adds is the difference.
+void BM_KillToReap(benchmark::State& state) {
+  BenchTable t(4096, "kill-floor");
+  std::vector<double> latencies_us;
+  for (auto _ : state) {
+    for (int sample = 0; sample < 30; ++sample) {
+      int ready[2];
+      if (::pipe(ready) != 0) throw std::runtime_error("pipe");
+      const pid_t child = ::fork();
+      if (child == 0) {
+        shmtimer::ShmTimerClient client(t.table());
+        client.acquire("hang", shmtimer::SteadyClock::now() + std::chrono::hours(1));
+        (void)!::write(ready[1], "x", 1);
+        ::pause();
+        ::_exit(0);
+      }
+      char byte;
+      (void)!::read(ready[0], &byte, 1);
+      ::close(ready[0]);
+      ::close(ready[1]);
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));  // the child is in pause(), as a hung worker
+      const auto killed = shmtimer::SteadyClock::now();
+      ::kill(child, SIGKILL);
+      int status = 0;
+      ::waitpid(child, &status, 0);
+      latencies_us.push_back(
+          std::chrono::duration<double, std::micro>(shmtimer::SteadyClock::now() - killed).count());
+    }
+  }
+  state.counters["p50_us"] = quantile(latencies_us, 0.5);
+  state.counters["p99_us"] = quantile(latencies_us, 0.99);
+  state.counters["max_us"] = quantile(latencies_us, 1.0);
+  state.SetLabel("floor: kill() to waitpid(), no server");
+}
+BENCHMARK(BM_KillToReap)->Iterations(1)->Repetitions(1)->Unit(benchmark::kMillisecond)->UseRealTime();
 
 // CPU used by a started server over 2 s of wall time, with range(0) live timers an hour
 // out, under the default policy. Reported as percent of one core.
 void BM_IdleCpu(benchmark::State& state) {
+  drop_scan_table();
   BenchTable t(1 << 16, "idle");
   fill(*t.table(), static_cast<std::uint64_t>(state.range(0)));
   double percent = 0;
@@ -124,15 +187,13 @@ void BM_IdleCpu(benchmark::State& state) {
   state.counters["cpu_percent"] = percent;
   state.counters["timers"] = static_cast<double>(state.range(0));
 }
-BENCHMARK(BM_IdleCpu)->Arg(0)->Arg(100)->Arg(10000)->Iterations(1)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_IdleCpu)
+    ->Arg(0)
+    ->Arg(100)
+    ->Arg(10000)
+    ->Iterations(1)
+    ->Repetitions(1)  // 2 s of wall time each
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
 
 }  // namespace
-
-int main(int argc, char** argv) {
-  spdlog::set_level(spdlog::level::warn);
-  benchmark::Initialize(&argc, argv);
-  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
-  benchmark::RunSpecifiedBenchmarks();
-  benchmark::Shutdown();
-  return 0;
-}

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstring>
 
 #include "shmtimer/clock.hpp"
 #include "shmtimer/error.hpp"
@@ -65,6 +66,10 @@ FifoShim::FifoShim(std::shared_ptr<Table> table, std::filesystem::path path, Eve
     throw Error(ErrorCode::kUnsafeFile, "the FIFO " + path_.string() + " changed while it was being opened");
   }
   inode_ = st.st_ino;
+  // A larger pipe absorbs bursts: PyTorch's client does not retry a full pipe, it raises
+  // BlockingIOError and the request is lost. The kernel caps this at pipe-max-size.
+  if (::fcntl(read_fd_, F_SETPIPE_SZ, options_.pipe_bytes) < 0)
+    spdlog::debug("FIFO {}: could not enlarge the pipe: {}", path_.string(), std::strerror(errno));
   spdlog::info("serving the FileTimer protocol on FIFO {}", path_.string());
 }
 

@@ -19,6 +19,8 @@ struct FifoShimOptions {
   // Bytes read per drain before the round goes on to scan and reap: a flood of requests
   // never starves the watchdog (the rest is read in the next round, at once).
   std::size_t max_bytes_per_drain = 1 << 20;
+  // Pipe capacity to ask for (the default is 64 KiB, about 600 requests).
+  int pipe_bytes = 1 << 20;
 };
 
 class FifoShim final : public RequestSource {
