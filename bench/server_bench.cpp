@@ -30,7 +30,7 @@ void fill(const shmtimer::Table& table, std::uint64_t count) {
   for (std::uint64_t n = 0, i = 0; n < count && i < table.capacity(); ++n, i += step) {
     const shmtimer::detail::ScopeKey key("slot-" + std::to_string(i));
     shmtimer::detail::try_claim(table, i, 0, owner, key);
-    shmtimer::detail::arm_slot(table.slot(i), deadline, SIGKILL);
+    shmtimer::detail::arm_as_current_owner(table, i, deadline, SIGKILL);
   }
 }
 

@@ -10,6 +10,7 @@
 
 #include "shmtimer/clock.hpp"
 #include "shmtimer/error.hpp"
+#include "shmtimer/printable.hpp"
 #include "shmtimer/process_identity.hpp"
 #include "slot_ops.hpp"
 
@@ -103,7 +104,8 @@ void FifoShim::on_line(std::string_view line) {
   auto parsed = fifo::parse_request(line);
   if (auto* problem = std::get_if<std::string>(&parsed)) {
     ++malformed_count_;
-    spdlog::warn("FIFO {}: skipped a malformed request ({}): {:.200}", path_.string(), *problem, line);
+    spdlog::warn("FIFO {}: skipped a malformed request ({}): {:.200}", path_.string(), printable(*problem),
+                 printable(line));
     return;
   }
   apply(std::get<fifo::Request>(parsed));
@@ -115,8 +117,9 @@ void FifoShim::apply(const fifo::Request& request) {
   // The timer is keyed by the process's identity at receipt, as a table client records
   // its own; a request from a process that is gone is dropped.
   const auto stat = read_process_stat(request.pid);
-  if (!stat || stat->is_zombie()) {
-    spdlog::info("FIFO request from pid {} (scope '{}') ignored: no such process", request.pid, request.scope_id);
+  if (!stat || !process_running(request.pid, stat->start_time)) {
+    spdlog::info("FIFO request from pid {} (scope '{}') ignored: no such process", request.pid,
+                 printable(request.scope_id));
     return;
   }
   if (request.is_release())
@@ -127,32 +130,41 @@ void FifoShim::apply(const fifo::Request& request) {
 
 void FifoShim::acquire(const fifo::Request& request, std::uint64_t start_time) {
   const detail::ScopeKey key(request.scope_id);
-  std::uint64_t index = detail::find_slot(*table_, request.pid, start_time, key);
+  detail::Ownership owner{0, start_time};
+  std::uint64_t index = detail::find_slot(*table_, request.pid, start_time, key, &owner.control);
   if (index == detail::kNoSlot) {
-    const auto inserted =
+    const auto claimed =
         detail::insert_slot(*table_, {request.pid, start_time, request.signal, layout::Origin::kFifo}, key);
-    if (!inserted) {
+    if (!claimed.ok()) {
       table_->header().full_failures.fetch_add(1, std::memory_order_relaxed);
       spdlog::error("FIFO request from pid {} (scope '{}') dropped: the table is full ({} slots)", request.pid,
-                    request.scope_id, table_->capacity());
+                    printable(request.scope_id), table_->capacity());
       return;
     }
-    index = *inserted;
+    index = claimed.index;
+    owner.control = claimed.control;
   }
-  detail::arm_slot(table_->slot(index), to_table_ns(deadline_from_epoch_seconds(request.expiration_time)),
-                   request.signal);
+  // The shim is the only writer of its slots, and frees them only itself or once the
+  // process is gone, so the arm lands; if it did not, the request is lost and said so.
+  if (!detail::arm_slot(table_->slot(index), owner,
+                        to_table_ns(deadline_from_epoch_seconds(request.expiration_time)), request.signal)) {
+    spdlog::error("FIFO request from pid {} (scope '{}') dropped: its slot was freed meanwhile", request.pid,
+                  printable(request.scope_id));
+    return;
+  }
   emit("set timer", request, index);
 }
 
 void FifoShim::release(const fifo::Request& request, std::uint64_t start_time) {
   const detail::ScopeKey key(request.scope_id);
-  const std::uint64_t index = detail::find_slot(*table_, request.pid, start_time, key);
+  std::uint64_t control = 0;
+  const std::uint64_t index = detail::find_slot(*table_, request.pid, start_time, key, &control);
   if (index == detail::kNoSlot) return;  // releasing an unknown scope does nothing
   auto& slot = table_->slot(index);
-  detail::disarm_slot(slot);
+  detail::disarm_slot(slot, {control, start_time});
   // Only the shim writes FIFO-origin slots, so it can give them back at once.
   if (slot.origin.load(std::memory_order_relaxed) == static_cast<std::uint32_t>(layout::Origin::kFifo))
-    detail::free_slot(*table_, index, slot.control.load(std::memory_order_acquire));
+    detail::free_slot(*table_, index, control);
   emit("clear timer", request, index);
 }
 

@@ -12,6 +12,10 @@
 
 namespace shmtimer {
 
+bool LinuxProcessControl::running(pid_t pid, std::optional<std::uint64_t> start_time) {
+  return process_running(pid, start_time);
+}
+
 std::optional<ProcessInfo> LinuxProcessControl::inspect(pid_t pid) {
   if (pid <= 0) return std::nullopt;
   struct stat st {};
@@ -19,7 +23,7 @@ std::optional<ProcessInfo> LinuxProcessControl::inspect(pid_t pid) {
   if (::stat(dir.c_str(), &st) != 0) return std::nullopt;
   const auto stat = read_process_stat(pid);
   if (!stat) return std::nullopt;
-  return ProcessInfo{stat->start_time, st.st_uid, stat->is_zombie()};
+  return ProcessInfo{stat->start_time, st.st_uid};
 }
 
 SignalOutcome LinuxProcessControl::send(pid_t pid, std::uint64_t start_time, int signal,
@@ -28,15 +32,17 @@ SignalOutcome LinuxProcessControl::send(pid_t pid, std::uint64_t start_time, int
   if (pid <= 0) return SignalOutcome::kNoProcess;
   // Pin the process first, then check who it is: if the check passes, the pidfd refers
   // to the process that was checked, so the signal cannot land on a successor.
-  const int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
+  const int pidfd = open_pidfd(pid);
   if (pidfd < 0 && errno == ESRCH) return SignalOutcome::kNoProcess;
-  if (pidfd < 0 && errno != ENOSYS) {
+  if (pidfd < 0 && errno != ENOSYS) {  // EINVAL: a thread id, not a process; EMFILE; ...
     error = errno;
     return SignalOutcome::kFailed;
   }
   SignalOutcome outcome = SignalOutcome::kSent;
   const auto info = inspect(pid);
-  if (!info || info->zombie) {
+  // Liveness after the identity read, as process_running() decides it: a process whose
+  // main thread exited while others run is alive, and is signalled.
+  if (!info || !process_running(pid, info->start_time)) {
     outcome = SignalOutcome::kNoProcess;
   } else if (info->start_time != start_time) {
     outcome = SignalOutcome::kIdentityMismatch;
@@ -44,7 +50,8 @@ SignalOutcome LinuxProcessControl::send(pid_t pid, std::uint64_t start_time, int
     outcome = SignalOutcome::kNotPermitted;
   } else {
     // Without pidfd (kernels before 5.3) a plain kill right after the check is the best
-    // available; the window is a few microseconds.
+    // available; the window is a few microseconds. process_running() has verified that
+    // the pid is a thread-group leader, so kill() cannot reach a group through a thread id.
     const long rc = pidfd >= 0 ? ::syscall(SYS_pidfd_send_signal, pidfd, signal, nullptr, 0) : ::kill(pid, signal);
     if (rc != 0) {
       error = errno;

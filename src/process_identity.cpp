@@ -1,8 +1,12 @@
 #include "shmtimer/process_identity.hpp"
 
 #include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
+#include <sys/syscall.h>
 #include <unistd.h>
+
+#include <cerrno>
 
 #include <cstdio>
 #include <cstring>
@@ -45,6 +49,32 @@ std::optional<ProcessStat> read_process_stat(pid_t pid) noexcept {
 
 namespace {
 
+// The "Threads:" count of /proc/<pid>/status, which counts a zombie main thread until the
+// whole group has exited: a process that is only a zombie shows 1. 0 when unreadable, and
+// when `pid` is a thread id that is not its group's leader (/proc answers for hidden
+// thread ids too, but they are not processes).
+long thread_count(pid_t pid) noexcept {
+  char path[48];
+  std::snprintf(path, sizeof path, "/proc/%d/status", static_cast<int>(pid));
+  FILE* file = std::fopen(path, "re");
+  if (file == nullptr) return 0;
+  char line[256];
+  long threads = 0, tgid = 0;
+  while (std::fgets(line, sizeof line, file) != nullptr && threads == 0)
+    if (std::sscanf(line, "Tgid: %ld", &tgid) != 1) std::sscanf(line, "Threads: %ld", &threads);
+  std::fclose(file);
+  return tgid == pid ? threads : 0;
+}
+
+bool thread_group_exited(int pidfd) noexcept {
+  pollfd p{pidfd, POLLIN, 0};
+  int rc;
+  do {
+    rc = ::poll(&p, 1, 0);
+  } while (rc < 0 && errno == EINTR);
+  return rc > 0 && (p.revents & POLLIN) != 0;
+}
+
 void refresh_self() noexcept {
   const pid_t pid = ::getpid();
   const auto stat = read_process_stat(pid);
@@ -53,6 +83,23 @@ void refresh_self() noexcept {
 }
 
 }  // namespace
+
+int open_pidfd(pid_t pid) noexcept { return static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)); }
+
+bool process_running(pid_t pid, std::optional<std::uint64_t> start_time) noexcept {
+  if (pid <= 0) return false;
+  const int pidfd = open_pidfd(pid);
+  // ESRCH: no such process. EINVAL: a thread id that is not a thread-group leader.
+  if (pidfd < 0 && (errno == ESRCH || errno == EINVAL)) return false;
+  // Opened first, so that while the pidfd's process runs the pid is still its own, and
+  // the start time read below is that process's.
+  const auto stat = read_process_stat(pid);
+  bool running = stat.has_value() && (!start_time || stat->start_time == *start_time);
+  if (running && pidfd >= 0) running = !thread_group_exited(pidfd);
+  if (running && pidfd < 0) running = thread_count(pid) > (stat->state == 'Z' || stat->state == 'X' ? 1 : 0);
+  if (pidfd >= 0) ::close(pidfd);
+  return running;
+}
 
 pid_t learn_self_identity() noexcept {
   static const bool registered = (::pthread_atfork(nullptr, nullptr, refresh_self), true);

@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "shmtimer/clock.hpp"
+#include "shmtimer/printable.hpp"
 
 namespace shmtimer {
 
@@ -16,6 +17,12 @@ using detail::SlotSnapshot;
 using layout::SlotState;
 
 namespace {
+
+// Failed kills are retried after 10 ms, then 20, 40, ... up to 10 s.
+constexpr std::uint64_t kFirstRetryNs = 10'000'000;
+constexpr std::uint64_t kMaxRetryNs = 10'000'000'000;
+// Slots re-checked for a lost occupancy bit per sweep (see walk_for_lost_bits).
+constexpr std::uint64_t kWalkSlotsPerSweep = 8192;
 
 TimerEvent to_event(const SlotSnapshot& s) {
   return {s.pid, s.scope, s.deadline_ns, s.signal, s.index, s.origin};
@@ -25,13 +32,15 @@ void log_expired_debug(pid_t pid, const std::vector<SlotSnapshot>& timers, std::
   if (!spdlog::should_log(spdlog::level::debug)) return;
   nlohmann::json info = nlohmann::json::array();
   for (const auto& t : timers)
-    info.push_back({{"scope_id", t.scope},
+    info.push_back({{"scope_id", printable(t.scope)},
                     {"expiration_time", to_event(t).expiration_time()},
                     {"overdue_ms", static_cast<double>(now_ns - t.deadline_ns) / 1e6},
                     {"signal", t.signal},
                     {"slot", t.index}});
-  spdlog::debug("expired timers of pid {}: {}", pid, info.dump());
+  spdlog::debug("expired timers of pid {}: {}", pid, info.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
 }
+
+bool is_power_of_two(std::uint64_t n) { return n != 0 && (n & (n - 1)) == 0; }
 
 }  // namespace
 
@@ -52,10 +61,10 @@ void Reaper::rebuild_occupancy() {
 
 void Reaper::scan(std::uint64_t now_ns, std::map<ProcessKey, std::vector<SlotSnapshot>>& expired,
                   RoundResult& result) {
-  SlotSnapshot snap;
+  seen_.clear();
   detail::for_each_occupied(table_, [&](std::uint64_t index) {
-    // The fast path reads two words of the slot's first line: most occupied slots are
-    // disarmed or not yet due, and need nothing more.
+    // The fast path reads the slot's first line only: most occupied slots are disarmed or
+    // not yet due, and need nothing more.
     const auto& slot = table_.slot(index);
     const std::uint64_t control = slot.control.load(std::memory_order_acquire);
     const SlotState state = detail::state_of(control);
@@ -64,28 +73,39 @@ void Reaper::scan(std::uint64_t now_ns, std::map<ProcessKey, std::vector<SlotSna
       return;
     }
     if (state != SlotState::kReady) return;  // Claiming: the sweep handles dead claimants
-    const std::uint64_t deadline = slot.deadline_ns.load(std::memory_order_acquire);
-    if (deadline == layout::kDisarmed) return;
+    const std::uint64_t armed = slot.armed.load(std::memory_order_acquire);
+    if (armed == layout::kDisarmed) return;
+    // Relaxed: start_time only groups the timer with its process here; cleanup acts on
+    // the exact armed word, whose check names the owner.
+    seen_.push_back({index, {layout::Control::unpack(control).pid, slot.start_time.load(std::memory_order_relaxed)},
+                     armed});
+    const std::uint64_t deadline = layout::ArmWord::deadline_ns(armed);
     if (deadline > now_ns) {
       if (result.next_deadline_ns == 0 || deadline < result.next_deadline_ns) result.next_deadline_ns = deadline;
       return;
     }
-    // Due: take a consistent snapshot and check it before trusting any of it.
-    if (detail::read_slot(table_, index, snap) != detail::ReadResult::kReady) return;  // changed: next round
-    if (snap.corrupt || snap.pid <= 0) {
-      spdlog::warn("slot {} holds garbage (pid {}, origin or scope length out of range); freeing it", index, snap.pid);
-      detail::free_slot(table_, index, snap.control);
-      return;
-    }
-    if (snap.deadline_ns == layout::kDisarmed || snap.deadline_ns > now_ns) return;
-    if (!snap.deadline_verified()) {
-      // Either the owner is re-arming this instant (then it is not hung, and the next
-      // round sees a consistent pair) or something else wrote the slot: never a kill.
-      spdlog::debug("slot {}: deadline of pid {} fails its check; not acting on it this round", index, snap.pid);
-      return;
-    }
-    expired[{snap.pid, snap.start_time}].push_back(snap);
+    consider_due(index, now_ns, expired);
   });
+}
+
+// A due timer: take a consistent snapshot and check it before trusting any of it.
+void Reaper::consider_due(std::uint64_t index, std::uint64_t now_ns,
+                          std::map<ProcessKey, std::vector<SlotSnapshot>>& expired) {
+  SlotSnapshot snap;
+  if (detail::read_slot(table_, index, snap) != detail::ReadResult::kReady) return;  // changed: next round
+  if (snap.corrupt || snap.pid <= 0) {
+    spdlog::warn("slot {} holds garbage (pid {}, origin or scope length out of range); freeing it", index, snap.pid);
+    detail::free_slot(table_, index, snap.control);
+    return;
+  }
+  if (snap.armed == layout::kDisarmed || snap.deadline_ns > now_ns) return;
+  if (!snap.deadline_verified()) {
+    // Written under another identity than the slot's owner (a stale handle, stray
+    // bytes): never a kill, and left for the owner's next arm to replace.
+    spdlog::debug("slot {}: the timer of pid {} was not armed by its owner; not acting on it", index, snap.pid);
+    return;
+  }
+  expired[{snap.pid, snap.start_time}].push_back(std::move(snap));
 }
 
 bool Reaper::refuse_target(pid_t pid, int signal) const {
@@ -104,13 +124,29 @@ bool Reaper::refuse_target(pid_t pid, int signal) const {
   return false;
 }
 
+void Reaper::note_failed_kill(const ProcessKey& process, int signal, int error, std::uint64_t now_ns) {
+  table_.header().failed_kills.fetch_add(1, std::memory_order_relaxed);  // statistics
+  Backoff& b = backoff_[process];
+  b.delay_ns = b.delay_ns == 0 ? kFirstRetryNs : std::min(b.delay_ns * 2, kMaxRetryNs);
+  b.next_try_ns = now_ns + b.delay_ns;
+  ++b.failures;
+  // One line at the first failure, then at the 2nd, 4th, 8th, ...: a kill that keeps
+  // failing logs a few lines an hour, not one per round.
+  if (is_power_of_two(b.failures))
+    spdlog::error("signalling pid {} with {} failed ({} time(s) so far): {}; retrying in {} ms", process.first,
+                  signal, b.failures, std::strerror(error), b.delay_ns / 1'000'000);
+}
+
 std::optional<Reaper::Cleanup> Reaper::reap_process(const ProcessKey& process, std::vector<SlotSnapshot>& timers,
-                                                    RoundResult& result) {
+                                                    std::uint64_t now_ns, RoundResult& result) {
   const pid_t pid = process.first;
   std::stable_sort(timers.begin(), timers.end(),
                    [](const SlotSnapshot& a, const SlotSnapshot& b) { return a.deadline_ns < b.deadline_ns; });
-  for (const auto& t : timers) emit("timer expired", t);
-  result.expired += timers.size();
+  const bool retry = backoff_.count(process) != 0;
+  if (!retry) {
+    for (const auto& t : timers) emit("timer expired", t);
+    result.expired += timers.size();
+  }
   const auto first_killing =
       std::find_if(timers.begin(), timers.end(), [](const SlotSnapshot& t) { return t.signal > 0; });
   if (first_killing == timers.end()) {
@@ -122,52 +158,68 @@ std::optional<Reaper::Cleanup> Reaper::reap_process(const ProcessKey& process, s
 
   int error = 0;
   const std::optional<uid_t> required_uid = options_.any_uid ? std::nullopt : std::optional<uid_t>(self_uid_);
+  const std::string scope = printable(first_killing->scope);
   switch (processes_.send(pid, process.second, signal, required_uid, error)) {
     case SignalOutcome::kSent:
-      spdlog::info("signalled pid {} with signal {}: timer '{}' expired", pid, signal, first_killing->scope);
+      spdlog::info("signalled pid {} with signal {}: timer '{}' expired", pid, signal, scope);
       emit("kill worker process", *first_killing);
       ++result.signalled;
       table_.header().reaps.fetch_add(1, std::memory_order_relaxed);  // statistics
       self_signal_ = signal;
       return Cleanup::kDisarm;
     case SignalOutcome::kNoProcess:
-      spdlog::info("pid {} no longer exists; its expired timer '{}' counts as reaped", pid, first_killing->scope);
+      spdlog::info("pid {} no longer exists; its expired timer '{}' counts as reaped", pid, scope);
       return Cleanup::kFree;
     case SignalOutcome::kIdentityMismatch:
-      spdlog::warn("pid {} was reused by another process since timer '{}' was set; not signalling it", pid,
-                   first_killing->scope);
+      spdlog::warn("pid {} was reused by another process since timer '{}' was set; not signalling it", pid, scope);
       return Cleanup::kFree;
     case SignalOutcome::kNotPermitted:
       spdlog::error("refusing to signal pid {}: it belongs to another user (this server signals uid {} only)", pid,
                     self_uid_);
       return Cleanup::kDisarm;
     case SignalOutcome::kFailed:
-      spdlog::error("signalling pid {} with {} failed: {}; retrying next round", pid, signal, std::strerror(error));
+      note_failed_kill(process, signal, error, now_ns);
       return std::nullopt;
   }
   return std::nullopt;
 }
 
-std::uint64_t Reaper::cleanup(const std::map<ProcessKey, Cleanup>& processes) {
+// Clears every timer of `process` that the scan saw armed, each only if it still holds the
+// very word seen: a timer the owner re-armed since (a process that survived its signal)
+// stands. Returns how many were cleared.
+std::uint64_t Reaper::disarm_seen(const ProcessKey& process) {
+  std::uint64_t cleared = 0;
+  SlotSnapshot snap;
+  for (const SeenTimer& seen : seen_) {
+    if (seen.process != process) continue;
+    std::uint64_t expected = seen.armed;
+    // acq_rel: ordered after this round's reads of the slot, and visible to the owner's
+    // next exchange. The word's check names its claim, so it cannot match a later owner.
+    const bool have_event = detail::read_slot(table_, seen.index, snap) == detail::ReadResult::kReady;
+    if (!table_.slot(seen.index).armed.compare_exchange_strong(expected, layout::kDisarmed,
+                                                               std::memory_order_acq_rel, std::memory_order_relaxed))
+      continue;
+    ++cleared;
+    if (have_event) {
+      snap.armed = seen.armed;
+      snap.deadline_ns = layout::ArmWord::deadline_ns(seen.armed);
+      emit("clear timer", snap);
+    }
+  }
+  return cleared;
+}
+
+// Frees every slot of processes that are gone. Their identity (pid and start time) is
+// gone for good, so this decision cannot go stale; each free is a CAS from the exact
+// control word read, so a slot claimed again meanwhile is left alone.
+std::uint64_t Reaper::free_all_of(const std::map<ProcessKey, Cleanup>& processes) {
   std::uint64_t cleared = 0;
   SlotSnapshot snap;
   detail::for_each_occupied(table_, [&](std::uint64_t index) {
     if (detail::read_slot(table_, index, snap) != detail::ReadResult::kReady) return;
     const auto it = processes.find({snap.pid, snap.start_time});
-    if (it == processes.end()) return;
-    if (it->second == Cleanup::kFree) {
-      if (detail::free_slot(table_, index, snap.control) && snap.deadline_ns != layout::kDisarmed) {
-        emit("clear timer", snap);
-        ++cleared;
-      }
-      return;
-    }
-    if (snap.deadline_ns == layout::kDisarmed) return;
-    // CAS from the deadline we saw: if the owner re-armed meanwhile, its new timer stands.
-    // acq_rel: ordered after our reads of the slot, and visible to the owner's next load.
-    std::uint64_t seen = snap.deadline_ns;
-    if (table_.slot(index).deadline_ns.compare_exchange_strong(seen, layout::kDisarmed, std::memory_order_acq_rel,
-                                                               std::memory_order_relaxed)) {
+    if (it == processes.end() || it->second != Cleanup::kFree) return;
+    if (detail::free_slot(table_, index, snap.control) && snap.armed != layout::kDisarmed) {
       emit("clear timer", snap);
       ++cleared;
     }
@@ -175,24 +227,37 @@ std::uint64_t Reaper::cleanup(const std::map<ProcessKey, Cleanup>& processes) {
   return cleared;
 }
 
+// Frees the slots of owners that have exited. Answers are memoized per identity (pid and
+// start time) for one sweep: "exited" never goes stale for an identity, and a stale
+// "running" only delays a free to the next sweep. Claiming slots are never memoized.
 std::uint64_t Reaper::sweep_gone_owners() {
-  std::map<pid_t, std::optional<ProcessInfo>> seen;
+  std::map<ProcessKey, bool> memo;
+  const auto running = [&](pid_t pid, std::optional<std::uint64_t> start_time) {
+    if (!start_time) return processes_.running(pid, std::nullopt);
+    auto [it, inserted] = memo.try_emplace({pid, *start_time}, false);
+    if (inserted) it->second = processes_.running(pid, start_time);
+    return it->second;
+  };
   std::uint64_t freed = 0;
   detail::for_each_occupied(table_, [&](std::uint64_t index) {
-    const auto& slot = table_.slot(index);
-    const std::uint64_t control = slot.control.load(std::memory_order_acquire);
-    const auto c = layout::Control::unpack(control);
-    if (c.state == SlotState::kFree) return;
-    auto [it, inserted] = seen.try_emplace(c.pid);
-    if (inserted) it->second = processes_.inspect(c.pid);
-    const auto& info = it->second;
-    // A Claiming slot's start_time may not be written yet, so only its pid is checked.
-    const bool reused = c.state == SlotState::kReady && info &&
-                        info->start_time != slot.start_time.load(std::memory_order_relaxed);
-    if (!info || info->zombie || reused) freed += detail::free_slot(table_, index, control) ? 1 : 0;
+    if (const auto control = detail::gone_owner_control(table_, index, running))
+      freed += detail::free_slot(table_, index, *control) ? 1 : 0;
   });
   if (freed > 0) spdlog::info("freed {} slot(s) of processes that no longer exist", freed);
   return freed;
+}
+
+// A claimant killed between its claiming CAS and setting its occupancy bit, just after this
+// server cleared that bit, leaves a Claiming slot no bitmap walk visits. A few thousand
+// slots per sweep are checked directly, so every such slot is found within
+// capacity / kWalkSlotsPerSweep sweeps and then freed like any dead claimant's.
+void Reaper::walk_for_lost_bits() {
+  const std::uint64_t capacity = table_.capacity();
+  for (std::uint64_t n = 0; n < std::min(capacity, kWalkSlotsPerSweep); ++n) {
+    if (detail::state_of(table_.slot(walk_cursor_).control.load(std::memory_order_acquire)) != SlotState::kFree)
+      detail::set_occupancy(table_, walk_cursor_);
+    if (++walk_cursor_ == capacity) walk_cursor_ = 0;
+  }
 }
 
 RoundResult Reaper::round(std::uint64_t now_ns) {
@@ -201,11 +266,25 @@ RoundResult Reaper::round(std::uint64_t now_ns) {
   scan(now_ns, expired, result);
   std::map<ProcessKey, Cleanup> cleanups;
   for (auto& [process, timers] : expired) {
+    if (const auto b = backoff_.find(process); b != backoff_.end() && now_ns < b->second.next_try_ns) {
+      if (result.next_deadline_ns == 0 || b->second.next_try_ns < result.next_deadline_ns)
+        result.next_deadline_ns = b->second.next_try_ns;
+      continue;
+    }
     log_expired_debug(process.first, timers, now_ns);
-    if (auto how = reap_process(process, timers, result)) cleanups.emplace(process, *how);
+    if (auto how = reap_process(process, timers, now_ns, result)) {
+      cleanups.emplace(process, *how);
+      backoff_.erase(process);
+    }
   }
-  if (!cleanups.empty()) result.cleared += cleanup(cleanups);
+  // A process that is no longer expired (it re-armed, or its slots were freed) owes no retry.
+  std::erase_if(backoff_, [&](const auto& entry) { return expired.count(entry.first) == 0; });
+  for (const auto& [process, how] : cleanups)
+    if (how == Cleanup::kDisarm) result.cleared += disarm_seen(process);
+  if (std::any_of(cleanups.begin(), cleanups.end(), [](const auto& c) { return c.second == Cleanup::kFree; }))
+    result.cleared += free_all_of(cleanups);
   if (now_ns >= next_sweep_ns_) {
+    walk_for_lost_bits();
     result.cleared += sweep_gone_owners();
     next_sweep_ns_ = now_ns + static_cast<std::uint64_t>(options_.dead_owner_sweep_interval.count());
   }

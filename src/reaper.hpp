@@ -32,15 +32,34 @@ class Reaper {
   // same pid are two keys.
   using ProcessKey = std::pair<pid_t, std::uint64_t>;
   enum class Cleanup { kDisarm, kFree };
+  // An armed timer as the scan saw it: cleanup clears exactly this word, so a timer the
+  // owner armed after the scan always stands.
+  struct SeenTimer {
+    std::uint64_t index;
+    ProcessKey process;
+    std::uint64_t armed;
+  };
+  // A process whose signal failed: it is tried again at next_try_ns, with the delay
+  // doubling up to a cap, so a kill the kernel keeps refusing costs neither CPU nor logs.
+  struct Backoff {
+    std::uint64_t next_try_ns = 0;
+    std::uint64_t delay_ns = 0;
+    std::uint64_t failures = 0;
+  };
 
   void scan(std::uint64_t now_ns, std::map<ProcessKey, std::vector<detail::SlotSnapshot>>& expired,
             RoundResult& result);
+  void consider_due(std::uint64_t index, std::uint64_t now_ns,
+                    std::map<ProcessKey, std::vector<detail::SlotSnapshot>>& expired);
   // Applies the reference's rule to one process's expired timers; returns the cleanup to
-  // do, or nothing when the kill should be retried next round.
+  // do, or nothing when the kill failed and will be retried after a back-off.
   std::optional<Cleanup> reap_process(const ProcessKey& process, std::vector<detail::SlotSnapshot>& timers,
-                                      RoundResult& result);
-  std::uint64_t cleanup(const std::map<ProcessKey, Cleanup>& processes);
+                                      std::uint64_t now_ns, RoundResult& result);
+  void note_failed_kill(const ProcessKey& process, int signal, int error, std::uint64_t now_ns);
+  std::uint64_t disarm_seen(const ProcessKey& process);
+  std::uint64_t free_all_of(const std::map<ProcessKey, Cleanup>& processes);
   std::uint64_t sweep_gone_owners();
+  void walk_for_lost_bits();
   bool refuse_target(pid_t pid, int signal) const;  // logs why
   void emit(std::string_view name, const detail::SlotSnapshot& timer) const;
 
@@ -50,7 +69,10 @@ class Reaper {
   pid_t self_pid_;
   uid_t self_uid_;
   std::uint64_t next_sweep_ns_ = 0;
+  std::uint64_t walk_cursor_ = 0;
   int self_signal_ = 0;
+  std::vector<SeenTimer> seen_;  // this round's armed timers; reused, so no allocation per round
+  std::map<ProcessKey, Backoff> backoff_;
 };
 
 }  // namespace shmtimer

@@ -3,8 +3,10 @@
 //
 // An entry is trusted only while the slot's control word still equals the one cached:
 // the key of a Ready slot is immutable until its control word changes (free and
-// re-claim bump the generation), and the word holds the owner pid, so an entry made
-// before fork() never matches in the child. A stale entry is a miss, never a wrong slot.
+// re-claim bump the generation). It is also keyed by the caller's whole identity, pid and
+// start time: a forked child has another pid, and a descendant that inherited the cache
+// and was given a recycled pid has another start time, so neither ever matches its
+// ancestor's entries. A stale entry is a miss, never a wrong slot.
 #pragma once
 
 #include <sys/types.h>
@@ -18,10 +20,13 @@ namespace shmtimer::detail {
 
 class ScopeCache {
  public:
-  // The slot that holds (pid, scope) in `table`, if this thread looked it up recently.
-  static std::uint64_t find(const Table& table, pid_t pid, std::string_view scope) noexcept {
+  // The slot that holds (pid, start_time, scope) in `table`, if this thread looked it up
+  // recently; its Ready word goes to `control`.
+  static std::uint64_t find(const Table& table, pid_t pid, std::uint64_t start_time, std::string_view scope,
+                            std::uint64_t& control) noexcept {
     const Entry& e = entries_[set_of(scope)];
-    if (e.table_id != table.id() || e.len != scope.size() || layout::Control::unpack(e.control).pid != pid)
+    if (e.table_id != table.id() || e.len != scope.size() || layout::Control::unpack(e.control).pid != pid ||
+        e.start_time != start_time)
       return kNoSlot;
     const layout::Slot& slot = table.slot(e.index);
     // Acquire, as for any lookup: pairs with the claimant's release publish, so the scope
@@ -40,14 +45,18 @@ class ScopeCache {
       for (std::uint32_t i = 0; i < word_count; ++i)
         if (slot.scope_words[i].load(std::memory_order_relaxed) != words.word(i)) return kNoSlot;
     }
+    control = e.control;
     return e.index;
   }
 
-  static void remember(const Table& table, std::uint64_t index, std::string_view scope) noexcept {
+  // `control` and `start_time`: the owner's identity as find_slot established it.
+  static void remember(const Table& table, std::uint64_t index, std::uint64_t control, std::uint64_t start_time,
+                       std::string_view scope) noexcept {
     Entry& e = entries_[set_of(scope)];
     e.table_id = table.id();
     e.index = index;
-    e.control = table.slot(index).control.load(std::memory_order_acquire);
+    e.control = control;
+    e.start_time = start_time;
     e.len = scope.size();
     const ScopeKey::Words words{scope.data(), static_cast<std::uint32_t>(e.len)};
     for (std::uint32_t i = 0; i < kCachedWords; ++i) e.words[i] = words.word(i);
@@ -55,7 +64,7 @@ class ScopeCache {
 
  private:
   static constexpr std::size_t kEntries = 4;      // direct-mapped: a few hot scopes per thread
-  static constexpr std::uint32_t kCachedWords = 6;  // scopes up to 48 bytes are kept here
+  static constexpr std::uint32_t kCachedWords = 5;  // scopes up to 40 bytes are kept here
 
   // Trivial (no member initializers), so the thread_local needs no per-access init
   // check; thread storage starts zeroed, and table_id 0 means empty (ids start at 1).
@@ -63,6 +72,7 @@ class ScopeCache {
     std::uint64_t table_id;
     std::uint64_t index;
     std::uint64_t control;
+    std::uint64_t start_time;
     std::uint64_t len;
     std::uint64_t words[kCachedWords];
   };

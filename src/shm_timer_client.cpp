@@ -6,6 +6,7 @@
 
 #include "shmtimer/error.hpp"
 #include "shmtimer/process_identity.hpp"
+#include "shmtimer/printable.hpp"
 #include "scope_cache.hpp"
 #include "slot_ops.hpp"
 
@@ -41,18 +42,13 @@ void check_signal(int signal) {
                                          " slots are claimed by live processes (create it with a larger capacity)");
 }
 
-// Frees slots whose owner is gone (dead, a zombie, or its pid reused), so a table full
-// of dead processes' slots does not fail a live one while the server is down.
+// Frees slots whose owner has exited, so a table full of dead processes' slots does not
+// fail a live one while the server is down.
 std::uint64_t reclaim_dead_owners(const Table& table) {
   std::uint64_t freed = 0;
   detail::for_each_occupied(table, [&](std::uint64_t index) {
-    const std::uint64_t control = table.slot(index).control.load(std::memory_order_acquire);
-    const auto c = layout::Control::unpack(control);
-    if (c.state == layout::SlotState::kFree || c.pid <= 0) return;
-    const auto stat = read_process_stat(c.pid);
-    const bool reused = c.state == layout::SlotState::kReady && stat &&
-                        stat->start_time != table.slot(index).start_time.load(std::memory_order_relaxed);
-    if (!stat || stat->is_zombie() || reused) freed += detail::free_slot(table, index, control) ? 1 : 0;
+    if (const auto control = detail::gone_owner_control(table, index, process_running))
+      freed += detail::free_slot(table, index, *control);
   });
   return freed;
 }
@@ -66,67 +62,101 @@ ShmTimerClient::ShmTimerClient(std::shared_ptr<Table> table, int signal) : table
   insert_mutex();  // registers the fork handlers before any thread can fork
 }
 
-std::uint64_t ShmTimerClient::find_existing(std::string_view scope_id) const {
+std::uint64_t ShmTimerClient::find_existing(std::string_view scope_id, detail::Ownership& owner) const {
   const pid_t pid = current_pid();
-  if (const auto index = detail::ScopeCache::find(*table_, pid, scope_id); index != detail::kNoSlot) [[likely]]
+  owner.start_time = current_start_time();
+  if (const auto index = detail::ScopeCache::find(*table_, pid, owner.start_time, scope_id, owner.control);
+      index != detail::kNoSlot) [[likely]]
     return index;
   const detail::ScopeKey key(scope_id);
-  const auto index = detail::find_slot(*table_, pid, current_start_time(), key);
-  if (index != detail::kNoSlot) detail::ScopeCache::remember(*table_, index, scope_id);
+  const auto index = detail::find_slot(*table_, pid, owner.start_time, key, &owner.control);
+  if (index != detail::kNoSlot) detail::ScopeCache::remember(*table_, index, owner.control, owner.start_time, scope_id);
   return index;
 }
 
-layout::Slot& ShmTimerClient::slot_for(std::string_view scope_id) {
-  if (const auto index = find_existing(scope_id); index != detail::kNoSlot) [[likely]]
-    return table_->slot(index);
+std::uint64_t ShmTimerClient::slot_for(std::string_view scope_id, detail::Ownership& owner) {
+  if (const auto index = find_existing(scope_id, owner); index != detail::kNoSlot) [[likely]]
+    return index;
 
   const detail::ScopeKey key(scope_id);
   const pid_t pid = current_pid();
-  const std::uint64_t start_time = current_start_time();
   std::lock_guard lock(insert_mutex());
   // Again under the lock: a sibling thread may have claimed it since.
-  if (const auto index = detail::find_slot(*table_, pid, start_time, key); index != detail::kNoSlot)
-    return table_->slot(index);
-  const detail::NewKey owner{pid, start_time, signal_, layout::Origin::kTable};
-  auto index = detail::insert_slot(*table_, owner, key);
-  if (!index && reclaim_dead_owners(*table_) > 0) index = detail::insert_slot(*table_, owner, key);
-  if (!index) throw_full(*table_);
-  return table_->slot(*index);
+  if (const auto index = detail::find_slot(*table_, pid, owner.start_time, key, &owner.control);
+      index != detail::kNoSlot)
+    return index;
+  const detail::NewKey key_owner{pid, owner.start_time, signal_, layout::Origin::kTable};
+  auto claimed = detail::insert_slot(*table_, key_owner, key);
+  if (!claimed.ok() && reclaim_dead_owners(*table_) > 0) claimed = detail::insert_slot(*table_, key_owner, key);
+  if (!claimed.ok()) throw_full(*table_);
+  owner.control = claimed.control;
+  return claimed.index;
 }
 
+// The slot is looked up again after an arm that found it no longer ours: that takes a
+// free and re-claim of this very slot between lookup and arm, so a few rounds settle it.
+constexpr int kArmAttempts = 4;
+
 void ShmTimerClient::acquire(std::string_view scope_id, Deadline deadline) {
-  detail::arm_slot(slot_for(scope_id), to_table_ns(deadline), signal_);
+  const std::uint64_t deadline_ns = to_table_ns(deadline);
+  for (int attempt = 0; attempt < kArmAttempts; ++attempt) {
+    detail::Ownership owner;
+    const auto index = slot_for(scope_id, owner);
+    if (detail::arm_slot(table_->slot(index), owner, deadline_ns, signal_)) [[likely]]
+      return;
+  }
+  throw Error(ErrorCode::kIo, "scope '" + printable(scope_id) + "': its slot kept being freed under this process");
 }
 
 void ShmTimerClient::release(std::string_view scope_id) {
-  if (const auto index = find_existing(scope_id); index != detail::kNoSlot) detail::disarm_slot(table_->slot(index));
+  for (int attempt = 0; attempt < kArmAttempts; ++attempt) {
+    detail::Ownership owner;
+    const auto index = find_existing(scope_id, owner);
+    if (index == detail::kNoSlot || detail::disarm_slot(table_->slot(index), owner)) [[likely]]
+      return;
+  }
 }
 
 bool ShmTimerClient::forget(std::string_view scope_id) {
   const detail::ScopeKey key(scope_id);
   std::lock_guard lock(insert_mutex());
-  const auto index = detail::find_slot(*table_, current_pid(), current_start_time(), key);
+  std::uint64_t control = 0;
+  const auto index = detail::find_slot(*table_, current_pid(), current_start_time(), key, &control);
   if (index == detail::kNoSlot) return false;
-  return detail::free_slot(*table_, index, table_->slot(index).control.load(std::memory_order_acquire));
+  return detail::free_slot(*table_, index, control);
 }
 
 Timer ShmTimerClient::timer(std::string_view scope_id) { return Timer(*this, std::string(scope_id)); }
 
-Timer::Timer(ShmTimerClient& client, std::string scope)
-    : client_(&client), scope_(std::move(scope)), slot_(&client.slot_for(scope_)), bound_pid_(current_pid()) {}
+Timer::Timer(ShmTimerClient& client, std::string scope) : client_(&client), scope_(std::move(scope)) { bind(); }
+
+void Timer::bind() {
+  bound_pid_ = current_pid();
+  slot_ = &client_->table_->slot(client_->slot_for(scope_, owner_));
+}
+
+bool Timer::bound_here() const noexcept {
+  // A forked child has another pid; a descendant given a recycled pid has another start
+  // time. Either must bind its own slot, never write its ancestor's.
+  return current_pid() == bound_pid_ && current_start_time() == owner_.start_time;
+}
 
 void Timer::arm(Deadline deadline) {
-  if (current_pid() != bound_pid_) [[unlikely]] {  // a forked child: bind to its own slot
-    slot_ = &client_->slot_for(scope_);
-    bound_pid_ = current_pid();
+  const std::uint64_t deadline_ns = to_table_ns(deadline);
+  if (bound_here() && detail::arm_slot(*slot_, owner_, deadline_ns, client_->signal_)) [[likely]]
+    return;
+  for (int attempt = 0; attempt < kArmAttempts; ++attempt) {  // rebind: see kArmAttempts
+    bind();
+    if (detail::arm_slot(*slot_, owner_, deadline_ns, client_->signal_)) return;
   }
-  detail::arm_slot(*slot_, to_table_ns(deadline), client_->signal_);
+  throw Error(ErrorCode::kIo, "timer '" + printable(scope_) + "': its slot kept being freed under this process");
 }
 
 void Timer::disarm() noexcept {
-  // In a forked child that never armed, the bound slot is the parent's: leave it alone.
-  if (current_pid() != bound_pid_) [[unlikely]] return;
-  detail::disarm_slot(*slot_);
+  // In a process that never armed through this handle (a forked child), or whose slot is
+  // gone, there is nothing of ours to disarm: the ownership check leaves the slot alone.
+  if (!bound_here()) [[unlikely]] return;
+  detail::disarm_slot(*slot_, owner_);
 }
 
 }  // namespace shmtimer

@@ -49,7 +49,8 @@ std::uint64_t home_index(std::uint64_t scope_hash, pid_t pid, std::uint64_t capa
   return static_cast<std::uint64_t>((static_cast<u128>(mixed) * capacity) >> 64);
 }
 
-std::uint64_t find_slot(const Table& table, pid_t pid, std::uint64_t start_time, const ScopeKey& key) noexcept {
+std::uint64_t find_slot(const Table& table, pid_t pid, std::uint64_t start_time, const ScopeKey& key,
+                        std::uint64_t* control_out) noexcept {
   const std::uint64_t capacity = table.capacity();
   // Acquire pairs with the CAS-max in insert_slot; a stale value only sends a sibling
   // thread to the (locked, exhaustive) insert path, which finds the key there.
@@ -61,7 +62,10 @@ std::uint64_t find_slot(const Table& table, pid_t pid, std::uint64_t start_time,
     // Acquire pairs with the claimant's release publish of Ready: the key fields that
     // holds_key reads are the published ones.
     const std::uint64_t control = s.control.load(std::memory_order_acquire);
-    if (holds_key(s, control, pid, start_time, key)) return index;
+    if (holds_key(s, control, pid, start_time, key)) {
+      if (control_out != nullptr) *control_out = control;
+      return index;
+    }
     if (++index == capacity) index = 0;
   }
   return kNoSlot;
@@ -86,30 +90,30 @@ void clear_occupancy_if_free(const Table& table, std::uint64_t index) noexcept {
     set_occupancy(table, index);
 }
 
-bool try_claim(const Table& table, std::uint64_t index, std::uint64_t distance, const NewKey& owner,
-               const ScopeKey& key) noexcept {
+std::uint64_t try_claim(const Table& table, std::uint64_t index, std::uint64_t distance, const NewKey& owner,
+                        const ScopeKey& key) noexcept {
   Slot& s = table.slot(index);
   std::uint64_t seen = s.control.load(std::memory_order_relaxed);
-  if (state_of(seen) != SlotState::kFree) return false;
+  if (state_of(seen) != SlotState::kFree) return 0;
   const std::uint32_t generation = (Control::unpack(seen).generation + 1) & layout::kMaxGeneration;
+  std::uint64_t claiming = Control::pack(SlotState::kClaiming, generation, owner.pid);
   // seq_cst: takes the slot (only one claimant's CAS from this exact Free word wins) and
   // is the claimant's half of the Dekker pair with clear_occupancy_if_free.
-  if (!s.control.compare_exchange_strong(seen, Control::pack(SlotState::kClaiming, generation, owner.pid),
-                                         std::memory_order_seq_cst, std::memory_order_relaxed))
-    return false;
+  if (!s.control.compare_exchange_strong(seen, claiming, std::memory_order_seq_cst, std::memory_order_relaxed))
+    return 0;
   set_occupancy(table, index);
   // Release field writes (plain stores on x86): a seqlock reader that acquire-loads any
   // of them then sees the Claiming word above when it re-checks control, so it never
   // mixes these fields with the previous key's. (Release stores + acquire loads instead
   // of fences, because ThreadSanitizer does not model fences.)
   constexpr auto kField = std::memory_order_release;
-  s.deadline_ns.store(layout::kDisarmed, kField);
+  s.armed.store(layout::kDisarmed, kField);
   s.start_time.store(owner.start_time, kField);
   s.scope_hash.store(key.hash, kField);
   s.scope_len.store(key.len, kField);
   s.signal.store(owner.signal, kField);
   s.origin.store(static_cast<std::uint32_t>(owner.origin), kField);
-  s.deadline_check.store(0, kField);
+  s.reserved.store(0, kField);
   s.acquires.store(0, kField);
   s.releases.store(0, kField);
   for (std::uint32_t i = 0; i < layout::kScopeWords; ++i)
@@ -121,17 +125,22 @@ bool try_claim(const Table& table, std::uint64_t index, std::uint64_t distance, 
                                                                 std::memory_order_release,
                                                                 std::memory_order_relaxed)) {
   }
-  // Release: publishes every field above to whoever acquire-loads this Ready word.
-  s.control.store(Control::pack(SlotState::kReady, generation, owner.pid), std::memory_order_release);
-  return true;
+  // CAS from the exact Claiming word, release: publishes every field above to whoever
+  // acquire-loads the Ready word. If the slot was freed under us (only a writer outside
+  // shmtimer, or a liveness bug, frees a live claimant's slot) the key is not published:
+  // a later claimant of that slot owns it, and this claim moves on.
+  const std::uint64_t ready = Control::pack(SlotState::kReady, generation, owner.pid);
+  if (!s.control.compare_exchange_strong(claiming, ready, std::memory_order_release, std::memory_order_relaxed))
+    return 0;
+  return ready;
 }
 
-std::optional<std::uint64_t> insert_slot(const Table& table, const NewKey& owner, const ScopeKey& key) noexcept {
+Claimed insert_slot(const Table& table, const NewKey& owner, const ScopeKey& key) noexcept {
   const std::uint64_t capacity = table.capacity();
   std::uint64_t index = home_index(key.hash, owner.pid, capacity);
   for (std::uint64_t d = 0; d < capacity; ++d, index = (index + 1 == capacity ? 0 : index + 1))
-    if (try_claim(table, index, d, owner, key)) return index;
-  return std::nullopt;
+    if (const std::uint64_t ready = try_claim(table, index, d, owner, key); ready != 0) return {index, ready};
+  return {};
 }
 
 bool free_slot(const Table& table, std::uint64_t index, std::uint64_t expected) noexcept {
@@ -161,19 +170,19 @@ ReadResult read_slot(const Table& table, std::uint64_t index, SlotSnapshot& out,
     if (c.state != SlotState::kReady) return ReadResult::kNotReady;
     out.pid = c.pid;
     out.generation = c.generation;
-    // Acquire loads (plain loads on x86). The deadline's pairs with arm_slot's release
-    // store, so the signal read after it is current. All of them pair with the claimant's
+    // Acquire loads (plain loads on x86). The armed word's pairs with arm_slot's exchange,
+    // so the signal read after it is current. All of them pair with the claimant's
     // release field writes: if any value below came from a newer claimant, the re-check
     // of control at the end sees that claimant's Claiming word (or later) and retries.
     constexpr auto kField = std::memory_order_acquire;
-    out.deadline_ns = s.deadline_ns.load(kField);
+    out.armed = s.armed.load(kField);
+    out.deadline_ns = out.armed == layout::kDisarmed ? 0 : layout::ArmWord::deadline_ns(out.armed);
     out.signal = s.signal.load(kField);
     out.start_time = s.start_time.load(kField);
     const std::uint32_t origin = s.origin.load(kField);
     out.origin = origin == 1 ? layout::Origin::kFifo : layout::Origin::kTable;
     out.acquires = s.acquires.load(kField);
     out.releases = s.releases.load(kField);
-    out.deadline_check = s.deadline_check.load(kField);
     const std::uint32_t len = s.scope_len.load(kField);
     out.corrupt = len > layout::kMaxScopeBytes || origin > 1;
     const std::uint32_t safe_len = len > layout::kMaxScopeBytes ? 0 : len;

@@ -4,10 +4,12 @@
 // Protocol in one paragraph. A slot moves Free -> Claiming -> Ready -> Free. A claimant
 // takes a Free slot with a CAS that writes its own pid into the control word (so a dead
 // claimant is always attributable), sets the slot's occupancy bit, writes the key
-// fields, and publishes Ready with a release store. While Ready the key (pid, start
-// time, scope) is immutable; only deadline_ns, signal and the statistics change, written
-// by the owning process. A slot is freed by a CAS Ready -> Free, by its owner or by the
-// server once the owner is dead. Only the server clears occupancy bits.
+// fields, and publishes Ready with a CAS from its exact Claiming word. While Ready the
+// key (pid, start time, scope) is immutable; only the armed word, signal and the
+// statistics change, written by the owning process (and the armed word cleared by the
+// server after a reap). A slot is freed by a CAS from its exact Ready or Claiming word, by
+// its owner or by anyone once the owner's process has exited. Only the server clears
+// occupancy bits.
 #pragma once
 
 #include <sys/types.h>
@@ -18,6 +20,7 @@
 #include <string>
 #include <string_view>
 
+#include "shmtimer/shm_timer_client.hpp"  // detail::Ownership
 #include "shmtimer/table.hpp"
 
 namespace shmtimer::detail {
@@ -99,7 +102,8 @@ inline bool holds_key(const Slot& s, std::uint64_t control, pid_t pid, std::uint
 // not std::optional: GCC returns an optional through the stack with a byte store then a
 // word load, and that failed store forwarding cost more than the whole lookup).
 inline constexpr std::uint64_t kNoSlot = ~std::uint64_t{0};
-std::uint64_t find_slot(const Table& table, pid_t pid, std::uint64_t start_time, const ScopeKey& key) noexcept;
+std::uint64_t find_slot(const Table& table, pid_t pid, std::uint64_t start_time, const ScopeKey& key,
+                        std::uint64_t* control = nullptr) noexcept;
 
 struct NewKey {
   pid_t pid;
@@ -108,15 +112,23 @@ struct NewKey {
   layout::Origin origin;
 };
 
+// A slot that holds a key, with the Ready word it was published under.
+struct Claimed {
+  std::uint64_t index = kNoSlot;
+  std::uint64_t control = 0;
+  bool ok() const { return index != kNoSlot; }
+};
+
 // Claims a Free slot for `key` and publishes it Ready and disarmed. Callers must make
 // sure no other thread inserts the same (pid, key) at the same time (the client holds a
-// process-wide mutex; the server is one thread). Returns nullopt when no slot is free.
-std::optional<std::uint64_t> insert_slot(const Table& table, const NewKey& owner, const ScopeKey& key) noexcept;
+// process-wide mutex; the server is one thread). Not ok() when no slot is free.
+Claimed insert_slot(const Table& table, const NewKey& owner, const ScopeKey& key) noexcept;
 
 // Claims slot `index`, `distance` slots from the key's home, if it is Free; publishes the
 // key Ready and disarmed. insert_slot's step; benchmarks use it to fill a table in order.
-bool try_claim(const Table& table, std::uint64_t index, std::uint64_t distance, const NewKey& owner,
-               const ScopeKey& key) noexcept;
+// Returns the Ready word, or 0 when the slot was not Free or was freed under the claim.
+std::uint64_t try_claim(const Table& table, std::uint64_t index, std::uint64_t distance, const NewKey& owner,
+                        const ScopeKey& key) noexcept;
 
 // Frees the slot if its control word is still `expected` (Ready or Claiming); folds its
 // statistics into the header. Returns false when the slot changed meanwhile.
@@ -129,30 +141,62 @@ void clear_occupancy_if_free(const Table& table, std::uint64_t index) noexcept;
 // Marks a slot occupied (idempotent).
 void set_occupancy(const Table& table, std::uint64_t index) noexcept;
 
-// The owner's hot path: arm and disarm an already-claimed slot. Two relaxed statistics
-// writes and one release store to a line the owner already holds; no RMW, no syscall.
-inline void arm_slot(Slot& s, std::uint64_t deadline_ns, std::int32_t signal) noexcept {
-  // Relaxed: ordered before the deadline by the release store below; a reader that
-  // acquire-loads the new deadline sees this signal (or a later one).
+// The owner's hot path. Arming is one atomic exchange of the armed word (deadline and
+// check together), so concurrent arms and disarms of one slot linearize: the slot always
+// holds one whole arm or nothing, never a deadline with another arm's check.
+//
+// Returns false, having changed nothing, when the writer no longer owns the slot (it was
+// freed, or freed and claimed by another process): the caller rebinds. The check before
+// the exchange catches a slot freed at any earlier time; the one after catches a free
+// that raced the exchange, which is then undone by restoring the word it replaced, unless
+// the new owner wrote since. Either way the stray word names the writer's identity, not
+// the new owner's, so it never verifies as the new owner's timer.
+inline bool arm_slot(Slot& s, const Ownership& owner, std::uint64_t deadline_ns, std::int32_t signal) noexcept {
+  // Acquire: pairs with the claimant's Ready publish; the slot line is already in cache.
+  if (s.control.load(std::memory_order_acquire) != owner.control) [[unlikely]]
+    return false;
+  // Relaxed: ordered before the armed word by the exchange below (release); a reader that
+  // acquire-loads the new word sees this signal (or a later one).
   if (s.signal.load(std::memory_order_relaxed) != signal) s.signal.store(signal, std::memory_order_relaxed);
-  // Relaxed load+store rather than fetch_add: statistics only, and no locked instruction
-  // on the hot path. Two threads arming one slot at once may lose a count.
+  // Relaxed load+store rather than fetch_add: statistics only, and no second locked
+  // instruction on the hot path. Two threads arming one slot at once may lose a count.
   s.acquires.store(s.acquires.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
-  // Relaxed: the key (control, start_time) is immutable while the owner holds the slot.
-  const std::uint32_t check = layout::deadline_check(deadline_ns, s.control.load(std::memory_order_relaxed),
-                                                     s.start_time.load(std::memory_order_relaxed), signal);
-  // Release: publishes the signal above with the deadline.
-  s.deadline_ns.store(deadline_ns, std::memory_order_release);
-  // Release, after the deadline: a reader that sees this check with an older deadline (or
-  // the reverse) sees a mismatch and waits a round; an owner that is re-arming is not hung.
-  s.deadline_check.store(check, std::memory_order_release);
+  const std::uint64_t word = layout::ArmWord::make(deadline_ns, owner.control, owner.start_time);
+  // seq_cst exchange: one step for the whole arm, returning what it replaced (for the
+  // undo), and a full barrier, so the control load below cannot be satisfied before the
+  // word is visible: a claimant's CAS (seq_cst) that this load misses comes after the
+  // exchange, and that claimant's own reset of the word then overwrites it.
+  const std::uint64_t replaced = s.armed.exchange(word, std::memory_order_seq_cst);
+  if (s.control.load(std::memory_order_seq_cst) == owner.control) [[likely]]
+    return true;
+  std::uint64_t mine = word;
+  // acq_rel: restores the new owner's word only if nobody wrote the slot since.
+  s.armed.compare_exchange_strong(mine, replaced, std::memory_order_acq_rel, std::memory_order_relaxed);
+  return false;
 }
 
-inline void disarm_slot(Slot& s) noexcept {
+// Disarms. A plain store: releasing must stay cheap. The ownership check before it keeps
+// a stale handle from disarming a later owner's timer; a free that races this very store
+// (possible only when the owner frees its own slot with a handle still in use, or a
+// writer outside shmtimer frees it) can clear the new owner's word, never arm it.
+inline bool disarm_slot(Slot& s, const Ownership& owner) noexcept {
+  // Acquire: as in arm_slot.
+  if (s.control.load(std::memory_order_acquire) != owner.control) [[unlikely]]
+    return false;
   s.releases.store(s.releases.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
-  // Release, for symmetry with arm: nothing is published with a disarm, but a reader's
-  // acquire load then never sees an older signal paired with a later state.
-  s.deadline_ns.store(layout::kDisarmed, std::memory_order_release);
+  // Release, for symmetry with arm: a reader's acquire load of the word then never sees an
+  // older signal paired with a later state.
+  s.armed.store(layout::kDisarmed, std::memory_order_release);
+  return true;
+}
+
+// Arms slot `index` as whoever owns it now: for tests, benchmarks and corpus tools that
+// plant timers of other processes. Clients never use it: they arm as themselves.
+inline bool arm_as_current_owner(const Table& table, std::uint64_t index, std::uint64_t deadline_ns,
+                                 std::int32_t signal) noexcept {
+  Slot& s = table.slot(index);
+  const Ownership owner{s.control.load(std::memory_order_acquire), s.start_time.load(std::memory_order_relaxed)};
+  return arm_slot(s, owner, deadline_ns, signal);
 }
 
 // A consistent copy of a Ready slot, read with the seqlock pattern on the control word.
@@ -161,20 +205,18 @@ struct SlotSnapshot {
   std::uint64_t control = 0;
   pid_t pid = 0;
   std::uint32_t generation = 0;
-  std::uint64_t deadline_ns = 0;
+  std::uint64_t armed = 0;        // the armed word as read: the server clears exactly this
+  std::uint64_t deadline_ns = 0;  // its deadline (0: disarmed)
   std::uint64_t start_time = 0;
   std::int32_t signal = 0;
   layout::Origin origin = layout::Origin::kTable;
   std::uint64_t acquires = 0;
   std::uint64_t releases = 0;
-  std::uint32_t deadline_check = 0;
   std::string scope;
   bool corrupt = false;  // scope_len or origin out of range: written by something not shmtimer
-  // The deadline is the owner's: its check matches (or the slot is disarmed).
-  bool deadline_verified() const {
-    return deadline_ns == layout::kDisarmed ||
-           deadline_check == layout::deadline_check(deadline_ns, control, start_time, signal);
-  }
+  // The deadline is the owner's: written under this very claim (or the slot is disarmed).
+  bool deadline_verified() const { return layout::ArmWord::verifies(armed, control, start_time); }
+  Ownership ownership() const { return {control, start_time}; }
 };
 
 enum class ReadResult { kReady, kNotReady, kUnstable };
@@ -183,6 +225,24 @@ enum class ReadResult { kReady, kNotReady, kUnstable };
 // deadline. kNotReady: the slot is Free or Claiming (out.control says which). kUnstable:
 // the slot kept changing for `attempts` tries.
 ReadResult read_slot(const Table& table, std::uint64_t index, SlotSnapshot& out, int attempts = 8);
+
+// The control word to free slot `index` from when its owner's process is gone; nullopt
+// when it runs, or the slot is Free or changing. `running(pid, start_time)` decides, with
+// start_time nullopt for a Claiming slot, which has no start time yet: its pid alone is
+// checked, right before the free. The free must be a CAS from exactly this word, so a
+// slot claimed again since is left alone; and "the process (pid, start time) has exited"
+// never goes stale, so the decision holds however late the free lands.
+template <typename Running>
+std::optional<std::uint64_t> gone_owner_control(const Table& table, std::uint64_t index, Running&& running) {
+  const std::uint64_t control = table.slot(index).control.load(std::memory_order_acquire);
+  const auto c = Control::unpack(control);
+  if (c.state == SlotState::kClaiming)
+    return running(c.pid, std::optional<std::uint64_t>()) ? std::nullopt : std::optional(control);
+  if (c.state != SlotState::kReady) return std::nullopt;
+  SlotSnapshot snap;
+  if (read_slot(table, index, snap) != ReadResult::kReady) return std::nullopt;
+  return running(snap.pid, std::optional(snap.start_time)) ? std::nullopt : std::optional(snap.control);
+}
 
 // Calls fn(index) for each slot whose occupancy bit is set, in index order.
 template <typename Fn>

@@ -26,13 +26,6 @@ const char* to_string(RowState state) {
   return "?";
 }
 
-namespace {
-bool is_alive(pid_t pid, std::uint64_t start_time) {
-  const auto stat = read_process_stat(pid);
-  return stat && !stat->is_zombie() && stat->start_time == start_time;
-}
-}  // namespace
-
 TableReader::TableReader(std::shared_ptr<Table> table) : table_(std::move(table)) {}
 
 TableReader TableReader::open(const std::filesystem::path& path) {
@@ -54,7 +47,7 @@ HeaderInfo TableReader::header() const {
   // Relaxed loads throughout: each word is a standalone statistic or liveness hint.
   info.server_pid = h.server_pid.load(std::memory_order_relaxed);
   info.server_alive =
-      info.server_pid > 0 && is_alive(info.server_pid, h.server_start_time.load(std::memory_order_relaxed));
+      info.server_pid > 0 && process_running(info.server_pid, h.server_start_time.load(std::memory_order_relaxed));
   info.heartbeat_count = h.heartbeat_count.load(std::memory_order_relaxed);
   const std::uint64_t beat = h.heartbeat_mono_ns.load(std::memory_order_relaxed);
   if (beat != 0) info.heartbeat_age_ns = static_cast<std::int64_t>(monotonic_now_ns() - beat);
@@ -92,7 +85,7 @@ std::vector<TimerRow> TableReader::collect(bool all, bool scan_every_slot) const
       row.state = snap.deadline_ns == layout::kDisarmed ? RowState::kIdle : RowState::kArmed;
       row.pid = snap.pid;
       row.start_time = snap.start_time;
-      row.pid_alive = is_alive(snap.pid, snap.start_time);
+      row.pid_alive = process_running(snap.pid, snap.start_time);
       row.scope = snap.scope;
       row.deadline_ns = snap.deadline_ns;
       if (row.state == RowState::kArmed) row.remaining_ns = static_cast<std::int64_t>(snap.deadline_ns - now);
@@ -105,10 +98,7 @@ std::vector<TimerRow> TableReader::collect(bool all, bool scan_every_slot) const
       if (c.state == layout::SlotState::kReady) return;  // unstable: skip rather than show a torn row
       row.state = c.state == layout::SlotState::kClaiming ? RowState::kClaiming : RowState::kFree;
       row.pid = c.pid;
-      if (row.state == RowState::kClaiming) {
-        const auto stat = read_process_stat(c.pid);
-        row.pid_alive = stat && !stat->is_zombie();
-      }
+      if (row.state == RowState::kClaiming) row.pid_alive = process_running(c.pid, std::nullopt);
     }
     if (row.state == RowState::kArmed || all) rows.push_back(std::move(row));
   };

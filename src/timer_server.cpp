@@ -15,6 +15,7 @@
 #include "reaper.hpp"
 #include "shmtimer/clock.hpp"
 #include "shmtimer/error.hpp"
+#include "shmtimer/printable.hpp"
 #include "shmtimer/process_identity.hpp"
 
 namespace shmtimer {
@@ -186,7 +187,16 @@ void TimerServer::run_loop() {
   std::uint64_t spin_until_ns = 0;
   const auto spin_ns = static_cast<std::uint64_t>(options_.policy.spin.count());
   while (!stop_requested_.load(std::memory_order_acquire)) {
-    const RoundResult result = run_once();
+    RoundResult result;
+    try {
+      result = run_once();
+    } catch (const std::exception& e) {
+      // No byte in the table or the FIFO may stop the watchdog: log, wait a full interval
+      // (so a persistent cause cannot spin), and go on.
+      spdlog::error("watchdog round failed: {}; continuing", printable(e.what()));
+      wait(static_cast<std::uint64_t>(options_.policy.max_interval.count()));
+      continue;
+    }
     const std::uint64_t now_ns = options_.clock->now_ns();
     if (result.expired > 0) spin_until_ns = now_ns + spin_ns;
     if (sources_pending_) continue;  // a flood: read on at once, reaping between chunks

@@ -22,17 +22,19 @@ std::map<std::string, TimerRow> my_rows(const std::shared_ptr<Table>& table) {
   return rows;
 }
 
-Deadline at_ns(std::uint64_t ns) { return from_table_ns(ns); }
+// Deadlines are stored in whole microseconds (docs/table-format.md).
+Deadline at_us(std::uint64_t us) { return from_table_ns(us * 1000); }
+std::uint64_t us_of(std::uint64_t ns) { return ns / 1000; }
 
 TEST(ShmTimerClient, AcquireWritesTheSlot) {
   TempTable t;
   ShmTimerClient client(t.table, SIGTERM);
-  client.acquire("train.py#42", at_ns(123456789));
+  client.acquire("train.py#42", at_us(123456789));
   const auto rows = my_rows(t.table);
   ASSERT_EQ(rows.size(), 1u);
   const auto& row = rows.at("train.py#42");
   EXPECT_EQ(row.state, RowState::kArmed);
-  EXPECT_EQ(row.deadline_ns, 123456789u);
+  EXPECT_EQ(us_of(row.deadline_ns), 123456789u);
   EXPECT_EQ(row.signal, SIGTERM);
   EXPECT_EQ(row.start_time, current_start_time());
   EXPECT_TRUE(row.pid_alive);
@@ -42,25 +44,25 @@ TEST(ShmTimerClient, AcquireWritesTheSlot) {
 TEST(ShmTimerClient, ReacquireUpdatesTheSameSlotInPlace) {
   TempTable t;
   ShmTimerClient client(t.table);
-  client.acquire("scope", at_ns(1000));
+  client.acquire("scope", at_us(1000));
   const auto first = my_rows(t.table).at("scope").slot;
-  client.acquire("scope", at_ns(2000));
+  client.acquire("scope", at_us(2000));
   const auto rows = my_rows(t.table);
   ASSERT_EQ(rows.size(), 1u);
   EXPECT_EQ(rows.at("scope").slot, first);
-  EXPECT_EQ(rows.at("scope").deadline_ns, 2000u);  // only the newest deadline counts
+  EXPECT_EQ(us_of(rows.at("scope").deadline_ns), 2000u);  // only the newest deadline counts
   EXPECT_EQ(rows.at("scope").acquires, 2u);
 }
 
 TEST(ShmTimerClient, ReleaseDisarmsAndKeepsTheSlotForReuse) {
   TempTable t;
   ShmTimerClient client(t.table);
-  client.acquire("scope", at_ns(1000));
+  client.acquire("scope", at_us(1000));
   client.release("scope");
   auto rows = my_rows(t.table);
   EXPECT_EQ(rows.at("scope").state, RowState::kIdle);
   EXPECT_TRUE(TableReader(t.table).rows().empty());  // no armed timers
-  client.acquire("scope", at_ns(3000));
+  client.acquire("scope", at_us(3000));
   EXPECT_EQ(my_rows(t.table).at("scope").slot, rows.at("scope").slot);
 }
 
@@ -74,24 +76,24 @@ TEST(ShmTimerClient, ReleasingAnUnknownScopeDoesNothing) {
 TEST(ShmTimerClient, ScopesAreDistinctKeys) {
   TempTable t;
   ShmTimerClient client(t.table);
-  client.acquire("a", at_ns(1));
-  client.acquire("b", at_ns(2));
-  client.acquire("", at_ns(3));
-  client.acquire(std::string("a\0b", 3), at_ns(4));
+  client.acquire("a", at_us(1));
+  client.acquire("b", at_us(2));
+  client.acquire("", at_us(3));
+  client.acquire(std::string("a\0b", 3), at_us(4));
   const auto rows = my_rows(t.table);
   EXPECT_EQ(rows.size(), 4u);
-  EXPECT_EQ(rows.at("a").deadline_ns, 1u);
-  EXPECT_EQ(rows.at(std::string("a\0b", 3)).deadline_ns, 4u);
+  EXPECT_EQ(us_of(rows.at("a").deadline_ns), 1u);
+  EXPECT_EQ(us_of(rows.at(std::string("a\0b", 3)).deadline_ns), 4u);
 }
 
 TEST(ShmTimerClient, ScopeOf256BytesFitsAnd257IsAnError) {
   TempTable t;
   ShmTimerClient client(t.table);
   const std::string fits(256, 's');
-  client.acquire(fits, at_ns(5));
+  client.acquire(fits, at_us(5));
   EXPECT_EQ(my_rows(t.table).at(fits).scope, fits);  // never truncated
   try {
-    client.acquire(std::string(257, 's'), at_ns(5));
+    client.acquire(std::string(257, 's'), at_us(5));
     FAIL();
   } catch (const Error& e) {
     EXPECT_EQ(e.code(), ErrorCode::kScopeTooLong);
@@ -104,39 +106,39 @@ TEST(ShmTimerClient, ScopeOf256BytesFitsAnd257IsAnError) {
 TEST(ShmTimerClient, FullTableIsAClearErrorAndCounted) {
   TempTable t(4);
   ShmTimerClient client(t.table);
-  for (int i = 0; i < 4; ++i) client.acquire("s" + std::to_string(i), at_ns(9));
+  for (int i = 0; i < 4; ++i) client.acquire("s" + std::to_string(i), at_us(9));
   try {
-    client.acquire("one-too-many", at_ns(9));
+    client.acquire("one-too-many", at_us(9));
     FAIL();
   } catch (const Error& e) {
     EXPECT_EQ(e.code(), ErrorCode::kTableFull);
     EXPECT_NE(std::string(e.what()).find("all 4 slots"), std::string::npos) << e.what();
   }
   EXPECT_EQ(t.table->header().full_failures.load(), 1u);
-  client.acquire("s2", at_ns(10));  // existing scopes still work
-  EXPECT_EQ(my_rows(t.table).at("s2").deadline_ns, 10u);
+  client.acquire("s2", at_us(10));  // existing scopes still work
+  EXPECT_EQ(us_of(my_rows(t.table).at("s2").deadline_ns), 10u);
 }
 
 TEST(ShmTimerClient, FullTableReclaimsSlotsOfDeadProcesses) {
   TempTable t(4);
   const pid_t child = testing::fork_child([&] {
     ShmTimerClient client(t.table);
-    for (int i = 0; i < 4; ++i) client.acquire("child" + std::to_string(i), at_ns(1ULL << 62));
+    for (int i = 0; i < 4; ++i) client.acquire("child" + std::to_string(i), at_us(1ULL << 45));
   });
   ASSERT_TRUE(testing::exited_ok(testing::wait_child(child)));
   ShmTimerClient client(t.table);
-  EXPECT_NO_THROW(client.acquire("mine", at_ns(1)));
+  EXPECT_NO_THROW(client.acquire("mine", at_us(1)));
   EXPECT_EQ(my_rows(t.table).size(), 1u);
 }
 
 TEST(ShmTimerClient, ForgetFreesTheSlot) {
   TempTable t(2);
   ShmTimerClient client(t.table);
-  client.acquire("a", at_ns(1));
-  client.acquire("b", at_ns(1));
+  client.acquire("a", at_us(1));
+  client.acquire("b", at_us(1));
   EXPECT_TRUE(client.forget("a"));
   EXPECT_FALSE(client.forget("a"));
-  client.acquire("c", at_ns(1));
+  client.acquire("c", at_us(1));
   EXPECT_EQ(my_rows(t.table).size(), 2u);
   EXPECT_EQ(t.table->header().retired_acquires.load(), 1u);
 }
@@ -155,13 +157,13 @@ TEST(Timer, ArmAndDisarmWriteTheBoundSlot) {
   TempTable t;
   ShmTimerClient client(t.table, SIGUSR1);
   auto timer = client.timer("hot-loop");
-  timer.arm(at_ns(777));
-  EXPECT_EQ(my_rows(t.table).at("hot-loop").deadline_ns, 777u);
+  timer.arm(at_us(777));
+  EXPECT_EQ(us_of(my_rows(t.table).at("hot-loop").deadline_ns), 777u);
   EXPECT_EQ(my_rows(t.table).at("hot-loop").signal, SIGUSR1);
   timer.disarm();
   EXPECT_EQ(my_rows(t.table).at("hot-loop").state, RowState::kIdle);
   // The handle and the scope API share the key.
-  client.acquire("hot-loop", at_ns(888));
+  client.acquire("hot-loop", at_us(888));
   EXPECT_EQ(my_rows(t.table).size(), 1u);
   timer.disarm();
   EXPECT_EQ(my_rows(t.table).at("hot-loop").state, RowState::kIdle);
@@ -171,16 +173,16 @@ TEST(Timer, AForkedChildGetsItsOwnSlot) {
   TempTable t;
   ShmTimerClient client(t.table);
   auto timer = client.timer("forked");
-  timer.arm(at_ns(100));
+  timer.arm(at_us(100));
   const pid_t child = testing::fork_child([&] {
     timer.disarm();  // the parent's timer, not the child's: must stay armed
-    timer.arm(at_ns(200));
-    client.acquire("child-only", at_ns(300));
+    timer.arm(at_us(200));
+    client.acquire("child-only", at_us(300));
   });
   ASSERT_TRUE(testing::exited_ok(testing::wait_child(child)));
   std::map<pid_t, std::map<std::string, std::uint64_t>> by_pid;
   for (auto& row : TableReader(t.table).rows(true))
-    if (row.state != RowState::kFree) by_pid[row.pid][row.scope] = row.deadline_ns;
+    if (row.state != RowState::kFree) by_pid[row.pid][row.scope] = us_of(row.deadline_ns);
   EXPECT_EQ(by_pid[::getpid()].size(), 1u);
   EXPECT_EQ(by_pid[::getpid()]["forked"], 100u);
   EXPECT_EQ(by_pid[child]["forked"], 200u);
@@ -190,17 +192,17 @@ TEST(Timer, AForkedChildGetsItsOwnSlot) {
 TEST(ScopeCache, AForkedChildNeverWritesItsParentsCachedSlot) {
   TempTable t;
   ShmTimerClient client(t.table);
-  client.acquire("cached", at_ns(100));  // now in this thread's cache
-  client.acquire("cached", at_ns(101));
+  client.acquire("cached", at_us(100));  // now in this thread's cache
+  client.acquire("cached", at_us(101));
   const pid_t child = testing::fork_child([&] {
-    client.acquire("cached", at_ns(200));
+    client.acquire("cached", at_us(200));
     client.release("cached");
-    client.acquire("cached", at_ns(201));
+    client.acquire("cached", at_us(201));
   });
   ASSERT_TRUE(testing::exited_ok(testing::wait_child(child)));
   std::map<pid_t, std::uint64_t> deadline_by_pid;
   for (auto& row : TableReader(t.table).rows(true))
-    if (row.scope == "cached") deadline_by_pid[row.pid] = row.deadline_ns;
+    if (row.scope == "cached") deadline_by_pid[row.pid] = us_of(row.deadline_ns);
   EXPECT_EQ(deadline_by_pid[::getpid()], 101u);
   EXPECT_EQ(deadline_by_pid[child], 201u);
 }
@@ -208,11 +210,11 @@ TEST(ScopeCache, AForkedChildNeverWritesItsParentsCachedSlot) {
 TEST(ScopeCache, AFreedAndReclaimedSlotIsNotMistakenForTheOldKey) {
   TempTable t(1);  // one slot: the next key must reuse it
   ShmTimerClient client(t.table);
-  client.acquire("first", at_ns(1));
+  client.acquire("first", at_us(1));
   ASSERT_TRUE(client.forget("first"));
-  client.acquire("second", at_ns(2));
+  client.acquire("second", at_us(2));
   client.release("first");  // a cached lookup of "first" must not touch "second"
-  EXPECT_EQ(my_rows(t.table).at("second").deadline_ns, 2u);
+  EXPECT_EQ(us_of(my_rows(t.table).at("second").deadline_ns), 2u);
   EXPECT_EQ(my_rows(t.table).count("first"), 0u);
 }
 
@@ -223,13 +225,13 @@ TEST(ScopeCache, ScopesThatShareACacheSetStayDistinct) {
   for (int round = 0; round < 2; ++round)
     for (int i = 0; i < 40; ++i) {
       const std::string scope = (i % 2 ? std::string(60, 'L') : std::string("s")) + std::to_string(i);
-      client.acquire(scope, at_ns(static_cast<std::uint64_t>(1000 * round + i + 1)));
+      client.acquire(scope, at_us(static_cast<std::uint64_t>(1000 * round + i + 1)));
     }
   const auto rows = my_rows(t.table);
   ASSERT_EQ(rows.size(), 40u);
   for (int i = 0; i < 40; ++i) {
     const std::string scope = (i % 2 ? std::string(60, 'L') : std::string("s")) + std::to_string(i);
-    EXPECT_EQ(rows.at(scope).deadline_ns, static_cast<std::uint64_t>(1000 + i + 1)) << scope;
+    EXPECT_EQ(us_of(rows.at(scope).deadline_ns), static_cast<std::uint64_t>(1000 + i + 1)) << scope;
   }
 }
 
@@ -300,11 +302,11 @@ TEST(SlotOps, LookupsFindKeysPlacedFarFromHome) {
   // A tiny table at full load forces long probe sequences.
   TempTable t(16);
   ShmTimerClient client(t.table);
-  for (int i = 0; i < 16; ++i) client.acquire("k" + std::to_string(i), at_ns(static_cast<std::uint64_t>(i + 1)));
-  for (int i = 0; i < 16; ++i) client.acquire("k" + std::to_string(i), at_ns(static_cast<std::uint64_t>(i + 100)));
+  for (int i = 0; i < 16; ++i) client.acquire("k" + std::to_string(i), at_us(static_cast<std::uint64_t>(i + 1)));
+  for (int i = 0; i < 16; ++i) client.acquire("k" + std::to_string(i), at_us(static_cast<std::uint64_t>(i + 100)));
   const auto rows = my_rows(t.table);
   ASSERT_EQ(rows.size(), 16u);
-  for (int i = 0; i < 16; ++i) EXPECT_EQ(rows.at("k" + std::to_string(i)).deadline_ns, static_cast<std::uint64_t>(i + 100));
+  for (int i = 0; i < 16; ++i) EXPECT_EQ(us_of(rows.at("k" + std::to_string(i)).deadline_ns), static_cast<std::uint64_t>(i + 100));
 }
 
 }  // namespace

@@ -24,7 +24,12 @@ constexpr int kScopesPerWorker = 12;
 std::string scope_name(int i) { return "scope-" + std::to_string(i) + std::string(static_cast<std::size_t>(i * 7), '.'); }
 
 // A deadline that names its scope, so a reader can tell a torn (scope, deadline) pair.
-std::uint64_t tagged_deadline(int scope, std::uint64_t counter) { return (counter + 1) * 1000 + static_cast<std::uint64_t>(scope); }
+// A deadline whose microseconds end in the scope's number (deadlines are stored in whole
+// microseconds), so a row pairing one scope with another's deadline shows.
+std::uint64_t tagged_deadline(int scope, std::uint64_t counter) {
+  return ((counter + 1) * 1000 + static_cast<std::uint64_t>(scope)) * 1000;
+}
+int tag_of(std::uint64_t deadline_ns) { return static_cast<int>(deadline_ns / 1000 % 1000); }
 
 TEST(Concurrency, ThreadsRacingOnNewScopesClaimOneSlotEach) {
   TempTable t(4096);
@@ -60,7 +65,7 @@ TEST(Concurrency, ThreadsWritersAndAReaderNeverSeeATornRow) {
         // Scopes are "t<thread>-<scope>"; armed deadlines end in the scope's number.
         const auto dash = row.scope.find('-');
         const int scope = std::stoi(row.scope.substr(dash + 1));
-        if (row.pid != ::getpid() || (row.state == RowState::kArmed && static_cast<int>(row.deadline_ns % 1000) != scope))
+        if (row.pid != ::getpid() || (row.state == RowState::kArmed && tag_of(row.deadline_ns) != scope))
           ++torn;
       }
     }

@@ -21,6 +21,7 @@ namespace {
 using namespace std::chrono_literals;
 using testing::TempTable;
 constexpr std::uint64_t kSecond = 1'000'000'000;
+constexpr std::uint64_t kMicro = 1000;  // deadlines are kept in whole microseconds, rounded up
 
 struct Events {
   std::mutex mutex;
@@ -48,9 +49,9 @@ struct FakeProcesses final : ProcessControl {
   std::map<pid_t, ProcessInfo> alive;
   std::deque<SignalOutcome> scripted;
   std::vector<std::tuple<pid_t, int, std::optional<uid_t>>> sends;
-  std::optional<ProcessInfo> inspect(pid_t pid) override {
+  bool running(pid_t pid, std::optional<std::uint64_t> start_time) override {
     auto it = alive.find(pid);
-    return it == alive.end() ? std::nullopt : std::optional(it->second);
+    return it != alive.end() && (!start_time || it->second.start_time == *start_time);
   }
   SignalOutcome send(pid_t pid, std::uint64_t, int signal, std::optional<uid_t> uid, int& error) override {
     sends.emplace_back(pid, signal, uid);
@@ -69,10 +70,10 @@ struct FakeProcesses final : ProcessControl {
 std::uint64_t plant(const Table& table, pid_t pid, std::string_view scope, std::uint64_t deadline_ns, int signal,
                     std::uint64_t start_time = 77) {
   const detail::ScopeKey key(scope);
-  auto index = detail::insert_slot(table, {pid, start_time, signal, layout::Origin::kTable}, key);
-  EXPECT_TRUE(index.has_value());
-  detail::arm_slot(table.slot(*index), deadline_ns, signal);
-  return *index;
+  const auto claimed = detail::insert_slot(table, {pid, start_time, signal, layout::Origin::kTable}, key);
+  EXPECT_TRUE(claimed.ok());
+  EXPECT_TRUE(detail::arm_slot(table.slot(claimed.index), {claimed.control, start_time}, deadline_ns, signal));
+  return claimed.index;
 }
 
 std::vector<TimerRow> rows_of(const std::shared_ptr<Table>& table, pid_t pid) {
@@ -242,13 +243,13 @@ TEST(TimerServer, SlotsOfExitedProcessesAreFreedByTheSweep) {
 TEST(TimerServer, AReapedProcessLosesAllItsTimersNotOnlyTheExpiredOnes) {
   TempTable t;
   auto fake = std::make_shared<FakeProcesses>();
-  fake->alive[4242] = {77, ::getuid(), false};
+  fake->alive[4242] = {77, ::getuid()};
   TimerServer server(t.table, fake_options(fake));
   const auto now = monotonic_now_ns();
-  plant(*t.table, 4242, "expired", now - 1, SIGTERM);
+  plant(*t.table, 4242, "expired", now - kMicro, SIGTERM);
   plant(*t.table, 4242, "pending", now + 100 * kSecond, SIGKILL);
   plant(*t.table, 5353, "other-process", now + 100 * kSecond, SIGKILL);
-  fake->alive[5353] = {77, ::getuid(), false};
+  fake->alive[5353] = {77, ::getuid()};
   server.run_once_at(now);
   ASSERT_EQ(fake->sends.size(), 1u);
   EXPECT_EQ(std::get<0>(fake->sends[0]), 4242);
@@ -257,21 +258,52 @@ TEST(TimerServer, AReapedProcessLosesAllItsTimersNotOnlyTheExpiredOnes) {
   EXPECT_EQ(rows_of(t.table, 5353).at(0).state, RowState::kArmed);
 }
 
-TEST(TimerServer, AFailedKillIsRetriedNextRound) {
+TEST(TimerServer, AFailedKillIsRetriedAfterAnExponentialBackoffThatNeverRestartsTheSpin) {
   TempTable t;
   auto fake = std::make_shared<FakeProcesses>();
-  fake->alive[4242] = {77, ::getuid(), false};
-  fake->scripted = {SignalOutcome::kFailed};
+  fake->alive[4242] = {77, ::getuid()};
+  fake->scripted = {SignalOutcome::kFailed, SignalOutcome::kFailed, SignalOutcome::kFailed};
   TimerServer server(t.table, fake_options(fake));
   const auto now = monotonic_now_ns();
-  plant(*t.table, 4242, "x", now - 1, SIGKILL);
-  server.run_once_at(now);
+  plant(*t.table, 4242, "x", now - kMicro, SIGKILL);
+  constexpr std::uint64_t kMs = 1'000'000;
+  EXPECT_EQ(server.run_once_at(now).expired, 1u);  // the first attempt fails
   EXPECT_EQ(fake->sends.size(), 1u);
   EXPECT_EQ(rows_of(t.table, 4242).at(0).state, RowState::kArmed);  // kept for the retry
-  server.run_once_at(now + 1);
+  // Not retried before the back-off (10 ms, then 20, 40, ...), and no round that only
+  // waits or retries counts as a new expiry, which would restart the spin window.
+  const auto at = [&](std::uint64_t ms) { return server.run_once_at(now + ms * kMs); };
+  EXPECT_EQ(at(5).expired, 0u);
+  EXPECT_EQ(at(5).next_deadline_ns, now + 10 * kMs);  // wakes for the retry
+  EXPECT_EQ(fake->sends.size(), 1u);
+  EXPECT_EQ(at(10).expired, 0u);  // retry 1 fails: next at 10 + 20
   EXPECT_EQ(fake->sends.size(), 2u);
+  at(29);
+  EXPECT_EQ(fake->sends.size(), 2u);
+  at(30);  // retry 2 fails: next at 30 + 40
+  EXPECT_EQ(fake->sends.size(), 3u);
+  at(69);
+  EXPECT_EQ(fake->sends.size(), 3u);
+  EXPECT_EQ(t.table->header().failed_kills.load(), 3u);
+  at(70);  // retry 3 succeeds
+  EXPECT_EQ(fake->sends.size(), 4u);
   EXPECT_EQ(rows_of(t.table, 4242).at(0).state, RowState::kIdle);
   EXPECT_EQ(t.table->header().reaps.load(), 1u);
+}
+
+TEST(TimerServer, AKillThatAlwaysFailsCostsFewRoundsAndFewSignals) {
+  TempTable t;
+  auto fake = std::make_shared<FakeProcesses>();
+  fake->alive[4242] = {77, ::getuid()};
+  fake->scripted.assign(1000, SignalOutcome::kFailed);
+  TimerServer server(t.table, fake_options(fake));
+  const auto now = monotonic_now_ns();
+  plant(*t.table, 4242, "x", now - kMicro, SIGKILL);
+  // A minute of rounds every millisecond: back-off capped at 10 s allows about a dozen
+  // attempts, where retrying every round would make 60,000.
+  for (std::uint64_t ms = 0; ms < 60'000; ++ms) server.run_once_at(now + ms * 1'000'000);
+  EXPECT_LE(fake->sends.size(), 20u);
+  EXPECT_GE(fake->sends.size(), 10u);
 }
 
 TEST(TimerServer, AReusedPidIsNeverSignalled) {
@@ -298,16 +330,16 @@ TEST(TimerServer, AReusedPidIsNeverSignalled) {
 TEST(TimerServer, BadTargetsAndSignalsAreRefused) {
   TempTable t;
   auto fake = std::make_shared<FakeProcesses>();
-  for (pid_t pid : {1, ::getpid(), 4001, 4002}) fake->alive[pid] = {77, ::getuid(), false};
+  for (pid_t pid : {1, ::getpid(), 4001, 4002}) fake->alive[pid] = {77, ::getuid()};
   TimerServer server(t.table, fake_options(fake));
   const auto now = monotonic_now_ns();
-  plant(*t.table, 1, "init", now - 1, SIGKILL);
-  plant(*t.table, ::getpid(), "the-server", now - 1, SIGKILL, current_start_time());
-  plant(*t.table, 4001, "signal-65", now - 1, 65);
-  plant(*t.table, 4002, "signal-9999", now - 1, 9999);
+  plant(*t.table, 1, "init", now - kMicro, SIGKILL);
+  plant(*t.table, ::getpid(), "the-server", now - kMicro, SIGKILL, current_start_time());
+  plant(*t.table, 4001, "signal-65", now - kMicro, 65);
+  plant(*t.table, 4002, "signal-9999", now - kMicro, 9999);
   // pid 0 and -1 would signal process groups: they must never reach kill().
-  const auto zero = plant(*t.table, 4003, "pid-0", now - 1, SIGKILL);
-  const auto minus = plant(*t.table, 4004, "pid-minus-1", now - 1, SIGKILL);
+  const auto zero = plant(*t.table, 4003, "pid-0", now - kMicro, SIGKILL);
+  const auto minus = plant(*t.table, 4004, "pid-minus-1", now - kMicro, SIGKILL);
   auto rewrite_pid = [&](std::uint64_t index, pid_t pid) {
     auto c = layout::Control::unpack(t.table->slot(index).control.load());
     t.table->slot(index).control.store(layout::Control::pack(c.state, c.generation, pid));
@@ -323,10 +355,10 @@ TEST(TimerServer, BadTargetsAndSignalsAreRefused) {
 TEST(TimerServer, SignalsOnlyTheServersOwnUidByDefault) {
   TempTable t;
   auto fake = std::make_shared<FakeProcesses>();
-  fake->alive[4242] = {77, ::getuid(), false};
+  fake->alive[4242] = {77, ::getuid()};
   {
     TimerServer server(t.table, fake_options(fake));
-    plant(*t.table, 4242, "x", monotonic_now_ns() - 1, SIGKILL);
+    plant(*t.table, 4242, "x", monotonic_now_ns() - kMicro, SIGKILL);
     server.run_once();
   }
   ASSERT_EQ(fake->sends.size(), 1u);
@@ -334,7 +366,7 @@ TEST(TimerServer, SignalsOnlyTheServersOwnUidByDefault) {
   auto options = fake_options(fake);
   options.any_uid = true;
   TimerServer server(t.table, options);
-  plant(*t.table, 4242, "y", monotonic_now_ns() - 1, SIGKILL);
+  plant(*t.table, 4242, "y", monotonic_now_ns() - kMicro, SIGKILL);
   server.run_once();
   ASSERT_EQ(fake->sends.size(), 2u);
   EXPECT_EQ(std::get<2>(fake->sends[1]), std::nullopt);
@@ -360,11 +392,11 @@ TEST(LinuxProcessControl, RefusesAnotherUidAndAStaleIdentity) {
 
 void run_server_that_reaps(const std::shared_ptr<Table>& table, bool signal_self) {
   auto fake = std::make_shared<FakeProcesses>();
-  fake->alive[4242] = {77, ::getuid(), false};
+  fake->alive[4242] = {77, ::getuid()};
   auto options = fake_options(fake);
   options.signal_self_after_reap = signal_self;
   TimerServer server(table, options);
-  plant(*table, 4242, "x", monotonic_now_ns() - 1, SIGTERM);
+  plant(*table, 4242, "x", monotonic_now_ns() - kMicro, SIGTERM);
   server.run_once();
 }
 
@@ -437,9 +469,9 @@ TEST(TimerServer, ARestartLosesNoTimer) {
 TEST(TimerServer, GarbageSlotsAreFreedWithoutSignallingAnyone) {
   TempTable t;
   auto fake = std::make_shared<FakeProcesses>();
-  fake->alive[4242] = {77, ::getuid(), false};
+  fake->alive[4242] = {77, ::getuid()};
   TimerServer server(t.table, fake_options(fake));
-  const auto index = plant(*t.table, 4242, "x", monotonic_now_ns() - 1, SIGKILL);
+  const auto index = plant(*t.table, 4242, "x", monotonic_now_ns() - kMicro, SIGKILL);
   t.table->slot(index).scope_len.store(100000);
   server.run_once();
   EXPECT_TRUE(fake->sends.empty());

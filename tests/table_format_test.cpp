@@ -48,7 +48,7 @@ TEST(TableFormat, CreateWritesAValidHeader) {
   TempTable t(1000);
   const auto& h = t.table->header();
   EXPECT_EQ(h.magic.load(), layout::kMagic);
-  EXPECT_EQ(h.version_major, 1);
+  EXPECT_EQ(h.version_major, 2);
   EXPECT_EQ(h.version_minor, 0);
   EXPECT_EQ(h.capacity, 1000u);
   EXPECT_EQ(h.slot_bytes, sizeof(layout::Slot));
@@ -88,10 +88,10 @@ TEST(TableFormat, DefaultModeIs0600WhateverTheUmask) {
 
 TEST(TableFormat, OpenSeesWhatCreateWrote) {
   TempTable t(77);
-  t.table->slot(5).deadline_ns.store(42);
+  t.table->slot(5).armed.store(42);
   auto again = Table::open(t.file.path());
   EXPECT_EQ(again->capacity(), 77u);
-  EXPECT_EQ(again->slot(5).deadline_ns.load(), 42u);
+  EXPECT_EQ(again->slot(5).armed.load(), 42u);
 }
 
 TEST(TableFormat, CreateRefusesAnExistingPath) {
@@ -120,11 +120,11 @@ TEST(TableFormat, OpenOrCreateCreatesThenOpens) {
   CreateOptions options;
   options.capacity = 16;
   auto first = Table::open_or_create(p.path(), options);
-  first->slot(3).deadline_ns.store(9);
+  first->slot(3).armed.store(9);
   options.capacity = 999;  // ignored: the table exists
   auto second = Table::open_or_create(p.path(), options);
   EXPECT_EQ(second->capacity(), 16u);
-  EXPECT_EQ(second->slot(3).deadline_ns.load(), 9u);
+  EXPECT_EQ(second->slot(3).armed.load(), 9u);
 }
 
 TEST(TableRefuse, MissingFile) {
@@ -178,12 +178,12 @@ TEST(TableRefuse, WrongMagic) {
 
 TEST(TableRefuse, AnotherMajorVersionNamesBothVersions) {
   TempTable t(8);
-  const std::uint16_t v[2] = {2, 3};
+  const std::uint16_t v[2] = {1, 3};  // a table of the format before this one
   write_bytes(t.file.path(), offsetof(layout::TableHeader, version_major), v, 4);
   EXPECT_EQ(open_error(t.file.path()), ErrorCode::kVersionMismatch);
   const std::string message = open_message(t.file.path());
-  EXPECT_NE(message.find("version 2.3"), std::string::npos) << message;
-  EXPECT_NE(message.find("reads 1.x"), std::string::npos) << message;
+  EXPECT_NE(message.find("version 1.3"), std::string::npos) << message;
+  EXPECT_NE(message.find("reads 2.x"), std::string::npos) << message;
 }
 
 TEST(TableRefuse, AnotherMinorVersionIsAccepted) {

@@ -82,8 +82,8 @@ struct KnownTable {
     client.release("gamma/idle");
     const detail::ScopeKey key("overdue-job");
     const auto slot = detail::insert_slot(*t.table, {dead, 77, SIGTERM, layout::Origin::kFifo}, key);
-    EXPECT_TRUE(slot.has_value());
-    detail::arm_slot(t.table->slot(*slot), to_table_ns(SteadyClock::now() - 1s), SIGTERM);
+    EXPECT_TRUE(slot.ok());
+    detail::arm_slot(t.table->slot(slot.index), {slot.control, 77}, to_table_ns(SteadyClock::now() - 1s), SIGTERM);
   }
 };
 
@@ -93,7 +93,7 @@ TEST(TimerDumpCli, TextForKnownTimers) {
   ASSERT_EQ(result.exit_code, 0) << result.out;
   const std::string& text = result.out;
   EXPECT_NE(text.find("table      " + k.t.file.path().string() + "\n"), std::string::npos) << text;
-  EXPECT_NE(text.find("format     1.0, created "), std::string::npos) << text;
+  EXPECT_NE(text.find("format     2.0, created "), std::string::npos) << text;
   EXPECT_NE(text.find("capacity   256 slots, 4 used\n"), std::string::npos) << text;
   EXPECT_NE(text.find("server     none, no heartbeat yet\n"), std::string::npos) << text;
   EXPECT_NE(text.find("timers     3 live, 1 overdue\n"), std::string::npos) << text;
@@ -269,10 +269,10 @@ TEST(TimerDumpCli, ErrorExitCodes) {
   EXPECT_NE(not_table.out.find("not a shmtimer table"), std::string::npos) << not_table.out;
 
   TempTable future;
-  future.table->header().version_major = 2;  // a plain field of the mapped file
+  future.table->header().version_major = 3;  // a plain field of the mapped file
   const auto version = run_dump(table_arg(future) + " --json", true);
   EXPECT_EQ(version.exit_code, 2);
-  EXPECT_NE(version.out.find("version 2.0"), std::string::npos) << version.out;
+  EXPECT_NE(version.out.find("version 3.0"), std::string::npos) << version.out;
 
   for (const char* usage : {"--no-such-flag", "--pid", "--pid abc", "--pid 0", "--watch 0", "--json --prometheus",
                             "--check --watch 1", "stray-argument"}) {

@@ -26,9 +26,10 @@ constexpr int kProcesses = 2;
 constexpr int kThreads = 2;
 constexpr int kDumps = 20;
 
-// A deadline that names its scope: its value modulo 1000 is the scope number.
+// A deadline that names its scope: its whole microseconds modulo 1000 are the scope
+// number (deadlines are stored in whole microseconds).
 std::uint64_t tagged_deadline(int scope, std::uint64_t counter) {
-  return (counter + 1) * 1000 + static_cast<std::uint64_t>(scope);
+  return ((counter + 1) * 1000 + static_cast<std::uint64_t>(scope)) * 1000;
 }
 
 // "p1-7": process writer 1, scope 7 (padded so scopes span several cache lines).
@@ -102,7 +103,7 @@ void check_row(const nlohmann::json& row, const std::vector<pid_t>& process_pids
     return;
   }
   ++check.armed;
-  if (row["deadline_mono_ns"].get<std::uint64_t>() % 1000 != static_cast<std::uint64_t>(s))
+  if (row["deadline_mono_ns"].get<std::uint64_t>() / 1000 % 1000 != static_cast<std::uint64_t>(s))
     check.problems.push_back("torn deadline: " + row.dump());
 }
 

@@ -12,21 +12,22 @@ namespace shmtimer {
 struct ProcessInfo {
   std::uint64_t start_time = 0;  // /proc/<pid>/stat field 22
   uid_t uid = 0;                 // owner of /proc/<pid> (the effective uid; root if not dumpable)
-  bool zombie = false;           // exited, not yet waited for: counts as gone
 };
 
 enum class SignalOutcome {
   kSent,              // delivered to the very process that was identified
-  kNoProcess,         // no such process (or a zombie): counts as reaped
+  kNoProcess,         // no such process, or every thread of it has exited: counts as reaped
   kIdentityMismatch,  // the pid now belongs to another process: never signalled
   kNotPermitted,      // owned by a uid the server may not signal: never signalled
-  kFailed,            // the kernel refused; errno in `error`, retried next round
+  kFailed,            // the kernel refused; errno in `error`, retried with back-off
 };
 
 class ProcessControl {
  public:
   virtual ~ProcessControl() = default;
-  virtual std::optional<ProcessInfo> inspect(pid_t pid) = 0;
+  // Does the process that started at `start_time` (any, when nullopt) still run under
+  // `pid`? See process_running(): a process lives while any of its threads does.
+  virtual bool running(pid_t pid, std::optional<std::uint64_t> start_time) = 0;
   // Signals `pid` only if it is still the process that started at `start_time`, and, when
   // `required_uid` is set, only if it belongs to that uid.
   virtual SignalOutcome send(pid_t pid, std::uint64_t start_time, int signal, std::optional<uid_t> required_uid,
@@ -37,7 +38,9 @@ class ProcessControl {
 // apply to one and the same process even if the pid is reused in between.
 class LinuxProcessControl final : public ProcessControl {
  public:
-  std::optional<ProcessInfo> inspect(pid_t pid) override;
+  bool running(pid_t pid, std::optional<std::uint64_t> start_time) override;
+  // Start time and uid of `pid`; nullopt when there is no such process.
+  std::optional<ProcessInfo> inspect(pid_t pid);
   SignalOutcome send(pid_t pid, std::uint64_t start_time, int signal, std::optional<uid_t> required_uid,
                      int& error) override;
 };

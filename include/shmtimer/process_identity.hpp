@@ -11,14 +11,29 @@
 namespace shmtimer {
 
 struct ProcessStat {
-  char state = '?';             // field 3 of /proc/<pid>/stat: R, S, D, Z, T, ...
+  // Field 3 of /proc/<pid>/stat: R, S, D, Z, T, ... It is the main thread's state: a
+  // process whose main thread called pthread_exit() shows Z while its other threads run.
+  // So it says nothing about whether the process lives; process_running() does.
+  char state = '?';
   std::uint64_t start_time = 0; // field 22: clock ticks after boot when the process started
-  bool is_zombie() const { return state == 'Z' || state == 'X'; }
 };
 
 // Reads /proc/<pid>/stat. nullopt when there is no such process. Uses only open/read/close
 // so it is safe to call in a forked child of a multithreaded parent.
 std::optional<ProcessStat> read_process_stat(pid_t pid) noexcept;
+
+// Liveness as the kernel decides it: a process runs while any of its threads does. True
+// when `pid` names a thread-group leader that started at `start_time` (any start time
+// when nullopt) and has a thread that has not exited. False when there is no such
+// process, when the pid now belongs to another process, when `pid` is a thread id that is
+// not a process id, and when every thread has exited (a zombie not yet waited for).
+// Decided through a pidfd (readable once the whole thread group has exited), and through
+// the thread count in /proc/<pid>/status where pidfds are not available. Both answers
+// are about one process: its identity is checked while the pidfd pins it.
+bool process_running(pid_t pid, std::optional<std::uint64_t> start_time) noexcept;
+
+// pidfd_open(pid, 0); -1 with errno set when it fails (ENOSYS before Linux 5.3).
+int open_pidfd(pid_t pid) noexcept;
 
 // The calling process's pid and start time, learned once and refreshed in the child after
 // fork() (pthread_atfork), so the hot path never makes a system call to learn them.

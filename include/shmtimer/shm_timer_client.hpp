@@ -12,6 +12,16 @@
 
 namespace shmtimer {
 
+namespace detail {
+// Who a writer is in a slot: the Ready control word it claimed or found (its pid and the
+// claim's generation) and its start time. Arms are bound to this identity, not to what
+// the slot holds when the arm lands (src/slot_ops.hpp).
+struct Ownership {
+  std::uint64_t control = 0;
+  std::uint64_t start_time = 0;
+};
+}  // namespace detail
+
 class Timer;
 
 class ShmTimerClient final : public TimerClient {
@@ -39,8 +49,10 @@ class ShmTimerClient final : public TimerClient {
 
  private:
   friend class Timer;
-  std::uint64_t find_existing(std::string_view scope_id) const;  // per-thread cache, then the table
-  layout::Slot& slot_for(std::string_view scope_id);              // find, else claim
+  // The slot index of this process's key, with the identity it is owned under; kNoSlot
+  // when there is none. Per-thread cache, then the table.
+  std::uint64_t find_existing(std::string_view scope_id, detail::Ownership& owner) const;
+  std::uint64_t slot_for(std::string_view scope_id, detail::Ownership& owner);  // find, else claim
 
   std::shared_ptr<Table> table_;
   int signal_;
@@ -48,8 +60,8 @@ class ShmTimerClient final : public TimerClient {
 
 class Timer {
  public:
-  // Arms: one release store to the bound slot (after a pid check that rebinds in a child
-  // after fork()).
+  // Arms: one atomic exchange on the bound slot, after an identity check that rebinds in
+  // a child after fork() (or when the slot was freed under the handle).
   void arm(Deadline deadline);
   void arm_after(std::chrono::nanoseconds after) {
     arm(SteadyClock::now() + std::chrono::duration_cast<SteadyClock::duration>(after));
@@ -60,11 +72,14 @@ class Timer {
  private:
   friend class ShmTimerClient;
   Timer(ShmTimerClient& client, std::string scope);
+  void bind();
+  bool bound_here() const noexcept;
 
   ShmTimerClient* client_;
   std::string scope_;
-  layout::Slot* slot_;
-  pid_t bound_pid_;
+  layout::Slot* slot_ = nullptr;
+  detail::Ownership owner_;
+  pid_t bound_pid_ = 0;
 };
 
 }  // namespace shmtimer

@@ -1,4 +1,4 @@
-// The shared-memory table, format version 1: the one place where its layout lives.
+// The shared-memory table, format version 2: the one place where its layout lives.
 //
 // A table is one file (usually under /dev/shm) mapped by every client, the server and
 // the inspector. Nothing else in shmtimer computes an offset; docs/table-format.md
@@ -17,14 +17,16 @@
 //   line 1  server_pid:i32 reserved:u32 | server_start_time:u64 | heartbeat_mono_ns:u64
 //           | heartbeat_count:u64                                         (written by the server)
 //   line 2  max_probe:u32                                     (longest key displacement so far)
-//   line 3  retired_acquires | retired_releases | reaps | full_failures | fifo_requests (u64)
+//   line 3  retired_acquires | retired_releases | reaps | full_failures | fifo_requests
+//           | failed_kills (u64)
 //
 //   Slot (320 bytes = 5 lines, 64-byte aligned)
-//   line 0  control:u64 | deadline_ns:u64 | start_time:u64 | scope_hash:u64
-//           | scope_len:u32 signal:i32 | origin:u32 deadline_check:u32 | acquires:u64 | releases:u64
+//   line 0  control:u64 | armed:u64 | start_time:u64 | scope_hash:u64
+//           | scope_len:u32 signal:i32 | origin:u32 reserved:u32 | acquires:u64 | releases:u64
 //   line 1-4 scope bytes, 256 bytes as 32 u64 words, zero padded past scope_len
 //
 //   control = state:8 (bits 56-63) | generation:24 (bits 32-55) | pid:32 (bits 0-31)
+//   armed   = deadline_us:46 (bits 18-63) | check:18 (bits 0-17); 0 = disarmed
 //
 // Every field is little-endian (the host's), and every field that more than one process
 // may touch after creation is a lock-free, address-free std::atomic. The header's plain
@@ -39,7 +41,7 @@
 namespace shmtimer::layout {
 
 inline constexpr std::uint64_t kMagic = 0x52454d49544d4853ULL;  // "SHMTIMER" in memory
-inline constexpr std::uint16_t kVersionMajor = 1;
+inline constexpr std::uint16_t kVersionMajor = 2;
 inline constexpr std::uint16_t kVersionMinor = 0;
 inline constexpr std::size_t kCacheLineBytes = 64;  // fixed, not hardware_destructive_interference_size:
                                                     // the layout must not depend on compiler flags.
@@ -50,7 +52,7 @@ inline constexpr std::size_t kScopeWords = kMaxScopeBytes / 8;
 inline constexpr std::uint64_t kMaxCapacity = std::uint64_t{1} << 24;  // 16M slots, 5 GiB
 inline constexpr std::uint32_t kMaxGeneration = (1u << 24) - 1;
 
-// deadline_ns == kDisarmed: the slot is claimed by (pid, scope) but holds no timer.
+// armed == kDisarmed: the slot is claimed by (pid, scope) but holds no timer.
 inline constexpr std::uint64_t kDisarmed = 0;
 
 enum class SlotState : std::uint8_t {
@@ -117,37 +119,62 @@ struct alignas(kCacheLineBytes) TableHeader {
   std::atomic<std::uint64_t> reaps;
   std::atomic<std::uint64_t> full_failures;
   std::atomic<std::uint64_t> fifo_requests;
+  std::atomic<std::uint64_t> failed_kills;  // signals that failed (each retry counts)
 };
 
 struct alignas(kCacheLineBytes) Slot {
   // Line 0: everything the hot path and the scan touch.
   std::atomic<std::uint64_t> control;      // Control; orderings are argued in src/slot_ops.hpp
-  std::atomic<std::uint64_t> deadline_ns;  // CLOCK_MONOTONIC ns, kDisarmed = no timer; release store
+  // The timer: ArmWord (deadline and check in one word, so every arm, disarm and server
+  // clear is one atomic step), kDisarmed = no timer.
+  std::atomic<std::uint64_t> armed;
   std::atomic<std::uint64_t> start_time;   // owner's /proc/<pid>/stat starttime (clock ticks)
   std::atomic<std::uint64_t> scope_hash;   // hash of the scope bytes alone
   std::atomic<std::uint32_t> scope_len;
   std::atomic<std::int32_t> signal;        // <= 0: never kill for this timer
   std::atomic<std::uint32_t> origin;       // Origin
-  // A check over (deadline, control, start_time, signal), written after the deadline at
-  // every arm. The server signals only for an expired deadline whose check matches, so
-  // stray bytes written over a slot cannot turn a process's timer into a kill.
-  std::atomic<std::uint32_t> deadline_check;
+  std::atomic<std::uint32_t> reserved;     // 0
   std::atomic<std::uint64_t> acquires;     // per-slot statistics, written by the owner only
   std::atomic<std::uint64_t> releases;
   // Lines 1-4: the scope, as words so a racing reader never reads a byte non-atomically.
   std::atomic<std::uint64_t> scope_words[kScopeWords];
 };
 
-// The value of Slot::deadline_check for an armed slot.
-constexpr std::uint32_t deadline_check(std::uint64_t deadline_ns, std::uint64_t control, std::uint64_t start_time,
-                                       std::int32_t signal) {
-  std::uint64_t k = deadline_ns ^ (control * 0x9e3779b97f4a7c15ULL) ^ (start_time * 0xc2b2ae3d27d4eb4fULL) ^
-                    static_cast<std::uint32_t>(signal);
-  k ^= k >> 33;
-  k *= 0xff51afd7ed558ccdULL;
-  k ^= k >> 33;
-  return static_cast<std::uint32_t>(k);
-}
+// The armed word: the deadline in whole microseconds of CLOCK_MONOTONIC (rounded up, at
+// least 1, so an armed word is never 0) and an 18-bit check over that deadline and the
+// writer's identity: the Ready control word it owns (pid and generation) and its start
+// time. The server acts on an expired deadline only if the check matches the slot's
+// current owner, so a word written by anyone else (a stale handle whose slot was freed
+// and claimed again, stray bytes) is never turned into a kill of that owner.
+// 46 bits of microseconds cover 2.2 years of uptime; later deadlines saturate (never due).
+struct ArmWord {
+  static constexpr unsigned kCheckBits = 18;
+  static constexpr std::uint64_t kCheckMask = (std::uint64_t{1} << kCheckBits) - 1;
+  static constexpr std::uint64_t kMaxTicks = (std::uint64_t{1} << (64 - kCheckBits)) - 1;
+  static constexpr std::uint64_t kTickNs = 1000;
+
+  static constexpr std::uint64_t check(std::uint64_t ticks, std::uint64_t control, std::uint64_t start_time) {
+    std::uint64_t k = ticks ^ (control * 0x9e3779b97f4a7c15ULL) ^ (start_time * 0xc2b2ae3d27d4eb4fULL);
+    k ^= k >> 33;
+    k *= 0xff51afd7ed558ccdULL;
+    k ^= k >> 33;
+    return k & kCheckMask;
+  }
+  static constexpr std::uint64_t ticks_of(std::uint64_t deadline_ns) {
+    const std::uint64_t ticks = deadline_ns / kTickNs + (deadline_ns % kTickNs != 0);
+    return ticks == 0 ? 1 : (ticks > kMaxTicks ? kMaxTicks : ticks);
+  }
+  // The word `owner` (a Ready control word) with `start_time` writes to arm at deadline_ns.
+  static constexpr std::uint64_t make(std::uint64_t deadline_ns, std::uint64_t owner, std::uint64_t start_time) {
+    const std::uint64_t ticks = ticks_of(deadline_ns);
+    return (ticks << kCheckBits) | check(ticks, owner, start_time);
+  }
+  static constexpr std::uint64_t deadline_ns(std::uint64_t word) { return (word >> kCheckBits) * kTickNs; }
+  // Was `word` written by the owner (control, start_time)? A disarmed word verifies.
+  static constexpr bool verifies(std::uint64_t word, std::uint64_t control, std::uint64_t start_time) {
+    return word == kDisarmed || (word & kCheckMask) == check(word >> kCheckBits, control, start_time);
+  }
+};
 
 // Where the pieces of a table of a given capacity live.
 struct Geometry {
@@ -197,20 +224,24 @@ static_assert(offsetof(TableHeader, retired_releases) == 200);
 static_assert(offsetof(TableHeader, reaps) == 208);
 static_assert(offsetof(TableHeader, full_failures) == 216);
 static_assert(offsetof(TableHeader, fifo_requests) == 224);
+static_assert(offsetof(TableHeader, failed_kills) == 232);
 static_assert(sizeof(TableHeader) == 256 && sizeof(TableHeader) <= kHeaderBytes);
 
 static_assert(offsetof(Slot, control) == 0);
-static_assert(offsetof(Slot, deadline_ns) == 8);
+static_assert(offsetof(Slot, armed) == 8);
 static_assert(offsetof(Slot, start_time) == 16);
 static_assert(offsetof(Slot, scope_hash) == 24);
 static_assert(offsetof(Slot, scope_len) == 32);
 static_assert(offsetof(Slot, signal) == 36);
 static_assert(offsetof(Slot, origin) == 40);
-static_assert(offsetof(Slot, deadline_check) == 44);
+static_assert(offsetof(Slot, reserved) == 44);
 static_assert(offsetof(Slot, acquires) == 48);
 static_assert(offsetof(Slot, releases) == 56);
 static_assert(offsetof(Slot, scope_words) == 64);
 static_assert(sizeof(Slot) == 320 && alignof(Slot) == kCacheLineBytes);
+
+static_assert(ArmWord::make(1, 1, 1) != kDisarmed && ArmWord::deadline_ns(ArmWord::make(1500, 7, 9)) == 2000);
+static_assert(ArmWord::verifies(ArmWord::make(5000, 7, 9), 7, 9) && !ArmWord::verifies(ArmWord::make(5000, 7, 9), 8, 9));
 
 static_assert(geometry_for(1).slots_offset == 2 * kPageBytes);
 static_assert(geometry_for(1u << 20).bitmap_words == 16384);

@@ -61,7 +61,8 @@ void fill_live(shmtimer::Table& table) {
   using namespace shmtimer::detail;
   const NewKey worker{4242, 123456, 9, layout::Origin::kTable};
   const auto armed = insert_slot(table, worker, ScopeKey("/work/train.py#57"));
-  if (armed) arm_slot(table.slot(*armed), monotonic_ns() + 10'000'000'000ULL, 9);
+  if (armed.ok())
+    arm_slot(table.slot(armed.index), {armed.control, worker.start_time}, monotonic_ns() + 10'000'000'000ULL, 9);
   const NewKey fifo_worker{4243, 123457, 15, layout::Origin::kFifo};
   insert_slot(table, fifo_worker, ScopeKey("step/\xc3\xa9tape \xe2\x98\x83"));
   auto& claiming = table.slot(3);
@@ -104,13 +105,13 @@ void fill_rogue(shmtimer::Table& table) {
   for (std::uint64_t w = 0; w < table.geometry().bitmap_words; ++w) table.bitmap_word(w).store(~0ULL);
   auto& a = table.slot(0);
   a.control.store(layout::Control::pack(layout::SlotState::kReady, 7, -1));
-  a.deadline_ns.store(~0ULL);
+  a.armed.store(~0ULL);
   a.scope_len.store(0xffffffffu);
   a.signal.store(INT32_MIN);
   a.origin.store(9);
   auto& b = table.slot(1);
   b.control.store(layout::Control::pack(layout::SlotState::kReady, 1, 0));
-  b.deadline_ns.store(1);
+  b.armed.store(1);
   b.scope_len.store(256);
   for (auto& word : b.scope_words) word.store(0xfffefdfc0a0d1b00ULL);  // control bytes, invalid UTF-8
   b.signal.store(9999);

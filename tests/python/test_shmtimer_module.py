@@ -210,9 +210,9 @@ class Errors(unittest.TestCase):
         # version_major is the u16 at offset 8 (docs/table-format.md).
         with open(path, "r+b") as f:
             f.seek(8)
-            f.write((2).to_bytes(2, "little"))
+            f.write((3).to_bytes(2, "little"))
         try:
-            with self.assertRaisesRegex(shmtimer.VersionMismatchError, r"version 2\.0, this build reads 1\.x"):
+            with self.assertRaisesRegex(shmtimer.VersionMismatchError, r"version 3\.0, this build reads 2\.x"):
                 shmtimer.ShmTimerClient(path)
         finally:
             os.remove(path)
