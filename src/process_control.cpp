@@ -1,11 +1,13 @@
 #include "shmtimer/process_control.hpp"
 
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <csignal>
+#include <cstdio>
 #include <string>
 
 #include "shmtimer/process_identity.hpp"
@@ -26,9 +28,31 @@ std::optional<ProcessInfo> LinuxProcessControl::inspect(pid_t pid) {
   return ProcessInfo{stat->start_time, st.st_uid};
 }
 
-SignalOutcome LinuxProcessControl::send(pid_t pid, std::uint64_t start_time, int signal,
-                                        std::optional<uid_t> required_uid, int& error) {
+namespace {
+
+// Does /proc/<pid>/maps list a mapping of `file`? Lines read "start-end perms offset
+// major:minor inode path", device numbers in hex.
+bool maps_file(pid_t pid, const FileId& file) {
+  const std::string path = "/proc/" + std::to_string(pid) + "/maps";
+  FILE* maps = std::fopen(path.c_str(), "re");
+  if (maps == nullptr) return false;
+  char line[4096 + 256];
+  bool found = false;
+  while (!found && std::fgets(line, sizeof line, maps) != nullptr) {
+    unsigned major = 0, minor = 0;
+    unsigned long long inode = 0;
+    if (std::sscanf(line, "%*s %*s %*s %x:%x %llu", &major, &minor, &inode) == 3)
+      found = inode == file.ino && ::makedev(major, minor) == file.dev;
+  }
+  std::fclose(maps);
+  return found;
+}
+
+}  // namespace
+
+SignalOutcome LinuxProcessControl::send(const SignalRequest& request, int& error) {
   error = 0;
+  const pid_t pid = request.pid;
   if (pid <= 0) return SignalOutcome::kNoProcess;
   // Pin the process first, then check who it is: if the check passes, the pidfd refers
   // to the process that was checked, so the signal cannot land on a successor.
@@ -40,19 +64,23 @@ SignalOutcome LinuxProcessControl::send(pid_t pid, std::uint64_t start_time, int
   }
   SignalOutcome outcome = SignalOutcome::kSent;
   const auto info = inspect(pid);
-  // Liveness after the identity read, as process_running() decides it: a process whose
-  // main thread exited while others run is alive, and is signalled.
-  if (!info || !process_running(pid, info->start_time)) {
-    outcome = SignalOutcome::kNoProcess;
-  } else if (info->start_time != start_time) {
-    outcome = SignalOutcome::kIdentityMismatch;
-  } else if (required_uid && info->uid != *required_uid) {
+  if (!info || info->start_time != request.start_time) {
+    outcome = info ? SignalOutcome::kIdentityMismatch : SignalOutcome::kNoProcess;
+  } else if (request.required_uid && info->uid != *request.required_uid) {
     outcome = SignalOutcome::kNotPermitted;
-  } else {
+  } else if (request.required_mapping && !maps_file(pid, *request.required_mapping)) {
+    outcome = SignalOutcome::kNotMapped;
+  }
+  // Liveness last, after every read of /proc above, as process_running() decides it: the
+  // reads described this very process only if it still runs now. A process whose main
+  // thread exited while others run is alive, and is signalled.
+  if (outcome == SignalOutcome::kSent && !process_running(pid, request.start_time)) outcome = SignalOutcome::kNoProcess;
+  if (outcome == SignalOutcome::kSent) {
     // Without pidfd (kernels before 5.3) a plain kill right after the check is the best
     // available; the window is a few microseconds. process_running() has verified that
     // the pid is a thread-group leader, so kill() cannot reach a group through a thread id.
-    const long rc = pidfd >= 0 ? ::syscall(SYS_pidfd_send_signal, pidfd, signal, nullptr, 0) : ::kill(pid, signal);
+    const long rc = pidfd >= 0 ? ::syscall(SYS_pidfd_send_signal, pidfd, request.signal, nullptr, 0)
+                               : ::kill(pid, request.signal);
     if (rc != 0) {
       error = errno;
       outcome = error == ESRCH ? SignalOutcome::kNoProcess : SignalOutcome::kFailed;

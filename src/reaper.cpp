@@ -1,6 +1,7 @@
 #include "reaper.hpp"
 
 #include <spdlog/spdlog.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -45,7 +46,10 @@ bool is_power_of_two(std::uint64_t n) { return n != 0 && (n & (n - 1)) == 0; }
 }  // namespace
 
 Reaper::Reaper(const Table& table, const ServerOptions& options, ProcessControl& processes)
-    : table_(table), options_(options), processes_(processes), self_pid_(::getpid()), self_uid_(::getuid()) {}
+    : table_(table), options_(options), processes_(processes), self_pid_(::getpid()), self_uid_(::getuid()) {
+  struct stat st {};
+  if (::fstat(table.fd(), &st) == 0) table_file_ = {st.st_dev, st.st_ino};
+}
 
 void Reaper::emit(std::string_view name, const SlotSnapshot& timer) const {
   if (!options_.log_event) return;
@@ -157,9 +161,12 @@ std::optional<Reaper::Cleanup> Reaper::reap_process(const ProcessKey& process, s
   if (refuse_target(pid, signal)) return Cleanup::kDisarm;
 
   int error = 0;
-  const std::optional<uid_t> required_uid = options_.any_uid ? std::nullopt : std::optional<uid_t>(self_uid_);
+  SignalRequest request{pid, process.second, signal, std::nullopt, std::nullopt};
+  if (!options_.any_uid) request.required_uid = self_uid_;
+  // A table client maps the table; the FIFO shim arms on behalf of processes that never do.
+  if (first_killing->origin == layout::Origin::kTable) request.required_mapping = table_file_;
   const std::string scope = printable(first_killing->scope);
-  switch (processes_.send(pid, process.second, signal, required_uid, error)) {
+  switch (processes_.send(request, error)) {
     case SignalOutcome::kSent:
       spdlog::info("signalled pid {} with signal {}: timer '{}' expired", pid, signal, scope);
       emit("kill worker process", *first_killing);
@@ -176,6 +183,10 @@ std::optional<Reaper::Cleanup> Reaper::reap_process(const ProcessKey& process, s
     case SignalOutcome::kNotPermitted:
       spdlog::error("refusing to signal pid {}: it belongs to another user (this server signals uid {} only)", pid,
                     self_uid_);
+      return Cleanup::kDisarm;
+    case SignalOutcome::kNotMapped:
+      spdlog::error("refusing to signal pid {}: it does not have the table mapped, so it did not arm timer '{}'",
+                    pid, scope);
       return Cleanup::kDisarm;
     case SignalOutcome::kFailed:
       note_failed_kill(process, signal, error, now_ns);

@@ -68,6 +68,7 @@ class Reaper {
   ProcessControl& processes_;
   pid_t self_pid_;
   uid_t self_uid_;
+  FileId table_file_;  // the table's device and inode, as a client's mapping of it shows
   std::uint64_t next_sweep_ns_ = 0;
   std::uint64_t walk_cursor_ = 0;
   int self_signal_ = 0;

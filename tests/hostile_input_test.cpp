@@ -27,13 +27,14 @@ struct RecordingProcesses final : ProcessControl {
   std::mutex mutex;
   std::vector<std::pair<pid_t, int>> signalled;
   bool running(pid_t pid, std::optional<std::uint64_t> start_time) override { return real.running(pid, start_time); }
-  SignalOutcome send(pid_t pid, std::uint64_t start_time, int signal, std::optional<uid_t> uid, int&) override {
-    const auto info = real.inspect(pid);
-    if (!info || !real.running(pid, info->start_time)) return SignalOutcome::kNoProcess;
-    if (info->start_time != start_time) return SignalOutcome::kIdentityMismatch;
-    if (uid && info->uid != *uid) return SignalOutcome::kNotPermitted;
+  SignalOutcome send(const SignalRequest& request, int& error) override {
+    // The real checks with signal 0, which probes without signalling.
+    SignalRequest probe = request;
+    probe.signal = 0;
+    const SignalOutcome outcome = real.send(probe, error);
+    if (outcome != SignalOutcome::kSent) return outcome;
     std::lock_guard lock(mutex);
-    signalled.emplace_back(pid, signal);
+    signalled.emplace_back(request.pid, request.signal);
     return SignalOutcome::kSent;
   }
 };

@@ -53,8 +53,9 @@ struct FakeProcesses final : ProcessControl {
     auto it = alive.find(pid);
     return it != alive.end() && (!start_time || it->second.start_time == *start_time);
   }
-  SignalOutcome send(pid_t pid, std::uint64_t, int signal, std::optional<uid_t> uid, int& error) override {
-    sends.emplace_back(pid, signal, uid);
+  SignalOutcome send(const SignalRequest& request, int& error) override {
+    const pid_t pid = request.pid;
+    sends.emplace_back(pid, request.signal, request.required_uid);
     error = EPERM;
     if (!scripted.empty()) {
       auto outcome = scripted.front();
@@ -379,15 +380,15 @@ TEST(LinuxProcessControl, RefusesAnotherUidAndAStaleIdentity) {
   const auto info = processes.inspect(child);
   ASSERT_TRUE(info.has_value());
   int error = 0;
-  EXPECT_EQ(processes.send(child, info->start_time, SIGKILL, ::getuid() + 1, error), SignalOutcome::kNotPermitted);
-  EXPECT_EQ(processes.send(child, info->start_time + 1, SIGKILL, std::nullopt, error),
+  EXPECT_EQ(processes.send({child, info->start_time, SIGKILL, ::getuid() + 1, {}}, error), SignalOutcome::kNotPermitted);
+  EXPECT_EQ(processes.send({child, info->start_time + 1, SIGKILL, {}, {}}, error),
             SignalOutcome::kIdentityMismatch);
-  EXPECT_EQ(processes.send(child, info->start_time, 0, ::getuid(), error), SignalOutcome::kSent);  // probe only
+  EXPECT_EQ(processes.send({child, info->start_time, 0, ::getuid(), {}}, error), SignalOutcome::kSent);  // probe only
   go.signal();
   EXPECT_TRUE(testing::exited_ok(testing::wait_child(child)));
-  EXPECT_EQ(processes.send(child, info->start_time, SIGKILL, std::nullopt, error), SignalOutcome::kNoProcess);
-  EXPECT_EQ(processes.send(0, 0, SIGKILL, std::nullopt, error), SignalOutcome::kNoProcess);
-  EXPECT_EQ(processes.send(-1, 0, SIGKILL, std::nullopt, error), SignalOutcome::kNoProcess);
+  EXPECT_EQ(processes.send({child, info->start_time, SIGKILL, {}, {}}, error), SignalOutcome::kNoProcess);
+  EXPECT_EQ(processes.send({0, 0, SIGKILL, {}, {}}, error), SignalOutcome::kNoProcess);
+  EXPECT_EQ(processes.send({-1, 0, SIGKILL, {}, {}}, error), SignalOutcome::kNoProcess);
 }
 
 void run_server_that_reaps(const std::shared_ptr<Table>& table, bool signal_self) {

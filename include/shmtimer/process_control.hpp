@@ -14,11 +14,29 @@ struct ProcessInfo {
   uid_t uid = 0;                 // owner of /proc/<pid> (the effective uid; root if not dumpable)
 };
 
+// A file, as the kernel names it: what /proc/<pid>/maps shows for a mapping of it.
+struct FileId {
+  dev_t dev = 0;
+  ino_t ino = 0;
+};
+
+struct SignalRequest {
+  pid_t pid = 0;
+  std::uint64_t start_time = 0;  // the identity recorded with the timer
+  int signal = 0;
+  std::optional<uid_t> required_uid;  // when set, only a process of this uid
+  // When set, only a process that has this file mapped: for a table timer, the table.
+  // Only a process that mapped the table could have armed a timer in it, so whatever is
+  // written in the table, a process that never opened it is never signalled.
+  std::optional<FileId> required_mapping;
+};
+
 enum class SignalOutcome {
   kSent,              // delivered to the very process that was identified
   kNoProcess,         // no such process, or every thread of it has exited: counts as reaped
   kIdentityMismatch,  // the pid now belongs to another process: never signalled
   kNotPermitted,      // owned by a uid the server may not signal: never signalled
+  kNotMapped,         // does not have the table mapped, so did not arm the timer: never signalled
   kFailed,            // the kernel refused; errno in `error`, retried with back-off
 };
 
@@ -28,10 +46,9 @@ class ProcessControl {
   // Does the process that started at `start_time` (any, when nullopt) still run under
   // `pid`? See process_running(): a process lives while any of its threads does.
   virtual bool running(pid_t pid, std::optional<std::uint64_t> start_time) = 0;
-  // Signals `pid` only if it is still the process that started at `start_time`, and, when
-  // `required_uid` is set, only if it belongs to that uid.
-  virtual SignalOutcome send(pid_t pid, std::uint64_t start_time, int signal, std::optional<uid_t> required_uid,
-                             int& error) = 0;
+  // Signals `request.pid` only if it is still the process that started at `start_time`,
+  // and only if it meets the request's uid and mapping conditions.
+  virtual SignalOutcome send(const SignalRequest& request, int& error) = 0;
 };
 
 // The real one: /proc for identity, and a pidfd so that the identity check and the signal
@@ -41,8 +58,7 @@ class LinuxProcessControl final : public ProcessControl {
   bool running(pid_t pid, std::optional<std::uint64_t> start_time) override;
   // Start time and uid of `pid`; nullopt when there is no such process.
   std::optional<ProcessInfo> inspect(pid_t pid);
-  SignalOutcome send(pid_t pid, std::uint64_t start_time, int signal, std::optional<uid_t> required_uid,
-                     int& error) override;
+  SignalOutcome send(const SignalRequest& request, int& error) override;
 };
 
 }  // namespace shmtimer
