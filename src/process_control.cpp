@@ -1,5 +1,6 @@
 #include "shmtimer/process_control.hpp"
 
+#include <dirent.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <sys/syscall.h>
@@ -30,10 +31,9 @@ std::optional<ProcessInfo> LinuxProcessControl::inspect(pid_t pid) {
 
 namespace {
 
-// Does /proc/<pid>/maps list a mapping of `file`? Lines read "start-end perms offset
-// major:minor inode path", device numbers in hex.
-bool maps_file(pid_t pid, const FileId& file) {
-  const std::string path = "/proc/" + std::to_string(pid) + "/maps";
+// Does the maps file at `path` list a mapping of `file`? Lines read "start-end perms
+// offset major:minor inode path", device numbers in hex.
+bool maps_list_file(const std::string& path, const FileId& file) {
   FILE* maps = std::fopen(path.c_str(), "re");
   if (maps == nullptr) return false;
   char line[4096 + 256];
@@ -45,6 +45,20 @@ bool maps_file(pid_t pid, const FileId& file) {
       found = inode == file.ino && ::makedev(major, minor) == file.dev;
   }
   std::fclose(maps);
+  return found;
+}
+
+// Does process `pid` have `file` mapped? Its threads share one address space, but once the
+// main thread has exited /proc/<pid>/maps reads empty, so the other threads' are asked.
+bool maps_file(pid_t pid, const FileId& file) {
+  const std::string dir = "/proc/" + std::to_string(pid);
+  if (maps_list_file(dir + "/maps", file)) return true;
+  DIR* tasks = ::opendir((dir + "/task").c_str());
+  if (tasks == nullptr) return false;
+  bool found = false;
+  while (const dirent* entry = found ? nullptr : ::readdir(tasks))
+    if (entry->d_name[0] != '.') found = maps_list_file(dir + "/task/" + entry->d_name + "/maps", file);
+  ::closedir(tasks);
   return found;
 }
 

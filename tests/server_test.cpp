@@ -13,105 +13,13 @@
 #include "shmtimer/table_reader.hpp"
 #include "shmtimer/timer_server.hpp"
 #include "slot_ops.hpp"
-#include "test_support.hpp"
+#include "server_support.hpp"
 
 namespace shmtimer {
 namespace {
 
 using namespace std::chrono_literals;
-using testing::TempTable;
-constexpr std::uint64_t kSecond = 1'000'000'000;
-constexpr std::uint64_t kMicro = 1000;  // deadlines are kept in whole microseconds, rounded up
-
-struct Events {
-  std::mutex mutex;
-  std::vector<std::pair<std::string, TimerEvent>> seen;
-  EventCallback callback() {
-    return [this](std::string_view name, const TimerEvent* e) {
-      std::lock_guard lock(mutex);
-      seen.emplace_back(std::string(name), e ? *e : TimerEvent{});
-    };
-  }
-  std::vector<std::string> names() {
-    std::lock_guard lock(mutex);
-    std::vector<std::string> out;
-    for (auto& [n, e] : seen) out.push_back(n);
-    return out;
-  }
-  int count(const std::string& name) {
-    auto n = names();
-    return static_cast<int>(std::count(n.begin(), n.end(), name));
-  }
-};
-
-// A ProcessControl whose processes and answers the test decides.
-struct FakeProcesses final : ProcessControl {
-  std::map<pid_t, ProcessInfo> alive;
-  std::deque<SignalOutcome> scripted;
-  std::vector<std::tuple<pid_t, int, std::optional<uid_t>>> sends;
-  bool running(pid_t pid, std::optional<std::uint64_t> start_time) override {
-    auto it = alive.find(pid);
-    return it != alive.end() && (!start_time || it->second.start_time == *start_time);
-  }
-  SignalOutcome send(const SignalRequest& request, int& error) override {
-    const pid_t pid = request.pid;
-    sends.emplace_back(pid, request.signal, request.required_uid);
-    error = EPERM;
-    if (!scripted.empty()) {
-      auto outcome = scripted.front();
-      scripted.pop_front();
-      return outcome;
-    }
-    return alive.count(pid) ? SignalOutcome::kSent : SignalOutcome::kNoProcess;
-  }
-};
-
-// Writes a timer for an arbitrary (pid, start time) straight into the table, as a client
-// of that process would.
-std::uint64_t plant(const Table& table, pid_t pid, std::string_view scope, std::uint64_t deadline_ns, int signal,
-                    std::uint64_t start_time = 77) {
-  const detail::ScopeKey key(scope);
-  const auto claimed = detail::insert_slot(table, {pid, start_time, signal, layout::Origin::kTable}, key);
-  EXPECT_TRUE(claimed.ok());
-  EXPECT_TRUE(detail::arm_slot(table.slot(claimed.index), {claimed.control, start_time}, deadline_ns, signal));
-  return claimed.index;
-}
-
-std::vector<TimerRow> rows_of(const std::shared_ptr<Table>& table, pid_t pid) {
-  std::vector<TimerRow> out;
-  for (auto& row : TableReader(table).rows(true))
-    if (row.pid == pid && row.state != RowState::kFree) out.push_back(row);
-  return out;
-}
-
-// A pipe the child writes one byte to when its timers are set.
-struct Ready {
-  int fds[2];
-  Ready() { EXPECT_EQ(::pipe(fds), 0); }
-  ~Ready() { ::close(fds[0]); ::close(fds[1]); }
-  void signal() { char c = 1; EXPECT_EQ(::write(fds[1], &c, 1), 1); }
-  void wait() { char c; EXPECT_EQ(::read(fds[0], &c, 1), 1); }
-};
-
-// A child that arms `scope` to expire after `timeout`, reports that it did, and hangs.
-pid_t fork_hung_worker(const std::shared_ptr<Table>& table, const char* scope, std::chrono::milliseconds timeout) {
-  Ready ready;
-  const pid_t pid = testing::fork_child([&] {
-    ShmTimerClient client(table);
-    client.acquire(scope, SteadyClock::now() + timeout);
-    ready.signal();
-    std::this_thread::sleep_for(20s);
-  });
-  ready.wait();
-  return pid;
-}
-
-ServerOptions fake_options(const std::shared_ptr<FakeProcesses>& fake, Events* events = nullptr) {
-  ServerOptions options;
-  options.processes = fake;
-  if (events) options.log_event = events->callback();
-  return options;
-}
+using namespace testing;
 
 TEST(TimerServer, OverrunningWorkerIsKilledBySigkill) {
   TempTable t;
@@ -144,9 +52,12 @@ TEST(TimerServer, PunctualWorkerSurvives) {
   const pid_t child = testing::fork_child([&] {
     ShmTimerClient client(t.table);
     for (int i = 0; i < 5; ++i) {
-      Expires guard(500ms, "step", std::shared_ptr<TimerClient>(&client, [](auto*) {}));
+      Expires guard(100ms, "step", std::shared_ptr<TimerClient>(&client, [](auto*) {}));
       std::this_thread::sleep_for(20ms);
     }
+    // Alive well past the last released deadline: a release that did not disarm would
+    // get this worker killed now.
+    std::this_thread::sleep_for(400ms);
   });
   EXPECT_TRUE(testing::exited_ok(testing::wait_child(child)));
   server.stop();
@@ -267,7 +178,6 @@ TEST(TimerServer, AFailedKillIsRetriedAfterAnExponentialBackoffThatNeverRestarts
   TimerServer server(t.table, fake_options(fake));
   const auto now = monotonic_now_ns();
   plant(*t.table, 4242, "x", now - kMicro, SIGKILL);
-  constexpr std::uint64_t kMs = 1'000'000;
   EXPECT_EQ(server.run_once_at(now).expired, 1u);  // the first attempt fails
   EXPECT_EQ(fake->sends.size(), 1u);
   EXPECT_EQ(rows_of(t.table, 4242).at(0).state, RowState::kArmed);  // kept for the retry

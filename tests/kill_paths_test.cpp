@@ -1,0 +1,394 @@
+// The paths by which a watchdog kills an innocent process or spares a hung one, each
+// driven the way it was found: with real processes where processes are the point, and a
+// scripted ProcessControl where the kernel cannot be made to misbehave on demand.
+#include <gtest/gtest.h>
+#include <pthread.h>
+#include <sys/syscall.h>
+#include <spdlog/sinks/ostream_sink.h>
+#include <spdlog/spdlog.h>
+
+#include <barrier>
+#include <sstream>
+
+#include "server_support.hpp"
+#include "shmtimer/error.hpp"
+#include "shmtimer/printable.hpp"
+#include "shmtimer/process_identity.hpp"
+
+namespace shmtimer {
+namespace {
+
+using namespace testing;
+
+// A child whose main thread arms `scopes` and then exits while a second
+// thread runs on: the kernel's /proc shows it Z, yet it is alive (and hung, if armed).
+pid_t fork_with_exited_main_thread(const std::shared_ptr<Table>& table, std::vector<std::string> scopes,
+                                   std::chrono::milliseconds timeout) {
+  Ready ready;
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    ShmTimerClient client(table);
+    for (const auto& scope : scopes) client.acquire(scope, SteadyClock::now() + timeout);
+    std::thread([] {
+      std::this_thread::sleep_for(20s);
+      ::_exit(0);
+    }).detach();
+    // The exit system call ends this thread alone, with no unwinding (pthread_exit would
+    // unwind through GoogleTest's handlers in this forked copy of the test).
+    ::syscall(SYS_exit, 0);
+  }
+  // Wait until the main thread is gone (state Z) and only the second thread runs.
+  for (int i = 0; i < 5000; ++i) {
+    const auto stat = read_process_stat(pid);
+    if (stat && stat->state == 'Z') break;
+    std::this_thread::sleep_for(1ms);
+  }
+  EXPECT_EQ(read_process_stat(pid)->state, 'Z');
+  return pid;
+}
+
+bool still_running(pid_t child) { return ::waitpid(child, nullptr, WNOHANG) == 0; }
+
+TEST(Liveness, AProcessWhoseMainThreadExitedIsAliveWhileAThreadRuns) {
+  TempTable t;
+  const pid_t child = fork_with_exited_main_thread(t.table, {}, 0ms);
+  EXPECT_TRUE(process_running(child, read_process_stat(child)->start_time));
+  ::kill(child, SIGKILL);
+  wait_child(child);
+  EXPECT_FALSE(process_running(child, std::nullopt));
+}
+
+TEST(Liveness, AZombieWithNoThreadLeftIsNotRunning) {
+  const pid_t child = fork_child([] {});
+  for (int i = 0; i < 5000 && read_process_stat(child)->state != 'Z'; ++i) std::this_thread::sleep_for(1ms);
+  EXPECT_FALSE(process_running(child, std::nullopt));  // exited, not yet waited for
+  wait_child(child);
+}
+
+TEST(Liveness, AThreadIdIsNotAProcess) {
+  pid_t tid = 0;
+  std::thread([&] { tid = static_cast<pid_t>(::gettid()); }).join();
+  std::atomic<pid_t> live_tid{0};
+  std::atomic<bool> stop{false};
+  std::thread worker([&] {
+    live_tid = static_cast<pid_t>(::gettid());
+    while (!stop) std::this_thread::sleep_for(1ms);
+  });
+  while (live_tid == 0) std::this_thread::sleep_for(1ms);
+  EXPECT_FALSE(process_running(live_tid, std::nullopt));  // /proc answers for it, but it is a thread
+  EXPECT_TRUE(process_running(::getpid(), std::nullopt));
+  stop = true;
+  worker.join();
+}
+
+TEST(Liveness, AHungProcessWhoseMainThreadExitedIsKilled) {
+  TempTable t;
+  const pid_t child = fork_with_exited_main_thread(t.table, {"hung"}, 50ms);
+  TimerServer server(t.table);
+  server.run_once_at(monotonic_now_ns() + kSecond);
+  EXPECT_TRUE(killed_by(wait_child(child, 5s), SIGKILL));
+  EXPECT_EQ(t.table->header().reaps.load(), 1u);
+}
+
+TEST(Liveness, TheSweepKeepsTheSlotsOfAProcessWhoseMainThreadExited) {
+  TempTable t;
+  const pid_t child = fork_with_exited_main_thread(t.table, {"idle-a", "idle-b"}, 1h);
+  TimerServer server(t.table);
+  for (int round = 0; round < 3; ++round) server.run_once_at(monotonic_now_ns() + round * 2 * kSecond);
+  EXPECT_EQ(rows_of(t.table, child).size(), 2u);
+  ::kill(child, SIGKILL);
+  wait_child(child);
+  server.run_once_at(monotonic_now_ns() + 10 * kSecond);  // now it is gone: freed
+  EXPECT_TRUE(rows_of(t.table, child).empty());
+}
+
+TEST(Liveness, AFullTableNeverReclaimsTheSlotsOfALiveProcessWhoseMainThreadExited) {
+  TempTable t(2);
+  const pid_t child = fork_with_exited_main_thread(t.table, {"a", "b"}, 1h);
+  ShmTimerClient client(t.table);
+  try {
+    client.acquire("mine", SteadyClock::now() + 1h);
+    ADD_FAILURE() << "took a slot of a live process";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kTableFull);
+  }
+  EXPECT_EQ(rows_of(t.table, child).size(), 2u);
+  ::kill(child, SIGKILL);
+  wait_child(child);
+  EXPECT_NO_THROW(client.acquire("mine", SteadyClock::now() + 1h));  // a dead one's slot is reclaimed
+}
+
+// A second process that holds one armed timer, far in the future, and sleeps.
+pid_t fork_bystander(const std::shared_ptr<Table>& table) {
+  Ready ready;
+  const pid_t pid = fork_child([&] {
+    ShmTimerClient client(table);
+    client.acquire("bystander", SteadyClock::now() + 1h);
+    ready.signal();
+    std::this_thread::sleep_for(20s);
+  });
+  ready.wait();
+  return pid;
+}
+
+TEST(StaleWriters, AHandleWhoseSlotWentToAnotherProcessNeverArmsThatProcess) {
+  TempTable t(1);  // one slot: the bystander lands in the one the handle was bound to
+  ShmTimerClient client(t.table);
+  Timer timer = client.timer("mine");
+  ASSERT_TRUE(client.forget("mine"));  // the slot is given back while the handle lives
+  const pid_t bystander = fork_bystander(t.table);
+  const auto before = rows_of(t.table, bystander).at(0);
+  try {
+    timer.arm(SteadyClock::now() - 1s);  // an expired deadline, from the stale handle
+    ADD_FAILURE() << "armed without a slot of its own";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kTableFull);  // rebinding found no slot of its own
+  }
+  TimerServer server(t.table);
+  server.run_once_at(monotonic_now_ns() + kSecond);
+  EXPECT_TRUE(still_running(bystander));
+  const auto after = rows_of(t.table, bystander).at(0);
+  EXPECT_EQ(after.deadline_ns, before.deadline_ns);
+  EXPECT_EQ(t.table->header().reaps.load(), 0u);
+  ::kill(bystander, SIGKILL);
+  wait_child(bystander);
+}
+
+TEST(StaleWriters, AHandleWhoseSlotWasTakenRebindsToASlotOfItsOwn) {
+  TempTable t(2);
+  ShmTimerClient client(t.table);
+  Timer timer = client.timer("mine");
+  const auto bound = rows_of(t.table, ::getpid()).at(0).slot;
+  ASSERT_TRUE(client.forget("mine"));
+  const pid_t bystander = fork_bystander(t.table);
+  if (rows_of(t.table, bystander).at(0).slot != bound) GTEST_SKIP() << "the bystander took the other slot";
+  timer.arm(SteadyClock::now() + 2h);
+  const auto mine = rows_of(t.table, ::getpid()).at(0);
+  EXPECT_NE(mine.slot, bound);
+  EXPECT_EQ(mine.state, RowState::kArmed);
+  EXPECT_LT(rows_of(t.table, bystander).at(0).deadline_ns, mine.deadline_ns);  // its own 1 h, not our 2 h
+  ::kill(bystander, SIGKILL);
+  wait_child(bystander);
+}
+
+TEST(StaleWriters, AnArmWrittenUnderAnotherIdentityNeverVerifies) {
+  TempTable t;
+  const detail::ScopeKey key("k");
+  const auto claimed = detail::insert_slot(*t.table, {4242, 77, SIGKILL, layout::Origin::kTable}, key);
+  auto& slot = t.table->slot(claimed.index);
+  // A writer that believes it owns an earlier claim of this slot (older generation) or is
+  // another process: its word lands (the test bypasses the ownership check) but never verifies.
+  const auto older = layout::Control::pack(layout::SlotState::kReady, layout::Control::unpack(claimed.control).generation - 1, 4242);
+  for (const detail::Ownership stale : {detail::Ownership{older, 77}, detail::Ownership{claimed.control, 78}}) {
+    slot.armed.store(layout::ArmWord::make(1000, stale.control, stale.start_time));
+    detail::SlotSnapshot snap;
+    ASSERT_EQ(detail::read_slot(*t.table, claimed.index, snap), detail::ReadResult::kReady);
+    EXPECT_FALSE(snap.deadline_verified());
+  }
+  // And the ownership check refuses the stale writer before it writes anything.
+  slot.armed.store(layout::kDisarmed);
+  EXPECT_FALSE(detail::arm_slot(slot, {older, 77}, 1000, SIGKILL));
+  EXPECT_EQ(slot.armed.load(), layout::kDisarmed);
+}
+
+// A ProcessControl on which one pid is reused by a new process right after it is first
+// asked about: the moment a sweep that remembered answers per pid went wrong.
+struct PidReusedDuringSweep final : ProcessControl {
+  pid_t pid = 4242;
+  std::uint64_t start_time = 77;  // the first process; then 88
+  bool running(pid_t p, std::optional<std::uint64_t> start) override {
+    const bool answer = p == pid && (!start || *start == start_time);
+    start_time = 88;
+    return answer;
+  }
+  SignalOutcome send(const SignalRequest&, int&) override { return SignalOutcome::kFailed; }
+};
+
+TEST(Sweep, APidReusedDuringASweepNeverCostsTheNewcomerItsSlot) {
+  TempTable t(8);
+  auto processes = std::make_shared<PidReusedDuringSweep>();
+  ServerOptions options;
+  options.processes = processes;
+  TimerServer server(t.table, options);
+  // Slot 0: the first process (start 77), visited first; slot 1: the newcomer (start 88).
+  ASSERT_NE(detail::try_claim(*t.table, 0, 0, {4242, 77, SIGKILL, layout::Origin::kTable}, detail::ScopeKey("a")), 0u);
+  ASSERT_NE(detail::try_claim(*t.table, 1, 0, {4242, 88, SIGKILL, layout::Origin::kTable}, detail::ScopeKey("b")), 0u);
+  const auto now = monotonic_now_ns();
+  server.run_once_at(now);  // the newcomer takes pid 4242 right after the first question
+  const auto newcomer_kept = [&] {
+    const auto rows = rows_of(t.table, 4242);
+    return std::any_of(rows.begin(), rows.end(), [](const TimerRow& row) { return row.start_time == 88; });
+  };
+  EXPECT_TRUE(newcomer_kept());
+  server.run_once_at(now + 2 * kSecond);  // the next sweep: the first process is gone now
+  EXPECT_TRUE(newcomer_kept());
+  EXPECT_EQ(rows_of(t.table, 4242).size(), 1u);
+}
+
+TEST(ConcurrentArms, EveryRaceOfTwoArmsLeavesOneWholeVerifiableArm) {
+  TempTable t;
+  ShmTimerClient client(t.table);
+  Timer first = client.timer("shared"), second = client.timer("shared");
+  const std::uint64_t index = rows_of(t.table, ::getpid()).at(0).slot;
+  constexpr int kRounds = 20000;
+  const std::uint64_t base = (monotonic_now_ns() / kMicro + 3600'000'000) * kMicro;  // whole microseconds
+  const auto deadline = [&](int round, int thread) { return base + (static_cast<std::uint64_t>(round) * 2 + thread) * kMicro; };
+  std::barrier sync(3);
+  const auto racer = [&](Timer& timer, int thread) {
+    for (int round = 0; round < kRounds; ++round) {
+      sync.arrive_and_wait();
+      if (round % 8 == 7 && thread == 1)
+        timer.disarm();
+      else
+        timer.arm(from_table_ns(deadline(round, thread)));
+      sync.arrive_and_wait();
+    }
+  };
+  std::thread a(racer, std::ref(first), 0), b(racer, std::ref(second), 1);
+  int unverifiable = 0, foreign = 0;
+  for (int round = 0; round < kRounds; ++round) {
+    sync.arrive_and_wait();
+    sync.arrive_and_wait();
+    detail::SlotSnapshot snap;
+    ASSERT_EQ(detail::read_slot(*t.table, index, snap), detail::ReadResult::kReady);
+    unverifiable += !snap.deadline_verified();
+    const bool disarm_raced = round % 8 == 7;
+    foreign += !(snap.deadline_ns == deadline(round, 0) || snap.deadline_ns == deadline(round, 1) ||
+                 (disarm_raced && snap.armed == layout::kDisarmed));
+  }
+  a.join();
+  b.join();
+  EXPECT_EQ(unverifiable, 0);
+  EXPECT_EQ(foreign, 0);
+}
+
+TEST(Cleanup, ATimerReArmedWhileItsOwnerWasBeingSignalledStands) {
+  TempTable t;
+  auto fake = std::make_shared<FakeProcesses>();
+  fake->alive[4242] = {77, ::getuid()};
+  TimerServer server(t.table, fake_options(fake));
+  const auto now = monotonic_now_ns();
+  const auto index = plant(*t.table, 4242, "step", now - kMicro, SIGUSR1);
+  const auto other = plant(*t.table, 4242, "other", now + kSecond, SIGUSR1);
+  // The owner survives the signal (SIGUSR1 is handled) and re-arms both timers before
+  // the server clears what it judged: the re-arms are newer and must stand.
+  fake->on_send = [&](const SignalRequest&) {
+    detail::arm_as_current_owner(*t.table, index, now + 100 * kSecond, SIGUSR1);
+    detail::arm_as_current_owner(*t.table, other, now + 200 * kSecond, SIGUSR1);
+  };
+  server.run_once_at(now);
+  ASSERT_EQ(fake->sends.size(), 1u);
+  const auto rows = rows_of(t.table, 4242);
+  ASSERT_EQ(rows.size(), 2u);
+  for (const auto& row : rows) EXPECT_EQ(row.state, RowState::kArmed) << row.scope;
+}
+
+TEST(Cleanup, TheTimersTheScanSawAreClearedWhenNothingReArmed) {
+  TempTable t;
+  auto fake = std::make_shared<FakeProcesses>();
+  fake->alive[4242] = {77, ::getuid()};
+  TimerServer server(t.table, fake_options(fake));
+  const auto now = monotonic_now_ns();
+  plant(*t.table, 4242, "step", now - kMicro, SIGUSR1);
+  plant(*t.table, 4242, "other", now + kSecond, SIGUSR1);
+  server.run_once_at(now);
+  for (const auto& row : rows_of(t.table, 4242)) EXPECT_EQ(row.state, RowState::kIdle) << row.scope;
+}
+
+// Captures the default logger's output for the test's life.
+struct CapturedLog {
+  std::ostringstream out;
+  std::shared_ptr<spdlog::logger> previous = spdlog::default_logger();
+  CapturedLog() {
+    auto logger = std::make_shared<spdlog::logger>("captured", std::make_shared<spdlog::sinks::ostream_sink_mt>(out));
+    logger->set_pattern("%v");
+    logger->set_level(spdlog::level::debug);
+    spdlog::set_default_logger(logger);
+    spdlog::set_level(spdlog::level::debug);
+  }
+  ~CapturedLog() {
+    spdlog::set_default_logger(previous);
+    spdlog::set_level(spdlog::level::off);
+  }
+};
+
+TEST(Scopes, NoByteSequenceInAScopeStopsTheWatchdogOrForgesALogLine) {
+  TempTable t;
+  auto fake = std::make_shared<FakeProcesses>();
+  fake->alive[4242] = {77, ::getuid()};
+  Events events;
+  TimerServer server(t.table, fake_options(fake, &events));
+  const std::string hostile = std::string("\xff\xfe\xc3(") + "\n{\"level\":\"error\",\"forged\":1}\r\x1b[2J";
+  const auto now = monotonic_now_ns();
+  plant(*t.table, 4242, hostile, now - kMicro, SIGKILL);
+  CapturedLog log;
+  EXPECT_NO_THROW(server.run_once_at(now));
+  EXPECT_EQ(fake->sends.size(), 1u);  // reaped like any timer
+  std::istringstream lines(log.out.str());
+  int count = 0;
+  for (std::string line; std::getline(lines, line); ++count) {
+    EXPECT_NE(line.rfind("{", 0), 0u) << "a scope began a log line: " << line;
+    EXPECT_EQ(line.find('\x1b'), std::string::npos) << line;
+  }
+  EXPECT_GT(count, 0);
+  EXPECT_NE(log.out.str().find("\\xff\\xfe\\xc3(\\x0a{"), std::string::npos) << log.out.str();
+}
+
+TEST(Scopes, PrintableEscapesExactlyWhatIsNotPrintableUtf8) {
+  EXPECT_EQ(printable("plain/scope#12"), "plain/scope#12");
+  EXPECT_EQ(printable("\xc3\xa9tape \xe2\x98\x83"), "\xc3\xa9tape \xe2\x98\x83");  // UTF-8 kept
+  EXPECT_EQ(printable("a\nb\tc\x7f"), "a\\x0ab\\x09c\\x7f");
+  EXPECT_EQ(printable("\xff\xc3"), "\\xff\\xc3");                   // invalid and truncated
+  EXPECT_EQ(printable("\xed\xa0\x80"), "\\xed\\xa0\\x80");          // a UTF-16 surrogate
+  EXPECT_EQ(printable("\xc0\xaf"), "\\xc0\\xaf");                   // overlong
+  EXPECT_EQ(printable("back\\x0a"), "back\\\\x0a");                 // so escapes stay unambiguous
+  EXPECT_EQ(printable(std::string("\0", 1)), "\\x00");
+}
+
+TEST(Occupancy, AClaimingSlotWhoseBitWasLostIsFoundAndFreedOnceItsClaimantIsGone) {
+  TempTable t(64);
+  auto fake = std::make_shared<FakeProcesses>();  // nobody alive: pid 4242 is gone
+  TimerServer server(t.table, fake_options(fake));  // its start-up rebuild is over
+  // A claimant took slot 5 just after the server cleared its bit, and was killed before
+  // setting the bit again.
+  t.table->slot(5).control.store(layout::Control::pack(layout::SlotState::kClaiming, 1, 4242));
+  ASSERT_EQ(t.table->bitmap_word(0).load() & (1u << 5), 0u);
+  for (int round = 0; round < 3; ++round) server.run_once_at(monotonic_now_ns() + round * 2 * kSecond);
+  EXPECT_EQ(detail::state_of(t.table->slot(5).control.load()), layout::SlotState::kFree);
+}
+
+TEST(Occupancy, AScanRacingNewClaimsNeverLeavesAClaimedSlotWithoutItsBit) {
+  TempTable t(4);  // few slots: claims land in slots the server is clearing right now
+  ShmTimerClient client(t.table);
+  auto fake = std::make_shared<FakeProcesses>();
+  fake->alive[::getpid()] = {current_start_time(), ::getuid()};
+  TimerServer server(t.table, fake_options(fake));
+  std::atomic<bool> stop{false};
+  std::thread scanner([&] {
+    while (!stop.load(std::memory_order_relaxed)) server.run_once_at(1);  // scan only: nothing is due
+  });
+  // After each claim the slot's bit must be set, or set again within moments by the scan
+  // that cleared it; a bit that stays clear hides the slot from every later scan.
+  const auto bit_of = [&](std::uint64_t index) { return t.table->bitmap_word(index / 64).load() >> (index % 64) & 1; };
+  const auto until = SteadyClock::now() + 2s;
+  int lost = 0, claims = 0;
+  for (std::uint64_t i = 0; SteadyClock::now() < until; ++i, ++claims) {
+    const std::string scope = "k" + std::to_string(i % 64);
+    client.acquire(scope, SteadyClock::now() + 1h);
+    std::uint64_t control = 0;
+    const auto index = detail::find_slot(*t.table, ::getpid(), current_start_time(), detail::ScopeKey(scope), &control);
+    ASSERT_NE(index, detail::kNoSlot);
+    if (bit_of(index) == 0) {
+      std::this_thread::sleep_for(2ms);  // dozens of scans
+      lost += bit_of(index) == 0;
+    }
+    client.forget(scope);  // the slot goes Free with its bit set: the scan clears it
+  }
+  stop = true;
+  scanner.join();
+  EXPECT_GT(claims, 1000);
+  EXPECT_EQ(lost, 0);
+}
+
+}  // namespace
+}  // namespace shmtimer
