@@ -1,0 +1,172 @@
+// Pid reuse with real processes. This binary runs as pid 1 of a private pid namespace
+// (`unshare --pid --fork --mount-proc`, tests/CMakeLists.txt), where writing
+// /proc/sys/kernel/ns_last_pid makes the next fork() take a chosen pid: a dead worker's.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <fstream>
+
+#include "server_support.hpp"
+#include "shmtimer/process_identity.hpp"
+
+namespace shmtimer {
+namespace {
+
+using namespace testing;
+
+// fork() with the child getting `pid`, which must be free. Returns the child's pid (in
+// the parent), 0 in the child.
+pid_t fork_as(pid_t pid) {
+  std::ofstream("/proc/sys/kernel/ns_last_pid") << pid - 1 << std::flush;
+  return ::fork();
+}
+
+// A process that never opened the table: it replaced its image, as any unrelated program
+// that happens to get a recycled pid.
+pid_t spawn_bystander_as(pid_t pid) {
+  const pid_t child = fork_as(pid);
+  if (child == 0) {
+    ::execl("/bin/sleep", "sleep", "30", static_cast<char*>(nullptr));
+    ::_exit(127);
+  }
+  return child;
+}
+
+// A worker that arms `scope` to expire in 50 ms, then is killed and reaped before any
+// server sees the timer: its slot stays, naming a pid that is now free.
+pid_t worker_that_dies_armed(const std::shared_ptr<Table>& table) {
+  Ready ready;
+  const pid_t worker = fork_child([&] {
+    ShmTimerClient client(table);
+    client.acquire("work", SteadyClock::now() + 50ms);
+    ready.signal();
+    std::this_thread::sleep_for(30s);
+  });
+  ready.wait();
+  ::kill(worker, SIGKILL);
+  wait_child(worker);
+  return worker;
+}
+
+bool wait_until_exec(pid_t pid) {
+  for (int i = 0; i < 5000; ++i) {
+    std::ifstream comm("/proc/" + std::to_string(pid) + "/comm");
+    std::string name;
+    if (std::getline(comm, name) && name == "sleep") return true;
+    std::this_thread::sleep_for(1ms);
+  }
+  return false;
+}
+
+TEST(PidReuse, AProcessGivenADeadWorkersPidIsNeverSignalled) {
+  ASSERT_EQ(::getpid(), 1) << "run me through unshare --pid --fork --mount-proc";
+  TempTable t;
+  const pid_t worker = worker_that_dies_armed(t.table);
+  const pid_t bystander = spawn_bystander_as(worker);
+  ASSERT_EQ(bystander, worker);
+  ASSERT_TRUE(wait_until_exec(bystander));
+  TimerServer server(t.table);
+  server.run_once_at(monotonic_now_ns() + kSecond);
+  EXPECT_EQ(::waitpid(bystander, nullptr, WNOHANG), 0) << "the bystander was signalled";
+  EXPECT_EQ(t.table->header().reaps.load(), 0u);
+  for (const auto& row : rows_of(t.table, worker)) EXPECT_NE(row.state, RowState::kArmed);  // cleared
+  ::kill(bystander, SIGKILL);
+  wait_child(bystander);
+}
+
+TEST(PidReuse, AProcessGivenADeadWorkersPidWithinOneClockTickIsNeverSignalled) {
+  TempTable t;
+  // Start times count clock ticks (10 ms): repeat until the bystander's equals the dead
+  // worker's, so that only "it has the table mapped" tells them apart.
+  for (int attempt = 0; attempt < 200; ++attempt) {
+    const pid_t worker = worker_that_dies_armed(t.table);
+    const auto recorded = rows_of(t.table, worker).at(0).start_time;
+    const pid_t bystander = spawn_bystander_as(worker);
+    ASSERT_EQ(bystander, worker);
+    if (read_process_stat(bystander)->start_time != recorded) {
+      ::kill(bystander, SIGKILL);
+      wait_child(bystander);
+      TimerServer(t.table).run_once();  // clears the worker's slot
+      continue;
+    }
+    ASSERT_TRUE(wait_until_exec(bystander));
+    TimerServer server(t.table);
+    server.run_once_at(monotonic_now_ns() + kSecond);
+    EXPECT_EQ(::waitpid(bystander, nullptr, WNOHANG), 0) << "the bystander was signalled";
+    EXPECT_EQ(t.table->header().reaps.load(), 0u);
+    ::kill(bystander, SIGKILL);
+    wait_child(bystander);
+    return;
+  }
+  GTEST_SKIP() << "no pid was reused within one clock tick in 200 attempts";
+}
+
+// The process tree of the recycled-pid descendant: P arms through `how`, forks C and
+// exits; C forks D as P's pid; D inherited P's per-thread scope cache (or Timer handle)
+// and arms an expired timer through it. D is hung: it must be killed. C reports how D
+// ended: exit 0 when D was killed by SIGKILL.
+enum class Through { kScopeCache, kTimerHandle };
+
+// A pipe of pids.
+struct PidPipe {
+  int fds[2];
+  PidPipe() { EXPECT_EQ(::pipe(fds), 0); }
+  ~PidPipe() { ::close(fds[0]); ::close(fds[1]); }
+  bool put(pid_t pid) { return ::write(fds[1], &pid, sizeof pid) == sizeof pid; }
+  pid_t take() {
+    pid_t pid = 0;
+    return ::read(fds[0], &pid, sizeof pid) == sizeof pid ? pid : -1;
+  }
+};
+
+void descendant_on_recycled_pid_is_killed(Through how) {
+  TempTable t;
+  PidPipe to_c, from_tree;  // the pid to reuse goes to C; C's and then D's pids come back
+  const pid_t p = ::fork();
+  if (p == 0) {
+    ShmTimerClient client(t.table);
+    client.acquire("step", SteadyClock::now() + 1h);  // now in this thread's scope cache
+    Timer timer = client.timer("handle");
+    const pid_t c = ::fork();
+    if (c == 0) {
+      const pid_t reuse = to_c.take();
+      const pid_t d = fork_as(reuse);
+      if (d == 0) {  // D: P's pid, P's cache and handle, its own start time
+        if (how == Through::kScopeCache)
+          client.acquire("step", SteadyClock::now() - 1s);
+        else
+          timer.arm(SteadyClock::now() - 1s);
+        std::this_thread::sleep_for(30s);
+        ::_exit(0);
+      }
+      from_tree.put(d);
+      ::_exit(killed_by(wait_child(d, 10s), SIGKILL) ? 0 : 1);
+    }
+    from_tree.put(c);
+    ::_exit(0);
+  }
+  const pid_t c = from_tree.take();
+  wait_child(p);  // P is gone; C is now a child of this process, the namespace's init
+  std::this_thread::sleep_for(30ms);  // so that D's start time is surely not P's
+  ASSERT_TRUE(to_c.put(p));
+  const pid_t d = from_tree.take();
+  ASSERT_EQ(d, p) << "D did not get P's pid";
+  TimerServer server(t.table);
+  for (int round = 0; round < 50 && process_running(d, std::nullopt); ++round) {
+    server.run_once_at(monotonic_now_ns() + kSecond);
+    std::this_thread::sleep_for(20ms);
+  }
+  EXPECT_TRUE(exited_ok(wait_child(c, 15s))) << "the hung descendant was not killed";
+}
+
+TEST(PidReuse, ADescendantGivenItsAncestorsPidArmsItsOwnSlotThroughTheScopeCache) {
+  descendant_on_recycled_pid_is_killed(Through::kScopeCache);
+}
+
+TEST(PidReuse, ADescendantGivenItsAncestorsPidArmsItsOwnSlotThroughATimerHandle) {
+  descendant_on_recycled_pid_is_killed(Through::kTimerHandle);
+}
+
+}  // namespace
+}  // namespace shmtimer
