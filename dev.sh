@@ -5,6 +5,8 @@
 #                    (plus the TSan and ASan+UBSan builds and a short fuzz run;
 #                    SHMTIMER_SANITIZERS=0 and SHMTIMER_FUZZ_SECONDS=0 skip those)
 #   ./dev.sh bench   build and run the benchmarks, writing docs/benchmarks.md
+#   ./dev.sh mutants the mutation gate: every safety property disabled in turn must be
+#                    caught by a test (tests/mutants/, docs/reliability.md; ~30 min)
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -73,9 +75,15 @@ bench() {
   ./bench/run.sh build
 }
 
+mutants() {
+  install_missing "${BUILD_DEPS[@]}" "${TEST_DEPS[@]}"
+  tests/mutants/run.py build-mutants "${@}"
+}
+
 case "${1:-}" in
   demo) demo ;;
   test) test_all ;;
   bench) bench ;;
-  *) sed -n '2,8p' "$0"; exit 1 ;;
+  mutants) shift; mutants "$@" ;;
+  *) sed -n '2,10p' "$0"; exit 1 ;;
 esac

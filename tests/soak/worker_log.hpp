@@ -11,31 +11,54 @@
 namespace soak {
 
 inline constexpr int kThreadsPerWorker = 3;
-inline constexpr int kScopesPerThread = 4;
+// Watched scopes are armed with a short deadline, released before it, and not armed
+// again until the process has outlived the released deadline: a release that did not
+// disarm gets the process killed while its log says it held nothing.
+inline constexpr int kWatchedScopes = 4;
+// Busy scopes are armed and released back to back, for load (table workers only).
+inline constexpr int kBusyScopes = 2;
+inline constexpr int kScopesPerThread = kWatchedScopes + kBusyScopes;
 
 struct ScopeRecord {
   // Deadline (CLOCK_MONOTONIC ns) of the operation in progress (intent) and of the last
   // finished one (done); 0 = released. The table holds one of the two.
   std::atomic<std::uint64_t> intent;
   std::atomic<std::uint64_t> done;
+  // When a release finished after its deadline: the server may have seen the timer
+  // expired just before, so a kill that follows soon after is deserved.
+  std::atomic<std::uint64_t> late_release_ns;
+
+  bool expired_by(std::uint64_t when_ns, std::uint64_t late_window_ns) const {
+    for (std::uint64_t d : {intent.load(), done.load()})
+      if (d != 0 && d <= when_ns) return true;
+    const std::uint64_t late = late_release_ns.load();
+    return late != 0 && when_ns <= late + late_window_ns;
+  }
 };
 
 struct WorkerLog {
   std::atomic<pid_t> pid;
   std::atomic<int> uses_fifo;
   std::atomic<std::uint64_t> ops;
-  std::atomic<std::uint64_t> fifo_errors;  // requests refused because no server listened
-  std::atomic<std::uint64_t> hang_deadline_ns;  // set when a thread stops to hang: the kill must come
+  std::atomic<std::uint64_t> survived;       // watched releases the process outlived (kSurvivalMarginNs)
+  std::atomic<std::uint64_t> late_releases;  // watched releases that finished after their deadline
+  std::atomic<std::uint64_t> fifo_acquires;  // FIFO requests seen applied in the table
+  std::atomic<std::uint64_t> fifo_releases;
+  std::atomic<std::uint64_t> fifo_refused;    // no server during a restart: the client was told, and retried
+  std::atomic<std::uint64_t> fifo_resent;     // sent again: a new server took over before the table showed it
+  std::atomic<std::uint64_t> fifo_unapplied;  // a live server never applied it within the kill bound
   std::atomic<std::uint64_t> hang_started_ns;
+  ScopeRecord hang;  // intent != 0 once the main thread has stopped to hang: the kill must come
   ScopeRecord scopes[kThreadsPerWorker][kScopesPerThread];
 
-  // Did the worker hold a timer that had expired by `when_ns`? Any recorded value may be
-  // what the table held when the server looked.
-  bool held_expired_timer(std::uint64_t when_ns) const {
+  // Could the server have found one of the worker's timers armed and expired, given a
+  // death seen at `when_ns`? Any recorded deadline may be what the table held when the
+  // server looked; a late release excuses a kill within `late_window_ns` of it.
+  bool held_expired_timer(std::uint64_t when_ns, std::uint64_t late_window_ns) const {
+    if (hang.expired_by(when_ns, late_window_ns)) return true;
     for (const auto& thread : scopes)
       for (const auto& s : thread)
-        for (std::uint64_t d : {s.intent.load(), s.done.load()})
-          if (d != 0 && d <= when_ns) return true;
+        if (s.expired_by(when_ns, late_window_ns)) return true;
     return false;
   }
 };
