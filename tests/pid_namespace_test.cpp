@@ -126,8 +126,11 @@ void descendant_on_recycled_pid_is_killed(Through how) {
   const pid_t p = ::fork();
   if (p == 0) {
     ShmTimerClient client(t.table);
-    client.acquire("step", SteadyClock::now() + 1h);  // now in this thread's scope cache
     Timer timer = client.timer("handle");
+    // Claimed by the first acquire, found (and so cached in this thread) by the second,
+    // after the handle's claim, so nothing evicts it.
+    client.acquire("step", SteadyClock::now() + 1h);
+    client.acquire("step", SteadyClock::now() + 1h);
     const pid_t c = ::fork();
     if (c == 0) {
       const pid_t reuse = to_c.take();
