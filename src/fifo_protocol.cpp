@@ -132,23 +132,45 @@ void LineAssembler::feed(std::string_view chunk) {
     const std::string_view piece = chunk.substr(0, newline);
     if (discarding_) {
       discarded_ += piece.size();
+      keep_tail(piece);
     } else if (partial_.size() + piece.size() > kMaxLineBytes) {
       discarding_ = true;  // too long already: drop it whole, never a truncated line
       discarded_ = partial_.size() + piece.size();
+      tail_ = std::move(partial_);
       partial_.clear();
+      keep_tail(piece);
     } else {
       partial_.append(piece);
     }
     if (newline == std::string_view::npos) return;
     if (discarding_) {
-      on_overlong_(discarded_);
+      on_overlong_(discarded_, tail());
       discarding_ = false;
       discarded_ = 0;
+      tail_.clear();
     } else {
       emit_partial_as_line();
     }
     chunk.remove_prefix(newline + 1);
   }
+}
+
+void LineAssembler::keep_tail(std::string_view piece) {
+  tail_.append(piece);
+  if (tail_.size() > 2 * kMaxLineBytes) tail_.erase(0, tail_.size() - kMaxLineBytes);  // amortized
+}
+
+std::string_view LineAssembler::tail() const {
+  const std::string_view all(tail_);
+  return all.substr(all.size() > kMaxLineBytes ? all.size() - kMaxLineBytes : 0);
+}
+
+std::optional<Request> recover_request(std::string_view line) {
+  const std::size_t start = line.rfind("{\"version\"");
+  if (start == std::string_view::npos || start == 0) return std::nullopt;
+  auto parsed = parse_request(line.substr(start));
+  if (auto* request = std::get_if<Request>(&parsed)) return *request;
+  return std::nullopt;
 }
 
 void LineAssembler::emit_partial_as_line() {

@@ -37,7 +37,27 @@ void make_fifo(const std::filesystem::path& path, mode_t mode) {
     if (::unlink(path.c_str()) != 0) throw_errno("cannot remove the old FIFO " + path.string());
   }
   if (::mkfifo(path.c_str(), mode) != 0) throw_errno("cannot create the FIFO " + path.string());
-  if (::chmod(path.c_str(), mode) != 0) throw_errno("cannot set the mode of " + path.string());
+}
+
+// Opens the FIFO just made for reading, without following a symlink and without
+// blocking, and checks on the descriptor that it is a FIFO of ours: whatever is swapped in
+// at the path meanwhile is refused, never read, never chmod-ed.
+int open_own_fifo(const std::filesystem::path& path, mode_t mode) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0) throw_errno("cannot open the FIFO " + path.string());
+  struct stat st {};
+  if (::fstat(fd, &st) != 0 || !S_ISFIFO(st.st_mode) || st.st_uid != ::geteuid()) {
+    ::close(fd);
+    throw Error(ErrorCode::kUnsafeFile, "the FIFO " + path.string() + " was replaced while it was being opened");
+  }
+  // fchmod, on the descriptor: the umask cannot narrow the mode, and no path is followed.
+  if (::fchmod(fd, mode) != 0) {
+    const int err = errno;
+    ::close(fd);
+    errno = err;
+    throw_errno("cannot set the mode of " + path.string());
+  }
+  return fd;
 }
 
 }  // namespace
@@ -49,22 +69,24 @@ FifoShim::FifoShim(std::shared_ptr<Table> table, std::filesystem::path path, Eve
       log_event_(std::move(log_event)),
       options_(options),
       lines_([this](std::string_view line) { on_line(line); },
-             [this](std::size_t bytes) {
+             [this](std::size_t bytes, std::string_view tail) {
                ++malformed_count_;
                spdlog::warn("FIFO {}: dropped a request line of {} bytes, longer than PIPE_BUF ({})",
                             path_.string(), bytes, fifo::kMaxLineBytes);
+               recover(tail);
              }) {
   make_fifo(path_, options_.mode);
   // Non-blocking: the reference blocks here until the first client opens the FIFO; a
   // watchdog must not.
-  read_fd_ = ::open(path_.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
-  if (read_fd_ < 0) throw_errno("cannot open the FIFO " + path_.string());
-  keepalive_fd_ = ::open(path_.c_str(), O_WRONLY | O_NONBLOCK | O_CLOEXEC);
+  read_fd_ = open_own_fifo(path_, options_.mode);
+  // The writer end through /proc/self/fd: the very FIFO just checked, not the path again.
+  keepalive_fd_ = ::open(("/proc/self/fd/" + std::to_string(read_fd_)).c_str(), O_WRONLY | O_NONBLOCK | O_CLOEXEC);
   struct stat st {};
-  if (keepalive_fd_ < 0 || ::fstat(read_fd_, &st) != 0 || !S_ISFIFO(st.st_mode)) {
+  if (keepalive_fd_ < 0 || ::fstat(read_fd_, &st) != 0) {
+    const int err = errno;
     ::close(read_fd_);
-    if (keepalive_fd_ >= 0) ::close(keepalive_fd_);
-    throw Error(ErrorCode::kUnsafeFile, "the FIFO " + path_.string() + " changed while it was being opened");
+    errno = err;
+    throw_errno("cannot open the FIFO " + path_.string() + " for writing");
   }
   inode_ = st.st_ino;
   // A larger pipe absorbs bursts: PyTorch's client does not retry a full pipe, it raises
@@ -84,9 +106,12 @@ FifoShim::~FifoShim() {
 
 DrainResult FifoShim::drain() {
   const std::uint64_t before = request_count_;
+  const std::uint64_t started_ns = monotonic_now_ns();
+  table_full_ = false;  // a full table is searched at most once a round (slots may have been freed since)
   std::size_t read_bytes = 0;
-  char buf[65536];
-  while (read_bytes < options_.max_bytes_per_drain) {
+  char buf[16384];  // about 150 requests: the time budget is checked between chunks
+  while (read_bytes < options_.max_bytes_per_drain &&
+         monotonic_now_ns() - started_ns < static_cast<std::uint64_t>(options_.max_drain_time.count())) {
     const ssize_t n = ::read(read_fd_, buf, sizeof buf);
     if (n > 0) {
       read_bytes += static_cast<std::size_t>(n);
@@ -106,20 +131,30 @@ void FifoShim::on_line(std::string_view line) {
     ++malformed_count_;
     spdlog::warn("FIFO {}: skipped a malformed request ({}): {:.200}", path_.string(), printable(*problem),
                  printable(line));
+    recover(line);
     return;
   }
   apply(std::get<fifo::Request>(parsed));
+}
+
+// A neighbour's whole request after a malformed fragment is applied, not lost with it.
+void FifoShim::recover(std::string_view line) {
+  if (auto request = fifo::recover_request(line)) {
+    ++recovered_count_;
+    apply(*request);
+  }
 }
 
 void FifoShim::apply(const fifo::Request& request) {
   ++request_count_;
   table_->header().fifo_requests.fetch_add(1, std::memory_order_relaxed);  // statistics
   // The timer is keyed by the process's identity at receipt, as a table client records
-  // its own; a request from a process that is gone is dropped.
+  // its own. A request the server would refuse to act on gets no slot at all, so refused
+  // requests can never fill the table.
   const auto stat = read_process_stat(request.pid);
-  if (!stat || !process_running(request.pid, stat->start_time)) {
-    spdlog::info("FIFO request from pid {} (scope '{}') ignored: no such process", request.pid,
-                 printable(request.scope_id));
+  if (const char* why = refusal(request.pid, stat)) {
+    ++refused_count_;
+    spdlog::info("FIFO request from pid {} (scope '{}') refused: {}", request.pid, printable(request.scope_id), why);
     return;
   }
   if (request.is_release())
@@ -128,13 +163,28 @@ void FifoShim::apply(const fifo::Request& request) {
     acquire(request, stat->start_time);
 }
 
+const char* FifoShim::refusal(pid_t pid, const std::optional<ProcessStat>& stat) const {
+  if (pid <= 1) return "not a worker process";
+  if (!stat || !process_running(pid, stat->start_time)) return "no such process (or a thread id, not a process id)";
+  if (!options_.any_uid) {
+    struct stat st {};
+    const std::string dir = "/proc/" + std::to_string(pid);
+    if (::stat(dir.c_str(), &st) != 0 || st.st_uid != ::getuid()) return "it belongs to another user";
+  }
+  return nullptr;
+}
+
 void FifoShim::acquire(const fifo::Request& request, std::uint64_t start_time) {
   const detail::ScopeKey key(request.scope_id);
   detail::Ownership owner{0, start_time};
   std::uint64_t index = detail::find_slot(*table_, request.pid, start_time, key, &owner.control);
   if (index == detail::kNoSlot) {
-    const auto claimed =
-        detail::insert_slot(*table_, {request.pid, start_time, request.signal, layout::Origin::kFifo}, key);
+    // Fail fast on a table found full this round: searching every slot again for each
+    // request of a flood would stall the round (and so every reap) for seconds.
+    const auto claimed = table_full_ ? detail::Claimed{}
+                                     : detail::insert_slot(*table_, {request.pid, start_time, request.signal,
+                                                                     layout::Origin::kFifo}, key);
+    table_full_ = !claimed.ok();
     if (!claimed.ok()) {
       table_->header().full_failures.fetch_add(1, std::memory_order_relaxed);
       spdlog::error("FIFO request from pid {} (scope '{}') dropped: the table is full ({} slots)", request.pid,

@@ -1,6 +1,5 @@
 #include "shmtimer/process_control.hpp"
 
-#include <dirent.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <sys/syscall.h>
@@ -29,41 +28,6 @@ std::optional<ProcessInfo> LinuxProcessControl::inspect(pid_t pid) {
   return ProcessInfo{stat->start_time, st.st_uid};
 }
 
-namespace {
-
-// Does the maps file at `path` list a mapping of `file`? Lines read "start-end perms
-// offset major:minor inode path", device numbers in hex.
-bool maps_list_file(const std::string& path, const FileId& file) {
-  FILE* maps = std::fopen(path.c_str(), "re");
-  if (maps == nullptr) return false;
-  char line[4096 + 256];
-  bool found = false;
-  while (!found && std::fgets(line, sizeof line, maps) != nullptr) {
-    unsigned major = 0, minor = 0;
-    unsigned long long inode = 0;
-    if (std::sscanf(line, "%*s %*s %*s %x:%x %llu", &major, &minor, &inode) == 3)
-      found = inode == file.ino && ::makedev(major, minor) == file.dev;
-  }
-  std::fclose(maps);
-  return found;
-}
-
-// Does process `pid` have `file` mapped? Its threads share one address space, but once the
-// main thread has exited /proc/<pid>/maps reads empty, so the other threads' are asked.
-bool maps_file(pid_t pid, const FileId& file) {
-  const std::string dir = "/proc/" + std::to_string(pid);
-  if (maps_list_file(dir + "/maps", file)) return true;
-  DIR* tasks = ::opendir((dir + "/task").c_str());
-  if (tasks == nullptr) return false;
-  bool found = false;
-  while (const dirent* entry = found ? nullptr : ::readdir(tasks))
-    if (entry->d_name[0] != '.') found = maps_list_file(dir + "/task/" + entry->d_name + "/maps", file);
-  ::closedir(tasks);
-  return found;
-}
-
-}  // namespace
-
 SignalOutcome LinuxProcessControl::send(const SignalRequest& request, int& error) {
   error = 0;
   const pid_t pid = request.pid;
@@ -82,7 +46,7 @@ SignalOutcome LinuxProcessControl::send(const SignalRequest& request, int& error
     outcome = info ? SignalOutcome::kIdentityMismatch : SignalOutcome::kNoProcess;
   } else if (request.required_uid && info->uid != *request.required_uid) {
     outcome = SignalOutcome::kNotPermitted;
-  } else if (request.required_mapping && !maps_file(pid, *request.required_mapping)) {
+  } else if (request.required_mapping && !process_maps_file(pid, *request.required_mapping)) {
     outcome = SignalOutcome::kNotMapped;
   }
   // Liveness last, after every read of /proc above, as process_running() decides it: the

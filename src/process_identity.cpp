@@ -1,6 +1,9 @@
 #include "shmtimer/process_identity.hpp"
 
+#include <dirent.h>
 #include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <poll.h>
 #include <pthread.h>
 #include <sys/syscall.h>
@@ -10,6 +13,7 @@
 
 #include <cstdio>
 #include <cstring>
+#include <string>
 
 namespace shmtimer {
 
@@ -75,6 +79,23 @@ bool thread_group_exited(int pidfd) noexcept {
   return rc > 0 && (p.revents & POLLIN) != 0;
 }
 
+// Does the maps file at `path` list a mapping of `file`? Lines read "start-end perms
+// offset major:minor inode path", device numbers in hex.
+bool maps_list_file(const std::string& path, const FileId& file) {
+  FILE* maps = std::fopen(path.c_str(), "re");
+  if (maps == nullptr) return false;
+  char line[4096 + 256];
+  bool found = false;
+  while (!found && std::fgets(line, sizeof line, maps) != nullptr) {
+    unsigned major = 0, minor = 0;
+    unsigned long long inode = 0;
+    if (std::sscanf(line, "%*s %*s %*s %x:%x %llu", &major, &minor, &inode) == 3)
+      found = inode == file.ino && ::makedev(major, minor) == file.dev;
+  }
+  std::fclose(maps);
+  return found;
+}
+
 void refresh_self() noexcept {
   const pid_t pid = ::getpid();
   const auto stat = read_process_stat(pid);
@@ -89,6 +110,7 @@ int open_pidfd(pid_t pid) noexcept { return static_cast<int>(::syscall(SYS_pidfd
 bool process_running(pid_t pid, std::optional<std::uint64_t> start_time) noexcept {
   if (pid <= 0) return false;
   const int pidfd = open_pidfd(pid);
+  if (pidfd < 0 && errno == ENOSYS) return process_running_without_pidfd(pid, start_time);
   // ESRCH: no such process. EINVAL: a thread id that is not a thread-group leader.
   if (pidfd < 0 && (errno == ESRCH || errno == EINVAL)) return false;
   // Opened first, so that while the pidfd's process runs the pid is still its own, and
@@ -99,6 +121,33 @@ bool process_running(pid_t pid, std::optional<std::uint64_t> start_time) noexcep
   if (running && pidfd < 0) running = thread_count(pid) > (stat->state == 'Z' || stat->state == 'X' ? 1 : 0);
   if (pidfd >= 0) ::close(pidfd);
   return running;
+}
+
+bool process_running_without_pidfd(pid_t pid, std::optional<std::uint64_t> start_time) noexcept {
+  if (pid <= 0) return false;
+  const auto stat = read_process_stat(pid);
+  if (!stat || (start_time && stat->start_time != *start_time)) return false;
+  // thread_count() is 0 for a thread id that is not its group's leader: never taken for a
+  // process, so kill() is never aimed at a group through one of its threads.
+  return thread_count(pid) > (stat->state == 'Z' || stat->state == 'X' ? 1 : 0);
+}
+
+std::uint32_t current_pid_namespace() noexcept {
+  struct stat st {};
+  // Proc namespace inodes are 32-bit numbers.
+  return ::stat("/proc/self/ns/pid", &st) == 0 ? static_cast<std::uint32_t>(st.st_ino) : 0;
+}
+
+bool process_maps_file(pid_t pid, const FileId& file) noexcept {
+  const std::string dir = "/proc/" + std::to_string(pid);
+  if (maps_list_file(dir + "/maps", file)) return true;
+  DIR* tasks = ::opendir((dir + "/task").c_str());
+  if (tasks == nullptr) return false;
+  bool found = false;
+  while (const dirent* entry = found ? nullptr : ::readdir(tasks))
+    if (entry->d_name[0] != '.') found = maps_list_file(dir + "/task/" + entry->d_name + "/maps", file);
+  ::closedir(tasks);
+  return found;
 }
 
 pid_t learn_self_identity() noexcept {

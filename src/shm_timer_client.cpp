@@ -42,6 +42,21 @@ void check_signal(int signal) {
                                          " slots are claimed by live processes (create it with a larger capacity)");
 }
 
+// A server reads the table's pids in its own pid namespace. A client in another one (a
+// container sharing /dev/shm with the server's) would name pids the server takes for its
+// own neighbours': never protected, and a danger to them. So it is refused, loudly.
+void check_pid_namespace(const Table& table) {
+  // Relaxed: a standalone value, written by the server before it serves.
+  const std::uint32_t served_in = table.header().server_pidns.load(std::memory_order_relaxed);
+  const std::uint32_t here = current_pid_namespace();
+  if (served_in != 0 && here != 0 && served_in != here)
+    throw Error(ErrorCode::kInvalidArgument,
+                "timer table " + table.path().string() + " is served from another pid namespace (pid:[" +
+                    std::to_string(served_in) + "], this process is in pid:[" + std::to_string(here) +
+                    "]): its server could not tell this process's pids from its own neighbours'. Run shmtimerd in "
+                    "this process's pid namespace (docs/security.md)");
+}
+
 // Frees slots whose owner has exited, so a table full of dead processes' slots does not
 // fail a live one while the server is down.
 std::uint64_t reclaim_dead_owners(const Table& table) {
@@ -59,6 +74,7 @@ ShmTimerClient::ShmTimerClient(std::shared_ptr<Table> table, int signal) : table
   if (!table_) throw Error(ErrorCode::kInvalidArgument, "ShmTimerClient needs a table");
   if (table_->read_only()) throw Error(ErrorCode::kInvalidArgument, "ShmTimerClient needs a writable table");
   check_signal(signal);
+  check_pid_namespace(*table_);
   insert_mutex();  // registers the fork handlers before any thread can fork
 }
 

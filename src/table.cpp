@@ -21,28 +21,22 @@ namespace {
 
 std::string quoted(const std::filesystem::path& path) { return "'" + path.string() + "'"; }
 
-// Refuses what must never be mapped: a symlink, a non-regular file, and (for writers) a
-// world-writable file or one owned by another uid. `fd` is the descriptor that will be
-// mapped; comparing it with lstat() of the path also catches a swap between the two.
+// Refuses what must never be mapped, judged on the descriptor that will be mapped: a
+// non-regular file, and for writers a file others may write (group or world) or one owned
+// by another uid. (A symlink never gets this far: it is opened with O_NOFOLLOW.)
 void check_file_safety(const std::filesystem::path& path, int fd, const OpenOptions& options) {
-  struct stat link_stat {};
-  struct stat fd_stat {};
-  if (::lstat(path.c_str(), &link_stat) != 0) throw_errno("cannot stat table " + quoted(path));
-  if (S_ISLNK(link_stat.st_mode))
-    throw Error(ErrorCode::kUnsafeFile, "table " + quoted(path) + " is a symlink; refusing to follow it");
-  if (::fstat(fd, &fd_stat) != 0) throw_errno("cannot stat table " + quoted(path));
-  if (fd_stat.st_dev != link_stat.st_dev || fd_stat.st_ino != link_stat.st_ino)
-    throw Error(ErrorCode::kUnsafeFile, "table " + quoted(path) + " was replaced while it was being opened");
-  if (!S_ISREG(fd_stat.st_mode))
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) throw_errno("cannot stat table " + quoted(path));
+  if (!S_ISREG(st.st_mode))
     throw Error(ErrorCode::kNotATable, quoted(path) + " is not a regular file, so not a shmtimer table");
-  if (!options.read_only && (fd_stat.st_mode & S_IWOTH))
-    throw Error(ErrorCode::kUnsafeFile, "table " + quoted(path) +
-                                            " is world-writable; any user could make the server signal "
+  if (!options.read_only && (st.st_mode & (S_IWOTH | S_IWGRP)))
+    throw Error(ErrorCode::kUnsafeFile, "table " + quoted(path) + " is " +
+                                            ((st.st_mode & S_IWOTH) ? "world" : "group") +
+                                            "-writable; anyone who can write it could make the server signal "
                                             "your processes (chmod 600 it)");
-  if (!options.allow_foreign_owner && fd_stat.st_uid != ::geteuid())
-    throw Error(ErrorCode::kUnsafeFile, "table " + quoted(path) + " is owned by uid " +
-                                            std::to_string(fd_stat.st_uid) + ", not by this user (uid " +
-                                            std::to_string(::geteuid()) + ")");
+  if (!options.allow_foreign_owner && st.st_uid != ::geteuid())
+    throw Error(ErrorCode::kUnsafeFile, "table " + quoted(path) + " is owned by uid " + std::to_string(st.st_uid) +
+                                            ", not by this user (uid " + std::to_string(::geteuid()) + ")");
 }
 
 std::uint64_t file_size(int fd) {
@@ -115,35 +109,53 @@ Geometry validate_header(const void* page, std::size_t page_bytes, std::uint64_t
   return g;
 }
 
-Table::Table(std::filesystem::path path, bip::file_mapping file, bool read_only)
+Table::File::~File() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+Table::Table(std::filesystem::path path, File file, bool read_only)
     : path_(std::move(path)), file_(std::move(file)), read_only_(read_only) {
   static std::atomic<std::uint64_t> next_id{1};
   id_ = next_id.fetch_add(1, std::memory_order_relaxed);  // uniqueness only
 }
 
-int Table::fd() const { return file_.get_mapping_handle().handle; }
+void Table::map(const Geometry& g) {
+  try {
+    region_ = bip::mapped_region(file_, read_only_ ? bip::read_only : bip::read_write, 0, g.file_bytes);
+  } catch (const bip::interprocess_exception& e) {
+    throw Error(ErrorCode::kIo, "cannot map table " + quoted(path_) + ": " + e.what());
+  }
+  auto* base = static_cast<unsigned char*>(region_.get_address());
+  geometry_ = g;
+  header_ = reinterpret_cast<TableHeader*>(base);
+  bitmap_ = reinterpret_cast<std::atomic<std::uint64_t>*>(base + g.bitmap_offset);
+  slots_ = reinterpret_cast<layout::Slot*>(base + g.slots_offset);
+}
 
 std::shared_ptr<Table> Table::create(const std::filesystem::path& path, const CreateOptions& options) {
   if (options.capacity == 0 || options.capacity > layout::kMaxCapacity)
     throw Error(ErrorCode::kInvalidArgument, "capacity " + std::to_string(options.capacity) +
                                                  " is out of range 1.." + std::to_string(layout::kMaxCapacity));
   const Geometry g = layout::geometry_for(options.capacity);
-  // O_EXCL|O_NOFOLLOW: never adopt or follow something another user placed at the path.
+  // O_EXCL|O_NOFOLLOW: never adopt or follow something another user placed at the path;
+  // and this very descriptor is the one sized and mapped, so nothing swapped in at the
+  // path afterwards is ever written.
   const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, options.mode);
   if (fd < 0) throw_errno("cannot create table " + quoted(path));
+  File file(fd);
   if (::fchmod(fd, options.mode) != 0 || ::ftruncate(fd, static_cast<off_t>(g.file_bytes)) != 0) {
     const int err = errno;
-    ::unlink(path.c_str());
-    ::close(fd);
+    struct stat created {}, at_path {};
+    // Remove the path only if it is still the file this call created.
+    if (::fstat(fd, &created) == 0 && ::lstat(path.c_str(), &at_path) == 0 && created.st_ino == at_path.st_ino &&
+        created.st_dev == at_path.st_dev)
+      ::unlink(path.c_str());
     errno = err;
     throw_errno("cannot size table " + quoted(path));
   }
-  ::close(fd);
-
-  std::shared_ptr<Table> table(new Table(path, bip::file_mapping(path.c_str(), bip::read_write), false));
-  table->region_ = bip::mapped_region(table->file_, bip::read_write, 0, g.file_bytes);
-  auto* base = static_cast<unsigned char*>(table->region_.get_address());
-  auto* h = reinterpret_cast<TableHeader*>(base);
+  std::shared_ptr<Table> table(new Table(path, std::move(file), false));
+  table->map(g);
+  TableHeader* h = table->header_;
   // The file is fresh from ftruncate, so every byte is zero: all slots are Free and every
   // atomic already holds 0. Fill the geometry, then publish the magic last.
   h->version_major = layout::kVersionMajor;
@@ -157,28 +169,21 @@ std::shared_ptr<Table> Table::create(const std::filesystem::path& path, const Cr
   h->created_unix_ns = unix_now_ns();
   h->slots_offset = g.slots_offset;
   h->magic.store(layout::kMagic, std::memory_order_release);  // pairs with the acquire in open()
-  table->geometry_ = g;
-  table->header_ = h;
-  table->bitmap_ = reinterpret_cast<std::atomic<std::uint64_t>*>(base + g.bitmap_offset);
-  table->slots_ = reinterpret_cast<layout::Slot*>(base + g.slots_offset);
   return table;
 }
 
 std::shared_ptr<Table> Table::open(const std::filesystem::path& path, const OpenOptions& options) {
-  struct stat st {};
-  if (::lstat(path.c_str(), &st) != 0) throw_errno("cannot open table " + quoted(path));
-  if (S_ISLNK(st.st_mode))
+  // O_NOFOLLOW: a symlink is refused (ELOOP). O_NONBLOCK: a FIFO or a device swapped in at
+  // the path opens at once instead of blocking, and is then refused by its type. Every
+  // check is made on this descriptor, which is the one mapped.
+  const int fd = ::open(path.c_str(), (options.read_only ? O_RDONLY : O_RDWR) | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY |
+                                          O_CLOEXEC);
+  if (fd < 0 && errno == ELOOP)
     throw Error(ErrorCode::kUnsafeFile, "table " + quoted(path) + " is a symlink; refusing to follow it");
-  if (!S_ISREG(st.st_mode))
-    throw Error(ErrorCode::kNotATable, quoted(path) + " is not a regular file, so not a shmtimer table");
-  const auto mode = options.read_only ? bip::read_only : bip::read_write;
-  std::shared_ptr<Table> table;
-  try {
-    table.reset(new Table(path, bip::file_mapping(path.c_str(), mode), options.read_only));
-  } catch (const bip::interprocess_exception& e) {
-    throw Error(ErrorCode::kIo, "cannot open table " + quoted(path) + ": " + e.what());
-  }
-  const int fd = table->fd();
+  if (fd < 0 && errno == EISDIR)
+    throw Error(ErrorCode::kNotATable, quoted(path) + " is a directory, not a shmtimer table");
+  if (fd < 0) throw_errno("cannot open table " + quoted(path));
+  std::shared_ptr<Table> table(new Table(path, File(fd), options.read_only));
   check_file_safety(path, fd, options);
 
   // A creator publishes the magic last; give one that is still filling in a moment.
@@ -197,19 +202,10 @@ std::shared_ptr<Table> Table::open(const std::filesystem::path& path, const Open
       std::this_thread::sleep_for(std::chrono::milliseconds(10));
     }
   }
-  try {
-    table->region_ = bip::mapped_region(table->file_, mode, 0, g.file_bytes);
-  } catch (const bip::interprocess_exception& e) {
-    throw Error(ErrorCode::kIo, "cannot map table " + quoted(path) + ": " + e.what());
-  }
-  auto* base = static_cast<unsigned char*>(table->region_.get_address());
-  table->header_ = reinterpret_cast<TableHeader*>(base);
+  table->map(g);  // the validated copy: later writes to the header's geometry are ignored
   // Pairs with the creator's release store: geometry fields are complete once seen.
   if (table->header_->magic.load(std::memory_order_acquire) != layout::kMagic)
     throw Error(ErrorCode::kNotATable, "cannot open table " + quoted(path) + ": magic changed while mapping");
-  table->geometry_ = g;  // validated copy: later writes to the header's geometry are ignored
-  table->bitmap_ = reinterpret_cast<std::atomic<std::uint64_t>*>(base + g.bitmap_offset);
-  table->slots_ = reinterpret_cast<layout::Slot*>(base + g.slots_offset);
   return table;
 }
 

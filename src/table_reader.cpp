@@ -1,19 +1,54 @@
 #include "shmtimer/table_reader.hpp"
 
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
 
 #include <algorithm>
 #include <cstdlib>
 
 #include "shmtimer/clock.hpp"
+#include "shmtimer/error.hpp"
 #include "shmtimer/process_identity.hpp"
 #include "slot_ops.hpp"
 
 namespace shmtimer {
 
+namespace {
+std::filesystem::path private_directory() { return "/dev/shm/shmtimer-" + std::to_string(::geteuid()); }
+}  // namespace
+
 std::filesystem::path default_table_path() {
   if (const char* env = std::getenv("SHMTIMER_TABLE"); env != nullptr && *env != '\0') return env;
-  return "/dev/shm/shmtimer." + std::to_string(::getuid()) + ".table";
+  return private_directory() / "table";
+}
+
+void prepare_default_directory(const std::filesystem::path& table_path) {
+  const std::filesystem::path dir = private_directory();
+  if (table_path != dir / "table") return;
+  if (::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) throw_errno("cannot create " + dir.string());
+  const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0 && (errno == ELOOP || errno == ENOTDIR))
+    throw Error(ErrorCode::kUnsafeFile, dir.string() + " is not a directory (a symlink or a file is there); "
+                                            "remove it, or set SHMTIMER_TABLE to another path");
+  if (fd < 0) throw_errno("cannot open " + dir.string());
+  struct stat st {};
+  const bool ok = ::fstat(fd, &st) == 0 && st.st_uid == ::geteuid() && (st.st_mode & 0077) == 0;
+  ::close(fd);
+  if (!ok)
+    throw Error(ErrorCode::kUnsafeFile,
+                dir.string() + " belongs to uid " + std::to_string(st.st_uid) + " with mode " +
+                    [&] {
+                      char mode[8];
+                      std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(st.st_mode & 07777));
+                      return std::string(mode);
+                    }() +
+                    ", but must be this user's (uid " + std::to_string(::geteuid()) +
+                    ") alone: anyone else who can write it could replace the table. Have its owner or root remove "
+                    "it, or set SHMTIMER_TABLE to another path");
 }
 
 const char* to_string(RowState state) {
@@ -35,7 +70,23 @@ TableReader TableReader::open(const std::filesystem::path& path) {
   return TableReader(Table::open(path, options));
 }
 
+void TableReader::check_not_truncated() const {
+  struct stat st {};
+  if (::fstat(table_->fd(), &st) != 0 || static_cast<std::uint64_t>(st.st_size) < table_->geometry().file_bytes)
+    throw Error(ErrorCode::kSizeMismatch, "table " + table_->path().string() + " was truncated to " +
+                                              std::to_string(st.st_size) + " bytes while it was being read");
+}
+
+bool TableReader::verify_server(pid_t pid, std::uint64_t start_time) const {
+  struct stat table_st {}, proc_st {};
+  const std::string proc = "/proc/" + std::to_string(pid);
+  return pid > 0 && ::fstat(table_->fd(), &table_st) == 0 && ::stat(proc.c_str(), &proc_st) == 0 &&
+         proc_st.st_uid == table_st.st_uid && process_maps_file(pid, {table_st.st_dev, table_st.st_ino}) &&
+         process_running(pid, start_time);  // last: the reads above were of this very process
+}
+
 HeaderInfo TableReader::header() const {
+  check_not_truncated();
   const auto& h = table_->header();
   HeaderInfo info;
   info.path = table_->path();
@@ -46,8 +97,7 @@ HeaderInfo TableReader::header() const {
   info.created_unix_ns = h.created_unix_ns;
   // Relaxed loads throughout: each word is a standalone statistic or liveness hint.
   info.server_pid = h.server_pid.load(std::memory_order_relaxed);
-  info.server_alive =
-      info.server_pid > 0 && process_running(info.server_pid, h.server_start_time.load(std::memory_order_relaxed));
+  info.server_alive = verify_server(info.server_pid, h.server_start_time.load(std::memory_order_relaxed));
   info.heartbeat_count = h.heartbeat_count.load(std::memory_order_relaxed);
   const std::uint64_t beat = h.heartbeat_mono_ns.load(std::memory_order_relaxed);
   if (beat != 0) info.heartbeat_age_ns = static_cast<std::int64_t>(monotonic_now_ns() - beat);
@@ -75,6 +125,7 @@ std::vector<TimerRow> TableReader::occupied_rows() const {
 }
 
 std::vector<TimerRow> TableReader::collect(bool all, bool scan_every_slot) const {
+  check_not_truncated();
   std::vector<TimerRow> rows;
   const std::uint64_t now = monotonic_now_ns();
   detail::SlotSnapshot snap;

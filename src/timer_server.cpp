@@ -107,6 +107,7 @@ TimerServer::TimerServer(std::shared_ptr<Table> table, ServerOptions options)
   reaper_->rebuild_occupancy();
   // Relaxed: liveness words are read one at a time by tools; the flock is the real guard.
   header.server_start_time.store(current_start_time(), std::memory_order_relaxed);
+  header.server_pidns.store(current_pid_namespace(), std::memory_order_relaxed);
   header.server_pid.store(::getpid(), std::memory_order_relaxed);
 }
 

@@ -1,5 +1,6 @@
 // shmtimerd as a process: flags, exit codes, clean shutdown, and a reap end to end.
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 
 #include <array>
@@ -71,6 +72,76 @@ TEST(Shmtimerd, UsageErrorsExitOne) {
   EXPECT_EQ(WEXITSTATUS(run("--no-such-flag").status), 1);
   EXPECT_EQ(WEXITSTATUS(run("--log-format xml").status), 1);
   EXPECT_EQ(WEXITSTATUS(run("--capacity 0").status), 1);
+  // Every number has a range; NaN, infinities and absurd values are refused.
+  for (const char* bad : {"--max-interval-ms nan", "--max-interval-ms 1e300", "--max-interval-ms inf",
+                          "--max-interval-ms 0", "--spin-us nan", "--spin-us -1", "--spin-us 1e12",
+                          "--sweep-interval-ms nan", "--sweep-interval-ms 0"})
+    EXPECT_EQ(WEXITSTATUS(run(bad).status), 1) << bad;
+}
+
+TEST(Shmtimerd, AnyUidWithoutRootIsRefusedAtStart) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root to become another user";
+  testing::TempPath table;
+  const pid_t child = ::fork();
+  if (child == 0) {
+    if (::setgid(65534) != 0 || ::setuid(65534) != 0) ::_exit(126);
+    ::execl(SHMTIMERD_PATH, SHMTIMERD_PATH, "--any-uid", "--table", table.path().c_str(), static_cast<char*>(nullptr));
+    ::_exit(127);
+  }
+  const int status = testing::wait_child(child, 10s);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 1) << status;
+  EXPECT_FALSE(std::filesystem::exists(table.path()));  // refused before touching anything
+}
+
+// Runs shmtimerd as uid 65534 with the default table (no --table, no $SHMTIMER_TABLE)
+// until it exits or `stop_after` passes (then SIGTERM); returns its status and output.
+Output run_as_nobody_with_default_table(std::chrono::milliseconds stop_after) {
+  int out[2];
+  EXPECT_EQ(::pipe(out), 0);
+  const pid_t child = ::fork();
+  if (child == 0) {
+    ::dup2(out[1], 1);
+    ::dup2(out[1], 2);
+    ::unsetenv("SHMTIMER_TABLE");
+    if (::setgid(65534) != 0 || ::setuid(65534) != 0) ::_exit(126);
+    ::execl(SHMTIMERD_PATH, SHMTIMERD_PATH, static_cast<char*>(nullptr));
+    ::_exit(127);
+  }
+  ::close(out[1]);
+  std::this_thread::sleep_for(stop_after);
+  ::kill(child, SIGTERM);
+  Output result{testing::wait_child(child, 10s), ""};
+  char buf[4096];
+  for (ssize_t n; (n = ::read(out[0], buf, sizeof buf)) > 0;) result.text.append(buf, static_cast<std::size_t>(n));
+  ::close(out[0]);
+  return result;
+}
+
+TEST(Shmtimerd, TheDefaultTableLivesInADirectoryOnlyItsUserCanWrite) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root to become another user";
+  const std::filesystem::path dir = "/dev/shm/shmtimer-65534";
+  std::filesystem::remove_all(dir);
+  // Another user squats the default directory: a clear error that names it, its owner and
+  // the fix, and nothing is created in it.
+  ASSERT_EQ(::mkdir(dir.c_str(), 0777), 0);
+  ASSERT_EQ(::chmod(dir.c_str(), 0777), 0);
+  ASSERT_EQ(::chown(dir.c_str(), 12345, 12345), 0);
+  const auto squatted = run_as_nobody_with_default_table(300ms);
+  EXPECT_TRUE(WIFEXITED(squatted.status) && WEXITSTATUS(squatted.status) == 2) << squatted.text;
+  EXPECT_NE(squatted.text.find("/dev/shm/shmtimer-65534 belongs to uid 12345"), std::string::npos) << squatted.text;
+  EXPECT_NE(squatted.text.find("SHMTIMER_TABLE"), std::string::npos) << squatted.text;
+  EXPECT_FALSE(std::filesystem::exists(dir / "table"));
+  std::filesystem::remove_all(dir);
+  // Unsquatted: it makes the directory, 0700 and its own, and serves the table in it.
+  const auto served = run_as_nobody_with_default_table(500ms);
+  EXPECT_TRUE(WIFEXITED(served.status) && WEXITSTATUS(served.status) == 0) << served.text;
+  struct stat st {};
+  ASSERT_EQ(::lstat(dir.c_str(), &st), 0);
+  EXPECT_TRUE(S_ISDIR(st.st_mode));
+  EXPECT_EQ(st.st_mode & 07777, 0700u);
+  EXPECT_EQ(st.st_uid, 65534u);
+  EXPECT_TRUE(std::filesystem::exists(dir / "table"));
+  std::filesystem::remove_all(dir);
 }
 
 TEST(Shmtimerd, AFileThatIsNotATableIsAClearError) {

@@ -121,7 +121,7 @@ struct Collected {
   std::vector<std::string> lines;
   std::vector<std::size_t> overlong;
   LineAssembler assembler{[this](std::string_view l) { lines.emplace_back(l); },
-                          [this](std::size_t n) { overlong.push_back(n); }};
+                          [this](std::size_t n, std::string_view) { overlong.push_back(n); }};
 };
 
 TEST(LineAssembler, ReassemblesLinesSplitAcrossReads) {

@@ -81,6 +81,27 @@ TEST(Liveness, AThreadIdIsNotAProcess) {
   worker.join();
 }
 
+TEST(Liveness, WithoutPidfdsAThreadIdIsNeverTakenForAProcess) {
+  std::atomic<pid_t> tid{0};
+  std::atomic<bool> stop{false};
+  std::thread worker([&] {
+    tid = static_cast<pid_t>(::gettid());
+    while (!stop) std::this_thread::sleep_for(1ms);
+  });
+  while (tid == 0) std::this_thread::sleep_for(1ms);
+  EXPECT_FALSE(process_running_without_pidfd(tid, std::nullopt));
+  EXPECT_FALSE(process_running_without_pidfd(tid, read_process_stat(tid)->start_time));
+  EXPECT_TRUE(process_running_without_pidfd(::getpid(), current_start_time()));
+  stop = true;
+  worker.join();
+  TempTable t;
+  const pid_t child = fork_with_exited_main_thread(t.table, {}, 0ms);
+  EXPECT_TRUE(process_running_without_pidfd(child, std::nullopt));  // its main thread exited; it lives
+  ::kill(child, SIGKILL);
+  wait_child(child);
+  EXPECT_FALSE(process_running_without_pidfd(child, std::nullopt));
+}
+
 TEST(Liveness, AHungProcessWhoseMainThreadExitedIsKilled) {
   TempTable t;
   const pid_t child = fork_with_exited_main_thread(t.table, {"hung"}, 50ms);

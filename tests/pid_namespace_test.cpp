@@ -2,12 +2,14 @@
 // (`unshare --pid --fork --mount-proc`, tests/CMakeLists.txt), where writing
 // /proc/sys/kernel/ns_last_pid makes the next fork() take a chosen pid: a dead worker's.
 #include <gtest/gtest.h>
+#include <sched.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <fstream>
 
 #include "server_support.hpp"
+#include "shmtimer/error.hpp"
 #include "shmtimer/process_identity.hpp"
 
 namespace shmtimer {
@@ -169,6 +171,26 @@ TEST(PidReuse, ADescendantGivenItsAncestorsPidArmsItsOwnSlotThroughTheScopeCache
 
 TEST(PidReuse, ADescendantGivenItsAncestorsPidArmsItsOwnSlotThroughATimerHandle) {
   descendant_on_recycled_pid_is_killed(Through::kTimerHandle);
+}
+
+TEST(PidNamespaces, AClientInAnotherPidNamespaceThanTheServersIsRefused) {
+  TempTable t;
+  TimerServer server(t.table);  // serves from this namespace
+  const pid_t child = fork_child([&] {
+    if (::unshare(CLONE_NEWPID) != 0) throw std::runtime_error("unshare");
+    const pid_t inner = ::fork();  // pid 1 of a namespace nested in the server's
+    if (inner == 0) {
+      try {
+        ShmTimerClient client(t.table);
+        ::_exit(1);
+      } catch (const Error& e) {
+        ::_exit(std::string(e.what()).find("another pid namespace") != std::string::npos ? 0 : 2);
+      }
+    }
+    if (!exited_ok(wait_child(inner))) throw std::runtime_error("the client was not refused");
+  });
+  EXPECT_TRUE(exited_ok(wait_child(child)));
+  EXPECT_NO_THROW(ShmTimerClient client(t.table));  // in the server's own namespace: welcome
 }
 
 }  // namespace

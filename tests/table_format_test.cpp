@@ -236,6 +236,16 @@ TEST(TableRefuse, WorldWritableForWritersOnly) {
   EXPECT_NO_THROW(Table::open(t.file.path(), read_only));
 }
 
+TEST(TableRefuse, GroupWritableForWritersOnly) {
+  TempTable t(8);
+  ASSERT_EQ(::chmod(t.file.path().c_str(), 0660), 0);
+  EXPECT_EQ(open_error(t.file.path()), ErrorCode::kUnsafeFile);
+  EXPECT_NE(open_message(t.file.path()).find("group-writable"), std::string::npos);
+  OpenOptions read_only;
+  read_only.read_only = true;
+  EXPECT_NO_THROW(Table::open(t.file.path(), read_only));
+}
+
 TEST(TableRefuse, OwnedByAnotherUser) {
   if (::geteuid() != 0) GTEST_SKIP() << "needs root to chown";
   TempTable t(8);

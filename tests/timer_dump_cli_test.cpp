@@ -1,6 +1,7 @@
 // The timer-dump binary against real tables: known timers in text and JSON, each filter,
 // --all, --prometheus, --check, --watch, every exit code, and a table that threads and
 // processes write while it is dumped again and again.
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
@@ -17,6 +18,7 @@
 #include "shmtimer/table_reader.hpp"
 #include "shmtimer/timer_server.hpp"
 #include "slot_ops.hpp"
+#include "shmtimer/process_identity.hpp"
 #include "test_support.hpp"
 
 namespace shmtimer {
@@ -253,6 +255,46 @@ TEST(TimerDumpCli, CheckExits3WithoutALiveServerAnd0WithOne) {
     EXPECT_NE(run_dump(table_arg(t) + " --prometheus --check").out.find("shmtimer_server_alive{"), std::string::npos);
   }
   EXPECT_EQ(run_dump(table_arg(t) + " --check --json").exit_code, 3);  // the server is gone again
+}
+
+TEST(TimerDumpCli, CheckIsNotFooledByAForgedHeaderNamingAnotherLiveProcess) {
+  TempTable t;
+  // The table's owner writes a header naming init, with init's real start time and a
+  // fresh heartbeat: init neither has the table mapped nor (as a rule) its owner's uid.
+  auto& h = t.table->header();
+  h.server_pid.store(1);
+  h.server_start_time.store(read_process_stat(1)->start_time);
+  h.heartbeat_mono_ns.store(monotonic_now_ns());
+  h.heartbeat_count.store(5);
+  const auto forged = run_dump(table_arg(t) + " --check", true);
+  EXPECT_EQ(forged.exit_code, 3) << forged.out;
+  EXPECT_NE(forged.out.find("not served"), std::string::npos) << forged.out;
+}
+
+TEST(TimerDumpCli, CheckFailsForALiveServerThatHasNotBeatenForLong) {
+  TempTable t;
+  TimerServer server(t.table);
+  server.run_once_at(monotonic_now_ns() - 120 * 1'000'000'000ULL);  // its last round: two minutes ago
+  const auto stale = run_dump(table_arg(t) + " --check", true);
+  EXPECT_EQ(stale.exit_code, 3) << stale.out;
+}
+
+TEST(TimerDumpCli, AWatchedTableTruncatedUnderItIsAClearErrorNotSigbus) {
+  TempTable t;
+  const pid_t dump = ::fork();
+  if (dump == 0) {
+    const int devnull = ::open("/dev/null", O_WRONLY);
+    ::dup2(devnull, 1);
+    ::dup2(devnull, 2);
+    ::execl(TIMER_DUMP_PATH, TIMER_DUMP_PATH, "--table", t.file.path().c_str(), "--watch", "0.02",
+            static_cast<char*>(nullptr));
+    ::_exit(127);
+  }
+  std::this_thread::sleep_for(200ms);
+  ASSERT_EQ(::truncate(t.file.path().c_str(), 4096), 0);
+  const int status = testing::wait_child(dump, 10s);
+  ASSERT_TRUE(WIFEXITED(status)) << "timer-dump died of signal " << (WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+  EXPECT_EQ(WEXITSTATUS(status), 2);
 }
 
 TEST(TimerDumpCli, ErrorExitCodes) {

@@ -8,6 +8,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <variant>
@@ -48,7 +49,9 @@ std::variant<Request, std::string> parse_request(std::string_view line);
 class LineAssembler {
  public:
   using LineHandler = std::function<void(std::string_view line)>;
-  using OverlongHandler = std::function<void(std::size_t bytes_dropped)>;
+  // `tail`: the line's last kMaxLineBytes bytes, where a neighbour's whole request may
+  // sit after a writer's fragment (see recover_request).
+  using OverlongHandler = std::function<void(std::size_t bytes_dropped, std::string_view tail)>;
 
   LineAssembler(LineHandler on_line, OverlongHandler on_overlong)
       : on_line_(std::move(on_line)), on_overlong_(std::move(on_overlong)) {}
@@ -58,12 +61,21 @@ class LineAssembler {
 
  private:
   void emit_partial_as_line();
+  void keep_tail(std::string_view piece);
+  std::string_view tail() const;
 
   LineHandler on_line_;
   OverlongHandler on_overlong_;
   std::string partial_;
   bool discarding_ = false;      // inside an overlong line: drop until its newline
   std::size_t discarded_ = 0;
+  std::string tail_;             // of the line being dropped: its last bytes, kept to kMaxLineBytes
 };
+
+// A valid request at the end of a line that is not one as a whole, or nullopt. Every
+// client writes each request in one atomic write that ends in a newline, so when a
+// writer's fragment without a newline (or an overlong one) runs into the next writer's
+// request, that request is the line's last '{"version"' onwards.
+std::optional<Request> recover_request(std::string_view line);
 
 }  // namespace shmtimer::fifo

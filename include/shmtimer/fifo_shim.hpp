@@ -4,11 +4,14 @@
 
 #include <sys/types.h>
 
+#include <chrono>
 #include <cstdint>
+#include <optional>
 #include <filesystem>
 #include <memory>
 
 #include "shmtimer/fifo_protocol.hpp"
+#include "shmtimer/process_identity.hpp"
 #include "shmtimer/table.hpp"
 #include "shmtimer/timer_server.hpp"
 
@@ -16,9 +19,14 @@ namespace shmtimer {
 
 struct FifoShimOptions {
   mode_t mode = 0600;  // the reference uses 0666 & ~umask; workers run as the server's user
-  // Bytes read per drain before the round goes on to scan and reap: a flood of requests
-  // never starves the watchdog (the rest is read in the next round, at once).
+  // Bytes read, and time spent, per drain before the round goes on to scan and reap: a
+  // flood of requests never starves the watchdog (the rest is read in the next round, at
+  // once).
   std::size_t max_bytes_per_drain = 1 << 20;
+  std::chrono::nanoseconds max_drain_time{std::chrono::milliseconds(5)};
+  // Accept requests for processes of any uid (a root server with --any-uid); otherwise a
+  // request for another user's process is refused at receipt, as its kill would be.
+  bool any_uid = false;
   // Pipe capacity to ask for (the default is 64 KiB, about 600 requests).
   int pipe_bytes = 1 << 20;
 };
@@ -40,14 +48,19 @@ class FifoShim final : public RequestSource {
   // table header's fifo_requests.
   std::uint64_t request_count() const { return request_count_; }
   std::uint64_t malformed_count() const { return malformed_count_; }
+  std::uint64_t refused_count() const { return refused_count_; }  // pids the server would never signal
+  std::uint64_t recovered_count() const { return recovered_count_; }  // requests saved from malformed lines
   const std::filesystem::path& path() const { return path_; }
 
  private:
   void on_line(std::string_view line);
+  void recover(std::string_view line);
   void apply(const fifo::Request& request);
   void acquire(const fifo::Request& request, std::uint64_t start_time);
   void release(const fifo::Request& request, std::uint64_t start_time);
   void emit(std::string_view name, const fifo::Request& request, std::uint64_t slot) const;
+  // Why a request for `pid` is refused at receipt, or nullptr.
+  const char* refusal(pid_t pid, const std::optional<ProcessStat>& stat) const;
 
   std::shared_ptr<Table> table_;
   std::filesystem::path path_;
@@ -59,6 +72,9 @@ class FifoShim final : public RequestSource {
   fifo::LineAssembler lines_;
   std::uint64_t request_count_ = 0;
   std::uint64_t malformed_count_ = 0;
+  std::uint64_t refused_count_ = 0;
+  std::uint64_t recovered_count_ = 0;
+  bool table_full_ = false;  // an insert failed in this drain
 };
 
 }  // namespace shmtimer

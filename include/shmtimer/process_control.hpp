@@ -7,17 +7,13 @@
 #include <cstdint>
 #include <optional>
 
+#include "shmtimer/process_identity.hpp"
+
 namespace shmtimer {
 
 struct ProcessInfo {
   std::uint64_t start_time = 0;  // /proc/<pid>/stat field 22
   uid_t uid = 0;                 // owner of /proc/<pid> (the effective uid; root if not dumpable)
-};
-
-// A file, as the kernel names it: what /proc/<pid>/maps shows for a mapping of it.
-struct FileId {
-  dev_t dev = 0;
-  ino_t ino = 0;
 };
 
 struct SignalRequest {

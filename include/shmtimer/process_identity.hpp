@@ -31,6 +31,23 @@ std::optional<ProcessStat> read_process_stat(pid_t pid) noexcept;
 // the thread count in /proc/<pid>/status where pidfds are not available. Both answers
 // are about one process: its identity is checked while the pidfd pins it.
 bool process_running(pid_t pid, std::optional<std::uint64_t> start_time) noexcept;
+// The same from /proc alone (the start time, the main thread's state, and the thread count
+// with the thread-group id), for kernels without pidfds (before 5.3).
+bool process_running_without_pidfd(pid_t pid, std::optional<std::uint64_t> start_time) noexcept;
+
+// The inode of this process's pid namespace (/proc/self/ns/pid), 0 if unknown. Pids are
+// only meaningful within one namespace.
+std::uint32_t current_pid_namespace() noexcept;
+
+// A file, as the kernel names it: what /proc/<pid>/maps shows for a mapping of it.
+struct FileId {
+  dev_t dev = 0;
+  ino_t ino = 0;
+};
+
+// Does process `pid` have `file` mapped? Its threads share one address space, but once its
+// main thread has exited /proc/<pid>/maps reads empty, so the other threads' are read.
+bool process_maps_file(pid_t pid, const FileId& file) noexcept;
 
 // pidfd_open(pid, 0); -1 with errno set when it fails (ENOSYS before Linux 5.3).
 int open_pidfd(pid_t pid) noexcept;

@@ -4,11 +4,11 @@
 
 #include <sys/types.h>
 
-#include <boost/interprocess/file_mapping.hpp>
 #include <boost/interprocess/mapped_region.hpp>
 #include <cstdint>
 #include <filesystem>
 #include <memory>
+#include <utility>
 
 #include "shmtimer/table_layout.hpp"
 
@@ -46,17 +46,35 @@ class Table {
   bool read_only() const { return read_only_; }
   // Unique among the Tables this process has opened (never 0), for per-thread caches.
   std::uint64_t id() const { return id_; }
-  int fd() const;  // the descriptor that was mapped (for flock by the server)
+  int fd() const { return file_.fd(); }  // the descriptor that was mapped (for flock by the server)
 
   layout::TableHeader& header() const { return *header_; }
   layout::Slot& slot(std::uint64_t index) const { return slots_[index]; }
   std::atomic<std::uint64_t>& bitmap_word(std::uint64_t word) const { return bitmap_[word]; }
 
  private:
-  Table(std::filesystem::path path, boost::interprocess::file_mapping file, bool read_only);
+  // An open descriptor that Boost.Interprocess maps: every check is made on the very
+  // descriptor that is mapped, never on the path again.
+  class File {
+   public:
+    explicit File(int fd) : fd_(fd) {}
+    File(File&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
+    File& operator=(File&&) = delete;
+    ~File();
+    int fd() const { return fd_; }
+    boost::interprocess::mapping_handle_t get_mapping_handle() const {
+      return boost::interprocess::ipcdetail::mapping_handle_from_file_handle(fd_);
+    }
+
+   private:
+    int fd_;
+  };
+
+  Table(std::filesystem::path path, File file, bool read_only);
+  void map(const layout::Geometry& g);
 
   std::filesystem::path path_;
-  boost::interprocess::file_mapping file_;
+  File file_;
   boost::interprocess::mapped_region region_;
   layout::Geometry geometry_{};
   bool read_only_ = false;

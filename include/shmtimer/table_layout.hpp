@@ -14,7 +14,7 @@
 //   line 0  magic:u64 | version_major:u16 version_minor:u16 header_bytes:u32 | capacity:u64
 //           | slot_bytes:u32 max_scope_bytes:u32 | file_bytes:u64 | creator_uid:u32 reserved:u32
 //           | created_unix_ns:u64 | slots_offset:u64
-//   line 1  server_pid:i32 reserved:u32 | server_start_time:u64 | heartbeat_mono_ns:u64
+//   line 1  server_pid:i32 server_pidns:u32 | server_start_time:u64 | heartbeat_mono_ns:u64
 //           | heartbeat_count:u64                                         (written by the server)
 //   line 2  max_probe:u32                                     (longest key displacement so far)
 //   line 3  retired_acquires | retired_releases | reaps | full_failures | fifo_requests
@@ -102,7 +102,9 @@ struct alignas(kCacheLineBytes) TableHeader {
   // Line 1: the server's liveness, written only by the server. Relaxed: each word is
   // advisory on its own (tools compare the heartbeat against their own clock).
   alignas(kCacheLineBytes) std::atomic<std::int32_t> server_pid;
-  std::atomic<std::uint32_t> reserved1;
+  // The inode of the server's pid namespace (/proc/self/ns/pid): pids in the table mean
+  // processes of that namespace, so a client in another one is refused at open.
+  std::atomic<std::uint32_t> server_pidns;
   std::atomic<std::uint64_t> server_start_time;
   std::atomic<std::uint64_t> heartbeat_mono_ns;
   std::atomic<std::uint64_t> heartbeat_count;
@@ -215,6 +217,7 @@ static_assert(offsetof(TableHeader, creator_uid) == 40);
 static_assert(offsetof(TableHeader, created_unix_ns) == 48);
 static_assert(offsetof(TableHeader, slots_offset) == 56);
 static_assert(offsetof(TableHeader, server_pid) == 64);
+static_assert(offsetof(TableHeader, server_pidns) == 68);
 static_assert(offsetof(TableHeader, server_start_time) == 72);
 static_assert(offsetof(TableHeader, heartbeat_mono_ns) == 80);
 static_assert(offsetof(TableHeader, heartbeat_count) == 88);

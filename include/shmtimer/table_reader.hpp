@@ -16,8 +16,14 @@
 namespace shmtimer {
 
 // The table that shmtimerd, timer-dump and the clients use when given no path:
-// $SHMTIMER_TABLE, else /dev/shm/shmtimer.<uid>.table.
+// $SHMTIMER_TABLE, else /dev/shm/shmtimer-<uid>/table, in a directory private to the user.
 std::filesystem::path default_table_path();
+
+// Makes sure the default table's directory exists and is this user's alone (owner, mode
+// 0700, not a symlink), checked on its descriptor, so no other user can squat the default
+// path or swap the table under the server. Throws Error(kUnsafeFile) naming the owner and
+// the fix when it is not. A no-op for a path other than the default one.
+void prepare_default_directory(const std::filesystem::path& table_path);
 
 struct TableCounters {
   std::uint64_t acquires = 0;  // retired (freed slots) + live slots
@@ -36,10 +42,18 @@ struct HeaderInfo {
   std::uint32_t creator_uid = 0;
   std::uint64_t created_unix_ns = 0;
   pid_t server_pid = 0;
-  bool server_alive = false;  // server_pid is the live process that wrote it
+  // server_pid is a live server of this table: the process with the recorded start time,
+  // of the table owner's uid, with the table mapped. A forged header naming some other
+  // live process (init, say) is not taken for a server.
+  bool server_alive = false;
   std::uint64_t heartbeat_count = 0;
   std::int64_t heartbeat_age_ns = -1;  // -1: never
   TableCounters counters;
+
+  // A live server beats at least every max_interval (100 ms by default, 60 s at most).
+  static constexpr std::int64_t kFreshHeartbeatNs = 65'000'000'000;
+  // Served: a live server whose last round is recent (a hung one is not serving).
+  bool served() const { return server_alive && heartbeat_age_ns >= 0 && heartbeat_age_ns <= kFreshHeartbeatNs; }
 };
 
 enum class RowState { kArmed, kIdle, kClaiming, kFree };
@@ -61,6 +75,9 @@ struct TimerRow {
   bool reclaimable() const { return state != RowState::kFree && !pid_alive; }
 };
 
+// Readers survive a table truncated under them: before each pass they check the file's
+// size on its descriptor and throw Error(kSizeMismatch) rather than touch a page that is
+// gone (which would raise SIGBUS).
 class TableReader {
  public:
   explicit TableReader(std::shared_ptr<Table> table);
@@ -78,6 +95,8 @@ class TableReader {
 
  private:
   std::vector<TimerRow> collect(bool all, bool scan_every_slot) const;
+  void check_not_truncated() const;
+  bool verify_server(pid_t pid, std::uint64_t start_time) const;
 
   std::shared_ptr<Table> table_;
 };

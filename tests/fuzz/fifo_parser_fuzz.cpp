@@ -82,8 +82,11 @@ std::vector<Event> assemble(std::string_view stream, const std::vector<std::size
         FUZZ_CHECK(line.find('\n') == std::string_view::npos);
         events.push_back({std::string(line), 0});
       },
-      [&](std::size_t dropped) {
+      [&](std::size_t dropped, std::string_view tail) {
         FUZZ_CHECK(dropped > fifo::kMaxLineBytes);
+        FUZZ_CHECK(tail.size() == fifo::kMaxLineBytes);
+        FUZZ_CHECK(tail.find('\n') == std::string_view::npos);
+        if (auto recovered = fifo::recover_request(tail)) FUZZ_CHECK(recovered->pid > 0);
         events.push_back({"", dropped});
       });
   std::size_t i = 0;

@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include <CLI/CLI.hpp>
+#include <cmath>
 #include <csignal>
 #include <cstdlib>
 #include <nlohmann/json.hpp>
@@ -59,6 +60,7 @@ void log_event(std::string_view name, const shmtimer::TimerEvent* event) {
 int serve(const Flags& flags) {
   shmtimer::CreateOptions create;
   create.capacity = flags.capacity;
+  shmtimer::prepare_default_directory(flags.table);
   auto table = shmtimer::Table::open_or_create(flags.table, create);
   shmtimer::ServerOptions options;
   options.policy.spin = std::chrono::nanoseconds(static_cast<std::int64_t>(flags.spin_us * 1e3));
@@ -79,8 +81,11 @@ int serve(const Flags& flags) {
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
 
   shmtimer::TimerServer server(table, options);
-  if (!flags.fifo.empty())
-    server.add_source(std::make_shared<shmtimer::FifoShim>(table, flags.fifo, options.log_event));
+  if (!flags.fifo.empty()) {
+    shmtimer::FifoShimOptions fifo_options;
+    fifo_options.any_uid = flags.any_uid;
+    server.add_source(std::make_shared<shmtimer::FifoShim>(table, flags.fifo, options.log_event, fifo_options));
+  }
   spdlog::info("serving table {} (capacity {}, pid {})", table->path().string(), table->capacity(), ::getpid());
   server.start();
   int received = 0;
@@ -98,22 +103,33 @@ int main(int argc, char** argv) {
   CLI::App app{"shmtimerd: per-host watchdog over a shared-memory timer table.\n"
                "Signals worker processes whose timers expired (see docs/server.md)."};
   app.set_version_flag("--version", std::string("shmtimerd ") + SHMTIMER_VERSION);
-  app.add_option("--table", flags.table, "Table file (default: $SHMTIMER_TABLE, else /dev/shm/shmtimer.<uid>.table)");
+  app.add_option("--table", flags.table, "Table file (default: $SHMTIMER_TABLE, else /dev/shm/shmtimer-<uid>/table)");
   if (const char* env = std::getenv("TORCHELASTIC_TIMER_FILE"); env != nullptr) flags.fifo = env;
   app.add_option("--fifo", flags.fifo,
                  "Also serve PyTorch's FileTimer protocol on this FIFO (default: $TORCHELASTIC_TIMER_FILE if set)");
   app.add_option("--capacity", flags.capacity, "Slots, when the table is created")
       ->check(CLI::Range(std::uint64_t{1}, shmtimer::layout::kMaxCapacity))
       ->capture_default_str();
-  app.add_option("--spin-us", flags.spin_us, "Spin window after a reap and before a deadline")
-      ->check(CLI::NonNegativeNumber)
+  // Every number has a range: NaN, infinities and huge values are usage errors, not a
+  // server that spins or never wakes. (CLI::Range alone lets NaN through: every
+  // comparison with it is false.)
+  const CLI::Validator finite(
+      [](const std::string& text) {
+        double value = 0;
+        return CLI::detail::lexical_cast(text, value) && std::isfinite(value) ? std::string()
+                                                                               : "'" + text + "' is not a finite number";
+      },
+      "FINITE");
+  app.add_option("--spin-us", flags.spin_us, "Spin window after a reap and before a deadline (0..1e6)")
+      ->check(finite & CLI::Range(0.0, 1e6))
       ->capture_default_str();
-  app.add_option("--max-interval-ms", flags.max_interval_ms, "Longest sleep between scans")
-      ->check(CLI::PositiveNumber)
+  app.add_option("--max-interval-ms", flags.max_interval_ms, "Longest sleep between scans (0.01..60000)")
+      ->check(finite & CLI::Range(0.01, 60000.0))
       ->capture_default_str();
   app.add_flag("--pure-spin", flags.pure_spin, "Never sleep (a core per server; lowest latency)");
-  app.add_option("--sweep-interval-ms", flags.sweep_interval_ms, "How often slots of exited processes are freed")
-      ->check(CLI::PositiveNumber)
+  app.add_option("--sweep-interval-ms", flags.sweep_interval_ms,
+                 "How often slots of exited processes are freed (1..3600000)")
+      ->check(finite & CLI::Range(1.0, 3.6e6))
       ->capture_default_str();
   app.add_option("--log-format", flags.log_format, "text or json (one object per line)")
       ->check(CLI::IsMember({"text", "json"}))
@@ -131,6 +147,12 @@ int main(int argc, char** argv) {
   }
 
   setup_logging(flags);
+  if (flags.any_uid && ::geteuid() != 0) {
+    // Without root it could signal no other user's process anyway; refusing says so
+    // instead of letting the flag look like it does something.
+    spdlog::critical("--any-uid needs root: a non-root server can only signal its own user's processes");
+    return 1;
+  }
   try {
     return serve(flags);
   } catch (const shmtimer::Error& e) {

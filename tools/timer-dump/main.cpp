@@ -41,7 +41,7 @@ constexpr const char* kFooter =
 
 void add_options(CLI::App& app, Options& o) {
   app.set_version_flag("--version", std::string("timer-dump ") + SHMTIMER_VERSION);
-  app.add_option("--table", o.table, "Table file (default: $SHMTIMER_TABLE, else /dev/shm/shmtimer.<uid>.table)")
+  app.add_option("--table", o.table, "Table file (default: $SHMTIMER_TABLE, else /dev/shm/shmtimer-<uid>/table)")
       ->type_name("PATH");
   app.add_flag("--json", o.json, "Print one JSON document (field names: docs/timer-dump.md)");
   app.add_flag("--prometheus", o.prometheus,
@@ -58,7 +58,8 @@ void add_options(CLI::App& app, Options& o) {
       ->type_name("TEXT");
   app.add_flag("--expired", o.filter.expired_only, "Only timers at or past their deadline (overdue)");
   app.add_flag("--all", o.filter.all, "Also list idle and claiming slots, and count the free ones");
-  app.add_flag("--check", o.check, "Health check: print one status line; exit 3 when no live server holds the table");
+  app.add_flag("--check", o.check,
+               "Health check: print one status line; exit 3 unless a verified live server beat in the last 65 s");
   app.footer(kFooter);
 }
 
@@ -90,7 +91,7 @@ void write_stdout(const std::string& text) {
 
 int dump_once(const shmtimer::TableReader& reader, const Options& o) {
   const auto snapshot = timer_dump::take_snapshot(reader, o.filter);
-  const bool served = snapshot.header.server_alive;
+  const bool served = snapshot.header.served();
   if (!o.check || o.output() != Output::kText)
     write_stdout(render(snapshot, o.output(), true));
   else if (served)

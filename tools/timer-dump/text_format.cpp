@@ -119,7 +119,7 @@ std::string format_text(const Snapshot& snapshot) {
 
 std::string format_check_line(const Snapshot& snapshot) {
   const auto& h = snapshot.header;
-  return h.path.string() + ": " + (h.server_alive ? "served" : "not served") + "; server " + server_text(h) + '\n';
+  return h.path.string() + ": " + (h.served() ? "served" : "not served") + "; server " + server_text(h) + '\n';
 }
 
 }  // namespace timer_dump

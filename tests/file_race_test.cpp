@@ -1,0 +1,114 @@
+// Path races: a swapper thread replaces the path that a table or FIFO operation works on,
+// for a bounded number of iterations. Every operation must act on the descriptor it
+// checked, so nothing swapped in is ever written, chmod-ed or blocked on.
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+
+#include <fstream>
+#include <sstream>
+
+#include "shmtimer/error.hpp"
+#include "shmtimer/fifo_shim.hpp"
+#include "shmtimer/table_reader.hpp"
+#include "test_support.hpp"
+
+namespace shmtimer {
+namespace {
+
+using namespace std::chrono_literals;
+using testing::TempPath;
+
+constexpr int kIterations = 400;
+
+std::string read_all(const std::filesystem::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream out;
+  out << in.rdbuf();
+  return out.str();
+}
+
+// Runs `swap` over and over on another thread while `operate` runs kIterations times.
+void race(const std::function<void()>& swap, const std::function<void()>& operate) {
+  std::atomic<bool> stop{false};
+  std::thread swapper([&] {
+    while (!stop.load(std::memory_order_relaxed)) swap();
+  });
+  for (int i = 0; i < kIterations; ++i) operate();
+  stop = true;
+  swapper.join();
+}
+
+// Another user's file, as far as this test can tell: its bytes and mode must not change.
+struct Victim {
+  TempPath file{"shmtimer-victim"};
+  std::string content = std::string(8192, 'V');
+  Victim() {
+    std::ofstream(file.path(), std::ios::binary) << content;
+    ::chmod(file.path().c_str(), 0644);
+  }
+  bool untouched() const {
+    struct stat st {};
+    return read_all(file.path()) == content && ::stat(file.path().c_str(), &st) == 0 && (st.st_mode & 0777) == 0644;
+  }
+};
+
+TEST(FileRace, CreatingATableNeverWritesAFileSwappedInAtThePath) {
+  Victim victim;
+  TempPath path;
+  race([&] {
+         ::unlink(path.path().c_str());
+         ::symlink(victim.file.path().c_str(), path.path().c_str());
+       },
+       [&] {
+         try {
+           CreateOptions options;
+           options.capacity = 8;
+           Table::create(path.path(), options);
+         } catch (const Error&) {
+         }
+         ::unlink(path.path().c_str());
+       });
+  EXPECT_TRUE(victim.untouched());
+}
+
+TEST(FileRace, OpeningATableNeverBlocksOnAFifoSwappedInAtThePath) {
+  testing::TempTable t(8);
+  TempPath path, staged_table{"shmtimer-staged"}, staged_fifo{"shmtimer-staged-fifo"};
+  // In a child, so that an open that blocks forever fails the test instead of hanging it.
+  const pid_t child = testing::fork_child([&] {
+    race([&] {
+           ::link(t.file.path().c_str(), staged_table.path().c_str());
+           ::rename(staged_table.path().c_str(), path.path().c_str());
+           ::mkfifo(staged_fifo.path().c_str(), 0600);
+           ::rename(staged_fifo.path().c_str(), path.path().c_str());
+         },
+         [&] {
+           try {
+             TableReader::open(path.path());
+           } catch (const Error&) {
+           }
+         });
+  });
+  EXPECT_TRUE(testing::exited_ok(testing::wait_child(child, 60s))) << "an open blocked on the FIFO";
+}
+
+TEST(FileRace, ServingAFifoNeverChangesTheModeOfAFileSwappedInAtThePath) {
+  Victim victim;
+  testing::TempTable t(8);
+  TempPath path{"shmtimer-fifo"};
+  race([&] {
+         ::unlink(path.path().c_str());
+         ::symlink(victim.file.path().c_str(), path.path().c_str());
+       },
+       [&] {
+         try {
+           FifoShim shim(t.table, path.path());
+         } catch (const Error&) {
+         }
+       });
+  EXPECT_TRUE(victim.untouched());
+}
+
+}  // namespace
+}  // namespace shmtimer
