@@ -19,7 +19,7 @@ namespace {
 using namespace std::chrono_literals;
 using testing::TempPath;
 
-constexpr int kIterations = 400;
+constexpr int kIterations = 400;  // operations that take a millisecond or more
 
 std::string read_all(const std::filesystem::path& path) {
   std::ifstream in(path, std::ios::binary);
@@ -28,13 +28,13 @@ std::string read_all(const std::filesystem::path& path) {
   return out.str();
 }
 
-// Runs `swap` over and over on another thread while `operate` runs kIterations times.
-void race(const std::function<void()>& swap, const std::function<void()>& operate) {
+// Runs `swap` over and over on another thread while `operate` runs `iterations` times.
+void race(const std::function<void()>& swap, const std::function<void()>& operate, int iterations = kIterations) {
   std::atomic<bool> stop{false};
   std::thread swapper([&] {
     while (!stop.load(std::memory_order_relaxed)) swap();
   });
-  for (int i = 0; i < kIterations; ++i) operate();
+  for (int i = 0; i < iterations; ++i) operate();
   stop = true;
   swapper.join();
 }
@@ -55,20 +55,24 @@ struct Victim {
 
 TEST(FileRace, CreatingATableNeverWritesAFileSwappedInAtThePath) {
   Victim victim;
-  TempPath path;
-  race([&] {
-         ::unlink(path.path().c_str());
-         ::symlink(victim.file.path().c_str(), path.path().c_str());
-       },
-       [&] {
-         try {
-           CreateOptions options;
-           options.capacity = 8;
-           Table::create(path.path(), options);
-         } catch (const Error&) {
-         }
-         ::unlink(path.path().c_str());
-       });
+  TempPath path, staged{"shmtimer-staged-link"};
+  // The path is empty for a moment (so a create succeeds), then a symlink to the victim
+  // replaces whatever is there in one rename: the new table, if it was just made.
+  race(
+      [&] {
+        ::unlink(path.path().c_str());
+        ::symlink(victim.file.path().c_str(), staged.path().c_str());
+        ::rename(staged.path().c_str(), path.path().c_str());
+      },
+      [&] {
+        try {
+          CreateOptions options;
+          options.capacity = 8;
+          Table::create(path.path(), options);
+        } catch (const Error&) {
+        }
+      },
+      20000);  // a refused create takes microseconds
   EXPECT_TRUE(victim.untouched());
 }
 
@@ -96,17 +100,22 @@ TEST(FileRace, OpeningATableNeverBlocksOnAFifoSwappedInAtThePath) {
 TEST(FileRace, ServingAFifoNeverChangesTheModeOfAFileSwappedInAtThePath) {
   Victim victim;
   testing::TempTable t(8);
-  TempPath path{"shmtimer-fifo"};
-  race([&] {
-         ::unlink(path.path().c_str());
-         ::symlink(victim.file.path().c_str(), path.path().c_str());
-       },
-       [&] {
-         try {
-           FifoShim shim(t.table, path.path());
-         } catch (const Error&) {
-         }
-       });
+  TempPath path{"shmtimer-fifo"}, staged{"shmtimer-staged-link"};
+  // The path is empty for a moment (so the shim makes its FIFO), then a symlink to the
+  // victim replaces whatever is there in one rename: the FIFO, if the shim just made it.
+  race(
+      [&] {
+        ::unlink(path.path().c_str());
+        ::symlink(victim.file.path().c_str(), staged.path().c_str());
+        ::rename(staged.path().c_str(), path.path().c_str());
+      },
+      [&] {
+        try {
+          FifoShim shim(t.table, path.path());
+        } catch (const Error&) {
+        }
+      },
+      20000);  // a refusal takes microseconds
   EXPECT_TRUE(victim.untouched());
 }
 

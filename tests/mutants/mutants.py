@@ -134,4 +134,9 @@ MUTANTS = [
          edits=[("         proc_st.st_uid == table_st.st_uid && process_maps_file(pid, {table_st.st_dev, table_st.st_ino}) &&",
                  "         (proc_st.st_uid == table_st.st_uid || true) &&")],
          expect="TimerDumpCli"),
+    dict(name="12-create-reopens-path", why="a table is created, then mapped through its path again, following a symlink swapped in",
+         file="src/table.cpp",
+         edits=[("  std::shared_ptr<Table> table(new Table(path, std::move(file), false));",
+                 "  std::shared_ptr<Table> table(new Table(path, File(::open(path.c_str(), O_RDWR | O_CLOEXEC)), false));")],
+         expect="FileRace"),
 ]
