@@ -44,9 +44,9 @@ constexpr int kMaxWorkerLogs = 1 << 15;
 // honoured: the server sleeps until the next deadline, and never longer than 20 ms
 // (--max-interval-ms below), so a timer left armed is reaped well within this.
 constexpr std::uint64_t kSurvivalMarginNs = 50 * kMs;
-// Below this many outlived releases per path, or without a hang reaped on each path, the
-// run proves nothing and fails.
-constexpr std::uint64_t kMinSurvivedPerPath = 100;
+// Below this many outlived releases per path (--min-outlived), or without a hang reaped on
+// each path, the run proves nothing and fails.
+constexpr std::uint64_t kDefaultMinSurvivedPerPath = 100;
 
 struct Config {
   std::string shmtimerd;
@@ -253,6 +253,7 @@ struct Outcome {
   std::uint64_t hangs_reaped[2] = {}, hangs_across_restart = 0, deserved_kills = 0;
   std::uint64_t false_kills = 0, missed_kills = 0, missed_across_restart = 0, unexpected_exits = 0;
   std::uint64_t stuck_slots = 0;
+  std::uint64_t min_survived = kDefaultMinSurvivedPerPath;  // per path, for the run to count
   std::vector<double> latencies_ms;
 
   void add(const WorkerLog& log) {
@@ -266,7 +267,7 @@ struct Outcome {
     fifo_unapplied += log.fifo_unapplied.load();
   }
   bool exercised() const {
-    return survived[kTablePath] >= kMinSurvivedPerPath && survived[kFifoPath] >= kMinSurvivedPerPath &&
+    return survived[kTablePath] >= min_survived && survived[kFifoPath] >= min_survived &&
            hangs_reaped[kTablePath] > 0 && hangs_reaped[kFifoPath] > 0;
   }
   bool passed() const {
@@ -499,7 +500,7 @@ void print_summary(const Config& config, const Outcome& o) {
   fmt::print("  unexpected exits      {}\n", o.unexpected_exits);
   fmt::print("  stuck slots           {}\n", o.stuck_slots);
   if (!o.exercised())
-    fmt::print("  NOT EXERCISED: need {} outlived releases and a reaped hang on each path\n", kMinSurvivedPerPath);
+    fmt::print("  NOT EXERCISED: need {} outlived releases and a reaped hang on each path\n", o.min_survived);
   fmt::print("soak: {} passed, {} failed\n", o.passed() ? 1 : 0, o.passed() ? 0 : 1);
 }
 
@@ -512,6 +513,10 @@ int main(int argc, char** argv) {
   app.add_option("--duration-s", config.duration_s, "How long (600 for the long mode)")->capture_default_str();
   app.add_option("--workers", config.workers, "Worker processes kept running")->capture_default_str();
   app.add_option("--seed", config.seed, "Random seed")->capture_default_str();
+  std::uint64_t min_survived = kDefaultMinSurvivedPerPath;
+  app.add_option("--min-outlived", min_survived,
+                 "Outlived releases needed on each path (table, FIFO) for the run to count")
+      ->capture_default_str();
   double kill_bound_ms = 1000;
   app.add_option("--kill-bound-ms", kill_bound_ms,
                  "How late after its deadline (plus server downtime) a kill may come before it counts as missed")
@@ -528,6 +533,7 @@ int main(int argc, char** argv) {
   Outcome o;
   try {
     o = Soak(config).run();
+    o.min_survived = min_survived;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "chaos_soak: %s\n", e.what());
     return 2;
