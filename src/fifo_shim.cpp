@@ -79,16 +79,18 @@ FifoShim::FifoShim(std::shared_ptr<Table> table, std::filesystem::path path, Eve
   // Non-blocking: the reference blocks here until the first client opens the FIFO; a
   // watchdog must not.
   read_fd_ = open_own_fifo(path_, options_.mode);
+  struct stat st {};
+  ::fstat(read_fd_, &st);  // succeeded in open_own_fifo
+  inode_ = st.st_ino;
   // The writer end through /proc/self/fd: the very FIFO just checked, not the path again.
   keepalive_fd_ = ::open(("/proc/self/fd/" + std::to_string(read_fd_)).c_str(), O_WRONLY | O_NONBLOCK | O_CLOEXEC);
-  struct stat st {};
-  if (keepalive_fd_ < 0 || ::fstat(read_fd_, &st) != 0) {
+  if (keepalive_fd_ < 0) {
     const int err = errno;
     ::close(read_fd_);
+    remove_fifo_if_ours();
     errno = err;
     throw_errno("cannot open the FIFO " + path_.string() + " for writing");
   }
-  inode_ = st.st_ino;
   // A larger pipe absorbs bursts: PyTorch's client does not retry a full pipe, it raises
   // BlockingIOError and the request is lost. The kernel caps this at pipe-max-size.
   if (::fcntl(read_fd_, F_SETPIPE_SZ, options_.pipe_bytes) < 0)
@@ -99,7 +101,10 @@ FifoShim::FifoShim(std::shared_ptr<Table> table, std::filesystem::path path, Eve
 FifoShim::~FifoShim() {
   ::close(keepalive_fd_);
   ::close(read_fd_);
-  // Remove it only if it is still ours, as the reference removes its FIFO on stop.
+  remove_fifo_if_ours();  // as the reference removes its FIFO on stop
+}
+
+void FifoShim::remove_fifo_if_ours() const {
   struct stat st {};
   if (::lstat(path_.c_str(), &st) == 0 && S_ISFIFO(st.st_mode) && st.st_ino == inode_) ::unlink(path_.c_str());
 }
@@ -177,7 +182,7 @@ const char* FifoShim::refusal(pid_t pid, const std::optional<ProcessStat>& stat)
 void FifoShim::acquire(const fifo::Request& request, std::uint64_t start_time) {
   const detail::ScopeKey key(request.scope_id);
   detail::Ownership owner{0, start_time};
-  std::uint64_t index = detail::find_slot(*table_, request.pid, start_time, key, &owner.control);
+  std::uint64_t index = detail::find_slot(*table_, request.pid, start_time, layout::Origin::kFifo, key, &owner.control);
   if (index == detail::kNoSlot) {
     // Fail fast on a table found full this round: searching every slot again for each
     // request of a flood would stall the round (and so every reap) for seconds.
@@ -208,7 +213,7 @@ void FifoShim::acquire(const fifo::Request& request, std::uint64_t start_time) {
 void FifoShim::release(const fifo::Request& request, std::uint64_t start_time) {
   const detail::ScopeKey key(request.scope_id);
   std::uint64_t control = 0;
-  const std::uint64_t index = detail::find_slot(*table_, request.pid, start_time, key, &control);
+  const std::uint64_t index = detail::find_slot(*table_, request.pid, start_time, layout::Origin::kFifo, key, &control);
   if (index == detail::kNoSlot) return;  // releasing an unknown scope does nothing
   auto& slot = table_->slot(index);
   detail::disarm_slot(slot, {control, start_time});

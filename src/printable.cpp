@@ -32,6 +32,14 @@ std::size_t utf8_sequence(std::string_view s) {
   return n;
 }
 
+// Well-formed, but a control to a terminal or a log viewer: C1 controls (U+0080..U+009F,
+// an 8-bit CSI among them) and the line and paragraph separators U+2028, U+2029.
+bool is_control_character(std::string_view sequence) {
+  const auto at = [&](std::size_t i) { return static_cast<unsigned char>(sequence[i]); };
+  if (sequence.size() == 2) return at(0) == 0xc2 && at(1) <= 0x9f;
+  return sequence.size() == 3 && at(0) == 0xe2 && at(1) == 0x80 && (at(2) == 0xa8 || at(2) == 0xa9);
+}
+
 void append_escaped(std::string& out, unsigned char byte) {
   static constexpr char kHex[] = "0123456789abcdef";
   out += "\\x";
@@ -52,7 +60,8 @@ std::string printable(std::string_view bytes) {
     } else if (byte >= 0x20 && byte < 0x7f) {
       out += static_cast<char>(byte);
       ++i;
-    } else if (const std::size_t n = byte >= 0x80 ? utf8_sequence(bytes.substr(i)) : 0; n > 0) {
+    } else if (const std::size_t n = byte >= 0x80 ? utf8_sequence(bytes.substr(i)) : 0;
+               n > 0 && !is_control_character(bytes.substr(i, n))) {
       out.append(bytes.substr(i, n));
       i += n;
     } else {

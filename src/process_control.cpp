@@ -44,6 +44,8 @@ SignalOutcome LinuxProcessControl::send(const SignalRequest& request, int& error
   const auto info = inspect(pid);
   if (!info || info->start_time != request.start_time) {
     outcome = info ? SignalOutcome::kIdentityMismatch : SignalOutcome::kNoProcess;
+  } else if (!process_running(pid, request.start_time)) {
+    outcome = SignalOutcome::kNoProcess;  // exited, not yet waited for: its maps read empty
   } else if (request.required_uid && info->uid != *request.required_uid) {
     outcome = SignalOutcome::kNotPermitted;
   } else if (request.required_mapping && !process_maps_file(pid, *request.required_mapping)) {

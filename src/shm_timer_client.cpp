@@ -85,7 +85,7 @@ std::uint64_t ShmTimerClient::find_existing(std::string_view scope_id, detail::O
       index != detail::kNoSlot) [[likely]]
     return index;
   const detail::ScopeKey key(scope_id);
-  const auto index = detail::find_slot(*table_, pid, owner.start_time, key, &owner.control);
+  const auto index = detail::find_slot(*table_, pid, owner.start_time, layout::Origin::kTable, key, &owner.control);
   if (index != detail::kNoSlot) detail::ScopeCache::remember(*table_, index, owner.control, owner.start_time, scope_id);
   return index;
 }
@@ -98,7 +98,7 @@ std::uint64_t ShmTimerClient::slot_for(std::string_view scope_id, detail::Owners
   const pid_t pid = current_pid();
   std::lock_guard lock(insert_mutex());
   // Again under the lock: a sibling thread may have claimed it since.
-  if (const auto index = detail::find_slot(*table_, pid, owner.start_time, key, &owner.control);
+  if (const auto index = detail::find_slot(*table_, pid, owner.start_time, layout::Origin::kTable, key, &owner.control);
       index != detail::kNoSlot)
     return index;
   const detail::NewKey key_owner{pid, owner.start_time, signal_, layout::Origin::kTable};
@@ -137,7 +137,7 @@ bool ShmTimerClient::forget(std::string_view scope_id) {
   const detail::ScopeKey key(scope_id);
   std::lock_guard lock(insert_mutex());
   std::uint64_t control = 0;
-  const auto index = detail::find_slot(*table_, current_pid(), current_start_time(), key, &control);
+  const auto index = detail::find_slot(*table_, current_pid(), current_start_time(), layout::Origin::kTable, key, &control);
   if (index == detail::kNoSlot) return false;
   return detail::free_slot(*table_, index, control);
 }

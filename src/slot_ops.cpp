@@ -49,8 +49,8 @@ std::uint64_t home_index(std::uint64_t scope_hash, pid_t pid, std::uint64_t capa
   return static_cast<std::uint64_t>((static_cast<u128>(mixed) * capacity) >> 64);
 }
 
-std::uint64_t find_slot(const Table& table, pid_t pid, std::uint64_t start_time, const ScopeKey& key,
-                        std::uint64_t* control_out) noexcept {
+std::uint64_t find_slot(const Table& table, pid_t pid, std::uint64_t start_time, layout::Origin origin,
+                        const ScopeKey& key, std::uint64_t* control_out) noexcept {
   const std::uint64_t capacity = table.capacity();
   // Acquire pairs with the CAS-max in insert_slot; a stale value only sends a sibling
   // thread to the (locked, exhaustive) insert path, which finds the key there.
@@ -62,7 +62,7 @@ std::uint64_t find_slot(const Table& table, pid_t pid, std::uint64_t start_time,
     // Acquire pairs with the claimant's release publish of Ready: the key fields that
     // holds_key reads are the published ones.
     const std::uint64_t control = s.control.load(std::memory_order_acquire);
-    if (holds_key(s, control, pid, start_time, key)) {
+    if (holds_key(s, control, pid, start_time, origin, key)) {
       if (control_out != nullptr) *control_out = control;
       return index;
     }

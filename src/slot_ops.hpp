@@ -82,13 +82,16 @@ std::uint64_t home_index(std::uint64_t scope_hash, pid_t pid, std::uint64_t capa
 
 inline SlotState state_of(std::uint64_t control) noexcept { return Control::unpack(control).state; }
 
-// Does slot `s` hold the published key (pid, start_time, key)? The caller loaded
+// Does slot `s` hold the published key (pid, start_time, origin, key)? The origin is part
+// of the key: a table client and the FIFO shim acting for the same pid and scope are two
+// writers with two slots, so neither can free or arm the other's. The caller loaded
 // `control` with acquire, which pairs with the claimant's release publish, so the key
 // fields read here (relaxed) are the published ones.
 inline bool holds_key(const Slot& s, std::uint64_t control, pid_t pid, std::uint64_t start_time,
-                      const ScopeKey& key) noexcept {
+                      layout::Origin origin, const ScopeKey& key) noexcept {
   if (control != Control::pack(SlotState::kReady, Control::unpack(control).generation, pid)) return false;
-  if (s.scope_hash.load(std::memory_order_relaxed) != key.hash ||
+  if (s.origin.load(std::memory_order_relaxed) != static_cast<std::uint32_t>(origin) ||
+      s.scope_hash.load(std::memory_order_relaxed) != key.hash ||
       s.scope_len.load(std::memory_order_relaxed) != key.len ||
       s.start_time.load(std::memory_order_relaxed) != start_time)
     return false;
@@ -102,8 +105,8 @@ inline bool holds_key(const Slot& s, std::uint64_t control, pid_t pid, std::uint
 // not std::optional: GCC returns an optional through the stack with a byte store then a
 // word load, and that failed store forwarding cost more than the whole lookup).
 inline constexpr std::uint64_t kNoSlot = ~std::uint64_t{0};
-std::uint64_t find_slot(const Table& table, pid_t pid, std::uint64_t start_time, const ScopeKey& key,
-                        std::uint64_t* control = nullptr) noexcept;
+std::uint64_t find_slot(const Table& table, pid_t pid, std::uint64_t start_time, layout::Origin origin,
+                        const ScopeKey& key, std::uint64_t* control = nullptr) noexcept;
 
 struct NewKey {
   pid_t pid;
@@ -145,12 +148,15 @@ void set_occupancy(const Table& table, std::uint64_t index) noexcept;
 // check together), so concurrent arms and disarms of one slot linearize: the slot always
 // holds one whole arm or nothing, never a deadline with another arm's check.
 //
-// Returns false, having changed nothing, when the writer no longer owns the slot (it was
-// freed, or freed and claimed by another process): the caller rebinds. The check before
-// the exchange catches a slot freed at any earlier time; the one after catches a free
-// that raced the exchange, which is then undone by restoring the word it replaced, unless
-// the new owner wrote since. Either way the stray word names the writer's identity, not
-// the new owner's, so it never verifies as the new owner's timer.
+// Returns false when the writer no longer owns the slot (it was freed, or freed and
+// claimed by another process): the caller rebinds. The check before the exchange catches
+// a slot freed at any earlier time, and then nothing is written; the one after catches a
+// free that raced the exchange, which is then undone by restoring the word it replaced,
+// unless the new owner wrote since. Either way the stray word names the writer's
+// identity, not the new owner's, so it never verifies as the new owner's timer. (In that
+// race the signal and statistics stores below may also land in the new owner's slot. It
+// takes a slot freed under a live owner's arm: only the owner itself can do that, by
+// forget() with a handle still arming in another thread, which the API forbids.)
 inline bool arm_slot(Slot& s, const Ownership& owner, std::uint64_t deadline_ns, std::int32_t signal) noexcept {
   // Acquire: pairs with the claimant's Ready publish; the slot line is already in cache.
   if (s.control.load(std::memory_order_acquire) != owner.control) [[unlikely]]

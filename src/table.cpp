@@ -39,6 +39,14 @@ void check_file_safety(const std::filesystem::path& path, int fd, const OpenOpti
                                             ", not by this user (uid " + std::to_string(::geteuid()) + ")");
 }
 
+// Removes `path` after a failed create, only if it is still the file `fd` created.
+void unlink_if_created(const std::filesystem::path& path, int fd) {
+  struct stat created {}, at_path {};
+  if (::fstat(fd, &created) == 0 && ::lstat(path.c_str(), &at_path) == 0 && created.st_ino == at_path.st_ino &&
+      created.st_dev == at_path.st_dev)
+    ::unlink(path.c_str());
+}
+
 std::uint64_t file_size(int fd) {
   struct stat st {};
   if (::fstat(fd, &st) != 0) throw_errno("fstat");
@@ -145,16 +153,17 @@ std::shared_ptr<Table> Table::create(const std::filesystem::path& path, const Cr
   File file(fd);
   if (::fchmod(fd, options.mode) != 0 || ::ftruncate(fd, static_cast<off_t>(g.file_bytes)) != 0) {
     const int err = errno;
-    struct stat created {}, at_path {};
-    // Remove the path only if it is still the file this call created.
-    if (::fstat(fd, &created) == 0 && ::lstat(path.c_str(), &at_path) == 0 && created.st_ino == at_path.st_ino &&
-        created.st_dev == at_path.st_dev)
-      ::unlink(path.c_str());
+    unlink_if_created(path, fd);
     errno = err;
     throw_errno("cannot size table " + quoted(path));
   }
   std::shared_ptr<Table> table(new Table(path, std::move(file), false));
-  table->map(g);
+  try {
+    table->map(g);
+  } catch (const Error&) {
+    unlink_if_created(path, fd);  // no header-less stub for the next open to wait on
+    throw;
+  }
   TableHeader* h = table->header_;
   // The file is fresh from ftruncate, so every byte is zero: all slots are Free and every
   // atomic already holds 0. Fill the geometry, then publish the magic last.

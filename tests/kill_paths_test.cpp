@@ -24,7 +24,6 @@ using namespace testing;
 // thread runs on: the kernel's /proc shows it Z, yet it is alive (and hung, if armed).
 pid_t fork_with_exited_main_thread(const std::shared_ptr<Table>& table, std::vector<std::string> scopes,
                                    std::chrono::milliseconds timeout) {
-  Ready ready;
   const pid_t pid = ::fork();
   if (pid == 0) {
     ShmTimerClient client(table);
@@ -60,8 +59,11 @@ TEST(Liveness, AProcessWhoseMainThreadExitedIsAliveWhileAThreadRuns) {
 
 TEST(Liveness, AZombieWithNoThreadLeftIsNotRunning) {
   const pid_t child = fork_child([] {});
-  for (int i = 0; i < 5000 && read_process_stat(child)->state != 'Z'; ++i) std::this_thread::sleep_for(1ms);
-  EXPECT_FALSE(process_running(child, std::nullopt));  // exited, not yet waited for
+  // Its main thread shows Z as soon as it exits; a runtime's helper thread (a sanitizer's)
+  // may take a moment longer. Not yet waited for, it stays a zombie throughout.
+  for (int i = 0; i < 5000 && process_running(child, std::nullopt); ++i) std::this_thread::sleep_for(1ms);
+  EXPECT_FALSE(process_running(child, std::nullopt));
+  EXPECT_EQ(read_process_stat(child)->state, 'Z');
   wait_child(child);
 }
 
@@ -366,6 +368,9 @@ TEST(Scopes, PrintableEscapesExactlyWhatIsNotPrintableUtf8) {
   EXPECT_EQ(printable("\xc0\xaf"), "\\xc0\\xaf");                   // overlong
   EXPECT_EQ(printable("back\\x0a"), "back\\\\x0a");                 // so escapes stay unambiguous
   EXPECT_EQ(printable(std::string("\0", 1)), "\\x00");
+  EXPECT_EQ(printable("\xc2\x9b" "2J"), "\\xc2\\x9b2J");                  // C1 CSI
+  EXPECT_EQ(printable("a\xe2\x80\xa8" "b"), "a\\xe2\\x80\\xa8b");          // line separator
+  EXPECT_EQ(printable("\xc2\xa0"), "\xc2\xa0");                          // a no-break space stays
 }
 
 TEST(Occupancy, AClaimingSlotWhoseBitWasLostIsFoundAndFreedOnceItsClaimantIsGone) {
@@ -393,14 +398,17 @@ TEST(Occupancy, AScanRacingNewClaimsNeverLeavesAClaimedSlotWithoutItsBit) {
   // After each claim the slot's bit must be set, or set again within moments by the scan
   // that cleared it; a bit that stays clear hides the slot from every later scan.
   const auto bit_of = [&](std::uint64_t index) { return t.table->bitmap_word(index / 64).load() >> (index % 64) & 1; };
-  const auto until = SteadyClock::now() + 2s;
-  int lost = 0, claims = 0;
-  for (std::uint64_t i = 0; SteadyClock::now() < until; ++i, ++claims) {
+  int lost = 0;
+  for (std::uint64_t i = 0; i < 200'000 && lost == 0; ++i) {
     const std::string scope = "k" + std::to_string(i % 64);
     client.acquire(scope, SteadyClock::now() + 1h);
     std::uint64_t control = 0;
-    const auto index = detail::find_slot(*t.table, ::getpid(), current_start_time(), detail::ScopeKey(scope), &control);
-    ASSERT_NE(index, detail::kNoSlot);
+    const auto index = detail::find_slot(*t.table, ::getpid(), current_start_time(), layout::Origin::kTable,
+                                           detail::ScopeKey(scope), &control);
+    if (index == detail::kNoSlot) {
+      ADD_FAILURE() << "the scope just acquired is not in the table";
+      break;
+    }
     if (bit_of(index) == 0) {
       std::this_thread::sleep_for(2ms);  // dozens of scans
       lost += bit_of(index) == 0;
@@ -409,7 +417,6 @@ TEST(Occupancy, AScanRacingNewClaimsNeverLeavesAClaimedSlotWithoutItsBit) {
   }
   stop = true;
   scanner.join();
-  EXPECT_GT(claims, 1000);
   EXPECT_EQ(lost, 0);
 }
 

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <gtest/gtest.h>
+#include <poll.h>
 
 #include <algorithm>
 #include <deque>
@@ -95,7 +96,13 @@ struct Ready {
   Ready() { EXPECT_EQ(::pipe(fds), 0); }
   ~Ready() { ::close(fds[0]); ::close(fds[1]); }
   void signal() { char c = 1; EXPECT_EQ(::write(fds[1], &c, 1), 1); }
-  void wait() { char c; EXPECT_EQ(::read(fds[0], &c, 1), 1); }
+  // Fails (rather than hangs) when the child died before it signalled.
+  void wait() {
+    pollfd p{fds[0], POLLIN, 0};
+    ASSERT_EQ(::poll(&p, 1, 30'000), 1) << "the child never signalled";
+    char c;
+    EXPECT_EQ(::read(fds[0], &c, 1), 1);
+  }
 };
 
 // A child that arms `scope` to expire after `timeout`, reports that it did, and hangs.

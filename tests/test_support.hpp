@@ -15,6 +15,14 @@
 
 namespace shmtimer::testing {
 
+// A ThreadSanitizer or AddressSanitizer build (SHMTIMER_SANITIZE), where everything runs
+// several times slower: the few tests that bound a time widen it there.
+#ifdef SHMTIMER_SANITIZED
+inline constexpr bool kSanitized = true;
+#else
+inline constexpr bool kSanitized = false;
+#endif
+
 // A unique path under /dev/shm, removed when the test ends.
 class TempPath {
  public:

@@ -55,6 +55,7 @@ class FifoShim final : public RequestSource {
  private:
   void on_line(std::string_view line);
   void recover(std::string_view line);
+  void remove_fifo_if_ours() const;  // only the FIFO this shim made, by inode
   void apply(const fifo::Request& request);
   void acquire(const fifo::Request& request, std::uint64_t start_time);
   void release(const fifo::Request& request, std::uint64_t start_time);

@@ -9,9 +9,10 @@
 
 namespace shmtimer {
 
-// `bytes` with control characters, DEL, backslash and every byte that is not part of a
-// well-formed UTF-8 sequence written as \xNN (backslash as \\). The result is valid UTF-8
-// with no control character, and distinct inputs give distinct outputs.
+// `bytes` with control characters (C0, DEL, C1, U+2028 and U+2029), backslash and every
+// byte that is not part of a well-formed UTF-8 sequence written as \xNN per byte
+// (backslash as \\). The result is valid UTF-8 with no control character, and distinct
+// inputs give distinct outputs.
 std::string printable(std::string_view bytes);
 
 }  // namespace shmtimer

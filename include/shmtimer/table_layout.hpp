@@ -148,12 +148,15 @@ struct alignas(kCacheLineBytes) Slot {
 // time. The server acts on an expired deadline only if the check matches the slot's
 // current owner, so a word written by anyone else (a stale handle whose slot was freed
 // and claimed again, stray bytes) is never turned into a kill of that owner.
-// 46 bits of microseconds cover 2.2 years of uptime; later deadlines saturate (never due).
+// 46 bits of microseconds cover 814 days of uptime; a later deadline saturates to
+// kMaxTicks, which means "never due" (deadline_ns() returns kNeverNs): a timer past the
+// range is not enforced, and is never taken for an expired one.
 struct ArmWord {
   static constexpr unsigned kCheckBits = 18;
   static constexpr std::uint64_t kCheckMask = (std::uint64_t{1} << kCheckBits) - 1;
   static constexpr std::uint64_t kMaxTicks = (std::uint64_t{1} << (64 - kCheckBits)) - 1;
   static constexpr std::uint64_t kTickNs = 1000;
+  static constexpr std::uint64_t kNeverNs = std::uint64_t{1} << 63;  // after any clock reading
 
   static constexpr std::uint64_t check(std::uint64_t ticks, std::uint64_t control, std::uint64_t start_time) {
     std::uint64_t k = ticks ^ (control * 0x9e3779b97f4a7c15ULL) ^ (start_time * 0xc2b2ae3d27d4eb4fULL);
@@ -171,7 +174,10 @@ struct ArmWord {
     const std::uint64_t ticks = ticks_of(deadline_ns);
     return (ticks << kCheckBits) | check(ticks, owner, start_time);
   }
-  static constexpr std::uint64_t deadline_ns(std::uint64_t word) { return (word >> kCheckBits) * kTickNs; }
+  static constexpr std::uint64_t deadline_ns(std::uint64_t word) {
+    const std::uint64_t ticks = word >> kCheckBits;
+    return ticks == kMaxTicks ? kNeverNs : ticks * kTickNs;
+  }
   // Was `word` written by the owner (control, start_time)? A disarmed word verifies.
   static constexpr bool verifies(std::uint64_t word, std::uint64_t control, std::uint64_t start_time) {
     return word == kDisarmed || (word & kCheckMask) == check(word >> kCheckBits, control, start_time);
@@ -244,6 +250,7 @@ static_assert(offsetof(Slot, scope_words) == 64);
 static_assert(sizeof(Slot) == 320 && alignof(Slot) == kCacheLineBytes);
 
 static_assert(ArmWord::make(1, 1, 1) != kDisarmed && ArmWord::deadline_ns(ArmWord::make(1500, 7, 9)) == 2000);
+static_assert(ArmWord::deadline_ns(ArmWord::make(~std::uint64_t{0} / 2, 7, 9)) == ArmWord::kNeverNs);
 static_assert(ArmWord::verifies(ArmWord::make(5000, 7, 9), 7, 9) && !ArmWord::verifies(ArmWord::make(5000, 7, 9), 8, 9));
 
 static_assert(geometry_for(1).slots_offset == 2 * kPageBytes);

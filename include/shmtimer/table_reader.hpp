@@ -75,9 +75,11 @@ struct TimerRow {
   bool reclaimable() const { return state != RowState::kFree && !pid_alive; }
 };
 
-// Readers survive a table truncated under them: before each pass they check the file's
+// Readers detect a table truncated under them: before each pass they check the file's
 // size on its descriptor and throw Error(kSizeMismatch) rather than touch a page that is
-// gone (which would raise SIGBUS).
+// gone (which would raise SIGBUS). A truncation during a pass, after that check, can
+// still raise SIGBUS: it needs the table owner, who can kill the reader's user's
+// processes anyway, and a pass takes microseconds.
 class TableReader {
  public:
   explicit TableReader(std::shared_ptr<Table> table);
