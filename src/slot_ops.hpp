@@ -20,7 +20,7 @@
 #include <string>
 #include <string_view>
 
-#include "shmtimer/shm_timer_client.hpp"  // detail::Ownership
+#include "shmtimer/slot_ownership.hpp"
 #include "shmtimer/table.hpp"
 
 namespace shmtimer::detail {

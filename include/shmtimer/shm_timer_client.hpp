@@ -7,20 +7,11 @@
 #include <string>
 #include <string_view>
 
+#include "shmtimer/slot_ownership.hpp"
 #include "shmtimer/table.hpp"
 #include "shmtimer/timer_client.hpp"
 
 namespace shmtimer {
-
-namespace detail {
-// Who a writer is in a slot: the Ready control word it claimed or found (its pid and the
-// claim's generation) and its start time. Arms are bound to this identity, not to what
-// the slot holds when the arm lands (src/slot_ops.hpp).
-struct Ownership {
-  std::uint64_t control = 0;
-  std::uint64_t start_time = 0;
-};
-}  // namespace detail
 
 class Timer;
 
