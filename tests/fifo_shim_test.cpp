@@ -160,14 +160,8 @@ TEST(FifoShim, AValidRequestAfterANeighboursBrokenFragmentIsStillApplied) {
 // the table.
 TEST(FifoShim, ARequestForAProcessTheServerWouldNeverSignalTakesNoSlot) {
   FifoFixture f;
-  std::atomic<pid_t> tid{0};
-  std::atomic<bool> stop{false};
-  std::thread thread([&] {
-    tid = static_cast<pid_t>(::gettid());
-    while (!stop) std::this_thread::sleep_for(1ms);
-  });
-  while (tid == 0) std::this_thread::sleep_for(1ms);
-  std::vector<pid_t> refused{1, tid.load()};  // init, a thread id
+  testing::LiveThread thread;
+  std::vector<pid_t> refused{1, thread.tid()};  // init, a thread id
   pid_t other_user = 0;
   if (::geteuid() == 0) {
     other_user = testing::fork_child([] {
@@ -184,8 +178,6 @@ TEST(FifoShim, ARequestForAProcessTheServerWouldNeverSignalTakesNoSlot) {
   f.server.run_once();
   EXPECT_TRUE(f.rows().empty());
   EXPECT_EQ(f.shim->refused_count(), refused.size());
-  stop = true;
-  thread.join();
   if (other_user != 0) {
     ::kill(other_user, SIGKILL);
     testing::wait_child(other_user);

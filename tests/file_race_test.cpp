@@ -53,17 +53,22 @@ struct Victim {
   }
 };
 
+// Empties `path` for a moment (so an operation that creates it can succeed), then puts a
+// symlink to `target` there in one rename, replacing whatever was just made.
+void swap_in_symlink(const std::filesystem::path& path, const std::filesystem::path& target,
+                     const std::filesystem::path& staged) {
+  ::unlink(path.c_str());
+  ::symlink(target.c_str(), staged.c_str());
+  ::rename(staged.c_str(), path.c_str());
+}
+
 TEST(FileRace, CreatingATableNeverWritesAFileSwappedInAtThePath) {
   Victim victim;
   TempPath path, staged{"shmtimer-staged-link"};
   // The path is empty for a moment (so a create succeeds), then a symlink to the victim
   // replaces whatever is there in one rename: the new table, if it was just made.
   race(
-      [&] {
-        ::unlink(path.path().c_str());
-        ::symlink(victim.file.path().c_str(), staged.path().c_str());
-        ::rename(staged.path().c_str(), path.path().c_str());
-      },
+      [&] { swap_in_symlink(path.path(), victim.file.path(), staged.path()); },
       [&] {
         try {
           CreateOptions options;
@@ -104,11 +109,7 @@ TEST(FileRace, ServingAFifoNeverChangesTheModeOfAFileSwappedInAtThePath) {
   // The path is empty for a moment (so the shim makes its FIFO), then a symlink to the
   // victim replaces whatever is there in one rename: the FIFO, if the shim just made it.
   race(
-      [&] {
-        ::unlink(path.path().c_str());
-        ::symlink(victim.file.path().c_str(), staged.path().c_str());
-        ::rename(staged.path().c_str(), path.path().c_str());
-      },
+      [&] { swap_in_symlink(path.path(), victim.file.path(), staged.path()); },
       [&] {
         try {
           FifoShim shim(t.table, path.path());

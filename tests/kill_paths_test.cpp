@@ -68,34 +68,18 @@ TEST(Liveness, AZombieWithNoThreadLeftIsNotRunning) {
 }
 
 TEST(Liveness, AThreadIdIsNotAProcess) {
-  pid_t tid = 0;
-  std::thread([&] { tid = static_cast<pid_t>(::gettid()); }).join();
-  std::atomic<pid_t> live_tid{0};
-  std::atomic<bool> stop{false};
-  std::thread worker([&] {
-    live_tid = static_cast<pid_t>(::gettid());
-    while (!stop) std::this_thread::sleep_for(1ms);
-  });
-  while (live_tid == 0) std::this_thread::sleep_for(1ms);
-  EXPECT_FALSE(process_running(live_tid, std::nullopt));  // /proc answers for it, but it is a thread
+  LiveThread thread;
+  EXPECT_FALSE(process_running(thread.tid(), std::nullopt));  // /proc answers for it, but it is a thread
   EXPECT_TRUE(process_running(::getpid(), std::nullopt));
-  stop = true;
-  worker.join();
 }
 
 TEST(Liveness, WithoutPidfdsAThreadIdIsNeverTakenForAProcess) {
-  std::atomic<pid_t> tid{0};
-  std::atomic<bool> stop{false};
-  std::thread worker([&] {
-    tid = static_cast<pid_t>(::gettid());
-    while (!stop) std::this_thread::sleep_for(1ms);
-  });
-  while (tid == 0) std::this_thread::sleep_for(1ms);
-  EXPECT_FALSE(process_running_without_pidfd(tid, std::nullopt));
-  EXPECT_FALSE(process_running_without_pidfd(tid, read_process_stat(tid)->start_time));
-  EXPECT_TRUE(process_running_without_pidfd(::getpid(), current_start_time()));
-  stop = true;
-  worker.join();
+  {
+    LiveThread thread;
+    EXPECT_FALSE(process_running_without_pidfd(thread.tid(), std::nullopt));
+    EXPECT_FALSE(process_running_without_pidfd(thread.tid(), read_process_stat(thread.tid())->start_time));
+    EXPECT_TRUE(process_running_without_pidfd(::getpid(), current_start_time()));
+  }
   TempTable t;
   const pid_t child = fork_with_exited_main_thread(t.table, {}, 0ms);
   EXPECT_TRUE(process_running_without_pidfd(child, std::nullopt));  // its main thread exited; it lives
@@ -142,17 +126,7 @@ TEST(Liveness, AFullTableNeverReclaimsTheSlotsOfALiveProcessWhoseMainThreadExite
 }
 
 // A second process that holds one armed timer, far in the future, and sleeps.
-pid_t fork_bystander(const std::shared_ptr<Table>& table) {
-  Ready ready;
-  const pid_t pid = fork_child([&] {
-    ShmTimerClient client(table);
-    client.acquire("bystander", SteadyClock::now() + 1h);
-    ready.signal();
-    std::this_thread::sleep_for(20s);
-  });
-  ready.wait();
-  return pid;
-}
+pid_t fork_bystander(const std::shared_ptr<Table>& table) { return fork_hung_worker(table, "bystander", 1h); }
 
 TEST(StaleWriters, AHandleWhoseSlotWentToAnotherProcessNeverArmsThatProcess) {
   TempTable t(1);  // one slot: the bystander lands in the one the handle was bound to

@@ -38,14 +38,7 @@ pid_t spawn_bystander_as(pid_t pid) {
 // A worker that arms `scope` to expire in 50 ms, then is killed and reaped before any
 // server sees the timer: its slot stays, naming a pid that is now free.
 pid_t worker_that_dies_armed(const std::shared_ptr<Table>& table) {
-  Ready ready;
-  const pid_t worker = fork_child([&] {
-    ShmTimerClient client(table);
-    client.acquire("work", SteadyClock::now() + 50ms);
-    ready.signal();
-    std::this_thread::sleep_for(30s);
-  });
-  ready.wait();
+  const pid_t worker = fork_hung_worker(table, "work", 50ms);
   ::kill(worker, SIGKILL);
   wait_child(worker);
   return worker;

@@ -4,6 +4,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <filesystem>
 #include <functional>
@@ -49,6 +50,28 @@ struct TempTable {
   }
   TempPath file;
   std::shared_ptr<Table> table;
+};
+
+// A thread of this process that runs until destroyed, and its thread id: /proc answers for
+// it as for a process, but it is not one.
+class LiveThread {
+ public:
+  LiveThread() : thread_([this] {
+    tid_ = static_cast<pid_t>(::gettid());
+    while (!stop_) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }) {
+    while (tid_ == 0) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  ~LiveThread() {
+    stop_ = true;
+    thread_.join();
+  }
+  pid_t tid() const { return tid_; }
+
+ private:
+  std::atomic<pid_t> tid_{0};
+  std::atomic<bool> stop_{false};
+  std::thread thread_;
 };
 
 // Runs fn in a child process, which exits 0 when fn returns, 1 when it throws.
