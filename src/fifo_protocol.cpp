@@ -90,34 +90,49 @@ std::string format_request(const Request& request) {
                                                request.signal);
 }
 
-std::variant<Request, std::string> parse_request(std::string_view line) {
+const char* reason_label(ParseErrorReason reason) {
+  switch (reason) {
+    case ParseErrorReason::kLineTooLong: return "line_too_long";
+    case ParseErrorReason::kNotJson: return "not_json";
+    case ParseErrorReason::kNotAnObject: return "not_an_object";
+    case ParseErrorReason::kMissingField: return "missing_field";
+    case ParseErrorReason::kVersion: return "version";
+    case ParseErrorReason::kPid: return "pid";
+    case ParseErrorReason::kScope: return "scope_id";
+    case ParseErrorReason::kExpirationTime: return "expiration_time";
+    case ParseErrorReason::kSignal: return "signal";
+  }
+  return "unknown";
+}
+
+std::variant<Request, ParseError> parse_request(std::string_view line) {
   if (line.size() > kMaxLineBytes)
-    return "line is " + std::to_string(line.size()) + " bytes, longer than PIPE_BUF (" +
-           std::to_string(kMaxLineBytes) + ")";
+    return ParseError{ParseErrorReason::kLineTooLong, "line is " + std::to_string(line.size()) + " bytes, longer than PIPE_BUF (" +
+           std::to_string(kMaxLineBytes) + ")"};
   const json doc = json::parse(line.begin(), line.end(), nullptr, /*allow_exceptions=*/false);
-  if (doc.is_discarded()) return std::string("not valid JSON");
-  if (!doc.is_object()) return "expected a JSON object, found " + std::string(doc.type_name());
+  if (doc.is_discarded()) return ParseError{ParseErrorReason::kNotJson, "not valid JSON"};
+  if (!doc.is_object()) return ParseError{ParseErrorReason::kNotAnObject, "expected a JSON object, found " + std::string(doc.type_name())};
   for (const char* field : {"pid", "scope_id", "expiration_time", "signal"})
-    if (!doc.contains(field)) return std::string("missing field \"") + field + "\"";
+    if (!doc.contains(field)) return ParseError{ParseErrorReason::kMissingField, std::string("missing field \"") + field + "\""};
   if (doc.contains("version") && !(doc["version"].is_number_integer() && doc["version"] == kProtocolVersion))
-    return "unsupported version " + doc["version"].dump() + " (expected 1)";
+    return ParseError{ParseErrorReason::kVersion, "unsupported version " + doc["version"].dump() + " (expected 1)"};
   const json& pid = doc["pid"];
-  if (!pid.is_number_integer()) return "\"pid\" must be an integer, found " + pid.dump();
+  if (!pid.is_number_integer()) return ParseError{ParseErrorReason::kPid, "\"pid\" must be an integer, found " + pid.dump()};
   const auto pid_value = integer_in(pid, 1, INT32_MAX);
-  if (!pid_value) return "\"pid\" " + pid.dump() + " is not a process id (must be 1..2^31-1)";
+  if (!pid_value) return ParseError{ParseErrorReason::kPid, "\"pid\" " + pid.dump() + " is not a process id (must be 1..2^31-1)"};
   const json& scope = doc["scope_id"];
-  if (!scope.is_string()) return "\"scope_id\" must be a string, found " + std::string(scope.type_name());
+  if (!scope.is_string()) return ParseError{ParseErrorReason::kScope, "\"scope_id\" must be a string, found " + std::string(scope.type_name())};
   if (scope.get_ref<const std::string&>().size() > layout::kMaxScopeBytes)
-    return "\"scope_id\" is " + std::to_string(scope.get_ref<const std::string&>().size()) +
-           " bytes; the limit is " + std::to_string(layout::kMaxScopeBytes);
+    return ParseError{ParseErrorReason::kScope, "\"scope_id\" is " + std::to_string(scope.get_ref<const std::string&>().size()) +
+           " bytes; the limit is " + std::to_string(layout::kMaxScopeBytes)};
   const json& expiration = doc["expiration_time"];
-  if (!expiration.is_number()) return "\"expiration_time\" must be a number, found " + expiration.dump();
-  if (!std::isfinite(expiration.get<double>())) return "\"expiration_time\" must be finite";
+  if (!expiration.is_number()) return ParseError{ParseErrorReason::kExpirationTime, "\"expiration_time\" must be a number, found " + expiration.dump()};
+  if (!std::isfinite(expiration.get<double>())) return ParseError{ParseErrorReason::kExpirationTime, "\"expiration_time\" must be finite"};
   const json& signal = doc["signal"];
-  if (!signal.is_number_integer()) return "\"signal\" must be an integer, found " + signal.dump();
+  if (!signal.is_number_integer()) return ParseError{ParseErrorReason::kSignal, "\"signal\" must be an integer, found " + signal.dump()};
   const auto sig = integer_in(signal, INT32_MIN, SIGRTMAX);
   if (!sig)
-    return "\"signal\" " + signal.dump() + " is out of range (<= 0: never kill; 1.." + std::to_string(SIGRTMAX) + ")";
+    return ParseError{ParseErrorReason::kSignal, "\"signal\" " + signal.dump() + " is out of range (<= 0: never kill; 1.." + std::to_string(SIGRTMAX) + ")"};
   Request request;
   request.pid = static_cast<pid_t>(*pid_value);
   request.scope_id = scope.get<std::string>();

@@ -60,6 +60,15 @@ int open_own_fifo(const std::filesystem::path& path, mode_t mode) {
   return fd;
 }
 
+const char* describe(FifoRefusal refusal) {
+  switch (refusal) {
+    case FifoRefusal::kNotAWorker: return "not a worker process";
+    case FifoRefusal::kNoProcess: return "no such process (or a thread id, not a process id)";
+    case FifoRefusal::kOtherUser: return "it belongs to another user";
+  }
+  return "refused";
+}
+
 }  // namespace
 
 FifoShim::FifoShim(std::shared_ptr<Table> table, std::filesystem::path path, EventCallback log_event,
@@ -70,7 +79,7 @@ FifoShim::FifoShim(std::shared_ptr<Table> table, std::filesystem::path path, Eve
       options_(options),
       lines_([this](std::string_view line) { on_line(line); },
              [this](std::size_t bytes, std::string_view tail) {
-               ++malformed_count_;
+               stats_.count(fifo::ParseErrorReason::kLineTooLong);
                spdlog::warn("FIFO {}: dropped a request line of {} bytes, longer than PIPE_BUF ({})",
                             path_.string(), bytes, fifo::kMaxLineBytes);
                recover(tail);
@@ -110,7 +119,7 @@ void FifoShim::remove_fifo_if_ours() const {
 }
 
 DrainResult FifoShim::drain() {
-  const std::uint64_t before = request_count_;
+  const std::uint64_t before = request_count();
   const std::uint64_t started_ns = monotonic_now_ns();
   table_full_ = false;  // a full table is searched at most once a round (slots may have been freed since)
   std::size_t read_bytes = 0;
@@ -125,16 +134,16 @@ DrainResult FifoShim::drain() {
     }
     if (n < 0 && errno == EINTR) continue;
     if (n < 0 && errno != EAGAIN) spdlog::error("reading the FIFO {}: {}", path_.string(), std::strerror(errno));
-    return {request_count_ - before, false};  // EAGAIN: drained
+    return {request_count() - before, false};  // EAGAIN: drained
   }
-  return {request_count_ - before, true};
+  return {request_count() - before, true};
 }
 
 void FifoShim::on_line(std::string_view line) {
   auto parsed = fifo::parse_request(line);
-  if (auto* problem = std::get_if<std::string>(&parsed)) {
-    ++malformed_count_;
-    spdlog::warn("FIFO {}: skipped a malformed request ({}): {:.200}", path_.string(), printable(*problem),
+  if (auto* problem = std::get_if<fifo::ParseError>(&parsed)) {
+    stats_.count(problem->reason);
+    spdlog::warn("FIFO {}: skipped a malformed request ({}): {:.200}", path_.string(), printable(problem->message),
                  printable(line));
     recover(line);
     return;
@@ -145,21 +154,22 @@ void FifoShim::on_line(std::string_view line) {
 // A neighbour's whole request after a malformed fragment is applied, not lost with it.
 void FifoShim::recover(std::string_view line) {
   if (auto request = fifo::recover_request(line)) {
-    ++recovered_count_;
+    stats_.recovered.fetch_add(1, std::memory_order_relaxed);
     apply(*request);
   }
 }
 
 void FifoShim::apply(const fifo::Request& request) {
-  ++request_count_;
+  stats_.requests.fetch_add(1, std::memory_order_relaxed);
   table_->header().fifo_requests.fetch_add(1, std::memory_order_relaxed);  // statistics
   // The timer is keyed by the process's identity at receipt, as a table client records
   // its own. A request the server would refuse to act on gets no slot at all, so refused
   // requests can never fill the table.
   const auto stat = read_process_stat(request.pid);
-  if (const char* why = refusal(request.pid, stat)) {
-    ++refused_count_;
-    spdlog::info("FIFO request from pid {} (scope '{}') refused: {}", request.pid, printable(request.scope_id), why);
+  if (const auto why = refusal(request.pid, stat)) {
+    stats_.count(*why);
+    spdlog::info("FIFO request from pid {} (scope '{}') refused: {}", request.pid, printable(request.scope_id),
+                 describe(*why));
     return;
   }
   if (request.is_release())
@@ -168,15 +178,15 @@ void FifoShim::apply(const fifo::Request& request) {
     acquire(request, stat->start_time);
 }
 
-const char* FifoShim::refusal(pid_t pid, const std::optional<ProcessStat>& stat) const {
-  if (pid <= 1) return "not a worker process";
-  if (!stat || !process_running(pid, stat->start_time)) return "no such process (or a thread id, not a process id)";
+std::optional<FifoRefusal> FifoShim::refusal(pid_t pid, const std::optional<ProcessStat>& stat) const {
+  if (pid <= 1) return FifoRefusal::kNotAWorker;
+  if (!stat || !process_running(pid, stat->start_time)) return FifoRefusal::kNoProcess;
   if (!options_.any_uid) {
     struct stat st {};
     const std::string dir = "/proc/" + std::to_string(pid);
-    if (::stat(dir.c_str(), &st) != 0 || st.st_uid != ::getuid()) return "it belongs to another user";
+    if (::stat(dir.c_str(), &st) != 0 || st.st_uid != ::getuid()) return FifoRefusal::kOtherUser;
   }
-  return nullptr;
+  return std::nullopt;
 }
 
 void FifoShim::acquire(const fifo::Request& request, std::uint64_t start_time) {

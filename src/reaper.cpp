@@ -25,8 +25,8 @@ constexpr std::uint64_t kMaxRetryNs = 10'000'000'000;
 // Slots re-checked for a lost occupancy bit per sweep (see walk_for_lost_bits).
 constexpr std::uint64_t kWalkSlotsPerSweep = 8192;
 
-TimerEvent to_event(const SlotSnapshot& s) {
-  return {s.pid, s.scope, s.deadline_ns, s.signal, s.index, s.origin};
+TimerEvent to_event(const SlotSnapshot& s, std::uint64_t at_ns = 0) {
+  return {s.pid, s.scope, s.deadline_ns, s.signal, s.index, s.origin, at_ns};
 }
 
 void log_expired_debug(pid_t pid, const std::vector<SlotSnapshot>& timers, std::uint64_t now_ns) {
@@ -45,15 +45,20 @@ bool is_power_of_two(std::uint64_t n) { return n != 0 && (n & (n - 1)) == 0; }
 
 }  // namespace
 
-Reaper::Reaper(const Table& table, const ServerOptions& options, ProcessControl& processes)
-    : table_(table), options_(options), processes_(processes), self_pid_(::getpid()), self_uid_(::getuid()) {
+Reaper::Reaper(const Table& table, const ServerOptions& options, ProcessControl& processes, ServerStats& stats)
+    : table_(table),
+      options_(options),
+      processes_(processes),
+      stats_(stats),
+      self_pid_(::getpid()),
+      self_uid_(::getuid()) {
   struct stat st {};
   if (::fstat(table.fd(), &st) == 0) table_file_ = {st.st_dev, st.st_ino};
 }
 
-void Reaper::emit(std::string_view name, const SlotSnapshot& timer) const {
+void Reaper::emit(std::string_view name, const SlotSnapshot& timer, std::uint64_t at_ns) const {
   if (!options_.log_event) return;
-  const TimerEvent event = to_event(timer);
+  const TimerEvent event = to_event(timer, at_ns);
   options_.log_event(name, &event);
 }
 
@@ -115,14 +120,17 @@ void Reaper::consider_due(std::uint64_t index, std::uint64_t now_ns,
 bool Reaper::refuse_target(pid_t pid, int signal) const {
   if (pid <= 1) {
     spdlog::error("refusing to signal pid {}: not a worker process", pid);
+    stats_.count(Refusal::kNotAWorker);
     return true;
   }
   if (pid == self_pid_ && !options_.signal_self_after_reap) {
     spdlog::error("refusing to signal pid {}: it is the server itself", pid);
+    stats_.count(Refusal::kServerItself);
     return true;
   }
   if (signal > SIGRTMAX) {
     spdlog::error("refusing to send signal {} to pid {}: not in 1..{}", signal, pid, SIGRTMAX);
+    stats_.count(Refusal::kSignalOutOfRange);
     return true;
   }
   return false;
@@ -148,7 +156,7 @@ std::optional<Reaper::Cleanup> Reaper::reap_process(const ProcessKey& process, s
                    [](const SlotSnapshot& a, const SlotSnapshot& b) { return a.deadline_ns < b.deadline_ns; });
   const bool retry = backoff_.count(process) != 0;
   if (!retry) {
-    for (const auto& t : timers) emit("timer expired", t);
+    for (const auto& t : timers) emit("timer expired", t, now_ns);
     result.expired += timers.size();
   }
   const auto first_killing =
@@ -167,26 +175,32 @@ std::optional<Reaper::Cleanup> Reaper::reap_process(const ProcessKey& process, s
   if (first_killing->origin == layout::Origin::kTable) request.required_mapping = table_file_;
   const std::string scope = printable(first_killing->scope);
   switch (processes_.send(request, error)) {
-    case SignalOutcome::kSent:
+    case SignalOutcome::kSent: {
+      const std::uint64_t sent_ns = options_.clock->now_ns();
+      stats_.kill_lateness.observe_ns(sent_ns > first_killing->deadline_ns ? sent_ns - first_killing->deadline_ns : 0);
       spdlog::info("signalled pid {} with signal {}: timer '{}' expired", pid, signal, scope);
-      emit("kill worker process", *first_killing);
+      emit("kill worker process", *first_killing, sent_ns);
       ++result.signalled;
       table_.header().reaps.fetch_add(1, std::memory_order_relaxed);  // statistics
       self_signal_ = signal;
       return Cleanup::kDisarm;
+    }
     case SignalOutcome::kNoProcess:
       spdlog::info("pid {} no longer exists; its expired timer '{}' counts as reaped", pid, scope);
       return Cleanup::kFree;
     case SignalOutcome::kIdentityMismatch:
       spdlog::warn("pid {} was reused by another process since timer '{}' was set; not signalling it", pid, scope);
+      stats_.count(Refusal::kPidReused);
       return Cleanup::kFree;
     case SignalOutcome::kNotPermitted:
       spdlog::error("refusing to signal pid {}: it belongs to another user (this server signals uid {} only)", pid,
                     self_uid_);
+      stats_.count(Refusal::kOtherUser);
       return Cleanup::kDisarm;
     case SignalOutcome::kNotMapped:
       spdlog::error("refusing to signal pid {}: it does not have the table mapped, so it did not arm timer '{}'",
                     pid, scope);
+      stats_.count(Refusal::kNotMapped);
       return Cleanup::kDisarm;
     case SignalOutcome::kFailed:
       note_failed_kill(process, signal, error, now_ns);

@@ -10,6 +10,7 @@
 #include <utility>
 #include <vector>
 
+#include "shmtimer/server_stats.hpp"
 #include "shmtimer/timer_server.hpp"
 #include "slot_ops.hpp"
 
@@ -17,7 +18,7 @@ namespace shmtimer {
 
 class Reaper {
  public:
-  Reaper(const Table& table, const ServerOptions& options, ProcessControl& processes);
+  Reaper(const Table& table, const ServerOptions& options, ProcessControl& processes, ServerStats& stats);
 
   RoundResult round(std::uint64_t now_ns);
   // Sets the occupancy bit of every non-Free slot: after a server died between clearing
@@ -60,12 +61,13 @@ class Reaper {
   std::uint64_t free_all_of(const std::map<ProcessKey, Cleanup>& processes);
   std::uint64_t sweep_gone_owners();
   void walk_for_lost_bits();
-  bool refuse_target(pid_t pid, int signal) const;  // logs why
-  void emit(std::string_view name, const detail::SlotSnapshot& timer) const;
+  bool refuse_target(pid_t pid, int signal) const;  // logs and counts why
+  void emit(std::string_view name, const detail::SlotSnapshot& timer, std::uint64_t at_ns = 0) const;
 
   const Table& table_;
   const ServerOptions& options_;
   ProcessControl& processes_;
+  ServerStats& stats_;
   pid_t self_pid_;
   uid_t self_uid_;
   FileId table_file_;  // the table's device and inode, as a client's mapping of it shows

@@ -106,6 +106,7 @@ HeaderInfo TableReader::header() const {
   info.counters.reaps = h.reaps.load(std::memory_order_relaxed);
   info.counters.full_failures = h.full_failures.load(std::memory_order_relaxed);
   info.counters.fifo_requests = h.fifo_requests.load(std::memory_order_relaxed);
+  info.counters.failed_kills = h.failed_kills.load(std::memory_order_relaxed);
   detail::for_each_occupied(*table_, [&](std::uint64_t index) {
     const auto& slot = table_->slot(index);
     if (detail::state_of(slot.control.load(std::memory_order_relaxed)) == layout::SlotState::kFree) return;

@@ -103,7 +103,7 @@ TimerServer::TimerServer(std::shared_ptr<Table> table, ServerOptions options)
   const pid_t previous = header.server_pid.load(std::memory_order_relaxed);
   if (previous != 0 && previous != ::getpid())
     spdlog::warn("taking over table {} from server pid {}, which is gone", table_->path().string(), previous);
-  reaper_ = std::make_unique<Reaper>(*table_, options_, *options_.processes);
+  reaper_ = std::make_unique<Reaper>(*table_, options_, *options_.processes, stats_);
   reaper_->rebuild_occupancy();
   // Relaxed: liveness words are read one at a time by tools; the flock is the real guard.
   header.server_start_time.store(current_start_time(), std::memory_order_relaxed);
@@ -138,6 +138,9 @@ RoundResult TimerServer::run_once_at(std::uint64_t now_ns) {
   sources_pending_ = drain_sources();
   const RoundResult result = reaper_->round(now_ns);
   last_progress_epoch_s_.store(epoch_now_s(), std::memory_order_relaxed);
+  const std::uint64_t end_ns = options_.clock->now_ns();
+  stats_.round_duration.observe_ns(end_ns > now_ns ? end_ns - now_ns : 0);
+  stats_.last_round_end_ns.store(end_ns, std::memory_order_relaxed);
   if (const int signal = reaper_->take_self_signal(); signal > 0 && options_.signal_self_after_reap) {
     spdlog::warn("signalling the server's own process with {} after a reap (signal_self_after_reap)", signal);
     ::kill(::getpid(), signal);
@@ -198,6 +201,7 @@ void TimerServer::run_loop() {
       wait(static_cast<std::uint64_t>(options_.policy.max_interval.count()));
       continue;
     }
+    if (options_.after_round) options_.after_round(result);
     const std::uint64_t now_ns = options_.clock->now_ns();
     if (result.expired > 0) spin_until_ns = now_ns + spin_ns;
     if (sources_pending_) continue;  // a flood: read on at once, reaping between chunks

@@ -9,7 +9,7 @@
 
 #include "shmtimer/shm_timer_client.hpp"
 #include "shmtimer/table_reader.hpp"
-#include "test_support.hpp"
+#include "daemon_support.hpp"
 
 namespace shmtimer {
 namespace {
@@ -32,30 +32,8 @@ Output run(const std::string& args) {
   return out;
 }
 
-pid_t spawn_daemon(const std::filesystem::path& table, const std::vector<std::string>& extra = {}) {
-  const pid_t pid = ::fork();
-  if (pid == 0) {
-    std::vector<std::string> args{SHMTIMERD_PATH, "--table", table.string(), "--capacity", "256"};
-    args.insert(args.end(), extra.begin(), extra.end());
-    std::vector<char*> argv;
-    for (auto& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    ::execv(argv[0], argv.data());
-    ::_exit(127);
-  }
-  return pid;
-}
-
-bool wait_for_server(const std::filesystem::path& table) {
-  for (int i = 0; i < 500; ++i) {
-    try {
-      if (TableReader::open(table).header().server_alive) return true;
-    } catch (const std::exception&) {
-    }
-    std::this_thread::sleep_for(10ms);
-  }
-  return false;
-}
+using testing::spawn_daemon;
+using testing::wait_for_server;
 
 TEST(Shmtimerd, HelpAndVersion) {
   const auto help = run("--help");

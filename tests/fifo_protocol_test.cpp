@@ -81,31 +81,40 @@ TEST(FifoProtocol, ParsesTheReferenceLine) {
   EXPECT_TRUE(std::get<Request>(release).is_release());
 }
 
-TEST(FifoProtocol, RefusesEachKindOfMalformedLine) {
-  const std::vector<std::pair<std::string, std::string>> cases{
-      {"{not json", "not valid JSON"},
-      {"[1, 2]", "expected a JSON object"},
-      {R"({"pid": 1, "scope_id": "a", "expiration_time": 1})", "missing field \"signal\""},
-      {R"({"pid": "1", "scope_id": "a", "expiration_time": 1, "signal": 9})", "\"pid\" must be an integer"},
-      {R"({"pid": 1.5, "scope_id": "a", "expiration_time": 1, "signal": 9})", "\"pid\" must be an integer"},
-      {R"({"pid": 0, "scope_id": "a", "expiration_time": 1, "signal": 9})", "is not a process id"},
-      {R"({"pid": -1, "scope_id": "a", "expiration_time": 1, "signal": 9})", "is not a process id"},
-      {R"({"pid": 4294967297, "scope_id": "a", "expiration_time": 1, "signal": 9})", "is not a process id"},
-      {R"({"pid": 1, "scope_id": 5, "expiration_time": 1, "signal": 9})", "\"scope_id\" must be a string"},
-      {R"({"pid": 1, "scope_id": "a", "expiration_time": "soon", "signal": 9})", "must be a number"},
-      {R"({"pid": 1, "scope_id": "a", "expiration_time": 1, "signal": 65})", "out of range"},
-      {R"({"pid": 1, "scope_id": "a", "expiration_time": 1, "signal": 9999})", "out of range"},
-      {R"({"pid": 1, "scope_id": "a", "expiration_time": 1, "signal": "KILL"})", "must be an integer"},
-      {R"({"version": 2, "pid": 1, "scope_id": "a", "expiration_time": 1, "signal": 9})", "unsupported version"},
-      {R"({"pid": 1, "scope_id": ")" + std::string(300, 'x') + R"(", "expiration_time": 1, "signal": 9})",
-       "the limit is 256"},
-      {std::string(5000, ' '), "longer than PIPE_BUF"},
+TEST(FifoProtocol, RefusesEachKindOfMalformedLineSayingWhyAndUnderWhichReason) {
+  struct Case {
+    std::string line;
+    std::string message;  // a part of what the error says
+    std::string reason;   // the metrics label it is counted under
   };
-  for (const auto& [line, expected] : cases) {
-    const auto parsed = parse_request(line);
-    ASSERT_TRUE(std::holds_alternative<std::string>(parsed)) << line;
-    EXPECT_NE(std::get<std::string>(parsed).find(expected), std::string::npos)
-        << line.substr(0, 80) << " -> " << std::get<std::string>(parsed);
+  const std::vector<Case> cases{
+      {"{not json", "not valid JSON", "not_json"},
+      {"[1, 2]", "expected a JSON object", "not_an_object"},
+      {R"({"pid": 1, "scope_id": "a", "expiration_time": 1})", "missing field \"signal\"", "missing_field"},
+      {R"({"pid": "1", "scope_id": "a", "expiration_time": 1, "signal": 9})", "\"pid\" must be an integer", "pid"},
+      {R"({"pid": 1.5, "scope_id": "a", "expiration_time": 1, "signal": 9})", "\"pid\" must be an integer", "pid"},
+      {R"({"pid": 0, "scope_id": "a", "expiration_time": 1, "signal": 9})", "is not a process id", "pid"},
+      {R"({"pid": -1, "scope_id": "a", "expiration_time": 1, "signal": 9})", "is not a process id", "pid"},
+      {R"({"pid": 4294967297, "scope_id": "a", "expiration_time": 1, "signal": 9})", "is not a process id", "pid"},
+      {R"({"pid": 1, "scope_id": 5, "expiration_time": 1, "signal": 9})", "\"scope_id\" must be a string",
+       "scope_id"},
+      {R"({"pid": 1, "scope_id": "a", "expiration_time": "soon", "signal": 9})", "must be a number",
+       "expiration_time"},
+      {R"({"pid": 1, "scope_id": "a", "expiration_time": 1, "signal": 65})", "out of range", "signal"},
+      {R"({"pid": 1, "scope_id": "a", "expiration_time": 1, "signal": 9999})", "out of range", "signal"},
+      {R"({"pid": 1, "scope_id": "a", "expiration_time": 1, "signal": "KILL"})", "must be an integer", "signal"},
+      {R"({"version": 2, "pid": 1, "scope_id": "a", "expiration_time": 1, "signal": 9})", "unsupported version",
+       "version"},
+      {R"({"pid": 1, "scope_id": ")" + std::string(300, 'x') + R"(", "expiration_time": 1, "signal": 9})",
+       "the limit is 256", "scope_id"},
+      {std::string(5000, ' '), "longer than PIPE_BUF", "line_too_long"},
+  };
+  for (const auto& c : cases) {
+    const auto parsed = parse_request(c.line);
+    ASSERT_TRUE(std::holds_alternative<ParseError>(parsed)) << c.line;
+    const auto& error = std::get<ParseError>(parsed);
+    EXPECT_NE(error.message.find(c.message), std::string::npos) << c.line.substr(0, 80) << " -> " << error.message;
+    EXPECT_EQ(reason_label(error.reason), c.reason) << c.line.substr(0, 80);
   }
 }
 

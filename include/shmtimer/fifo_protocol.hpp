@@ -40,9 +40,29 @@ std::string format_release(pid_t pid, std::string_view scope_id);
 // exponent form outside 1e-4 <= |x| < 1e16).
 std::string python_float_repr(double value);
 
-// Parses and validates one line. On failure, the string says what is wrong (wrong type,
-// missing field, pid <= 0, signal out of range, scope too long, bad JSON, ...).
-std::variant<Request, std::string> parse_request(std::string_view line);
+// What is wrong with a line that is not a request; the server counts them by reason.
+enum class ParseErrorReason {
+  kLineTooLong,     // longer than kMaxLineBytes
+  kNotJson,
+  kNotAnObject,
+  kMissingField,
+  kVersion,         // a "version" other than 1
+  kPid,             // not an integer in 1..2^31-1
+  kScope,           // not a string, or longer than the table's limit
+  kExpirationTime,  // not a finite number
+  kSignal,          // not an integer, or above SIGRTMAX
+};
+inline constexpr std::size_t kParseErrorReasons = 9;
+// "line_too_long", "not_json", ...: the `reason` label of the server's metrics.
+const char* reason_label(ParseErrorReason reason);
+
+struct ParseError {
+  ParseErrorReason reason;
+  std::string message;  // for people: which field, what was found, what is allowed
+};
+
+// Parses and validates one line.
+std::variant<Request, ParseError> parse_request(std::string_view line);
 
 // Reassembles lines from arbitrary chunks of a byte stream. A line longer than
 // kMaxLineBytes is dropped whole (reported once), and the lines around it are kept.

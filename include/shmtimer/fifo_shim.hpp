@@ -12,6 +12,7 @@
 
 #include "shmtimer/fifo_protocol.hpp"
 #include "shmtimer/process_identity.hpp"
+#include "shmtimer/server_stats.hpp"
 #include "shmtimer/table.hpp"
 #include "shmtimer/timer_server.hpp"
 
@@ -46,10 +47,12 @@ class FifoShim final : public RequestSource {
 
   // Valid requests applied so far (the reference's _request_count); also counted in the
   // table header's fifo_requests.
-  std::uint64_t request_count() const { return request_count_; }
-  std::uint64_t malformed_count() const { return malformed_count_; }
-  std::uint64_t refused_count() const { return refused_count_; }  // pids the server would never signal
-  std::uint64_t recovered_count() const { return recovered_count_; }  // requests saved from malformed lines
+  std::uint64_t request_count() const { return stats_.requests.load(std::memory_order_relaxed); }
+  std::uint64_t malformed_count() const { return total(stats_.malformed); }
+  std::uint64_t refused_count() const { return total(stats_.refused); }  // pids the server would never signal
+  std::uint64_t recovered_count() const { return stats_.recovered.load(std::memory_order_relaxed); }
+  // The same by reason, readable from any thread (the metrics endpoint).
+  const FifoStats& stats() const { return stats_; }
   const std::filesystem::path& path() const { return path_; }
 
  private:
@@ -60,8 +63,14 @@ class FifoShim final : public RequestSource {
   void acquire(const fifo::Request& request, std::uint64_t start_time);
   void release(const fifo::Request& request, std::uint64_t start_time);
   void emit(std::string_view name, const fifo::Request& request, std::uint64_t slot) const;
-  // Why a request for `pid` is refused at receipt, or nullptr.
-  const char* refusal(pid_t pid, const std::optional<ProcessStat>& stat) const;
+  // Why a request for `pid` is refused at receipt, or nothing.
+  std::optional<FifoRefusal> refusal(pid_t pid, const std::optional<ProcessStat>& stat) const;
+  template <std::size_t N>
+  static std::uint64_t total(const std::array<std::atomic<std::uint64_t>, N>& counters) {
+    std::uint64_t sum = 0;
+    for (const auto& c : counters) sum += c.load(std::memory_order_relaxed);
+    return sum;
+  }
 
   std::shared_ptr<Table> table_;
   std::filesystem::path path_;
@@ -71,10 +80,7 @@ class FifoShim final : public RequestSource {
   int keepalive_fd_ = -1;  // our own writer, so the reader never sees end-of-file
   ino_t inode_ = 0;
   fifo::LineAssembler lines_;
-  std::uint64_t request_count_ = 0;
-  std::uint64_t malformed_count_ = 0;
-  std::uint64_t refused_count_ = 0;
-  std::uint64_t recovered_count_ = 0;
+  FifoStats stats_;
   bool table_full_ = false;  // an insert failed in this drain
 };
 

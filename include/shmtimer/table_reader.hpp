@@ -31,6 +31,7 @@ struct TableCounters {
   std::uint64_t reaps = 0;
   std::uint64_t full_failures = 0;
   std::uint64_t fifo_requests = 0;
+  std::uint64_t failed_kills = 0;  // signals the kernel refused (each retry counts)
 };
 
 struct HeaderInfo {

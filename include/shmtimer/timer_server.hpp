@@ -15,6 +15,7 @@
 
 #include "shmtimer/process_control.hpp"
 #include "shmtimer/scan_policy.hpp"
+#include "shmtimer/server_stats.hpp"
 #include "shmtimer/table.hpp"
 
 namespace shmtimer {
@@ -27,6 +28,9 @@ struct TimerEvent {
   int signal = 0;
   std::uint64_t slot = 0;
   layout::Origin origin = layout::Origin::kTable;
+  // When it happened, on the server's monotonic clock: the round's time for "timer
+  // expired", the moment the signal was sent for "kill worker process"; 0 for the others.
+  std::uint64_t at_ns = 0;
   double expiration_time() const;  // the deadline as wall-clock epoch seconds, as the reference reports it
 };
 
@@ -40,6 +44,8 @@ class MonotonicClock {
   virtual std::uint64_t now_ns() = 0;
 };
 
+struct RoundResult;
+
 struct ServerOptions {
   ScanPolicy policy;
   // PyTorch 2.x: after killing a worker with signal > 0, send the same signal to this
@@ -51,6 +57,9 @@ struct ServerOptions {
   // How often slots of processes that exited (or whose pid was reused) are freed.
   std::chrono::nanoseconds dead_owner_sweep_interval{std::chrono::seconds(1)};
   EventCallback log_event;                     // may be empty
+  // Called by the watchdog thread after each of its rounds (not by run_once): the hook
+  // for a liveness signal that must stop when the loop stalls (systemd's WATCHDOG=1).
+  std::function<void(const RoundResult&)> after_round;  // may be empty
   std::shared_ptr<MonotonicClock> clock;       // null: CLOCK_MONOTONIC
   std::shared_ptr<ProcessControl> processes;   // null: LinuxProcessControl
 };
@@ -101,6 +110,9 @@ class TimerServer {
   // Epoch seconds of the last completed round, or now if none has run yet.
   std::int64_t get_last_progress_time() const;
   const std::shared_ptr<Table>& table() const { return table_; }
+  const ServerOptions& options() const { return options_; }
+  // Why signals were refused, kill lateness, round durations: readable from any thread.
+  const ServerStats& stats() const { return stats_; }
 
  private:
   void run_loop();
@@ -111,6 +123,7 @@ class TimerServer {
 
   std::shared_ptr<Table> table_;
   ServerOptions options_;
+  ServerStats stats_;
   std::unique_ptr<Reaper> reaper_;
   int lock_fd_ = -1;
   std::atomic<std::int64_t> last_progress_epoch_s_{0};  // relaxed: a standalone value for readers

@@ -1,5 +1,6 @@
 // An spdlog sink that writes one JSON object per line, so log shippers need no parsing
-// rules: {"ts": "...", "level": "info", "msg": "..."}.
+// rules: {"ts": ..., "level": "info", "msg": "..."}. Events add their own fields to the
+// object (write_object), so a shipper can filter on "event" or "pid" directly.
 #pragma once
 
 #include <spdlog/details/log_msg.h>
@@ -14,17 +15,28 @@
 namespace shmtimerd {
 
 class JsonLogSink final : public spdlog::sinks::base_sink<std::mutex> {
+ public:
+  // Writes `fields` with "ts" and "level" added, as one line among the logger's lines.
+  void write_object(spdlog::level::level_enum level, nlohmann::json fields) {
+    const std::lock_guard lock(mutex_);
+    write_line(std::chrono::system_clock::now(), level, std::move(fields));
+  }
+
  protected:
   void sink_it_(const spdlog::details::log_msg& msg) override {
-    const auto ts = std::chrono::duration<double>(msg.time.time_since_epoch()).count();
-    nlohmann::json line{{"ts", ts},
-                        {"level", std::string(spdlog::level::to_string_view(msg.level).data(),
-                                              spdlog::level::to_string_view(msg.level).size())},
-                        {"msg", std::string(msg.payload.data(), msg.payload.size())}};
+    write_line(msg.time, msg.level, {{"msg", std::string(msg.payload.data(), msg.payload.size())}});
+  }
+  void flush_() override { std::fflush(stderr); }
+
+ private:
+  static void write_line(spdlog::log_clock::time_point time, spdlog::level::level_enum level, nlohmann::json fields) {
+    const auto level_name = spdlog::level::to_string_view(level);
+    nlohmann::json line{{"ts", std::chrono::duration<double>(time.time_since_epoch()).count()},
+                        {"level", std::string(level_name.data(), level_name.size())}};
+    line.update(fields);
     const std::string text = line.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
     std::fwrite(text.data(), 1, text.size(), stderr);
   }
-  void flush_() override { std::fflush(stderr); }
 };
 
 }  // namespace shmtimerd

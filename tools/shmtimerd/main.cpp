@@ -6,9 +6,13 @@
 #include <cmath>
 #include <csignal>
 #include <cstdlib>
-#include <nlohmann/json.hpp>
+#include <optional>
 
+#include "event_log.hpp"
+#include "http_endpoint.hpp"
 #include "json_log_sink.hpp"
+#include "metrics_page.hpp"
+#include "systemd_notify.hpp"
 #include "shmtimer/fifo_shim.hpp"
 #include "shmtimer/error.hpp"
 #include "shmtimer/table_reader.hpp"
@@ -28,40 +32,25 @@ struct Flags {
   bool signal_self = false;
   bool any_uid = false;
   double sweep_interval_ms = 1000;
+  std::optional<shmtimerd::ListenAddress> metrics_address;
 };
 
-void setup_logging(const Flags& flags) {
+// Returns the JSON sink, so events can write their own fields; null in the text format.
+std::shared_ptr<shmtimerd::JsonLogSink> setup_logging(const Flags& flags) {
+  std::shared_ptr<shmtimerd::JsonLogSink> json;
   spdlog::sink_ptr sink;
   if (flags.log_format == "json")
-    sink = std::make_shared<shmtimerd::JsonLogSink>();
+    sink = json = std::make_shared<shmtimerd::JsonLogSink>();
   else
     sink = std::make_shared<spdlog::sinks::stderr_sink_mt>();
   auto logger = std::make_shared<spdlog::logger>("shmtimerd", sink);
   logger->set_level(spdlog::level::from_str(flags.log_level));
   logger->flush_on(spdlog::level::trace);
   spdlog::set_default_logger(logger);
+  return json;
 }
 
-// Events go to the log: the reaping ones at info, the per-request ones at debug.
-void log_event(std::string_view name, const shmtimer::TimerEvent* event) {
-  if (event == nullptr) {
-    spdlog::info("{}", name);
-    return;
-  }
-  const nlohmann::json data{{"pid", event->pid},       {"scope_id", event->scope},
-                            {"expiration_time", event->expiration_time()},
-                            {"signal", event->signal}, {"slot", event->slot},
-                            {"origin", event->origin == shmtimer::layout::Origin::kFifo ? "fifo" : "table"}};
-  const bool quiet = name == "set timer" || name == "clear timer";
-  spdlog::log(quiet ? spdlog::level::debug : spdlog::level::info, "{} {}", name,
-              data.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
-}
-
-int serve(const Flags& flags) {
-  shmtimer::CreateOptions create;
-  create.capacity = flags.capacity;
-  shmtimer::prepare_default_directory(flags.table);
-  auto table = shmtimer::Table::open_or_create(flags.table, create);
+shmtimer::ServerOptions server_options(const Flags& flags) {
   shmtimer::ServerOptions options;
   options.policy.spin = std::chrono::nanoseconds(static_cast<std::int64_t>(flags.spin_us * 1e3));
   options.policy.max_interval = std::chrono::nanoseconds(static_cast<std::int64_t>(flags.max_interval_ms * 1e6));
@@ -70,7 +59,32 @@ int serve(const Flags& flags) {
   options.any_uid = flags.any_uid;
   options.dead_owner_sweep_interval =
       std::chrono::nanoseconds(static_cast<std::int64_t>(flags.sweep_interval_ms * 1e6));
-  options.log_event = log_event;
+  return options;
+}
+
+// Under systemd's watchdog the loop must come round at least every quarter of its
+// timeout, whatever --max-interval-ms says, or its pings would be late.
+void fit_sleep_to_watchdog(shmtimer::ServerOptions& options, const shmtimerd::SystemdNotifier& notifier) {
+  const auto timeout = notifier.watchdog_timeout();
+  if (!timeout) return;
+  const auto quarter = std::chrono::duration_cast<std::chrono::nanoseconds>(*timeout) / 4;
+  if (options.policy.max_interval <= quarter) return;
+  spdlog::info("systemd watchdog timeout {} ms: sleeping at most {} ms between rounds", timeout->count() / 1000,
+               quarter.count() / 1'000'000);
+  options.policy.max_interval = quarter;
+}
+
+int serve(const Flags& flags, std::shared_ptr<shmtimerd::JsonLogSink> json_log) {
+  shmtimer::CreateOptions create;
+  create.capacity = flags.capacity;
+  shmtimer::prepare_default_directory(flags.table);
+  auto table = shmtimer::Table::open_or_create(flags.table, create);
+  shmtimerd::SystemdNotifier notifier(table);
+  shmtimer::ServerOptions options = server_options(flags);
+  auto events = std::make_shared<shmtimerd::EventLog>(std::move(json_log));
+  options.log_event = [events](std::string_view name, const shmtimer::TimerEvent* event) { (*events)(name, event); };
+  options.after_round = [&notifier](const shmtimer::RoundResult&) { notifier.after_round(); };
+  fit_sleep_to_watchdog(options, notifier);
 
   // Block the stop signals in every thread, then wait for them here: the watchdog thread
   // never runs a handler, and shutdown is ordinary code.
@@ -81,16 +95,27 @@ int serve(const Flags& flags) {
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
 
   shmtimer::TimerServer server(table, options);
+  std::shared_ptr<shmtimer::FifoShim> fifo;
   if (!flags.fifo.empty()) {
     shmtimer::FifoShimOptions fifo_options;
     fifo_options.any_uid = flags.any_uid;
-    server.add_source(std::make_shared<shmtimer::FifoShim>(table, flags.fifo, options.log_event, fifo_options));
+    fifo = std::make_shared<shmtimer::FifoShim>(table, flags.fifo, server.options().log_event, fifo_options);
+    server.add_source(fifo);
+  }
+  std::unique_ptr<shmtimerd::MetricsPage> metrics;
+  std::unique_ptr<shmtimerd::HttpEndpoint> http;
+  if (flags.metrics_address) {
+    metrics = std::make_unique<shmtimerd::MetricsPage>(server, fifo.get());
+    http = std::make_unique<shmtimerd::HttpEndpoint>(*flags.metrics_address, *metrics);
+    spdlog::info("serving metrics on http://{}:{}/metrics and /healthz", flags.metrics_address->host, http->port());
   }
   spdlog::info("serving table {} (capacity {}, pid {})", table->path().string(), table->capacity(), ::getpid());
   server.start();
   int received = 0;
   sigwait(&stop_signals, &received);
   spdlog::info("received {}; stopping", received == SIGTERM ? "SIGTERM" : "SIGINT");
+  notifier.stopping();
+  http.reset();
   server.stop();
   return 0;
 }
@@ -140,13 +165,23 @@ int main(int argc, char** argv) {
   app.add_flag("--signal-self-after-reap", flags.signal_self,
                "PyTorch 2.x: after killing a worker, send the same signal to this daemon");
   app.add_flag("--any-uid", flags.any_uid, "Signal processes of any user (root only; see docs/security.md)");
+  app.add_option_function<std::string>(
+         "--metrics-address",
+         [&flags](const std::string& text) { flags.metrics_address = shmtimerd::parse_listen_address(text); },
+         "Serve /metrics (Prometheus) and /healthz over HTTP on HOST:PORT, e.g. 127.0.0.1:9464 (off by default)")
+      ->check(CLI::Validator(
+          [](const std::string& text) {
+            return shmtimerd::parse_listen_address(text) ? std::string()
+                                                         : "'" + text + "' is not HOST:PORT (IPv6: [ADDR]:PORT)";
+          },
+          "HOST:PORT"));
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     return app.exit(e) == 0 ? 0 : 1;  // --help and --version exit 0; a usage error exits 1
   }
 
-  setup_logging(flags);
+  auto json_log = setup_logging(flags);
   if (flags.any_uid && ::geteuid() != 0) {
     // Without root it could signal no other user's process anyway; refusing says so
     // instead of letting the flag look like it does something.
@@ -154,7 +189,7 @@ int main(int argc, char** argv) {
     return 1;
   }
   try {
-    return serve(flags);
+    return serve(flags, std::move(json_log));
   } catch (const shmtimer::Error& e) {
     spdlog::critical("{}", e.what());
     return e.code() == shmtimer::ErrorCode::kServerRunning ? 3 : 2;

@@ -9,6 +9,9 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
+#include <string_view>
+
+#include "shmtimer/server_stats.hpp"
 
 #include "snapshot.hpp"
 
@@ -45,8 +48,28 @@ std::string format_json(const Snapshot& snapshot, bool pretty);
 
 // ---- Prometheus text exposition format (prometheus_format.cpp)
 
-// Header counters, timer and slot gauges and the server's liveness, every sample labelled
-// table="<path>". Filters do not apply: metrics always describe the whole table.
+// Writes metric families, every sample labelled table="<path>" (and any extra labels).
+// shmtimerd's /metrics adds its own families to the table's with the same writer.
+class ExpositionWriter {
+ public:
+  explicit ExpositionWriter(const std::string& table_path);
+  void family(std::string_view name, std::string_view type, std::string_view help);  // HELP and TYPE
+  void sample(std::string_view name, std::string_view value, std::string_view labels = {});
+  // A family with one sample; an empty value writes the family without a sample.
+  void gauge(std::string_view name, std::string_view help, std::string_view value, std::string_view labels = {});
+  void counter(std::string_view name, std::string_view help, std::string_view value);
+  void histogram(std::string_view name, std::string_view help, const shmtimer::Histogram::Counts& counts);
+  std::string take() { return std::move(text_); }
+  static std::string number(double value);  // shortest exact form
+
+ private:
+  std::string table_label_;
+  std::string text_;
+};
+
+// Header counters, timer and slot gauges and the server's liveness. Filters do not
+// apply: metrics always describe the whole table.
+void write_table_metrics(ExpositionWriter& out, const Snapshot& snapshot);
 std::string format_prometheus(const Snapshot& snapshot);
 // A label value with \, " and newline escaped as the exposition format requires.
 std::string escape_label_value(const std::string& value);

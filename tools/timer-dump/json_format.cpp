@@ -33,7 +33,8 @@ json counters_json(const shmtimer::TableCounters& c) {
           {"releases", c.releases},
           {"reaps", c.reaps},
           {"full_failures", c.full_failures},
-          {"fifo_requests", c.fifo_requests}};
+          {"fifo_requests", c.fifo_requests},
+          {"failed_kills", c.failed_kills}};
 }
 
 json slots_json(const SlotCounts& s) {

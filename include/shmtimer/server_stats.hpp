@@ -1,0 +1,86 @@
+// What a server counts about its own work, for its /metrics endpoint. The table header
+// holds what every reader of the table can see (acquires, reaps, failed kills); these live
+// in the server's process: why signals were refused, how late kills were, how long rounds
+// took, what the FIFO shim dropped and why.
+//
+// Written by the watchdog thread, read by any thread. Every field is a relaxed atomic:
+// they are statistics, ordered with nothing, and a reader may see one a round ahead of
+// another. Each only ever grows, except last_round_end_ns, which is a standalone value.
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+
+#include "shmtimer/fifo_protocol.hpp"
+
+namespace shmtimer {
+
+// A latency histogram with fixed buckets, 10 us to 10 s (upper bounds, in seconds).
+class Histogram {
+ public:
+  static constexpr std::array<double, 19> kBoundsSeconds{1e-5,  2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3,
+                                                         2.5e-3, 5e-3,  1e-2, 2.5e-2, 5e-2, 0.1, 0.25,
+                                                         0.5,    1,     2.5,  5,    10};
+  // Per bucket, not cumulative; the last is above every bound (+Inf).
+  struct Counts {
+    std::array<std::uint64_t, kBoundsSeconds.size() + 1> buckets{};
+    std::uint64_t count = 0;  // the sum of the buckets, as read
+    double sum_seconds = 0;
+  };
+
+  void observe_ns(std::uint64_t ns);
+  Counts counts() const;
+
+ private:
+  std::array<std::atomic<std::uint64_t>, kBoundsSeconds.size() + 1> buckets_{};
+  std::atomic<std::uint64_t> sum_ns_{0};
+};
+
+// Why an expired timer's owner was not signalled. Its timer is disarmed (or its slot
+// freed, for kPidReused) and the refusal logged.
+enum class Refusal {
+  kNotAWorker,         // pid <= 1
+  kServerItself,       // the server's own pid, without signal_self_after_reap
+  kSignalOutOfRange,   // above SIGRTMAX
+  kOtherUser,          // another uid than the server's, without any_uid
+  kNotMapped,          // does not have the table mapped, so did not arm the timer
+  kPidReused,          // the pid now belongs to another process
+};
+inline constexpr std::size_t kRefusals = 6;
+const char* refusal_label(Refusal refusal);  // "not_a_worker", ...: the metrics' `reason` label
+
+struct ServerStats {
+  std::array<std::atomic<std::uint64_t>, kRefusals> signals_refused{};
+  Histogram kill_lateness;   // from a timer's deadline to its owner's signal being sent
+  Histogram round_duration;  // one round: drain the sources, scan, reap
+  std::atomic<std::uint64_t> last_round_end_ns{0};  // on the server's monotonic clock; 0: none yet
+
+  void count(Refusal refusal) {
+    signals_refused[static_cast<std::size_t>(refusal)].fetch_add(1, std::memory_order_relaxed);
+  }
+};
+
+// Why a FIFO request was refused at receipt (it takes no slot; see FifoShim).
+enum class FifoRefusal {
+  kNotAWorker,  // pid <= 1
+  kNoProcess,   // no such process, or a thread id
+  kOtherUser,   // another uid than the server's, without any_uid
+};
+inline constexpr std::size_t kFifoRefusals = 3;
+const char* refusal_label(FifoRefusal refusal);
+
+struct FifoStats {
+  std::atomic<std::uint64_t> requests{0};   // valid requests applied (refused ones included)
+  std::atomic<std::uint64_t> recovered{0};  // requests saved from the tail of a malformed line
+  std::array<std::atomic<std::uint64_t>, fifo::kParseErrorReasons> malformed{};
+  std::array<std::atomic<std::uint64_t>, kFifoRefusals> refused{};
+
+  void count(fifo::ParseErrorReason reason) {
+    malformed[static_cast<std::size_t>(reason)].fetch_add(1, std::memory_order_relaxed);
+  }
+  void count(FifoRefusal refusal) { refused[static_cast<std::size_t>(refusal)].fetch_add(1, std::memory_order_relaxed); }
+};
+
+}  // namespace shmtimer

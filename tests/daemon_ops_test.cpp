@@ -1,0 +1,321 @@
+// shmtimerd as operators run it: /metrics and /healthz over HTTP, systemd's notify
+// protocol on a NOTIFY_SOCKET, and events as structured log records.
+#include <gtest/gtest.h>
+#include <httplib.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+
+#include <nlohmann/json.hpp>
+#include <regex>
+
+#include "daemon_support.hpp"
+#include "metrics_page.hpp"
+#include "shmtimer/fifo_protocol.hpp"
+#include "shmtimer/shm_timer_client.hpp"
+
+namespace shmtimer {
+namespace {
+
+using namespace std::chrono_literals;
+using testing::LoggedDaemon;
+using testing::TempPath;
+
+constexpr auto kSlow = testing::kSanitized ? 4 : 1;  // sanitizer builds run several times slower
+
+int metrics_port(LoggedDaemon& daemon) {
+  EXPECT_TRUE(daemon.read_until("/metrics and /healthz")) << daemon.log();
+  std::smatch match;
+  const std::regex pattern(R"(serving metrics on http://127\.0\.0\.1:(\d+)/metrics)");
+  if (!std::regex_search(daemon.log(), match, pattern)) return -1;
+  return std::stoi(match[1]);
+}
+
+// The value of the sample of `metric` (its name and labels after the table label, e.g.
+// `shmtimer_live_timers` or `shmtimer_fifo_parse_errors_total{...,reason="not_json"}`).
+std::optional<double> sample(const std::string& page, const std::string& metric, const std::string& labels = "") {
+  const std::string head = metric + "{table=\"";
+  const std::string tail = (labels.empty() ? "" : "," + labels) + "} ";
+  for (std::size_t at = page.find("\n" + head); at != std::string::npos; at = page.find("\n" + head, at + 1)) {
+    const std::size_t labels_end = page.find('"', at + 1 + head.size()) + 1;  // after the table label
+    if (page.compare(labels_end, tail.size(), tail) == 0) return std::stod(page.substr(labels_end + tail.size()));
+  }
+  return std::nullopt;
+}
+
+std::string get(int port, const std::string& path, int* status = nullptr) {
+  httplib::Client client("127.0.0.1", port);
+  client.set_read_timeout(10, 0);
+  const auto response = client.Get(path.c_str());
+  if (!response) return "no response";
+  if (status != nullptr) *status = response->status;
+  return response->body;
+}
+
+void write_fifo(const std::filesystem::path& fifo, const std::string& bytes) {
+  const int fd = ::open(fifo.c_str(), O_WRONLY | O_NONBLOCK);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(::write(fd, bytes.data(), bytes.size()), static_cast<ssize_t>(bytes.size()));
+  ::close(fd);
+}
+
+double epoch_now() { return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count(); }
+
+// A process that sleeps in exec'd `sleep`, with `env` in its environment from the start
+// (/proc/<pid>/environ shows the environment a process was exec'd with).
+pid_t spawn_sleeper(const std::map<std::string, std::string>& env = {}) {
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    for (const auto& [key, value] : env) ::setenv(key.c_str(), value.c_str(), 1);
+    ::execlp("sleep", "sleep", "60", nullptr);
+    ::_exit(127);
+  }
+  return pid;
+}
+
+TEST(ShmtimerdMetrics, ServesTheTablesAndTheServersMetricsAndCountsAReap) {
+  TempPath table_path;
+  TempPath fifo{"shmtimer-fifo"};
+  LoggedDaemon daemon(table_path.path(), {"--metrics-address", "127.0.0.1:0", "--fifo", fifo.path().string()});
+  const int port = metrics_port(daemon);
+  ASSERT_GT(port, 0) << daemon.log();
+  ASSERT_TRUE(testing::wait_for_server(table_path.path()));
+
+  ShmTimerClient client(Table::open(table_path.path()));
+  for (const char* scope : {"a", "b", "c"}) client.acquire(scope, SteadyClock::now() + 60s);
+  write_fifo(fifo.path(), "{not json\n");
+  std::string page = get(port, "/metrics");
+  EXPECT_EQ(sample(page, "shmtimer_live_timers"), 3) << page;
+  EXPECT_EQ(sample(page, "shmtimer_used_slots"), 3);
+  EXPECT_EQ(sample(page, "shmtimer_acquires_total"), 3);
+  EXPECT_EQ(sample(page, "shmtimer_signals_refused_total", R"(reason="not_mapped")"), 0);
+  EXPECT_EQ(sample(page, "shmtimer_kill_lateness_seconds_count"), 0);
+  EXPECT_EQ(sample(page, "shmtimer_kill_lateness_seconds_bucket", R"(le="+Inf")"), 0);
+  EXPECT_GE(sample(page, "shmtimer_round_duration_seconds_count").value_or(0), 1);
+
+  const pid_t hung = spawn_sleeper();
+  write_fifo(fifo.path(), fifo::format_acquire(hung, "hung", epoch_now() + 0.05, SIGKILL));
+  EXPECT_TRUE(testing::killed_by(testing::wait_child(hung), SIGKILL));
+  for (int i = 0; i < 100 && sample(page, "shmtimer_reaps_total") != 1; ++i) {
+    std::this_thread::sleep_for(20ms);
+    page = get(port, "/metrics");
+  }
+  EXPECT_EQ(sample(page, "shmtimer_reaps_total"), 1) << page;
+  EXPECT_EQ(sample(page, "shmtimer_kill_lateness_seconds_count"), 1);
+  EXPECT_EQ(sample(page, "shmtimer_kill_lateness_seconds_bucket", R"(le="+Inf")"), 1);
+  EXPECT_EQ(sample(page, "shmtimer_fifo_parse_errors_total", R"(reason="not_json")"), 1);
+  EXPECT_EQ(sample(page, "shmtimer_fifo_parse_errors_total", R"(reason="pid")"), 0);
+  EXPECT_EQ(sample(page, "shmtimer_fifo_requests_total"), 1);
+  EXPECT_NE(page.find("# TYPE shmtimer_kill_lateness_seconds histogram\n"), std::string::npos);
+  int status = 0;
+  EXPECT_EQ(get(port, "/nothing-here", &status), "");
+  EXPECT_EQ(status, 404);
+  EXPECT_TRUE(testing::exited_ok(daemon.stop())) << daemon.log();
+}
+
+TEST(ShmtimerdMetrics, ABadAddressIsAUsageErrorAndABusyPortAClearError) {
+  TempPath table_path;
+  for (const char* bad : {"9464", "localhost", ":9464", "127.0.0.1:99999", "::1:9464", "127.0.0.1:x"}) {
+    LoggedDaemon daemon(table_path.path(), {"--metrics-address", bad});
+    const int status = daemon.wait_exit();
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 1) << bad << ": " << daemon.log();
+    EXPECT_NE(daemon.log().find("is not HOST:PORT"), std::string::npos) << daemon.log();
+  }
+  LoggedDaemon first(table_path.path(), {"--metrics-address", "127.0.0.1:0"});
+  const int port = metrics_port(first);
+  TempPath other_table;
+  LoggedDaemon second(other_table.path(), {"--metrics-address", "127.0.0.1:" + std::to_string(port)});
+  const int status = second.wait_exit();
+  EXPECT_NE(second.log().find("cannot listen on 127.0.0.1:" + std::to_string(port)), std::string::npos) << second.log();
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 2) << second.log();
+}
+
+// The daemon's log is a pipe of one page that the test stops reading: FIFO requests
+// logged at debug then fill it, and the watchdog loop blocks in its next log write.
+struct StalledLog {
+  static constexpr int kPipeBytes = 4096;
+  static void stall(const std::filesystem::path& fifo) {
+    std::string requests;
+    for (int i = 0; i < 100; ++i)
+      requests += fifo::format_acquire(::getpid(), "stall-" + std::to_string(i), epoch_now() + 600, SIGKILL);
+    write_fifo(fifo, requests);
+  }
+};
+
+TEST(ShmtimerdMetrics, HealthzIsOkWhileRoundsAreFreshAndUnavailableWhenTheLoopStalls) {
+  TempPath table_path;
+  TempPath fifo{"shmtimer-fifo"};
+  LoggedDaemon daemon(table_path.path(),
+                      {"--metrics-address", "127.0.0.1:0", "--fifo", fifo.path().string(), "--log-level", "debug"},
+                      {}, StalledLog::kPipeBytes);
+  const int port = metrics_port(daemon);
+  ASSERT_TRUE(daemon.read_until("watchdog started")) << daemon.log();
+  int status = 0;
+  const std::string ok = get(port, "/healthz", &status);
+  EXPECT_EQ(status, 200) << ok;
+  EXPECT_EQ(ok.rfind("ok: last watchdog round", 0), 0u) << ok;
+
+  StalledLog::stall(fifo.path());
+  // The loop may sleep 100 ms; after that plus 1 s without a round it is stalled.
+  std::string body;
+  for (int i = 0; i < 100 * kSlow && status != 503; ++i) {
+    std::this_thread::sleep_for(50ms);
+    body = get(port, "/healthz", &status);
+  }
+  EXPECT_EQ(status, 503) << body;
+  EXPECT_EQ(body.rfind("stalled: last watchdog round", 0), 0u) << body;
+  daemon.drain();  // unblocks the loop
+  for (int i = 0; i < 100 * kSlow && status != 200; ++i) {
+    daemon.drain();
+    std::this_thread::sleep_for(50ms);
+    body = get(port, "/healthz", &status);
+  }
+  EXPECT_EQ(status, 200) << body;
+  EXPECT_TRUE(testing::exited_ok(daemon.stop()));
+}
+
+// A NOTIFY_SOCKET as systemd binds it: a datagram socket the daemon sends its state to.
+class NotifySocket {
+ public:
+  NotifySocket() {
+    fd_ = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    std::snprintf(addr.sun_path, sizeof addr.sun_path, "%s", path_.path().c_str());
+    if (::bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) throw std::runtime_error("bind");
+  }
+  ~NotifySocket() { ::close(fd_); }
+  std::string path() const { return path_.path().string(); }
+
+  struct Message {
+    std::chrono::steady_clock::time_point at;
+    std::string text;
+  };
+  // Messages that arrive within `duration`.
+  std::vector<Message> receive_for(std::chrono::milliseconds duration) {
+    std::vector<Message> out;
+    const auto end = std::chrono::steady_clock::now() + duration;
+    for (auto now = std::chrono::steady_clock::now(); now < end; now = std::chrono::steady_clock::now()) {
+      pollfd p{fd_, POLLIN, 0};
+      if (::poll(&p, 1, static_cast<int>(std::chrono::duration_cast<std::chrono::milliseconds>(end - now).count()) + 1) <= 0)
+        continue;
+      char buf[4096];
+      const ssize_t n = ::recv(fd_, buf, sizeof buf, 0);
+      if (n > 0) out.push_back({std::chrono::steady_clock::now(), std::string(buf, static_cast<std::size_t>(n))});
+    }
+    return out;
+  }
+
+ private:
+  TempPath path_{"shmtimer-notify"};
+  int fd_ = -1;
+};
+
+bool has_line(const std::string& message, const std::string& line) {
+  return ("\n" + message + "\n").find("\n" + line + "\n") != std::string::npos;
+}
+
+TEST(SystemdNotify, ReadyOnceThenWatchdogEveryHalfTimeoutFromTheLoopAndSilenceWhenItStalls) {
+  const auto watchdog = std::chrono::milliseconds(1000 * kSlow);
+  NotifySocket socket;
+  TempPath table_path;
+  TempPath fifo{"shmtimer-fifo"};
+  LoggedDaemon daemon(table_path.path(), {"--fifo", fifo.path().string(), "--log-level", "debug"},
+                      {{"NOTIFY_SOCKET", socket.path()},
+                       {"WATCHDOG_USEC", std::to_string(std::chrono::microseconds(watchdog).count())}},
+                      StalledLog::kPipeBytes);
+  ASSERT_TRUE(daemon.read_until("watchdog started")) << daemon.log();
+  const auto before = socket.receive_for(4 * watchdog);
+
+  int ready = 0;
+  std::vector<std::chrono::steady_clock::time_point> pings;
+  for (const auto& m : before) {
+    if (has_line(m.text, "READY=1")) ++ready;
+    if (has_line(m.text, "WATCHDOG=1")) {
+      pings.push_back(m.at);
+      EXPECT_NE(m.text.find("STATUS=serving "), std::string::npos) << m.text;
+    }
+  }
+  EXPECT_EQ(ready, 1);
+  ASSERT_FALSE(before.empty());
+  EXPECT_TRUE(has_line(before.front().text, "READY=1")) << before.front().text;
+  ASSERT_GE(pings.size(), 4u);
+  for (std::size_t i = 1; i < pings.size(); ++i) EXPECT_LE(pings[i] - pings[i - 1], watchdog / 2) << "ping " << i;
+
+  StalledLog::stall(fifo.path());
+  socket.receive_for(watchdog / 2);  // a ping already on its way
+  const auto during = socket.receive_for(2 * watchdog);
+  for (const auto& m : during) EXPECT_FALSE(has_line(m.text, "WATCHDOG=1")) << "pinged while stalled";
+  daemon.drain();
+  EXPECT_TRUE(testing::exited_ok(daemon.stop()));
+}
+
+TEST(ShmtimerdEvents, JsonEventsAreObjectsWithTheirOwnFieldsAndTheTargetsJob) {
+  TempPath table_path;
+  TempPath fifo{"shmtimer-fifo"};
+  LoggedDaemon daemon(table_path.path(), {"--fifo", fifo.path().string(), "--log-format", "json"});
+  ASSERT_TRUE(daemon.read_until("watchdog started")) << daemon.log();
+  const pid_t hung = spawn_sleeper({{"TORCHELASTIC_RUN_ID", "job-7"}, {"RANK", "3"}, {"LOCAL_RANK", "1"}});
+  std::this_thread::sleep_for(50ms);  // until it has exec'd: its environment is then the one given
+  write_fifo(fifo.path(), fifo::format_acquire(hung, "step\n{\"forged\": 1}", epoch_now() + 0.05, SIGKILL));
+  EXPECT_TRUE(testing::killed_by(testing::wait_child(hung), SIGKILL));
+  ASSERT_TRUE(daemon.read_until("\"event\":\"kill worker process\"")) << daemon.log();
+  EXPECT_TRUE(testing::exited_ok(daemon.stop()));
+
+  std::map<std::string, nlohmann::json> events;
+  std::istringstream lines(daemon.log());
+  for (std::string line; std::getline(lines, line);) {
+    const auto record = nlohmann::json::parse(line);  // every line is one JSON object
+    EXPECT_FALSE(record.contains("forged")) << line;
+    if (record.contains("event")) events[record["event"].get<std::string>()] = record;
+  }
+  ASSERT_EQ(events.count("timer expired"), 1u) << daemon.log();
+  ASSERT_EQ(events.count("kill worker process"), 1u);
+  for (const auto& name : {"timer expired", "kill worker process"}) {
+    const auto& e = events[name];
+    EXPECT_EQ(e["level"], "info");
+    EXPECT_EQ(e["pid"], hung);
+    EXPECT_EQ(e["scope"], "step\\x0a{\"forged\": 1}") << "a newline in a scope is escaped";
+    EXPECT_EQ(e["signal"], SIGKILL);
+    EXPECT_EQ(e["origin"], "fifo");
+    EXPECT_TRUE(e["slot"].is_number_unsigned());
+    EXPECT_NEAR(e["deadline"].get<double>(), epoch_now(), 30.0);
+    EXPECT_GE(e["lateness_ms"].get<double>(), 0.0);
+    EXPECT_EQ(e["run_id"], "job-7");
+    EXPECT_EQ(e["rank"], "3");
+    EXPECT_EQ(e["local_rank"], "1");
+  }
+}
+
+TEST(ShmtimerdEvents, TextEventsAreOneLineOfKeyValueFields) {
+  TempPath table_path;
+  TempPath fifo{"shmtimer-fifo"};
+  LoggedDaemon daemon(table_path.path(), {"--fifo", fifo.path().string()});
+  ASSERT_TRUE(daemon.read_until("watchdog started")) << daemon.log();
+  const pid_t hung = spawn_sleeper({{"RANK", "5"}});
+  std::this_thread::sleep_for(50ms);
+  write_fifo(fifo.path(), fifo::format_acquire(hung, "a\nb", epoch_now() + 0.05, SIGKILL));
+  EXPECT_TRUE(testing::killed_by(testing::wait_child(hung), SIGKILL));
+  ASSERT_TRUE(daemon.read_until("kill worker process pid=")) << daemon.log();
+  EXPECT_TRUE(testing::exited_ok(daemon.stop()));
+  const std::regex line("kill worker process pid=" + std::to_string(hung) +
+                        R"( scope='a\\x0ab' signal=9 slot=\d+ origin=fifo deadline=\d+\.\d{6} lateness_ms=\d+\.\d{3} rank='5'\n)");
+  EXPECT_TRUE(std::regex_search(daemon.log(), line)) << daemon.log();
+}
+
+// The page's counters are sums read one slot at a time; a sum that dips must not reach
+// Prometheus, which would take it for a counter reset.
+TEST(MetricsPage, CountersNeverDecreaseEvenWhenTheTablesSumDips) {
+  testing::TempTable t;
+  TimerServer server(t.table);
+  shmtimerd::MetricsPage page(server, nullptr);
+  auto& reaps = t.table->header().reaps;
+  reaps.store(5);
+  EXPECT_EQ(sample(page.render(), "shmtimer_reaps_total"), 5);
+  reaps.store(3);  // as a racing read could see it
+  EXPECT_EQ(sample(page.render(), "shmtimer_reaps_total"), 5);
+  reaps.store(8);
+  EXPECT_EQ(sample(page.render(), "shmtimer_reaps_total"), 8);
+}
+
+}  // namespace
+}  // namespace shmtimer
