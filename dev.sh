@@ -28,6 +28,8 @@ install_missing() {
   fi
 }
 
+# The main build is Release, as the benchmarks need it: the test run then builds (and
+# so checks with -Werror) exactly what `./dev.sh bench` builds, with no extra build.
 build() {  # build DIR [cmake args...]
   local dir=$1; shift
   cmake -S . -B "$dir" -G Ninja -DSHMTIMER_WERROR=ON "$@" >/dev/null
@@ -41,11 +43,13 @@ run_ctest() {  # run_ctest DIR LABEL
 
 demo() {
   install_missing "${BUILD_DEPS[@]}"
-  build build
+  build build -DCMAKE_BUILD_TYPE=Release
   local table="/dev/shm/shmtimer-demo.$$.table"
   ./build/tools/shmtimerd --table "$table" --capacity 4096 &
   local daemon=$!
-  trap 'kill -TERM $daemon 2>/dev/null; wait $daemon 2>/dev/null; rm -f "$table"' EXIT
+  # Expanded now: the trap runs at exit, after this function's locals are gone.
+  # shellcheck disable=SC2064
+  trap "kill -TERM $daemon 2>/dev/null; wait $daemon 2>/dev/null; rm -f '$table'" EXIT
   for _ in $(seq 100); do [[ -e $table ]] && break; sleep 0.05; done
   sleep 0.2
   ./build/tools/shmtimer-demo --table "$table"
@@ -53,7 +57,7 @@ demo() {
 
 test_all() {
   install_missing "${BUILD_DEPS[@]}" "${TEST_DEPS[@]}"
-  build build
+  build build -DCMAKE_BUILD_TYPE=Release
   run_ctest build "release build"
   if [[ ${SHMTIMER_SANITIZERS:-1} != 0 ]]; then
     # The Python module is not built here: an ASan or TSan runtime cannot be loaded into

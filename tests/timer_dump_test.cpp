@@ -114,7 +114,7 @@ TEST(TimerDumpFormat, TextForKnownTimers) {
             "format     1.0, created 2023-11-14 22:13:20.000 by uid 1000\n"
             "capacity   4096 slots, 4 used\n"
             "server     pid 6281 (alive), last heartbeat 12.0ms ago, 1234 rounds\n"
-            "counters   acquires 5, releases 2, reaps 1, full failures 0, fifo requests 3\n"
+            "counters   acquires 5, releases 2, reaps 1, full failures 0, fifo requests 3, failed kills 0\n"
             "timers     2 live, 1 overdue\n"
             "\n"
             "PID     ALIVE DEADLINE                REMAINING  SIGNAL   ORIGIN SLOT     SCOPE\n"

@@ -46,7 +46,7 @@ std::string server_text(const shmtimer::HeaderInfo& h) {
 std::string counters_text(const shmtimer::TableCounters& c) {
   return "acquires " + std::to_string(c.acquires) + ", releases " + std::to_string(c.releases) + ", reaps " +
          std::to_string(c.reaps) + ", full failures " + std::to_string(c.full_failures) + ", fifo requests " +
-         std::to_string(c.fifo_requests);
+         std::to_string(c.fifo_requests) + ", failed kills " + std::to_string(c.failed_kills);
 }
 
 std::string slots_text(const SlotCounts& s) {

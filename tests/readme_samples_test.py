@@ -1,0 +1,95 @@
+"""The README's sample outputs match what the programs print today.
+
+Runs the demo (as `./dev.sh demo` does: shmtimerd on a fresh table, then shmtimer-demo)
+and timer-dump on a served table with three timers, and compares each with the README's
+sample line by line, after reducing both to their shape: paths, numbers and runs of
+spaces are what may differ between runs, so they are replaced with placeholders; every
+word, label, column title and line must be the same. Environment: SHMTIMERD, DEMO,
+TIMER_DUMP, WORKER (tests/interop/fifo_worker), README.
+"""
+import os
+import re
+import signal
+import subprocess
+import tempfile
+import time
+import unittest
+
+SHMTIMERD, DEMO, TIMER_DUMP, WORKER, README = (
+    os.environ[k] for k in ("SHMTIMERD", "DEMO", "TIMER_DUMP", "WORKER", "README"))
+
+
+def shape(line):
+    line = re.sub(r"/\S+", "PATH", line)
+    line = re.sub(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}", "TIME", line)
+    # A duration as the formats print it: 249.3ms, 1.196s, 4m09s, 2h05m, -250.0ms.
+    line = re.sub(r"-?(\d+(\.\d+)?(ms|s)|\d+m\d\ds|\d+h\d\dm|\d+d\d\dh)\b", "DURATION", line)
+    line = re.sub(r"\d+(\.\d+)?", "N", line)
+    return re.sub(r"\s+", " ", line).strip()
+
+
+def readme_block(after):
+    """The first fenced block after the line that contains `after`."""
+    with open(README) as f:
+        text = f.read()
+    start = text.index("```", text.index(after)) + 3
+    start = text.index("\n", start) + 1
+    return text[start:text.index("```", start)].rstrip("\n").split("\n")
+
+
+class Server:
+    def __init__(self, table):
+        self.proc = subprocess.Popen([SHMTIMERD, "--table", table, "--capacity", "4096"], stderr=subprocess.DEVNULL)
+        for _ in range(200):
+            if os.path.exists(table) and subprocess.run([TIMER_DUMP, "--table", table, "--check"],
+                                                        stdout=subprocess.DEVNULL).returncode == 0:
+                return
+            time.sleep(0.05)
+        raise AssertionError("shmtimerd did not come up")
+
+    def stop(self):
+        self.proc.send_signal(signal.SIGTERM)
+        self.proc.wait(timeout=20)
+
+
+class ReadmeSamples(unittest.TestCase):
+    maxDiff = None
+
+    def setUp(self):
+        self.dir = tempfile.TemporaryDirectory(prefix="shmtimer-readme-", dir="/dev/shm")
+        self.table = os.path.join(self.dir.name, "table")
+        self.server = Server(self.table)
+
+    def tearDown(self):
+        self.server.stop()
+        self.dir.cleanup()
+
+    def test_demo_output_matches_the_readme_sample(self):
+        out = subprocess.run([DEMO, "--table", self.table], capture_output=True, text=True, timeout=60)
+        self.assertEqual(out.returncode, 0, out.stdout + out.stderr)
+        self.assertEqual([shape(l) for l in readme_block("Sample demo output")],
+                         [shape(l) for l in out.stdout.rstrip("\n").split("\n")])
+
+    def test_timer_dump_output_matches_the_readme_sample(self):
+        # The README's three timers: two SIGKILL, one SIGTERM, all armed by table clients.
+        sample = readme_block("## Inspecting a table: timer-dump")
+        self.assertEqual(sample[0], "$ timer-dump")
+        workers = [subprocess.Popen([WORKER, "--table", self.table, "--scope", scope, "--timeout", str(seconds),
+                                     "--signal", str(sig), "--work", "600"])
+                   for scope, seconds, sig in (("ckpt/save", 2, 9), ("train/step-4812", 30, 9),
+                                               ("data/loader#3", 250, 15))]
+        try:
+            for _ in range(200):
+                out = subprocess.run([TIMER_DUMP, "--table", self.table], capture_output=True, text=True)
+                if "3 live" in out.stdout:
+                    break
+                time.sleep(0.05)
+            self.assertEqual([shape(l) for l in sample[1:]], [shape(l) for l in out.stdout.rstrip("\n").split("\n")])
+        finally:
+            for w in workers:
+                w.kill()
+                w.wait()
+
+
+if __name__ == "__main__":
+    unittest.main()
