@@ -263,6 +263,42 @@ TEST(TimerServer, BadTargetsAndSignalsAreRefused) {
   EXPECT_EQ(t.table->header().reaps.load(), 0u);
 }
 
+// What /metrics reports as shmtimer_signals_refused_total{reason} and
+// shmtimer_kill_lateness_seconds: each refusal under its own reason, each kill's lateness.
+TEST(TimerServer, RefusalsAreCountedByReasonAndKillsByLateness) {
+  TempTable t;
+  auto fake = std::make_shared<FakeProcesses>();
+  for (pid_t pid : {1, ::getpid(), 4001, 5001, 5002, 5003, 5004}) fake->alive[pid] = {77, ::getuid()};
+  // Sends go in pid order: 5001 to 5003 get these answers, 5004 is signalled.
+  fake->scripted = {SignalOutcome::kNotMapped, SignalOutcome::kNotPermitted, SignalOutcome::kIdentityMismatch};
+  TimerServer server(t.table, fake_options(fake));
+  const auto now = monotonic_now_ns();
+  plant(*t.table, 1, "init", now - kMicro, SIGKILL);
+  plant(*t.table, ::getpid(), "the-server", now - kMicro, SIGKILL, current_start_time());
+  plant(*t.table, 4001, "signal-65", now - kMicro, 65);
+  for (pid_t pid : {5001, 5002, 5003}) plant(*t.table, pid, "refused", now - kMicro, SIGKILL);
+  plant(*t.table, 5004, "killed", now - 3'000'000, SIGKILL);  // due 3 ms before the round
+  server.run_once_at(now);
+
+  const auto& stats = server.stats();
+  const auto refused = [&](Refusal r) { return stats.signals_refused[static_cast<std::size_t>(r)].load(); };
+  EXPECT_EQ(refused(Refusal::kNotAWorker), 1u);
+  EXPECT_EQ(refused(Refusal::kServerItself), 1u);
+  EXPECT_EQ(refused(Refusal::kSignalOutOfRange), 1u);
+  EXPECT_EQ(refused(Refusal::kNotMapped), 1u);
+  EXPECT_EQ(refused(Refusal::kOtherUser), 1u);
+  EXPECT_EQ(refused(Refusal::kPidReused), 1u);
+  const auto lateness = stats.kill_lateness.counts();
+  EXPECT_EQ(lateness.count, 1u);
+  EXPECT_GE(lateness.sum_seconds, 0.003);
+  // The 2.5 ms bucket and those below hold nothing; the kill is in a bucket above.
+  EXPECT_EQ(lateness.buckets[0] + lateness.buckets[1] + lateness.buckets[2] + lateness.buckets[3] +
+                lateness.buckets[4] + lateness.buckets[5] + lateness.buckets[6] + lateness.buckets[7],
+            0u);
+  EXPECT_EQ(stats.round_duration.counts().count, 1u);
+  EXPECT_NE(stats.last_round_end_ns.load(), 0u);
+}
+
 TEST(TimerServer, SignalsOnlyTheServersOwnUidByDefault) {
   TempTable t;
   auto fake = std::make_shared<FakeProcesses>();

@@ -181,7 +181,7 @@ TEST(TimerDumpFormat, JsonForKnownTimers) {
   EXPECT_EQ(doc["server"], nlohmann::json::parse(R"({"pid":6281,"alive":true,"heartbeat_age_s":0.012,
                                                      "heartbeat_count":1234})"));
   EXPECT_EQ(doc["counters"], nlohmann::json::parse(R"({"acquires":5,"releases":2,"reaps":1,"full_failures":0,
-                                                       "fifo_requests":3})"));
+                                                       "fifo_requests":3,"failed_kills":0})"));
   EXPECT_EQ(doc["slots"], nlohmann::json::parse(R"({"live_timers":2,"overdue_timers":1,"idle":1,"claiming":1,
                                                     "reclaimable":1,"free":4092})"));
   EXPECT_EQ(doc["filter"], nlohmann::json::parse(R"({"pid":null,"scope":null,"expired":false,"all":false})"));

@@ -1,4 +1,4 @@
-"""The README's sample outputs match what the programs print today.
+"""The documentation's samples match what the programs print today.
 
 Runs the demo (as `./dev.sh demo` does: shmtimerd on a fresh table, then shmtimer-demo)
 and timer-dump on a served table with three timers, and compares each with the README's
@@ -17,6 +17,7 @@ import unittest
 
 SHMTIMERD, DEMO, TIMER_DUMP, WORKER, README = (
     os.environ[k] for k in ("SHMTIMERD", "DEMO", "TIMER_DUMP", "WORKER", "README"))
+SERVER_MD = os.path.join(os.path.dirname(README), "docs", "server.md")
 
 
 def shape(line):
@@ -28,9 +29,9 @@ def shape(line):
     return re.sub(r"\s+", " ", line).strip()
 
 
-def readme_block(after):
+def readme_block(after, path=README):
     """The first fenced block after the line that contains `after`."""
-    with open(README) as f:
+    with open(path) as f:
         text = f.read()
     start = text.index("```", text.index(after)) + 3
     start = text.index("\n", start) + 1
@@ -50,6 +51,16 @@ class Server:
     def stop(self):
         self.proc.send_signal(signal.SIGTERM)
         self.proc.wait(timeout=20)
+
+
+class ServerUsage(unittest.TestCase):
+    def test_server_md_usage_names_every_flag(self):
+        usage = " ".join(readme_block("## shmtimerd", SERVER_MD))
+        help_text = subprocess.run([SHMTIMERD, "--help"], capture_output=True, text=True).stdout
+        flags = sorted(set(re.findall(r"^\s+(?:-\w,)?(--[a-z-]+)", help_text, re.M)))
+        self.assertGreater(len(flags), 10, help_text)
+        missing = [f for f in flags if f"[{f}" not in usage and f"{f}]" not in usage and f"{f} " not in usage]
+        self.assertEqual(missing, [], "docs/server.md's usage line lacks these flags")
 
 
 class ReadmeSamples(unittest.TestCase):
