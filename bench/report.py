@@ -633,7 +633,7 @@ def main():
       "passes: the chaos soak counts a hang not reaped within `--kill-bound-ms 3000` of its deadline (15000 under "
       "sanitizers) as missed; `FifoShim.AFloodOnAFullTableDoesNotStallTheWatchdog` allows 1 s (15 s under "
       "sanitizers); `TimerServer.PunctualWorkerSurvives` keeps its worker alive 400 ms past its last released "
-      "deadline; `SystemdNotify.ReadyOnceThenWatchdogEveryHalfTimeoutFromTheLoopAndSilenceWhenItStalls` checks "
+      "deadline; `SystemdNotify.ReadyOnceThenWatchdogWellWithinHalfTheTimeoutFromTheLoopAndSilenceWhenItStalls` checks "
       "the protocol's own bound, pings at most `WATCHDOG_USEC/2` apart (1 s timeout, 4 s under sanitizers, "
       "pinged every quarter); tests waiting for a hung worker to be reaped give up after 5 to 60 s.")
     w("- Medians and tails, not means, decide: on a shared or virtual machine a mean absorbs every time the "

@@ -241,7 +241,11 @@ void FifoShim::emit(std::string_view name, const fifo::Request& request, std::ui
                    request.signal,
                    slot,
                    layout::Origin::kFifo};
-  log_event_(name, &event);
+  try {
+    log_event_(name, &event);
+  } catch (const std::exception& e) {  // the request was applied; a failing log must not undo the drain
+    spdlog::error("event callback failed for '{}': {}", name, printable(e.what()));
+  }
 }
 
 }  // namespace shmtimer

@@ -26,7 +26,7 @@ constexpr std::uint64_t kMaxRetryNs = 10'000'000'000;
 constexpr std::uint64_t kWalkSlotsPerSweep = 8192;
 
 TimerEvent to_event(const SlotSnapshot& s, std::uint64_t at_ns = 0) {
-  return {s.pid, s.scope, s.deadline_ns, s.signal, s.index, s.origin, at_ns};
+  return {s.pid, s.scope, s.deadline_ns, s.signal, s.index, s.origin, s.start_time, at_ns};
 }
 
 void log_expired_debug(pid_t pid, const std::vector<SlotSnapshot>& timers, std::uint64_t now_ns) {
@@ -58,8 +58,14 @@ Reaper::Reaper(const Table& table, const ServerOptions& options, ProcessControl&
 
 void Reaper::emit(std::string_view name, const SlotSnapshot& timer, std::uint64_t at_ns) const {
   if (!options_.log_event) return;
-  const TimerEvent event = to_event(timer, at_ns);
-  options_.log_event(name, &event);
+  try {
+    const TimerEvent event = to_event(timer, at_ns);
+    options_.log_event(name, &event);
+  } catch (const std::exception& e) {
+    // A callback that throws must not leave a reap half done (a kill sent, its timer still
+    // armed, so signalled again next round).
+    spdlog::error("event callback failed for '{}': {}", name, printable(e.what()));
+  }
 }
 
 void Reaper::rebuild_occupancy() {

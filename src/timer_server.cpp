@@ -194,6 +194,7 @@ void TimerServer::run_loop() {
     RoundResult result;
     try {
       result = run_once();
+      if (options_.after_round) options_.after_round(result);
     } catch (const std::exception& e) {
       // No byte in the table or the FIFO may stop the watchdog: log, wait a full interval
       // (so a persistent cause cannot spin), and go on.
@@ -201,7 +202,6 @@ void TimerServer::run_loop() {
       wait(static_cast<std::uint64_t>(options_.policy.max_interval.count()));
       continue;
     }
-    if (options_.after_round) options_.after_round(result);
     const std::uint64_t now_ns = options_.clock->now_ns();
     if (result.expired > 0) spin_until_ns = now_ns + spin_ns;
     if (sources_pending_) continue;  // a flood: read on at once, reaping between chunks

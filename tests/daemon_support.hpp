@@ -18,17 +18,20 @@
 
 namespace shmtimer::testing {
 
+// Replaces this (forked) process with shmtimerd on `table` (capacity 256) and `extra`.
+[[noreturn]] inline void exec_daemon(const std::filesystem::path& table, const std::vector<std::string>& extra) {
+  std::vector<std::string> args{SHMTIMERD_PATH, "--table", table.string(), "--capacity", "256"};
+  args.insert(args.end(), extra.begin(), extra.end());
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  ::execv(argv[0], argv.data());
+  ::_exit(127);
+}
+
 inline pid_t spawn_daemon(const std::filesystem::path& table, const std::vector<std::string>& extra = {}) {
   const pid_t pid = ::fork();
-  if (pid == 0) {
-    std::vector<std::string> args{SHMTIMERD_PATH, "--table", table.string(), "--capacity", "256"};
-    args.insert(args.end(), extra.begin(), extra.end());
-    std::vector<char*> argv;
-    for (auto& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    ::execv(argv[0], argv.data());
-    ::_exit(127);
-  }
+  if (pid == 0) exec_daemon(table, extra);
   return pid;
 }
 
@@ -58,13 +61,7 @@ class LoggedDaemon {
     if (pid_ == 0) {
       ::dup2(fds[1], STDERR_FILENO);
       for (const auto& [key, value] : env) ::setenv(key.c_str(), value.c_str(), 1);
-      std::vector<std::string> args{SHMTIMERD_PATH, "--table", table.string(), "--capacity", "256"};
-      args.insert(args.end(), flags.begin(), flags.end());
-      std::vector<char*> argv;
-      for (auto& a : args) argv.push_back(a.data());
-      argv.push_back(nullptr);
-      ::execv(argv[0], argv.data());
-      ::_exit(127);
+      exec_daemon(table, flags);
     }
     ::close(fds[1]);
   }

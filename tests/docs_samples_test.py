@@ -40,7 +40,9 @@ def readme_block(after, path=README):
 
 class Server:
     def __init__(self, table):
-        self.proc = subprocess.Popen([SHMTIMERD, "--table", table, "--capacity", "4096"], stderr=subprocess.DEVNULL)
+        # No dead-owner sweep during a test: the samples show the slots of workers that exited.
+        self.proc = subprocess.Popen([SHMTIMERD, "--table", table, "--capacity", "4096", "--sweep-interval-ms",
+                                      "3600000"], stderr=subprocess.DEVNULL)
         for _ in range(200):
             if os.path.exists(table) and subprocess.run([TIMER_DUMP, "--table", table, "--check"],
                                                         stdout=subprocess.DEVNULL).returncode == 0:
@@ -87,7 +89,7 @@ class ReadmeSamples(unittest.TestCase):
         self.assertEqual(sample[0], "$ timer-dump")
         workers = [subprocess.Popen([WORKER, "--table", self.table, "--scope", scope, "--timeout", str(seconds),
                                      "--signal", str(sig), "--work", "600"])
-                   for scope, seconds, sig in (("ckpt/save", 2, 9), ("train/step-4812", 30, 9),
+                   for scope, seconds, sig in (("ckpt/save", 20, 9), ("train/step-4812", 30, 9),
                                                ("data/loader#3", 250, 15))]
         try:
             for _ in range(200):

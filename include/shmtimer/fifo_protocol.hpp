@@ -53,6 +53,8 @@ enum class ParseErrorReason {
   kSignal,          // not an integer, or above SIGRTMAX
 };
 inline constexpr std::size_t kParseErrorReasons = 9;
+static_assert(static_cast<std::size_t>(ParseErrorReason::kSignal) + 1 == kParseErrorReasons,
+              "a ParseErrorReason without a counter");
 // "line_too_long", "not_json", ...: the `reason` label of the server's metrics.
 const char* reason_label(ParseErrorReason reason);
 

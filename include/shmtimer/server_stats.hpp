@@ -49,6 +49,7 @@ enum class Refusal {
   kPidReused,          // the pid now belongs to another process
 };
 inline constexpr std::size_t kRefusals = 6;
+static_assert(static_cast<std::size_t>(Refusal::kPidReused) + 1 == kRefusals, "a Refusal without a counter");
 const char* refusal_label(Refusal refusal);  // "not_a_worker", ...: the metrics' `reason` label
 
 struct ServerStats {
@@ -69,6 +70,7 @@ enum class FifoRefusal {
   kOtherUser,   // another uid than the server's, without any_uid
 };
 inline constexpr std::size_t kFifoRefusals = 3;
+static_assert(static_cast<std::size_t>(FifoRefusal::kOtherUser) + 1 == kFifoRefusals, "a FifoRefusal without a counter");
 const char* refusal_label(FifoRefusal refusal);
 
 struct FifoStats {

@@ -28,6 +28,7 @@ struct TimerEvent {
   int signal = 0;
   std::uint64_t slot = 0;
   layout::Origin origin = layout::Origin::kTable;
+  std::uint64_t start_time = 0;  // the owner's start time as the slot records it; 0: unknown
   // When it happened, on the server's monotonic clock: the round's time for "timer
   // expired", the moment the signal was sent for "kill worker process"; 0 for the others.
   std::uint64_t at_ns = 0;

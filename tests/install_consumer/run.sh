@@ -7,6 +7,16 @@ here=$(cd "$(dirname "$0")" && pwd)
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 cmake --install "$build" --prefix "$work/prefix" >/dev/null
+# With the tools: both systemd units, naming the installed binary and manual.
+if [[ -x $work/prefix/bin/shmtimerd ]]; then
+  for unit in lib/systemd/system/shmtimerd@.service lib/systemd/user/shmtimerd.service; do
+    grep -qx "ExecStart=$work/prefix/bin/shmtimerd --log-format json" "$work/prefix/$unit" ||
+      { echo "$unit: missing, or its ExecStart= is not the installed shmtimerd"; exit 1; }
+    for doc in $(sed -n 's#^Documentation=##p' "$work/prefix/$unit"); do
+      [[ -f ${doc#file://} ]] || { echo "$unit: Documentation= names $doc, which is not installed"; exit 1; }
+    done
+  done
+fi
 cmake -S "$here" -B "$work/build" -G Ninja -DCMAKE_PREFIX_PATH="$work/prefix" >"$work/log" 2>&1 &&
   cmake --build "$work/build" >>"$work/log" 2>&1 || { cat "$work/log"; exit 1; }
 "$work/build/consumer"

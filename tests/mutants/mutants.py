@@ -141,8 +141,8 @@ MUTANTS = [
          expect="FileRace"),
     dict(name="14-watchdog-off-the-loop", why="systemd's WATCHDOG=1 comes from a timer thread, not the watchdog loop",
          file="tools/shmtimerd/main.cpp",
-         edits=[("  options.after_round = [&notifier](const shmtimer::RoundResult&) { notifier.after_round(); };",
-                 "  std::thread([&notifier] { for (;;) { notifier.after_round(); "
+         edits=[("  options.after_round = [&notifier](const shmtimer::RoundResult& round) { notifier.after_round(round); };",
+                 "  std::thread([&notifier] { for (;;) { notifier.after_round({}); "
                  "std::this_thread::sleep_for(std::chrono::milliseconds(50)); } }).detach();"),
                 ("#include <optional>\n", "#include <optional>\n#include <thread>\n")],
          expect="SystemdNotify"),

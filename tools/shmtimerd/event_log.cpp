@@ -4,17 +4,22 @@
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
-#include <cstdio>
+#include <condition_variable>
+#include <thread>
 
-#include "shmtimer/clock.hpp"
+#include "format.hpp"
 #include "shmtimer/printable.hpp"
+#include "shmtimer/process_identity.hpp"
 
 namespace shmtimerd {
 
 namespace {
 
 constexpr std::size_t kMaxEnvironBytes = 1 << 20;
+constexpr std::size_t kMaxLabelBytes = 256;
 constexpr std::size_t kMaxRememberedJobs = 1024;  // one per expired, not yet killed process
+// How long the watchdog thread waits for a target's job labels before it goes on without.
+constexpr std::chrono::milliseconds kLabelWait{50};
 
 std::string read_environ(pid_t pid) {
   const std::string path = "/proc/" + std::to_string(pid) + "/environ";
@@ -29,15 +34,24 @@ std::string read_environ(pid_t pid) {
   return bytes;
 }
 
-const char* origin_name(shmtimer::layout::Origin origin) {
-  return origin == shmtimer::layout::Origin::kFifo ? "fifo" : "table";
+std::string label_value(std::string_view raw) { return shmtimer::printable(raw.substr(0, kMaxLabelBytes)); }
+
+// A text-format value in single quotes: printable(), then \ and ' escaped, so no value
+// can end its quotes early and forge a field after them.
+std::string single_quoted(std::string_view printable_text) {
+  std::string out = "'";
+  for (const char c : printable_text) {
+    if (c == '\\' || c == '\'') out += '\\';
+    out += c;
+  }
+  return out + "'";
 }
 
 bool is_reaping(std::string_view name) { return name == "timer expired" || name == "kill worker process"; }
 
 }  // namespace
 
-JobLabels read_job_labels(pid_t pid) {
+JobLabels read_job_labels(pid_t pid, std::uint64_t start_time) {
   JobLabels labels;
   const std::string environ = read_environ(pid);
   std::string_view rest(environ);
@@ -47,48 +61,109 @@ JobLabels read_job_labels(pid_t pid) {
     const auto eq = entry.find('=');
     if (eq == std::string_view::npos) continue;
     const std::string_view key = entry.substr(0, eq);
-    const std::string value = shmtimer::printable(entry.substr(eq + 1));
-    if (key == "TORCHELASTIC_RUN_ID") labels.run_id = value;
-    else if (key == "RANK") labels.rank = value;
-    else if (key == "LOCAL_RANK") labels.local_rank = value;
+    if (key == "TORCHELASTIC_RUN_ID") labels.run_id = label_value(entry.substr(eq + 1));
+    else if (key == "RANK") labels.rank = label_value(entry.substr(eq + 1));
+    else if (key == "LOCAL_RANK") labels.local_rank = label_value(entry.substr(eq + 1));
+  }
+  // Read after the environment: if the pid now names another process, the labels may be
+  // that process's.
+  if (start_time != 0) {
+    const auto stat = shmtimer::read_process_stat(pid);
+    if (!stat || stat->start_time != start_time) return {};
   }
   return labels;
 }
 
-JobLabels EventLog::job_of(std::string_view name, pid_t pid) {
+struct JobLabelReader::State {
+  std::mutex mutex;
+  std::condition_variable changed;
+  bool stop = false;
+  bool busy = false;                  // a read is in progress (perhaps stuck)
+  std::optional<std::pair<pid_t, std::uint64_t>> request;
+  std::uint64_t requests = 0;         // numbers the requests, so a late answer is never taken
+  std::uint64_t answered = 0;
+  JobLabels answer;
+};
+
+JobLabelReader::JobLabelReader() : state_(std::make_shared<State>()) {
+  std::thread([state = state_] {
+    std::unique_lock lock(state->mutex);
+    for (;;) {
+      state->changed.wait(lock, [&] { return state->stop || state->request; });
+      if (state->stop) return;
+      const auto [pid, start_time] = *state->request;
+      state->request.reset();
+      const std::uint64_t number = state->requests;
+      state->busy = true;
+      lock.unlock();
+      JobLabels labels = read_job_labels(pid, start_time);
+      lock.lock();
+      state->busy = false;
+      state->answer = std::move(labels);
+      state->answered = number;
+      state->changed.notify_all();
+    }
+  }).detach();
+}
+
+JobLabelReader::~JobLabelReader() {
+  const std::lock_guard lock(state_->mutex);
+  state_->stop = true;
+  state_->changed.notify_all();
+}
+
+JobLabels JobLabelReader::read(pid_t pid, std::uint64_t start_time, std::chrono::milliseconds wait) {
+  std::unique_lock lock(state_->mutex);
+  if (state_->busy || state_->request) return {};  // an earlier read is stuck: go on without
+  state_->request = {pid, start_time};
+  const std::uint64_t number = ++state_->requests;
+  state_->changed.notify_all();
+  if (!state_->changed.wait_for(lock, wait, [&] { return state_->answered == number; })) return {};
+  return std::move(state_->answer);
+}
+
+JobLabels EventLog::job_of(std::string_view name, const shmtimer::TimerEvent& event) {
   if (name == "timer expired") {
-    JobLabels labels = read_job_labels(pid);
+    JobLabels labels = reader_.read(event.pid, event.start_time, kLabelWait);
     if (jobs_.size() >= kMaxRememberedJobs) jobs_.clear();
-    jobs_[pid] = labels;
+    jobs_[event.pid] = labels;
     return labels;
   }
-  const auto known = jobs_.find(pid);
-  if (known == jobs_.end()) return read_job_labels(pid);
+  const auto known = jobs_.find(event.pid);
+  if (known == jobs_.end()) return {};  // after the kill the environment is gone: no read
   JobLabels labels = std::move(known->second);
   jobs_.erase(known);
   return labels;
 }
 
-void EventLog::operator()(std::string_view name, const shmtimer::TimerEvent* event) {
-  if (event == nullptr) {
-    spdlog::info("{}", name);
-    return;
+void EventLog::operator()(std::string_view name, const shmtimer::TimerEvent* event) noexcept {
+  try {
+    if (event == nullptr)
+      spdlog::info("{}", name);
+    else
+      log(name, *event);
+  } catch (...) {
+    // Out of memory while formatting, at worst: the line is lost, the reap goes on.
   }
+}
+
+void EventLog::log(std::string_view name, const shmtimer::TimerEvent& event) {
   const auto level = is_reaping(name) ? spdlog::level::info : spdlog::level::debug;
   if (!spdlog::should_log(level)) return;
   const std::lock_guard lock(mutex_);
-  const JobLabels job = is_reaping(name) ? job_of(name, event->pid) : JobLabels{};
-  const std::string scope = shmtimer::printable(event->scope);
-  const bool has_deadline = event->deadline_ns != 0;
+  const JobLabels job = is_reaping(name) ? job_of(name, event) : JobLabels{};
+  const std::string scope = shmtimer::printable(event.scope);
+  const bool has_deadline = event.deadline_ns != 0;
   // at_ns is set for the reaping events only, which happen at or after the deadline.
-  const bool has_lateness = has_deadline && event->at_ns >= event->deadline_ns;
-  const double lateness_ms = has_lateness ? static_cast<double>(event->at_ns - event->deadline_ns) / 1e6 : 0;
+  const bool has_lateness = has_deadline && event.at_ns >= event.deadline_ns;
+  const double lateness_ms = has_lateness ? static_cast<double>(event.at_ns - event.deadline_ns) / 1e6 : 0;
+  const char* origin = timer_dump::origin_name(event.origin);
 
   if (json_) {
-    nlohmann::json fields{{"msg", std::string(name)}, {"event", std::string(name)}, {"pid", event->pid},
-                          {"scope", scope},           {"signal", event->signal},    {"slot", event->slot},
-                          {"origin", origin_name(event->origin)}};
-    fields["deadline"] = has_deadline ? nlohmann::json(event->expiration_time()) : nlohmann::json(nullptr);
+    nlohmann::json fields{{"msg", std::string(name)}, {"event", std::string(name)}, {"pid", event.pid},
+                          {"scope", scope},           {"signal", event.signal},    {"slot", event.slot},
+                          {"origin", origin}};
+    fields["deadline"] = has_deadline ? nlohmann::json(event.expiration_time()) : nlohmann::json(nullptr);
     if (has_lateness) fields["lateness_ms"] = lateness_ms;
     if (job.run_id) fields["run_id"] = *job.run_id;
     if (job.rank) fields["rank"] = *job.rank;
@@ -96,13 +171,13 @@ void EventLog::operator()(std::string_view name, const shmtimer::TimerEvent* eve
     json_->write_object(level, std::move(fields));
     return;
   }
-  std::string line = fmt::format("{} pid={} scope='{}' signal={} slot={} origin={}", name, event->pid, scope,
-                                 event->signal, event->slot, origin_name(event->origin));
-  if (has_deadline) line += fmt::format(" deadline={:.6f}", event->expiration_time());
+  std::string line = fmt::format("{} pid={} scope={} signal={} slot={} origin={}", name, event.pid, single_quoted(scope),
+                                 event.signal, event.slot, origin);
+  if (has_deadline) line += fmt::format(" deadline={:.6f}", event.expiration_time());
   if (has_lateness) line += fmt::format(" lateness_ms={:.3f}", lateness_ms);
-  if (job.run_id) line += fmt::format(" run_id='{}'", *job.run_id);
-  if (job.rank) line += fmt::format(" rank='{}'", *job.rank);
-  if (job.local_rank) line += fmt::format(" local_rank='{}'", *job.local_rank);
+  if (job.run_id) line += " run_id=" + single_quoted(*job.run_id);
+  if (job.rank) line += " rank=" + single_quoted(*job.rank);
+  if (job.local_rank) line += " local_rank=" + single_quoted(*job.local_rank);
   spdlog::log(level, "{}", line);
 }
 

@@ -2,11 +2,14 @@
 
 #include <fmt/format.h>
 #include <httplib.h>
+#include <spdlog/spdlog.h>
 #include <sys/socket.h>
 
 #include <charconv>
 #include <chrono>
 #include <stdexcept>
+
+#include "shmtimer/printable.hpp"
 
 namespace shmtimerd {
 
@@ -35,6 +38,27 @@ HttpEndpoint::HttpEndpoint(const ListenAddress& address, MetricsPage& page)
     const int yes = 1;
     ::setsockopt(socket, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
   });
+  // Scrapers and probes send small GETs: no body is read, idle connections are closed
+  // soon, so a few clients that connect and wait cannot take every worker thread (and
+  // with them /healthz) for long.
+  server_->set_payload_max_length(1024);
+  server_->set_keep_alive_max_count(10);
+  server_->set_keep_alive_timeout(1);
+  server_->set_read_timeout(2, 0);
+  server_->set_write_timeout(2, 0);
+  // A handler that throws (the table truncated under the page, say) answers a plain
+  // 500: cpp-httplib's default would put the exception's text in a response header.
+  server_->set_exception_handler([](const httplib::Request&, httplib::Response& response, std::exception_ptr error) {
+    try {
+      std::rethrow_exception(error);
+    } catch (const std::exception& e) {
+      spdlog::error("serving an HTTP request failed: {}", shmtimer::printable(e.what()));
+    } catch (...) {
+      spdlog::error("serving an HTTP request failed");
+    }
+    response.status = 500;
+    response.set_content("internal error; see shmtimerd's log\n", "text/plain; charset=utf-8");
+  });
   server_->Get("/metrics", [&page](const httplib::Request&, httplib::Response& response) {
     response.set_content(page.render(), "text/plain; version=0.0.4; charset=utf-8");
   });
@@ -59,6 +83,10 @@ HttpEndpoint::HttpEndpoint(const ListenAddress& address, MetricsPage& page)
   // stop() is a no-op until the server runs: wait for it, so that destruction never hangs.
   while (!server_->is_running() && !listening_ended_.load(std::memory_order_acquire))
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  if (listening_ended_.load(std::memory_order_acquire)) {
+    thread_.join();
+    throw std::runtime_error(fmt::format("the metrics listener on {}:{} stopped at once", address.host, port_));
+  }
 }
 
 HttpEndpoint::~HttpEndpoint() {

@@ -62,16 +62,16 @@ shmtimer::ServerOptions server_options(const Flags& flags) {
   return options;
 }
 
-// Under systemd's watchdog the loop must come round at least every quarter of its
-// timeout, whatever --max-interval-ms says, or its pings would be late.
+// Under systemd's watchdog the loop must come round often enough for its pings,
+// whatever --max-interval-ms says (see SystemdNotifier::kPingFraction).
 void fit_sleep_to_watchdog(shmtimer::ServerOptions& options, const shmtimerd::SystemdNotifier& notifier) {
   const auto timeout = notifier.watchdog_timeout();
   if (!timeout) return;
-  const auto quarter = std::chrono::duration_cast<std::chrono::nanoseconds>(*timeout) / 4;
-  if (options.policy.max_interval <= quarter) return;
+  const auto cap = std::chrono::duration_cast<std::chrono::nanoseconds>(*timeout) / shmtimerd::SystemdNotifier::kPingFraction;
+  if (options.policy.max_interval <= cap) return;
   spdlog::info("systemd watchdog timeout {} ms: sleeping at most {} ms between rounds", timeout->count() / 1000,
-               quarter.count() / 1'000'000);
-  options.policy.max_interval = quarter;
+               cap.count() / 1'000'000);
+  options.policy.max_interval = cap;
 }
 
 int serve(const Flags& flags, std::shared_ptr<shmtimerd::JsonLogSink> json_log) {
@@ -83,7 +83,7 @@ int serve(const Flags& flags, std::shared_ptr<shmtimerd::JsonLogSink> json_log) 
   shmtimer::ServerOptions options = server_options(flags);
   auto events = std::make_shared<shmtimerd::EventLog>(std::move(json_log));
   options.log_event = [events](std::string_view name, const shmtimer::TimerEvent* event) { (*events)(name, event); };
-  options.after_round = [&notifier](const shmtimer::RoundResult&) { notifier.after_round(); };
+  options.after_round = [&notifier](const shmtimer::RoundResult& round) { notifier.after_round(round); };
   fit_sleep_to_watchdog(options, notifier);
 
   // Block the stop signals in every thread, then wait for them here: the watchdog thread
@@ -107,7 +107,9 @@ int serve(const Flags& flags, std::shared_ptr<shmtimerd::JsonLogSink> json_log) 
   if (flags.metrics_address) {
     metrics = std::make_unique<shmtimerd::MetricsPage>(server, fifo.get());
     http = std::make_unique<shmtimerd::HttpEndpoint>(*flags.metrics_address, *metrics);
-    spdlog::info("serving metrics on http://{}:{}/metrics and /healthz", flags.metrics_address->host, http->port());
+    const auto& host = flags.metrics_address->host;
+    spdlog::info("serving metrics on http://{}:{}/metrics and /healthz",
+                 host.find(':') == std::string::npos ? host : "[" + host + "]", http->port());
   }
   spdlog::info("serving table {} (capacity {}, pid {})", table->path().string(), table->capacity(), ::getpid());
   server.start();
