@@ -12,6 +12,7 @@
 #include "shmtimer/error.hpp"
 #include "shmtimer/printable.hpp"
 #include "shmtimer/process_identity.hpp"
+#include "fifo_senders.hpp"
 #include "slot_ops.hpp"
 
 namespace shmtimer {
@@ -83,7 +84,8 @@ FifoShim::FifoShim(std::shared_ptr<Table> table, std::filesystem::path path, Eve
                spdlog::warn("FIFO {}: dropped a request line of {} bytes, longer than PIPE_BUF ({})",
                             path_.string(), bytes, fifo::kMaxLineBytes);
                recover(tail);
-             }) {
+             }),
+      senders_(std::make_unique<detail::FifoSenders>(options_.any_uid)) {
   make_fifo(path_, options_.mode);
   // Non-blocking: the reference blocks here until the first client opens the FIFO; a
   // watchdog must not.
@@ -129,6 +131,7 @@ DrainResult FifoShim::drain() {
     const ssize_t n = ::read(read_fd_, buf, sizeof buf);
     if (n > 0) {
       read_bytes += static_cast<std::size_t>(n);
+      senders_->forget_exited();  // before applying: see fifo_senders.hpp
       lines_.feed(std::string_view(buf, static_cast<std::size_t>(n)));
       continue;
     }
@@ -165,28 +168,17 @@ void FifoShim::apply(const fifo::Request& request) {
   // The timer is keyed by the process's identity at receipt, as a table client records
   // its own. A request the server would refuse to act on gets no slot at all, so refused
   // requests can never fill the table.
-  const auto stat = read_process_stat(request.pid);
-  if (const auto why = refusal(request.pid, stat)) {
-    stats_.count(*why);
+  const auto verdict = senders_->judge(request.pid);
+  if (verdict.refusal) {
+    stats_.count(*verdict.refusal);
     spdlog::info("FIFO request from pid {} (scope '{}') refused: {}", request.pid, printable(request.scope_id),
-                 describe(*why));
+                 describe(*verdict.refusal));
     return;
   }
   if (request.is_release())
-    release(request, stat->start_time);
+    release(request, verdict.start_time);
   else
-    acquire(request, stat->start_time);
-}
-
-std::optional<FifoRefusal> FifoShim::refusal(pid_t pid, const std::optional<ProcessStat>& stat) const {
-  if (pid <= 1) return FifoRefusal::kNotAWorker;
-  if (!stat || !process_running(pid, stat->start_time)) return FifoRefusal::kNoProcess;
-  if (!options_.any_uid) {
-    struct stat st {};
-    const std::string dir = "/proc/" + std::to_string(pid);
-    if (::stat(dir.c_str(), &st) != 0 || st.st_uid != ::getuid()) return FifoRefusal::kOtherUser;
-  }
-  return std::nullopt;
+    acquire(request, verdict.start_time);
 }
 
 void FifoShim::acquire(const fifo::Request& request, std::uint64_t start_time) {

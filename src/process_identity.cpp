@@ -70,15 +70,6 @@ long thread_count(pid_t pid) noexcept {
   return tgid == pid ? threads : 0;
 }
 
-bool thread_group_exited(int pidfd) noexcept {
-  pollfd p{pidfd, POLLIN, 0};
-  int rc;
-  do {
-    rc = ::poll(&p, 1, 0);
-  } while (rc < 0 && errno == EINTR);
-  return rc > 0 && (p.revents & POLLIN) != 0;
-}
-
 // Does the maps file at `path` list a mapping of `file`? Lines read "start-end perms
 // offset major:minor inode path", device numbers in hex.
 bool maps_list_file(const std::string& path, const FileId& file) {
@@ -107,20 +98,38 @@ void refresh_self() noexcept {
 
 int open_pidfd(pid_t pid) noexcept { return static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)); }
 
-bool process_running(pid_t pid, std::optional<std::uint64_t> start_time) noexcept {
-  if (pid <= 0) return false;
+bool pidfd_exited(int pidfd) noexcept {
+  pollfd p{pidfd, POLLIN, 0};
+  int rc;
+  do {
+    rc = ::poll(&p, 1, 0);
+  } while (rc < 0 && errno == EINTR);
+  return rc > 0 && (p.revents & POLLIN) != 0;
+}
+
+std::optional<PinnedProcess> pin_process(pid_t pid) noexcept {
+  if (pid <= 0) return std::nullopt;
   const int pidfd = open_pidfd(pid);
-  if (pidfd < 0 && errno == ENOSYS) return process_running_without_pidfd(pid, start_time);
   // ESRCH: no such process. EINVAL: a thread id that is not a thread-group leader.
-  if (pidfd < 0 && (errno == ESRCH || errno == EINVAL)) return false;
+  if (pidfd < 0 && (errno == ESRCH || errno == EINVAL)) return std::nullopt;
   // Opened first, so that while the pidfd's process runs the pid is still its own, and
   // the start time read below is that process's.
   const auto stat = read_process_stat(pid);
-  bool running = stat.has_value() && (!start_time || stat->start_time == *start_time);
-  if (running && pidfd >= 0) running = !thread_group_exited(pidfd);
+  bool running = stat.has_value();
+  if (running && pidfd >= 0) running = !pidfd_exited(pidfd);
   if (running && pidfd < 0) running = thread_count(pid) > (stat->state == 'Z' || stat->state == 'X' ? 1 : 0);
-  if (pidfd >= 0) ::close(pidfd);
-  return running;
+  if (!running) {
+    if (pidfd >= 0) ::close(pidfd);
+    return std::nullopt;
+  }
+  return PinnedProcess{pidfd, stat->start_time};
+}
+
+bool process_running(pid_t pid, std::optional<std::uint64_t> start_time) noexcept {
+  const auto pinned = pin_process(pid);
+  if (!pinned) return false;
+  if (pinned->pidfd >= 0) ::close(pinned->pidfd);
+  return !start_time || pinned->start_time == *start_time;
 }
 
 bool process_running_without_pidfd(pid_t pid, std::optional<std::uint64_t> start_time) noexcept {

@@ -55,10 +55,10 @@ TEST(Concurrency, ThreadsWritersAndAReaderNeverSeeATornRow) {
   ShmTimerClient client(t.table);
   constexpr int kThreads = 3, kOps = 20000;
   std::atomic<bool> done{false};
-  std::atomic<std::uint64_t> torn{0}, rows_seen{0};
+  std::atomic<std::uint64_t> torn{0}, rows_seen{0}, passes{0};
   std::thread reader([&] {
     TableReader r(t.table);
-    while (!done.load(std::memory_order_acquire)) {
+    for (; !done.load(std::memory_order_acquire); ++passes) {
       for (const auto& row : r.rows(true)) {
         if (row.state == RowState::kFree || row.state == RowState::kClaiming) continue;
         ++rows_seen;
@@ -78,7 +78,9 @@ TEST(Concurrency, ThreadsWritersAndAReaderNeverSeeATornRow) {
       std::vector<Timer> timers;
       for (int s = 0; s < kScopesPerWorker; ++s)
         timers.push_back(client.timer("t" + std::to_string(th) + "-" + std::to_string(s)));
-      for (int op = 0; op < kOps; ++op) {
+      // At least kOps, and on until the reader has made 20 passes while they ran (a fast
+      // build finishes kOps before a descheduled reader has looked once).
+      for (int op = 0; op < kOps || (passes.load() < 20 && op < 100 * kOps); ++op) {
         const int s = static_cast<int>(rng() % kScopesPerWorker);
         const std::string scope = "t" + std::to_string(th) + "-" + std::to_string(s);
         switch (rng() % 4) {

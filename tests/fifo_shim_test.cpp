@@ -7,6 +7,7 @@
 #include <fstream>
 #include <set>
 
+#include "fifo_senders.hpp"
 #include "shmtimer/error.hpp"
 #include "shmtimer/fifo_shim.hpp"
 #include "shmtimer/fifo_timer_client.hpp"
@@ -389,6 +390,33 @@ TEST(FifoTimerClient, AKeptOpenFifoIsReopenedAfterAServerRestart) {
   client.acquire("b", SteadyClock::now() + 1h);  // the old descriptor's reader is gone
   second.drain();
   EXPECT_EQ(second.request_count(), 1u);
+}
+
+}  // namespace
+}  // namespace shmtimer
+
+namespace shmtimer {
+namespace {
+
+// The shim learns a sender's start time and verdict from /proc once, and forgets them
+// when the sender exits (src/fifo_senders.hpp).
+TEST(FifoSenders, AKnownSenderIsJudgedFromMemoryUntilItExits) {
+  detail::FifoSenders senders(/*any_uid=*/false);
+  const pid_t child = testing::fork_child([] { std::this_thread::sleep_for(30s); });
+  const auto first = senders.judge(child);
+  EXPECT_FALSE(first.refusal);
+  EXPECT_EQ(first.start_time, read_process_stat(child)->start_time);
+  for (int i = 0; i < 100; ++i) EXPECT_EQ(senders.judge(child).start_time, first.start_time);
+  EXPECT_EQ(senders.lookups_from_proc(), 1u);
+  EXPECT_EQ(senders.known(), 1u);
+
+  ::kill(child, SIGKILL);
+  testing::wait_child(child);
+  senders.forget_exited();
+  EXPECT_EQ(senders.known(), 0u);
+  EXPECT_EQ(senders.judge(child).refusal, FifoRefusal::kNoProcess);  // the pid is free now
+  EXPECT_EQ(senders.judge(1).refusal, FifoRefusal::kNotAWorker);
+  EXPECT_EQ(senders.judge(0).refusal, FifoRefusal::kNotAWorker);
 }
 
 }  // namespace

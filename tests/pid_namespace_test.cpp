@@ -1,6 +1,7 @@
 // Pid reuse with real processes. This binary runs as pid 1 of a private pid namespace
 // (`unshare --pid --fork --mount-proc`, tests/CMakeLists.txt), where writing
 // /proc/sys/kernel/ns_last_pid makes the next fork() take a chosen pid: a dead worker's.
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <sched.h>
 #include <sys/wait.h>
@@ -10,6 +11,8 @@
 
 #include "server_support.hpp"
 #include "shmtimer/error.hpp"
+#include "shmtimer/fifo_protocol.hpp"
+#include "shmtimer/fifo_shim.hpp"
 #include "shmtimer/process_identity.hpp"
 
 namespace shmtimer {
@@ -165,6 +168,43 @@ TEST(PidReuse, ADescendantGivenItsAncestorsPidArmsItsOwnSlotThroughTheScopeCache
 
 TEST(PidReuse, ADescendantGivenItsAncestorsPidArmsItsOwnSlotThroughATimerHandle) {
   descendant_on_recycled_pid_is_killed(Through::kTimerHandle);
+}
+
+// The FIFO shim keeps each sender's start time while the sender runs. A newcomer that
+// gets a dead sender's pid must be judged afresh: its hung timer is its own, and it is
+// killed (judged with the dead sender's start time, it would be spared).
+TEST(PidReuse, AFifoRequestFromADeadSendersRecycledPidIsTheNewcomersTimer) {
+  TempTable t;
+  TempPath fifo{"shmtimer-fifo"};
+  auto shim = std::make_shared<FifoShim>(t.table, fifo.path());
+  TimerServer server(t.table);
+  server.add_source(shim);
+  const auto send = [&](const std::string& line) {
+    const int fd = ::open(fifo.path().c_str(), O_WRONLY | O_NONBLOCK);
+    ASSERT_GE(fd, 0);
+    ASSERT_EQ(::write(fd, line.data(), line.size()), static_cast<ssize_t>(line.size()));
+    ::close(fd);
+  };
+  const auto epoch_now = [] {
+    return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+  };
+  const pid_t sender = spawn_bystander_as(4242);
+  ASSERT_EQ(sender, 4242);
+  send(fifo::format_acquire(sender, "first", epoch_now() + 600, SIGKILL));
+  server.run_once();  // the shim now knows the sender
+  const auto first_start = read_process_stat(sender)->start_time;
+  ::kill(sender, SIGKILL);
+  wait_child(sender);
+
+  std::this_thread::sleep_for(30ms);  // a later clock tick: another start time
+  const pid_t newcomer = spawn_bystander_as(sender);
+  ASSERT_EQ(newcomer, sender);
+  ASSERT_TRUE(wait_until_exec(newcomer));
+  ASSERT_NE(read_process_stat(newcomer)->start_time, first_start);
+  send(fifo::format_acquire(newcomer, "hung", epoch_now() - 1, SIGKILL));
+  server.run_once();  // applies the request
+  server.run_once();  // reaps it
+  EXPECT_TRUE(killed_by(wait_child(newcomer, 5s), SIGKILL)) << "the newcomer's hung timer was not enforced";
 }
 
 TEST(PidNamespaces, AClientInAnotherPidNamespaceThanTheServersIsRefused) {

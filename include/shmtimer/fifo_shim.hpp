@@ -18,6 +18,10 @@
 
 namespace shmtimer {
 
+namespace detail {
+class FifoSenders;
+}
+
 struct FifoShimOptions {
   mode_t mode = 0600;  // the reference uses 0666 & ~umask; workers run as the server's user
   // Bytes read, and time spent, per drain before the round goes on to scan and reap: a
@@ -63,8 +67,6 @@ class FifoShim final : public RequestSource {
   void acquire(const fifo::Request& request, std::uint64_t start_time);
   void release(const fifo::Request& request, std::uint64_t start_time);
   void emit(std::string_view name, const fifo::Request& request, std::uint64_t slot) const;
-  // Why a request for `pid` is refused at receipt, or nothing.
-  std::optional<FifoRefusal> refusal(pid_t pid, const std::optional<ProcessStat>& stat) const;
   template <std::size_t N>
   static std::uint64_t total(const std::array<std::atomic<std::uint64_t>, N>& counters) {
     std::uint64_t sum = 0;
@@ -81,6 +83,7 @@ class FifoShim final : public RequestSource {
   ino_t inode_ = 0;
   fifo::LineAssembler lines_;
   FifoStats stats_;
+  std::unique_ptr<detail::FifoSenders> senders_;  // who sent requests: start time, verdict
   bool table_full_ = false;  // an insert failed in this drain
 };
 

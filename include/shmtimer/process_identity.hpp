@@ -31,6 +31,19 @@ std::optional<ProcessStat> read_process_stat(pid_t pid) noexcept;
 // the thread count in /proc/<pid>/status where pidfds are not available. Both answers
 // are about one process: its identity is checked while the pidfd pins it.
 bool process_running(pid_t pid, std::optional<std::uint64_t> start_time) noexcept;
+
+// A running process held by a pidfd, with its start time read while held: as long as
+// `pidfd` is open and not readable (pidfd_exited), `pid` names this process and no other.
+// pidfd is -1 where none could be opened (ENOSYS before Linux 5.3, or EMFILE): then the
+// answer was decided from /proc alone and holds only for the moment it was read.
+struct PinnedProcess {
+  int pidfd = -1;
+  std::uint64_t start_time = 0;
+};
+// nullopt exactly when process_running(pid, nullopt) is false. The caller closes pidfd.
+std::optional<PinnedProcess> pin_process(pid_t pid) noexcept;
+// Has every thread of the pidfd's process exited? (Its pidfd is then readable.)
+bool pidfd_exited(int pidfd) noexcept;
 // The same from /proc alone (the start time, the main thread's state, and the thread count
 // with the thread-group id), for kernels without pidfds (before 5.3).
 bool process_running_without_pidfd(pid_t pid, std::optional<std::uint64_t> start_time) noexcept;

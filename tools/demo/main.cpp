@@ -80,6 +80,9 @@ int main(int argc, char** argv) {
     ::waitpid(hung, &hung_status, 0);
     std::printf("hung worker %d: %s\npunctual worker %d: %s\n", hung, describe(hung_status).c_str(), punctual,
                 describe(punctual_status).c_str());
+    // The server clears a reaped timer just after its signal, and the worker may be gone
+    // before that: wait for it (at most a second), so the table shows the end state.
+    for (int i = 0; i < 100 && !reader.rows().empty(); ++i) std::this_thread::sleep_for(10ms);
     print_table(reader);
     const bool ok = WIFSIGNALED(hung_status) && WTERMSIG(hung_status) == SIGKILL && WIFEXITED(punctual_status) &&
                     WEXITSTATUS(punctual_status) == 0;
