@@ -75,6 +75,15 @@ void fit_sleep_to_watchdog(shmtimer::ServerOptions& options, const shmtimerd::Sy
 }
 
 int serve(const Flags& flags, std::shared_ptr<shmtimerd::JsonLogSink> json_log) {
+  // Block the stop signals before any thread starts (threads inherit the mask), then wait
+  // for them here: no thread runs a handler, none dies of the default action, and
+  // shutdown is ordinary code.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGTERM);
+  sigaddset(&stop_signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+
   shmtimer::CreateOptions create;
   create.capacity = flags.capacity;
   shmtimer::prepare_default_directory(flags.table);
@@ -85,14 +94,6 @@ int serve(const Flags& flags, std::shared_ptr<shmtimerd::JsonLogSink> json_log) 
   options.log_event = [events](std::string_view name, const shmtimer::TimerEvent* event) { (*events)(name, event); };
   options.after_round = [&notifier](const shmtimer::RoundResult& round) { notifier.after_round(round); };
   fit_sleep_to_watchdog(options, notifier);
-
-  // Block the stop signals in every thread, then wait for them here: the watchdog thread
-  // never runs a handler, and shutdown is ordinary code.
-  sigset_t stop_signals;
-  sigemptyset(&stop_signals);
-  sigaddset(&stop_signals, SIGTERM);
-  sigaddset(&stop_signals, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
 
   shmtimer::TimerServer server(table, options);
   std::shared_ptr<shmtimer::FifoShim> fifo;
