@@ -70,14 +70,8 @@ std::string get(int port, const std::string& path, int* status = nullptr) {
   return response->body;
 }
 
-void write_fifo(const std::filesystem::path& fifo, const std::string& bytes) {
-  const int fd = ::open(fifo.c_str(), O_WRONLY | O_NONBLOCK);
-  ASSERT_GE(fd, 0);
-  ASSERT_EQ(::write(fd, bytes.data(), bytes.size()), static_cast<ssize_t>(bytes.size()));
-  ::close(fd);
-}
-
-double epoch_now() { return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count(); }
+using testing::epoch_now;
+using testing::write_fifo;
 
 // A process that sleeps in exec'd `sleep`, with `env` in its environment from the start
 // (/proc/<pid>/environ shows the environment a process was exec'd with). Returns once

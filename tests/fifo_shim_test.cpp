@@ -35,12 +35,7 @@ struct FifoFixture {
   TimerServer server{t.table};
   FifoFixture() { server.add_source(shim); }
 
-  void write_raw(const std::string& bytes) {
-    const int fd = ::open(fifo_path.path().c_str(), O_WRONLY | O_NONBLOCK);
-    ASSERT_GE(fd, 0);
-    ASSERT_EQ(::write(fd, bytes.data(), bytes.size()), static_cast<ssize_t>(bytes.size()));
-    ::close(fd);
-  }
+  void write_raw(const std::string& bytes) { testing::write_fifo(fifo_path.path(), bytes); }
   // Every claimed slot, armed or not.
   std::vector<TimerRow> rows() {
     std::vector<TimerRow> out;
@@ -54,7 +49,7 @@ std::string line(pid_t pid, const std::string& scope, double expiration, int sig
   return fifo::format_acquire(pid, scope, expiration, signal);
 }
 
-double epoch_now() { return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count(); }
+using testing::epoch_now;
 
 TEST(FifoShim, AnAcquireLandsInTheTableAsAFifoTimerOnTheMonotonicClock) {
   FifoFixture f;

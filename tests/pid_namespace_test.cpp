@@ -1,7 +1,6 @@
 // Pid reuse with real processes. This binary runs as pid 1 of a private pid namespace
 // (`unshare --pid --fork --mount-proc`, tests/CMakeLists.txt), where writing
 // /proc/sys/kernel/ns_last_pid makes the next fork() take a chosen pid: a dead worker's.
-#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <sched.h>
 #include <sys/wait.h>
@@ -179,15 +178,7 @@ TEST(PidReuse, AFifoRequestFromADeadSendersRecycledPidIsTheNewcomersTimer) {
   auto shim = std::make_shared<FifoShim>(t.table, fifo.path());
   TimerServer server(t.table);
   server.add_source(shim);
-  const auto send = [&](const std::string& line) {
-    const int fd = ::open(fifo.path().c_str(), O_WRONLY | O_NONBLOCK);
-    ASSERT_GE(fd, 0);
-    ASSERT_EQ(::write(fd, line.data(), line.size()), static_cast<ssize_t>(line.size()));
-    ::close(fd);
-  };
-  const auto epoch_now = [] {
-    return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
-  };
+  const auto send = [&](const std::string& line) { write_fifo(fifo.path(), line); };
   const pid_t sender = spawn_bystander_as(4242);
   ASSERT_EQ(sender, 4242);
   send(fifo::format_acquire(sender, "first", epoch_now() + 600, SIGKILL));

@@ -1,6 +1,8 @@
 // Helpers shared by the tests: a table file that removes itself, and child processes.
 #pragma once
 
+#include <fcntl.h>
+#include <gtest/gtest.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -15,6 +17,19 @@
 #include "shmtimer/table.hpp"
 
 namespace shmtimer::testing {
+
+// Now as wall-clock epoch seconds, the FIFO protocol's expiration_time.
+inline double epoch_now() {
+  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+// Writes `bytes` to the FIFO at `path` in one non-blocking write, as a FIFO client does.
+inline void write_fifo(const std::filesystem::path& path, const std::string& bytes) {
+  const int fd = ::open(path.c_str(), O_WRONLY | O_NONBLOCK);
+  ASSERT_GE(fd, 0) << path;
+  ASSERT_EQ(::write(fd, bytes.data(), bytes.size()), static_cast<ssize_t>(bytes.size()));
+  ::close(fd);
+}
 
 // A ThreadSanitizer or AddressSanitizer build (SHMTIMER_SANITIZE), where everything runs
 // several times slower: the few tests that bound a time widen it there.
