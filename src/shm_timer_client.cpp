@@ -8,6 +8,7 @@
 #include "shmtimer/process_identity.hpp"
 #include "shmtimer/printable.hpp"
 #include "scope_cache.hpp"
+#include "server_wakeup.hpp"
 #include "slot_ops.hpp"
 
 namespace shmtimer {
@@ -118,8 +119,10 @@ void ShmTimerClient::acquire(std::string_view scope_id, Deadline deadline) {
   for (int attempt = 0; attempt < kArmAttempts; ++attempt) {
     detail::Ownership owner;
     const auto index = slot_for(scope_id, owner);
-    if (detail::arm_slot(table_->slot(index), owner, deadline_ns, signal_)) [[likely]]
+    if (detail::arm_slot(table_->slot(index), owner, deadline_ns, signal_)) [[likely]] {
+      detail::wake_server_for(table_->header(), deadline_ns);
       return;
+    }
   }
   throw Error(ErrorCode::kIo, "scope '" + printable(scope_id) + "': its slot kept being freed under this process");
 }
@@ -148,6 +151,7 @@ Timer::Timer(ShmTimerClient& client, std::string scope) : client_(&client), scop
 
 void Timer::bind() {
   bound_pid_ = current_pid();
+  header_ = &client_->table_->header();
   slot_ = &client_->table_->slot(client_->slot_for(scope_, owner_));
 }
 
@@ -159,11 +163,16 @@ bool Timer::bound_here() const noexcept {
 
 void Timer::arm(Deadline deadline) {
   const std::uint64_t deadline_ns = to_table_ns(deadline);
-  if (bound_here() && detail::arm_slot(*slot_, owner_, deadline_ns, client_->signal_)) [[likely]]
+  if (bound_here() && detail::arm_slot(*slot_, owner_, deadline_ns, client_->signal_)) [[likely]] {
+    detail::wake_server_for(*header_, deadline_ns);
     return;
+  }
   for (int attempt = 0; attempt < kArmAttempts; ++attempt) {  // rebind: see kArmAttempts
     bind();
-    if (detail::arm_slot(*slot_, owner_, deadline_ns, client_->signal_)) return;
+    if (detail::arm_slot(*slot_, owner_, deadline_ns, client_->signal_)) {
+      detail::wake_server_for(*header_, deadline_ns);
+      return;
+    }
   }
   throw Error(ErrorCode::kIo, "timer '" + printable(scope_) + "': its slot kept being freed under this process");
 }

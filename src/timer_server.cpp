@@ -3,8 +3,6 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <spdlog/spdlog.h>
-#include <poll.h>
-#include <sys/eventfd.h>
 #include <sys/file.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
@@ -13,6 +11,8 @@
 #include <csignal>
 
 #include "reaper.hpp"
+#include "server_wakeup.hpp"
+#include "source_watcher.hpp"
 #include "shmtimer/clock.hpp"
 #include "shmtimer/error.hpp"
 #include "shmtimer/printable.hpp"
@@ -94,11 +94,7 @@ TimerServer::TimerServer(std::shared_ptr<Table> table, ServerOptions options)
   if (!options_.clock) options_.clock = std::make_shared<SteadyMonotonicClock>();
   if (!options_.processes) options_.processes = std::make_shared<LinuxProcessControl>();
   lock_fd_ = take_server_lock(*table_);
-  stop_fd_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-  if (stop_fd_ < 0) {
-    ::close(lock_fd_);
-    throw_errno("eventfd");
-  }
+  wakeup_ = std::make_unique<detail::ServerWakeup>(*table_);
   auto& header = table_->header();
   const pid_t previous = header.server_pid.load(std::memory_order_relaxed);
   if (previous != 0 && previous != ::getpid())
@@ -114,9 +110,10 @@ TimerServer::TimerServer(std::shared_ptr<Table> table, ServerOptions options)
 TimerServer::~TimerServer() {
   stop();
   table_->header().server_pid.store(0, std::memory_order_relaxed);
+  // Zero: no server looks at the table, so no client asks for a wake-up.
+  table_->header().wake_at_ns.store(0, std::memory_order_relaxed);
   forget_lock_fd(lock_fd_);
   ::close(lock_fd_);
-  ::close(stop_fd_);
 }
 
 void TimerServer::write_heartbeat(std::uint64_t now_ns) {
@@ -133,9 +130,13 @@ bool TimerServer::drain_sources() {
   return more;
 }
 
-RoundResult TimerServer::run_once_at(std::uint64_t now_ns) {
+RoundResult TimerServer::run_once_at(std::uint64_t now_ns) { return round(now_ns, true); }
+
+RoundResult TimerServer::round(std::uint64_t now_ns, bool fresh) {
+  if (fresh) wakeup_->publish_marker(now_ns, static_cast<std::uint64_t>(options_.policy.max_interval.count()));
   write_heartbeat(now_ns);
   sources_pending_ = drain_sources();
+  if (watcher_) watcher_->rearm();
   const RoundResult result = reaper_->round(now_ns);
   last_progress_epoch_s_.store(epoch_now_s(), std::memory_order_relaxed);
   const std::uint64_t end_ns = options_.clock->now_ns();
@@ -158,29 +159,18 @@ std::int64_t TimerServer::get_last_progress_time() const {
 void TimerServer::start() {
   if (thread_.joinable()) return;
   stop_requested_.store(false, std::memory_order_relaxed);
+  std::vector<int> fds;
+  for (const auto& source : sources_)
+    if (source->poll_fd() >= 0) fds.push_back(source->poll_fd());
+  if (!fds.empty()) watcher_ = std::make_unique<detail::SourceWatcher>(fds, *wakeup_);
   thread_ = std::thread([this] { run_loop(); });
 }
 
 void TimerServer::stop() {
   stop_requested_.store(true, std::memory_order_release);
-  const std::uint64_t one = 1;
-  if (::write(stop_fd_, &one, sizeof one) < 0) {
-    // The counter cannot overflow at one write per stop(); nothing to do.
-  }
+  wakeup_->wake();
   if (thread_.joinable()) thread_.join();
-  std::uint64_t drained;
-  while (::read(stop_fd_, &drained, sizeof drained) > 0) {
-  }
-}
-
-void TimerServer::wait(std::uint64_t sleep_ns) {
-  std::vector<pollfd> fds{{stop_fd_, POLLIN, 0}};
-  for (const auto& source : sources_)
-    if (source->poll_fd() >= 0) fds.push_back({source->poll_fd(), POLLIN, 0});
-  // ppoll, for a nanosecond timeout (poll's is in milliseconds).
-  const timespec timeout{static_cast<time_t>(sleep_ns / 1'000'000'000),
-                         static_cast<long>(sleep_ns % 1'000'000'000)};
-  ::ppoll(fds.data(), fds.size(), &timeout, nullptr);
+  watcher_.reset();
 }
 
 void TimerServer::run_loop() {
@@ -190,23 +180,34 @@ void TimerServer::run_loop() {
   if (options_.log_event) options_.log_event("watchdog started", nullptr);
   std::uint64_t spin_until_ns = 0;
   const auto spin_ns = static_cast<std::uint64_t>(options_.policy.spin.count());
+  bool fresh = true;  // false: a client asked for a wake-up while the last round ran
   while (!stop_requested_.load(std::memory_order_acquire)) {
     RoundResult result;
+    std::uint64_t now_ns = options_.clock->now_ns();
     try {
-      result = run_once();
+      result = round(now_ns, fresh);
       if (options_.after_round) options_.after_round(result);
     } catch (const std::exception& e) {
       // No byte in the table or the FIFO may stop the watchdog: log, wait a full interval
       // (so a persistent cause cannot spin), and go on.
       spdlog::error("watchdog round failed: {}; continuing", printable(e.what()));
-      wait(static_cast<std::uint64_t>(options_.policy.max_interval.count()));
+      wakeup_->sleep_until(now_ns, now_ns + static_cast<std::uint64_t>(options_.policy.max_interval.count()));
+      fresh = true;
       continue;
     }
-    const std::uint64_t now_ns = options_.clock->now_ns();
+    fresh = true;
+    now_ns = options_.clock->now_ns();
     if (result.expired > 0) spin_until_ns = now_ns + spin_ns;
     if (sources_pending_) continue;  // a flood: read on at once, reaping between chunks
     const IdleDecision idle = decide_idle(options_.policy, now_ns, result.next_deadline_ns, spin_until_ns);
-    if (!idle.spin) wait(idle.sleep_ns);
+    if (idle.spin) continue;
+    // Publish the plan; a wake-up asked for meanwhile may be for an arm this round's scan
+    // had passed, so look again (keeping the plan) before sleeping.
+    if (wakeup_->publish_plan(now_ns + idle.sleep_ns)) {
+      fresh = false;
+      continue;
+    }
+    wakeup_->sleep_until(now_ns, now_ns + idle.sleep_ns);
   }
   if (options_.log_event) options_.log_event("watchdog stopped", nullptr);
 }

@@ -49,7 +49,7 @@ TEST(TableFormat, CreateWritesAValidHeader) {
   const auto& h = t.table->header();
   EXPECT_EQ(h.magic.load(), layout::kMagic);
   EXPECT_EQ(h.version_major, 2);
-  EXPECT_EQ(h.version_minor, 0);
+  EXPECT_EQ(h.version_minor, layout::kVersionMinor);
   EXPECT_EQ(h.capacity, 1000u);
   EXPECT_EQ(h.slot_bytes, sizeof(layout::Slot));
   EXPECT_EQ(h.max_scope_bytes, 256u);

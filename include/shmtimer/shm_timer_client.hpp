@@ -68,6 +68,7 @@ class Timer {
 
   ShmTimerClient* client_;
   std::string scope_;
+  layout::TableHeader* header_ = nullptr;  // for the early wake-up after an arm
   layout::Slot* slot_ = nullptr;
   detail::Ownership owner_;
   pid_t bound_pid_ = 0;

@@ -19,6 +19,7 @@
 //   line 2  max_probe:u32                                     (longest key displacement so far)
 //   line 3  retired_acquires | retired_releases | reaps | full_failures | fifo_requests
 //           | failed_kills (u64)
+//   line 4  wake_at_ns:u64 | wake_pending:u32 reserved:u32 | wake_requests:u64  (since 2.1)
 //
 //   Slot (320 bytes = 5 lines, 64-byte aligned)
 //   line 0  control:u64 | armed:u64 | start_time:u64 | scope_hash:u64
@@ -42,7 +43,7 @@ namespace shmtimer::layout {
 
 inline constexpr std::uint64_t kMagic = 0x52454d49544d4853ULL;  // "SHMTIMER" in memory
 inline constexpr std::uint16_t kVersionMajor = 2;
-inline constexpr std::uint16_t kVersionMinor = 0;
+inline constexpr std::uint16_t kVersionMinor = 1;  // 2.1: line 4, the early wake-up
 inline constexpr std::size_t kCacheLineBytes = 64;  // fixed, not hardware_destructive_interference_size:
                                                     // the layout must not depend on compiler flags.
 inline constexpr std::size_t kPageBytes = 4096;
@@ -122,6 +123,15 @@ struct alignas(kCacheLineBytes) TableHeader {
   std::atomic<std::uint64_t> full_failures;
   std::atomic<std::uint64_t> fifo_requests;
   std::atomic<std::uint64_t> failed_kills;  // signals that failed (each retry counts)
+
+  // Line 4 (format 2.1): the early wake-up. The server publishes when it will next look
+  // at the table; a client whose new deadline is earlier wakes it through the futex word
+  // `wake_pending`. The protocol and every ordering are argued in src/server_wakeup.hpp.
+  // A 2.0 table has zeros here, and zero means "never wake": the 2.0 behaviour.
+  alignas(kCacheLineBytes) std::atomic<std::uint64_t> wake_at_ns;  // CLOCK_MONOTONIC
+  std::atomic<std::uint32_t> wake_pending;  // futex word: 1 = a wake was asked for since the server looked
+  std::atomic<std::uint32_t> reserved1;     // 0
+  std::atomic<std::uint64_t> wake_requests;  // FUTEX_WAKE calls made by clients (statistics)
 };
 
 struct alignas(kCacheLineBytes) Slot {
@@ -234,7 +244,11 @@ static_assert(offsetof(TableHeader, reaps) == 208);
 static_assert(offsetof(TableHeader, full_failures) == 216);
 static_assert(offsetof(TableHeader, fifo_requests) == 224);
 static_assert(offsetof(TableHeader, failed_kills) == 232);
-static_assert(sizeof(TableHeader) == 256 && sizeof(TableHeader) <= kHeaderBytes);
+static_assert(offsetof(TableHeader, wake_at_ns) == 256);
+static_assert(offsetof(TableHeader, wake_pending) == 264);
+static_assert(offsetof(TableHeader, reserved1) == 268);
+static_assert(offsetof(TableHeader, wake_requests) == 272);
+static_assert(sizeof(TableHeader) == 320 && sizeof(TableHeader) <= kHeaderBytes);
 
 static_assert(offsetof(Slot, control) == 0);
 static_assert(offsetof(Slot, armed) == 8);

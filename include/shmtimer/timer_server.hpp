@@ -73,6 +73,10 @@ struct RoundResult {
 };
 
 class Reaper;
+namespace detail {
+class ServerWakeup;
+class SourceWatcher;
+}  // namespace detail
 
 // Something besides the table that brings timer requests (the FIFO shim). The server
 // drains every source at the start of each round, and wakes early when one is readable.
@@ -117,23 +121,25 @@ class TimerServer {
 
  private:
   void run_loop();
+  // One round. `fresh`: publish a new wake-up marker first (src/server_wakeup.hpp); a
+  // rescan asked for by a client keeps the plan already published.
+  RoundResult round(std::uint64_t now_ns, bool fresh);
   void write_heartbeat(std::uint64_t now_ns);
   bool drain_sources();  // true when a source has more pending
-  // Sleeps up to sleep_ns, waking early for stop() or a readable source.
-  void wait(std::uint64_t sleep_ns);
 
   std::shared_ptr<Table> table_;
   ServerOptions options_;
   ServerStats stats_;
   std::unique_ptr<Reaper> reaper_;
+  std::unique_ptr<detail::ServerWakeup> wakeup_;
+  std::unique_ptr<detail::SourceWatcher> watcher_;  // while the thread runs, if a source has a poll_fd
   int lock_fd_ = -1;
   std::atomic<std::int64_t> last_progress_epoch_s_{0};  // relaxed: a standalone value for readers
   std::vector<std::shared_ptr<RequestSource>> sources_;
   bool sources_pending_ = false;
-  // stop(): set the flag (release), then write the eventfd the sleeping thread polls;
+  // stop(): set the flag (release), then wake the thread sleeping on the table's futex;
   // the thread reads the flag (acquire) after every wake-up.
   std::atomic<bool> stop_requested_{false};
-  int stop_fd_ = -1;
   std::thread thread_;
 };
 

@@ -212,7 +212,7 @@ class Errors(unittest.TestCase):
             f.seek(8)
             f.write((3).to_bytes(2, "little"))
         try:
-            with self.assertRaisesRegex(shmtimer.VersionMismatchError, r"version 3\.0, this build reads 2\.x"):
+            with self.assertRaisesRegex(shmtimer.VersionMismatchError, r"version 3\.\d+, this build reads 2\.x"):
                 shmtimer.ShmTimerClient(path)
         finally:
             os.remove(path)

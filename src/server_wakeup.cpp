@@ -1,0 +1,101 @@
+#include "server_wakeup.hpp"
+
+#include <linux/futex.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <climits>
+#include <ctime>
+
+namespace shmtimer::detail {
+
+namespace {
+
+// Shared futexes (no FUTEX_PRIVATE_FLAG): the word lives in a MAP_SHARED file mapping, and
+// the waker is another process. The kernel keys the futex by the file page and offset.
+long futex_wake_all(std::atomic<std::uint32_t>& word) noexcept {
+  return ::syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(&word), FUTEX_WAKE, INT_MAX, nullptr, nullptr, 0);
+}
+
+// A relative timeout (FUTEX_WAIT measures it on CLOCK_MONOTONIC): the server's own clock
+// may be a test's, so only the length of the sleep is taken from it.
+void futex_wait_while_zero(std::atomic<std::uint32_t>& word, std::uint64_t timeout_ns) noexcept {
+  const timespec timeout{static_cast<time_t>(timeout_ns / 1'000'000'000),
+                         static_cast<long>(timeout_ns % 1'000'000'000)};
+  ::syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(&word), FUTEX_WAIT, 0u, &timeout, nullptr, 0);
+  // EAGAIN (the word was not 0), ETIMEDOUT, EINTR or a wake: the caller rescans in all.
+}
+
+// Flips the pending word 0 -> 1 and wakes the server; true when this call flipped it.
+bool raise_pending(layout::TableHeader& header) noexcept {
+  // A plain load first: once one waker has set the flag, the others do not write the
+  // line at all. seq_cst, as the exchange: see the argument in the header.
+  if (header.wake_pending.load(std::memory_order_seq_cst) != 0) return false;
+  if (header.wake_pending.exchange(1, std::memory_order_seq_cst) != 0) return false;
+  futex_wake_all(header.wake_pending);
+  return true;
+}
+
+}  // namespace
+
+void request_wakeup(layout::TableHeader& header) noexcept {
+  // Relaxed: statistics (the wake-ups per million arms that docs/benchmarks.md reports).
+  if (raise_pending(header)) header.wake_requests.fetch_add(1, std::memory_order_relaxed);
+}
+
+std::uint64_t ServerWakeup::publish_marker(std::uint64_t now_ns, std::uint64_t max_interval_ns) noexcept {
+  // A marker published less than half an interval ago still stands (the server spins
+  // through many rounds a millisecond at times): keeping it spares the clients, who read
+  // this line on every arm, a cache miss per round.
+  if (!(marker_live_ && promised_ns_ >= now_ns + max_interval_ns / 2)) {
+    promised_ns_ = now_ns + max_interval_ns;
+    marker_live_ = true;
+    // seq_cst store, then a seq_cst fence before the scan's loads: the server's half of
+    // the Dekker pair (a store followed by loads needs the fence; release would not do).
+    header_.wake_at_ns.store(promised_ns_, std::memory_order_seq_cst);
+  }
+  // Requests made before this point are answered by the scan that follows (the arm
+  // before a request read here happens before it). Load first: the line is written only
+  // when there is something to consume.
+  if (header_.wake_pending.load(std::memory_order_seq_cst) != 0)
+    header_.wake_pending.exchange(0, std::memory_order_seq_cst);
+  // A seq_cst fence before the scan's loads: the server's half of the Dekker pair (a
+  // store followed by loads needs it; release would not do), and it also orders the
+  // scan after the consumption above for an arm whose client saw the word already set.
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  return promised_ns_;
+}
+
+bool ServerWakeup::publish_plan(std::uint64_t wake_ns) noexcept {
+  if (wake_ns < promised_ns_) {
+    promised_ns_ = wake_ns;
+    marker_live_ = false;
+    // seq_cst: a client that reads it compares its deadline against it; it only ever
+    // lowers the bound, so whatever value a client read, the server looks by then.
+    header_.wake_at_ns.store(wake_ns, std::memory_order_seq_cst);
+  }
+  // seq_cst load, then exchange: consumes the requests made so far, and writes the line
+  // only when there are some. A request made after the load leaves the word at 1, which
+  // FUTEX_WAIT sees (or its FUTEX_WAKE ends the wait). An arm that preceded a request
+  // consumed here happens before the rescan that follows, which therefore sees it.
+  if (header_.wake_pending.load(std::memory_order_seq_cst) == 0) return false;
+  const bool requested = header_.wake_pending.exchange(0, std::memory_order_seq_cst) != 0;
+  std::atomic_thread_fence(std::memory_order_seq_cst);  // as in publish_marker: the rescan's loads come after
+  return requested;
+}
+
+void ServerWakeup::sleep_until(std::uint64_t now_ns, std::uint64_t deadline_ns) noexcept {
+  const std::uint64_t until = deadline_ns < promised_ns_ ? deadline_ns : promised_ns_;
+  if (until <= now_ns) return;
+  futex_wait_while_zero(header_.wake_pending, until - now_ns);
+}
+
+void ServerWakeup::wake() noexcept {
+  // Unconditional exchange: the in-process wakers (stop(), the source watcher) must wake
+  // the server even if a client's stale 1 is lying in the word.
+  header_.wake_pending.exchange(1, std::memory_order_seq_cst);
+  futex_wake_all(header_.wake_pending);
+}
+
+}  // namespace shmtimer::detail

@@ -1,0 +1,42 @@
+// Wakes the sleeping server when a request source (the FIFO shim) becomes readable. The
+// server sleeps on a futex in the table, which no file descriptor can wake, so this
+// thread waits on the descriptors for it.
+#pragma once
+
+#include <atomic>
+#include <thread>
+#include <vector>
+
+#include "server_wakeup.hpp"
+
+namespace shmtimer::detail {
+
+class SourceWatcher {
+ public:
+  // Watches `fds` (each readable when its source has requests) until destroyed.
+  SourceWatcher(const std::vector<int>& fds, ServerWakeup& wakeup);
+  ~SourceWatcher();
+  SourceWatcher(const SourceWatcher&) = delete;
+  SourceWatcher& operator=(const SourceWatcher&) = delete;
+
+  // The server calls this after each drain of its sources. Descriptors are watched one
+  // shot at a time (so a source the server has not drained yet does not spin this
+  // thread); a shot that fired is re-armed here, and fires again at once if the source
+  // still has data.
+  void rearm() noexcept;
+
+ private:
+  void run();
+
+  ServerWakeup& wakeup_;
+  std::vector<int> fds_;
+  int epoll_fd_ = -1;
+  int stop_fd_ = -1;
+  // Set (release) by this thread when a shot fired, before it wakes the server; taken
+  // (acq_rel exchange) by the server after a drain. A shot that fires after the take sets
+  // it again, and wakes the server again.
+  std::atomic<bool> fired_{false};
+  std::thread thread_;
+};
+
+}  // namespace shmtimer::detail
