@@ -11,7 +11,9 @@
 
 #include <sys/types.h>
 
+#include <algorithm>
 #include <cstdint>
+#include <cstring>
 #include <string_view>
 
 #include "slot_ops.hpp"
@@ -35,14 +37,12 @@ class ScopeCache {
     // Short scopes compare against the entry's copy (one line this thread owns), longer
     // ones against the slot itself, which keeps the whole cache small enough for the
     // static TLS surplus that a dlopen()ed library (the Python module) may use.
-    const auto len = static_cast<std::uint32_t>(e.len);
-    const ScopeKey::Words words{scope.data(), len};
-    const std::uint32_t word_count = (len + 7) / 8;
-    if (word_count <= kCachedWords) {
-      for (std::uint32_t i = 0; i < word_count; ++i)
-        if (e.words[i] != words.word(i)) return kNoSlot;
+    if (e.len <= kCachedBytes) {
+      if (!same_bytes(e.bytes, scope.data(), static_cast<std::uint32_t>(e.len))) return kNoSlot;
     } else {
-      for (std::uint32_t i = 0; i < word_count; ++i)
+      const auto len = static_cast<std::uint32_t>(e.len);
+      const ScopeKey::Words words{scope.data(), len};
+      for (std::uint32_t i = 0; i < (len + 7) / 8; ++i)
         if (slot.scope_words[i].load(std::memory_order_relaxed) != words.word(i)) return kNoSlot;
     }
     control = e.control;
@@ -58,13 +58,13 @@ class ScopeCache {
     e.control = control;
     e.start_time = start_time;
     e.len = scope.size();
-    const ScopeKey::Words words{scope.data(), static_cast<std::uint32_t>(e.len)};
-    for (std::uint32_t i = 0; i < kCachedWords; ++i) e.words[i] = words.word(i);
+    std::memset(e.bytes, 0, kCachedBytes);
+    std::memcpy(e.bytes, scope.data(), std::min<std::size_t>(scope.size(), kCachedBytes));
   }
 
  private:
   static constexpr std::size_t kEntries = 4;      // direct-mapped: a few hot scopes per thread
-  static constexpr std::uint32_t kCachedWords = 5;  // scopes up to 40 bytes are kept here
+  static constexpr std::uint32_t kCachedBytes = 40;  // scopes up to 40 bytes are kept here
 
   // Trivial (no member initializers), so the thread_local needs no per-access init
   // check; thread storage starts zeroed, and table_id 0 means empty (ids start at 1).
@@ -74,9 +74,27 @@ class ScopeCache {
     std::uint64_t control;
     std::uint64_t start_time;
     std::uint64_t len;
-    std::uint64_t words[kCachedWords];
+    char bytes[kCachedBytes];  // the scope, zero padded
   };
   static_assert(sizeof(Entry) == 80);
+
+  // Are the first `len` bytes (len <= kCachedBytes) of `cached` and `scope` equal? Whole
+  // 8-byte loads, the last one overlapping the one before, OR-ed together: no branch per
+  // word and no call, for the lengths scopes have ("file.py#123", "step-17").
+  static bool same_bytes(const char* cached, const char* scope, std::uint32_t len) noexcept {
+    const auto load8 = [](const char* p) {
+      std::uint64_t w;
+      std::memcpy(&w, p, 8);
+      return w;
+    };
+    if (len >= 8) {
+      std::uint64_t diff = load8(cached + len - 8) ^ load8(scope + len - 8);
+      for (std::uint32_t off = 0; off + 8 < len; off += 8) diff |= load8(cached + off) ^ load8(scope + off);
+      return diff == 0;
+    }
+    const ScopeKey::Words words{scope, len};  // 0..7 bytes: zero padded, as the copy is
+    return load8(cached) == words.word(0);
+  }
 
   // Mixes the length and the first and last eight bytes: scopes like "f.py#12" and
   // "f.py#13" differ only at the end.

@@ -79,14 +79,20 @@ ShmTimerClient::ShmTimerClient(std::shared_ptr<Table> table, int signal) : table
   insert_mutex();  // registers the fork handlers before any thread can fork
 }
 
-std::uint64_t ShmTimerClient::find_existing(std::string_view scope_id, detail::Ownership& owner) const {
-  const pid_t pid = current_pid();
+// The hot path: this thread's scope cache, inlined into acquire() and release(); the
+// table is searched only on a miss.
+[[gnu::always_inline]] inline std::uint64_t ShmTimerClient::find_cached(std::string_view scope_id,
+                                                                         detail::Ownership& owner) const noexcept {
   owner.start_time = current_start_time();
-  if (const auto index = detail::ScopeCache::find(*table_, pid, owner.start_time, scope_id, owner.control);
-      index != detail::kNoSlot) [[likely]]
+  return detail::ScopeCache::find(*table_, current_pid(), owner.start_time, scope_id, owner.control);
+}
+
+std::uint64_t ShmTimerClient::find_existing(std::string_view scope_id, detail::Ownership& owner) const {
+  if (const auto index = find_cached(scope_id, owner); index != detail::kNoSlot) [[likely]]
     return index;
   const detail::ScopeKey key(scope_id);
-  const auto index = detail::find_slot(*table_, pid, owner.start_time, layout::Origin::kTable, key, &owner.control);
+  const auto index =
+      detail::find_slot(*table_, current_pid(), owner.start_time, layout::Origin::kTable, key, &owner.control);
   if (index != detail::kNoSlot) detail::ScopeCache::remember(*table_, index, owner.control, owner.start_time, scope_id);
   return index;
 }
@@ -116,10 +122,20 @@ constexpr int kArmAttempts = 4;
 
 void ShmTimerClient::acquire(std::string_view scope_id, Deadline deadline) {
   const std::uint64_t deadline_ns = to_table_ns(deadline);
+  detail::Ownership owner;
+  if (const auto index = find_cached(scope_id, owner);
+      index != detail::kNoSlot && detail::arm_slot(table_->slot(index), owner, deadline_ns, signal_)) [[likely]] {
+    detail::wake_server_for(table_->header(), deadline_ns);
+    return;
+  }
+  acquire_slow(scope_id, deadline_ns);
+}
+
+void ShmTimerClient::acquire_slow(std::string_view scope_id, std::uint64_t deadline_ns) {
   for (int attempt = 0; attempt < kArmAttempts; ++attempt) {
     detail::Ownership owner;
     const auto index = slot_for(scope_id, owner);
-    if (detail::arm_slot(table_->slot(index), owner, deadline_ns, signal_)) [[likely]] {
+    if (detail::arm_slot(table_->slot(index), owner, deadline_ns, signal_)) {
       detail::wake_server_for(table_->header(), deadline_ns);
       return;
     }
@@ -128,11 +144,18 @@ void ShmTimerClient::acquire(std::string_view scope_id, Deadline deadline) {
 }
 
 void ShmTimerClient::release(std::string_view scope_id) {
+  detail::Ownership owner;
+  if (const auto index = find_cached(scope_id, owner);
+      index != detail::kNoSlot && detail::disarm_slot(table_->slot(index), owner)) [[likely]]
+    return;
+  release_slow(scope_id);
+}
+
+void ShmTimerClient::release_slow(std::string_view scope_id) {
   for (int attempt = 0; attempt < kArmAttempts; ++attempt) {
     detail::Ownership owner;
     const auto index = find_existing(scope_id, owner);
-    if (index == detail::kNoSlot || detail::disarm_slot(table_->slot(index), owner)) [[likely]]
-      return;
+    if (index == detail::kNoSlot || detail::disarm_slot(table_->slot(index), owner)) return;
   }
 }
 
@@ -147,7 +170,10 @@ bool ShmTimerClient::forget(std::string_view scope_id) {
 
 Timer ShmTimerClient::timer(std::string_view scope_id) { return Timer(*this, std::string(scope_id)); }
 
-Timer::Timer(ShmTimerClient& client, std::string scope) : client_(&client), scope_(std::move(scope)) { bind(); }
+Timer::Timer(ShmTimerClient& client, std::string scope)
+    : client_(&client), scope_(std::move(scope)), signal_(client.signal_) {
+  bind();
+}
 
 void Timer::bind() {
   bound_pid_ = current_pid();
@@ -155,7 +181,8 @@ void Timer::bind() {
   slot_ = &client_->table_->slot(client_->slot_for(scope_, owner_));
 }
 
-bool Timer::bound_here() const noexcept {
+// Inlined into arm() and disarm(): two loads of this process's identity and two compares.
+[[gnu::always_inline]] inline bool Timer::bound_here() const noexcept {
   // A forked child has another pid; a descendant given a recycled pid has another start
   // time. Either must bind its own slot, never write its ancestor's.
   return current_pid() == bound_pid_ && current_start_time() == owner_.start_time;
@@ -163,13 +190,17 @@ bool Timer::bound_here() const noexcept {
 
 void Timer::arm(Deadline deadline) {
   const std::uint64_t deadline_ns = to_table_ns(deadline);
-  if (bound_here() && detail::arm_slot(*slot_, owner_, deadline_ns, client_->signal_)) [[likely]] {
+  if (bound_here() && detail::arm_slot(*slot_, owner_, deadline_ns, signal_)) [[likely]] {
     detail::wake_server_for(*header_, deadline_ns);
     return;
   }
+  rebind_and_arm(deadline_ns);
+}
+
+void Timer::rebind_and_arm(std::uint64_t deadline_ns) {
   for (int attempt = 0; attempt < kArmAttempts; ++attempt) {  // rebind: see kArmAttempts
     bind();
-    if (detail::arm_slot(*slot_, owner_, deadline_ns, client_->signal_)) {
+    if (detail::arm_slot(*slot_, owner_, deadline_ns, signal_)) {
       detail::wake_server_for(*header_, deadline_ns);
       return;
     }

@@ -262,7 +262,7 @@ TEST(Expires, ReleasesWhenTheBlockThrows) {
 
 void recurse(const std::shared_ptr<TimerClient>& client, int depth, std::vector<std::string>& scopes) {
   Expires guard(std::chrono::seconds(depth + 1), {}, client);  // the default scope: this line
-  scopes.push_back(guard.scope());
+  scopes.emplace_back(guard.scope());
   if (depth > 0) recurse(client, depth - 1, scopes);
 }
 
@@ -296,6 +296,38 @@ TEST(Configure, ExpiresUsesTheConfiguredClient) {
   { Expires guard(1s, "configured"); }
   EXPECT_EQ(my_rows(t.table).count("configured"), 1u);
   configure(nullptr);
+}
+
+// Guards hold the configured client by pointer: configure() keeps every client it was
+// given, so a guard whose client was replaced meanwhile still releases through it.
+TEST(Configure, AGuardOutlivesTheConfigureThatReplacedItsClient) {
+  TempTable first, second;
+  configure(std::make_shared<ShmTimerClient>(first.table));
+  {
+    Expires guard(10s, "outlives");
+    configure(std::make_shared<ShmTimerClient>(second.table));  // the first client has no other owner now
+    EXPECT_EQ(my_rows(first.table).at("outlives").state, RowState::kArmed);
+  }
+  EXPECT_EQ(my_rows(first.table).at("outlives").state, RowState::kIdle);
+  EXPECT_EQ(my_rows(second.table).count("outlives"), 0u);
+  configure(nullptr);
+}
+
+// A guard copies its scope (inline up to 64 bytes): the caller's string may be a
+// temporary that is gone when the guard releases.
+TEST(Expires, ATemporaryScopeOfAnyLengthIsReleasedUnderItsOwnName) {
+  TempTable t;
+  ShmTimerClient client(t.table);
+  for (const std::size_t length : {std::size_t{5}, Expires::kInlineScopeBytes, Expires::kInlineScopeBytes + 1,
+                                   std::size_t{256}}) {
+    const std::string name(length, 'q');
+    {
+      Expires guard(10s, std::string(name.data(), name.size()), client);  // the temporary dies here
+      const std::string reuse(name.size(), 'x');  // likely in the temporary's freed buffer (ASan: use after free)
+      EXPECT_EQ(guard.scope(), name);
+    }
+    EXPECT_EQ(my_rows(t.table).at(name).state, RowState::kIdle) << length;
+  }
 }
 
 TEST(SlotOps, LookupsFindKeysPlacedFarFromHome) {

@@ -256,7 +256,7 @@ TEST(FifoShim, AWorkerThatOverrunsAFifoTimerIsKilled) {
   });
   const pid_t punctual = testing::fork_child([&] {
     FifoTimerClient client(f.fifo_path.path());
-    Expires guard(2s, "punctual", std::shared_ptr<TimerClient>(&client, [](auto*) {}));
+    Expires guard(2s, "punctual", client);
     std::this_thread::sleep_for(50ms);
   });
   EXPECT_TRUE(testing::killed_by(testing::wait_child(hung), SIGKILL));

@@ -52,7 +52,7 @@ TEST(TimerServer, PunctualWorkerSurvives) {
   const pid_t child = testing::fork_child([&] {
     ShmTimerClient client(t.table);
     for (int i = 0; i < 5; ++i) {
-      Expires guard(100ms, "step", std::shared_ptr<TimerClient>(&client, [](auto*) {}));
+      Expires guard(100ms, "step", client);
       std::this_thread::sleep_for(20ms);
     }
     // Alive well past the last released deadline: a release that did not disarm would

@@ -43,6 +43,10 @@ class ShmTimerClient final : public TimerClient {
   // The slot index of this process's key, with the identity it is owned under; kNoSlot
   // when there is none. Per-thread cache, then the table.
   std::uint64_t find_existing(std::string_view scope_id, detail::Ownership& owner) const;
+  std::uint64_t find_cached(std::string_view scope_id, detail::Ownership& owner) const noexcept;  // the cache alone
+  // Out of line, so that acquire() and release() are small leaves on a cache hit.
+  [[gnu::noinline]] void acquire_slow(std::string_view scope_id, std::uint64_t deadline_ns);
+  [[gnu::noinline]] void release_slow(std::string_view scope_id);
   std::uint64_t slot_for(std::string_view scope_id, detail::Ownership& owner);  // find, else claim
 
   std::shared_ptr<Table> table_;
@@ -65,9 +69,12 @@ class Timer {
   Timer(ShmTimerClient& client, std::string scope);
   void bind();
   bool bound_here() const noexcept;
+  // The slow path of arm(), out of line so the fast one stays a leaf without a frame.
+  [[gnu::noinline, gnu::cold]] void rebind_and_arm(std::uint64_t deadline_ns);
 
   ShmTimerClient* client_;
   std::string scope_;
+  int signal_;  // the client's, kept here so arm() reads one line of this handle
   layout::TableHeader* header_ = nullptr;  // for the early wake-up after an arm
   layout::Slot* slot_ = nullptr;
   detail::Ownership owner_;

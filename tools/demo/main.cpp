@@ -62,7 +62,7 @@ int main(int argc, char** argv) {
       return 2;
     }
     const pid_t hung = spawn(table, [](shmtimer::ShmTimerClient& client) {
-      shmtimer::Expires guard(300ms, "demo/hung-step", std::shared_ptr<shmtimer::TimerClient>(&client, [](auto*) {}));
+      shmtimer::Expires guard(300ms, "demo/hung-step", client);
       std::this_thread::sleep_for(10s);  // a hang: the watchdog must end it
     });
     const pid_t punctual = spawn(table, [](shmtimer::ShmTimerClient& client) {
