@@ -11,9 +11,13 @@
 #include "shmtimer/error.hpp"
 #include "shmtimer/shm_timer_client.hpp"
 #include "shmtimer/table_reader.hpp"
+#include "fast_calls.hpp"
 
 namespace py = pybind11;
 using namespace shmtimer;
+
+// Sets the Python exception for a library error (the module's exception types).
+void (*g_raise)(const Error&) = nullptr;
 
 namespace {
 
@@ -73,23 +77,26 @@ PYBIND11_MODULE(_shmtimer, m) {
   static py::exception<Error> unsafe(m, "UnsafeTableError", base.ptr());
   static py::exception<Error> full(m, "TableFullError", base.ptr());
   static py::exception<Error> too_long(m, "ScopeTooLongError", base.ptr());
+  g_raise = [](const Error& e) {
+    switch (e.code()) {
+      case ErrorCode::kIo:
+        (e.sys_errno() == ENOENT ? missing : base)(e.what());
+        return;
+      case ErrorCode::kNotATable:
+      case ErrorCode::kSizeMismatch: not_a_table(e.what()); return;
+      case ErrorCode::kVersionMismatch: version(e.what()); return;
+      case ErrorCode::kUnsafeFile: unsafe(e.what()); return;
+      case ErrorCode::kTableFull: full(e.what()); return;
+      case ErrorCode::kScopeTooLong: too_long(e.what()); return;
+      case ErrorCode::kInvalidArgument: PyErr_SetString(PyExc_ValueError, e.what()); return;
+      default: base(e.what()); return;
+    }
+  };
   py::register_exception_translator([](std::exception_ptr p) {
     try {
       if (p) std::rethrow_exception(p);
     } catch (const Error& e) {
-      switch (e.code()) {
-        case ErrorCode::kIo:
-          (e.sys_errno() == ENOENT ? missing : base)(e.what());
-          return;
-        case ErrorCode::kNotATable:
-        case ErrorCode::kSizeMismatch: not_a_table(e.what()); return;
-        case ErrorCode::kVersionMismatch: version(e.what()); return;
-        case ErrorCode::kUnsafeFile: unsafe(e.what()); return;
-        case ErrorCode::kTableFull: full(e.what()); return;
-        case ErrorCode::kScopeTooLong: too_long(e.what()); return;
-        case ErrorCode::kInvalidArgument: PyErr_SetString(PyExc_ValueError, e.what()); return;
-        default: base(e.what()); return;
-      }
+      g_raise(e);
     }
   });
 
@@ -114,6 +121,16 @@ PYBIND11_MODULE(_shmtimer, m) {
            },
            py::arg("scope_id"), py::arg("after"))
       .def("release", &ShmTimerClient::release, py::arg("scope_id"))
+      .def(
+          "fast_calls",
+          [](const std::shared_ptr<ShmTimerClient>& c) { return py::reinterpret_steal<py::tuple>(client_fast_calls(c)); },
+          "(acquire, release, acquire_after): the per-step calls as CPython builtins, without pybind11's dispatch.")
+      .def(
+          "timer_calls",
+          [](const std::shared_ptr<ShmTimerClient>& c, std::string_view scope) {
+            return py::reinterpret_steal<py::tuple>(timer_fast_calls(c, scope));
+          },
+          py::arg("scope_id"), "(arm, arm_after, disarm) of a Timer handle bound to the scope's slot.")
       .def("forget", &ShmTimerClient::forget, py::arg("scope_id"))
       .def_property_readonly("signal", &ShmTimerClient::signal)
       .def_property_readonly("table_path", [](const ShmTimerClient& c) { return c.table()->path().string(); });

@@ -165,6 +165,55 @@ class WithoutTorch(WithServer):
         self.assertGreaterEqual(shmtimer.header(self.table)["counters"]["acquires"], 12 * 2001)
 
 
+class TimerHandle(WithServer):
+    def test_a_hung_handle_is_reaped_and_a_disarmed_one_survives(self):
+        hung = worker("""
+            t = shmtimer.ShmTimerClient(sys.argv[1]).timer("handle-hung")
+            t.arm_after(0.1)
+            time.sleep(60)
+            """, self.table)
+        self.assertEqual(hung.returncode, -signal.SIGKILL)
+        # Disarmed, then alive well past the deadline it had: a disarm that did nothing
+        # would get this worker killed.
+        fine = worker("""
+            t = shmtimer.ShmTimerClient(sys.argv[1]).timer("handle-fine")
+            for _ in range(3):
+                t.arm(time.time() + 0.2)
+                t.disarm()
+            time.sleep(0.6)
+            """, self.table)
+        self.assertEqual(fine.returncode, 0)
+
+    def test_handle_arms_its_scopes_slot(self):
+        client = shmtimer.ShmTimerClient(self.table)
+        handle = client.timer("mine")
+        self.assertEqual(handle.scope, "mine")
+        handle.arm_after(30)
+        rows = {t["scope"]: t for t in shmtimer.timers(self.table) if t["pid"] == os.getpid()}
+        self.assertGreater(rows["mine"]["remaining_s"], 25)
+        handle.disarm()
+        self.assertEqual(shmtimer.timers(self.table), [])
+        client.release("mine")  # the same slot as the scope API's
+        self.assertTrue(client.forget("mine"))
+
+    def test_fast_calls_check_their_arguments(self):
+        client = shmtimer.ShmTimerClient(self.table)
+        client.acquire(scope_id="kw", expiration_time=time.time() + 30)  # keywords, as torch's API allows
+        client.release(scope_id="kw")
+        client.acquire(b"bytes-scope", int(time.time()) + 30)  # bytes and an int time
+        client.release(b"bytes-scope")
+        for bad in [lambda: client.acquire("x"), lambda: client.acquire("x", 1.0, 2.0),
+                    lambda: client.acquire(7, time.time()), lambda: client.acquire("x", "soon"),
+                    lambda: client.release(), lambda: client.release(scope="x"),
+                    lambda: client.timer("h").arm_after(), lambda: client.timer("h").disarm(1)]:
+            with self.assertRaises(TypeError):
+                bad()
+        with self.assertRaises(shmtimer.ScopeTooLongError):
+            client.acquire("y" * 257, time.time() + 30)
+        with self.assertRaises(shmtimer.ScopeTooLongError):
+            client.timer("y" * 257)
+
+
 class SmallTable(WithServer):
     capacity = 2
 

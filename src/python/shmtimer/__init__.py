@@ -27,7 +27,7 @@ from ._shmtimer import (  # noqa: F401  (re-exported)
 )
 
 __all__ = [
-    "ShmTimerClient", "expires", "configure", "timers", "header", "default_table_path",
+    "ShmTimerClient", "Timer", "expires", "configure", "timers", "header", "default_table_path",
     "ShmTimerError", "TableMissingError", "NotATableError", "VersionMismatchError",
     "UnsafeTableError", "TableFullError", "ScopeTooLongError",
 ]
@@ -49,10 +49,9 @@ class ShmTimerClient(_TimerClientBase):
         if _TimerClientBase is not object:
             super().__init__()
         self._client = _shmtimer.Client(table_path or default_table_path(), int(signal))
-        # Bound C++ methods stored on the instance: one call from Python to C++ per
-        # acquire or release, with no Python frame in between.
-        self.acquire = self._client.acquire
-        self.release = self._client.release
+        # CPython builtins stored on the instance: one call from Python to C++ per
+        # acquire or release, with no Python frame and no pybind11 dispatch in between.
+        self.acquire, self.release, self._acquire_after = self._client.fast_calls()
 
     # The class-level methods exist for torch's abstract base class and for help();
     # instances use the bound C++ methods set above.
@@ -64,6 +63,14 @@ class ShmTimerClient(_TimerClientBase):
         """Disarms (this process, scope_id); an unknown scope is a no-op."""
         self._client.release(scope_id)
 
+    def timer(self, scope_id):
+        """A :class:`Timer` bound to this process's slot for ``scope_id`` (claimed now)."""
+        return Timer(scope_id, self._client.timer_calls(scope_id))
+
+    def forget(self, scope_id):
+        """Gives the scope's slot back to the table (no Timer of it may be in use)."""
+        return self._client.forget(scope_id)
+
     @property
     def table_path(self):
         return self._client.table_path
@@ -71,6 +78,21 @@ class ShmTimerClient(_TimerClientBase):
     @property
     def signal(self):
         return self._client.signal
+
+
+class Timer:
+    """A handle on one scope's slot, for hot loops: ``arm_after(seconds)``,
+    ``arm(expiration_time)`` (wall-clock epoch seconds) and ``disarm()`` skip the scope
+    lookup, each one call into C++. Get one with ``ShmTimerClient.timer(scope_id)``."""
+
+    __slots__ = ("scope", "arm", "arm_after", "disarm")
+
+    def __init__(self, scope, calls):
+        self.scope = scope
+        self.arm, self.arm_after, self.disarm = calls
+
+    def __repr__(self):
+        return "shmtimer.Timer(%r)" % (self.scope,)
 
 
 _configured = None
@@ -109,9 +131,9 @@ class expires:  # noqa: N801 (named like the reference's function)
         self._after = after
 
     def __enter__(self):
-        inner = getattr(self._client, "_client", None)
-        if inner is not None:
-            inner.acquire_after(self._scope, self._after)
+        acquire_after = getattr(self._client, "_acquire_after", None)
+        if acquire_after is not None:
+            acquire_after(self._scope, self._after)
         else:
             import time
             self._client.acquire(self._scope, time.time() + self._after)
