@@ -72,19 +72,39 @@ long thread_count(pid_t pid) noexcept {
 
 // Does the maps file at `path` list a mapping of `file`? Lines read "start-end perms
 // offset major:minor inode path", device numbers in hex.
+// Reads the whole of a /proc text file (it is generated on read; a few KiB to a few
+// hundred KiB for maps).
+bool read_proc_text(const std::string& path, std::string& out) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return false;
+  out.clear();
+  char chunk[65536];
+  ssize_t n;
+  while ((n = ::read(fd, chunk, sizeof chunk)) > 0) out.append(chunk, static_cast<std::size_t>(n));
+  ::close(fd);
+  return n == 0;
+}
+
+// Does the maps text list `file`? Each line is "start-end perms offset major:minor inode
+// path". The kill path runs this for every signal, and parsing every line of a process
+// with hundreds of mappings cost more than the rest of the kill; so only the lines whose
+// inode field is the file's (found as text) are parsed.
 bool maps_list_file(const std::string& path, const FileId& file) {
-  FILE* maps = std::fopen(path.c_str(), "re");
-  if (maps == nullptr) return false;
-  char line[4096 + 256];
-  bool found = false;
-  while (!found && std::fgets(line, sizeof line, maps) != nullptr) {
+  std::string maps;
+  if (!read_proc_text(path, maps)) return false;
+  const std::string inode = " " + std::to_string(file.ino) + " ";
+  for (std::size_t at = maps.find(inode); at != std::string::npos; at = maps.find(inode, at + 1)) {
+    const std::size_t line_start = maps.rfind('\n', at);
+    const std::size_t from = line_start == std::string::npos ? 0 : line_start + 1;
+    const std::size_t line_end = maps.find('\n', at);
+    const std::string line = maps.substr(from, line_end == std::string::npos ? std::string::npos : line_end - from);
     unsigned major = 0, minor = 0;
-    unsigned long long inode = 0;
-    if (std::sscanf(line, "%*s %*s %*s %x:%x %llu", &major, &minor, &inode) == 3)
-      found = inode == file.ino && ::makedev(major, minor) == file.dev;
+    unsigned long long ino = 0;
+    if (std::sscanf(line.c_str(), "%*s %*s %*s %x:%x %llu", &major, &minor, &ino) == 3 && ino == file.ino &&
+        ::makedev(major, minor) == file.dev)
+      return true;
   }
-  std::fclose(maps);
-  return found;
+  return false;
 }
 
 void refresh_self() noexcept {
