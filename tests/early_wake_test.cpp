@@ -4,6 +4,7 @@
 // happen shows up as a timer never served, not as a few milliseconds of lateness.
 #include <gtest/gtest.h>
 
+#include <random>
 #include <thread>
 
 #include "server_support.hpp"
@@ -70,6 +71,40 @@ TEST(EarlyWake, EveryArmRacingTheServersRoundIsServedWithoutWaitingForTheInterva
     }));
   for (const pid_t worker : workers)
     EXPECT_TRUE(exited_ok(wait_child(worker, 2 * kServed))) << "an arm racing a round was never seen";
+  server.stop();
+}
+
+// The window the pending word closes: an arm that lands while a round runs, after the
+// scan passed its slot, with a deadline before the plan that round makes. Rounds here
+// are long (a table full of another process's hour-long timers), and the worker arms a
+// 10 s timer (which wakes the server for a round and sets its plan) and then, a random
+// moment into that round, a 1 ms one. Without the rescan the 1 ms timer waits for the
+// plan, 10 s; so it must be seen (its word cleared) before that.
+TEST(EarlyWake, AnArmDuringARoundAfterTheScanPassedItIsSeenBeforeTheRoundsPlan) {
+  TempTable t(1 << 16);
+  const pid_t parent = ::getppid();  // alive throughout: its planted timers are never due
+  const auto parent_stat = read_process_stat(parent);
+  ASSERT_TRUE(parent_stat.has_value());
+  for (int i = 0; i < (1 << 16) - 16; ++i)
+    plant(*t.table, parent, "filler-" + std::to_string(i), monotonic_now_ns() + 3600 * kSecond, 0, parent_stat->start_time);
+  TimerServer server(t.table, sleepy_options());
+  server.start();
+  const pid_t worker = fork_child([&] {
+    ShmTimerClient client(t.table, 0);
+    std::mt19937 rng(7);
+    for (int i = 0; i < (kSanitized ? 10 : 40); ++i) {
+      const auto plan = SteadyClock::now() + 10s;
+      client.acquire("plan", plan);  // wakes the server: a round starts
+      std::this_thread::sleep_for(std::chrono::microseconds(rng() % 400));
+      client.acquire("short", SteadyClock::now() + 1ms);
+      const auto index = detail::find_slot(*t.table, current_pid(), current_start_time(), layout::Origin::kTable,
+                                           detail::ScopeKey("short"));
+      while (t.table->slot(index).armed.load() != layout::kDisarmed)
+        if (SteadyClock::now() > plan - 1s) ::_exit(2);  // missed: served only at the plan
+      client.release("plan");
+    }
+  });
+  EXPECT_TRUE(exited_ok(wait_child(worker, 4 * kServed))) << "an arm during a round waited for the round's plan";
   server.stop();
 }
 
