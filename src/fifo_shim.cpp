@@ -86,6 +86,11 @@ FifoShim::FifoShim(std::shared_ptr<Table> table, std::filesystem::path path, Eve
                recover(tail);
              }),
       senders_(std::make_unique<detail::FifoSenders>(options_.any_uid)) {
+  open_fifo();
+  spdlog::info("serving the FileTimer protocol on FIFO {}", path_.string());
+}
+
+void FifoShim::open_fifo() {
   make_fifo(path_, options_.mode);
   // Non-blocking: the reference blocks here until the first client opens the FIFO; a
   // watchdog must not.
@@ -93,11 +98,13 @@ FifoShim::FifoShim(std::shared_ptr<Table> table, std::filesystem::path path, Eve
   struct stat st {};
   ::fstat(read_fd_, &st);  // succeeded in open_own_fifo
   inode_ = st.st_ino;
+  dev_ = st.st_dev;
   // The writer end through /proc/self/fd: the very FIFO just checked, not the path again.
   keepalive_fd_ = ::open(("/proc/self/fd/" + std::to_string(read_fd_)).c_str(), O_WRONLY | O_NONBLOCK | O_CLOEXEC);
   if (keepalive_fd_ < 0) {
     const int err = errno;
     ::close(read_fd_);
+    read_fd_ = -1;
     remove_fifo_if_ours();
     errno = err;
     throw_errno("cannot open the FIFO " + path_.string() + " for writing");
@@ -106,24 +113,60 @@ FifoShim::FifoShim(std::shared_ptr<Table> table, std::filesystem::path path, Eve
   // BlockingIOError and the request is lost. The kernel caps this at pipe-max-size.
   if (::fcntl(read_fd_, F_SETPIPE_SZ, options_.pipe_bytes) < 0)
     spdlog::debug("FIFO {}: could not enlarge the pipe: {}", path_.string(), std::strerror(errno));
-  spdlog::info("serving the FileTimer protocol on FIFO {}", path_.string());
+}
+
+// Torch's own FileTimerServer removes and re-creates its FIFO at start and removes it at
+// stop; an operator may remove it too. Either way writers can no longer reach this
+// server, and it would go on serving nothing. So the path is checked, at most every
+// kPathCheckNs, once the FIFO is drained (what was written before a removal is read
+// first): a removed FIFO is made again; one replaced by another file (another server's,
+// most likely) is left alone, never removed, and reported through lost().
+void FifoShim::check_path(std::uint64_t now_ns) {
+  if (lost_.load(std::memory_order_relaxed) || now_ns < next_path_check_ns_) return;
+  next_path_check_ns_ = now_ns + kPathCheckNs;
+  struct stat st {};
+  if (::lstat(path_.c_str(), &st) == 0) {
+    if (S_ISFIFO(st.st_mode) && st.st_ino == inode_ && st.st_dev == dev_) return;
+    lost_.store(true, std::memory_order_relaxed);
+    spdlog::error("the FIFO {} was replaced by another file ({}, uid {}): another server, such as torch's "
+                  "FileTimerServer, is serving that path now; requests written there no longer reach this server",
+                  path_.string(), S_ISFIFO(st.st_mode) ? "a FIFO" : "not a FIFO", st.st_uid);
+    return;
+  }
+  if (errno != ENOENT) return;  // EACCES and the like: nothing known, check again later
+  spdlog::error("the FIFO {} was removed (by torch's FileTimerServer, or by hand); creating it again", path_.string());
+  // The new FIFO is opened while the old descriptors are still open, so it gets other
+  // numbers: the source watcher tells a changed source by its descriptor's number.
+  const int old_read = read_fd_, old_keepalive = keepalive_fd_;
+  try {
+    open_fifo();
+    recreations_.fetch_add(1, std::memory_order_relaxed);
+  } catch (const Error& e) {
+    read_fd_ = keepalive_fd_ = -1;
+    lost_.store(true, std::memory_order_relaxed);
+    spdlog::error("cannot create the FIFO {} again: {}", path_.string(), e.what());
+  }
+  ::close(old_keepalive);
+  ::close(old_read);
 }
 
 FifoShim::~FifoShim() {
-  ::close(keepalive_fd_);
-  ::close(read_fd_);
+  if (keepalive_fd_ >= 0) ::close(keepalive_fd_);
+  if (read_fd_ >= 0) ::close(read_fd_);
   remove_fifo_if_ours();  // as the reference removes its FIFO on stop
 }
 
 void FifoShim::remove_fifo_if_ours() const {
   struct stat st {};
-  if (::lstat(path_.c_str(), &st) == 0 && S_ISFIFO(st.st_mode) && st.st_ino == inode_) ::unlink(path_.c_str());
+  if (::lstat(path_.c_str(), &st) == 0 && S_ISFIFO(st.st_mode) && st.st_ino == inode_ && st.st_dev == dev_)
+    ::unlink(path_.c_str());
 }
 
 DrainResult FifoShim::drain() {
   const std::uint64_t before = request_count();
   const std::uint64_t started_ns = monotonic_now_ns();
   table_full_ = false;  // a full table is searched at most once a round (slots may have been freed since)
+  if (read_fd_ < 0) return {0, false};  // lost, and could not be made again
   std::size_t read_bytes = 0;
   char buf[16384];  // about 150 requests: the time budget is checked between chunks
   while (read_bytes < options_.max_bytes_per_drain &&
@@ -137,7 +180,8 @@ DrainResult FifoShim::drain() {
     }
     if (n < 0 && errno == EINTR) continue;
     if (n < 0 && errno != EAGAIN) spdlog::error("reading the FIFO {}: {}", path_.string(), std::strerror(errno));
-    return {request_count() - before, false};  // EAGAIN: drained
+    check_path(monotonic_now_ns());  // drained: a FIFO made again now loses nothing written before
+    return {request_count() - before, false};
   }
   return {request_count() - before, true};
 }

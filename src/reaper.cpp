@@ -88,7 +88,9 @@ void Reaper::scan(std::uint64_t now_ns, std::map<ProcessKey, std::vector<SlotSna
       return;
     }
     if (state != SlotState::kReady) return;  // Claiming: the sweep handles dead claimants
-    const std::uint64_t armed = slot.armed.load(std::memory_order_acquire);
+    // seq_cst, not just acquire: the early wake-up's Dekker pair with the client's arm
+    // (src/server_wakeup.hpp). A plain load on x86-64 all the same.
+    const std::uint64_t armed = slot.armed.load(std::memory_order_seq_cst);
     if (armed == layout::kDisarmed) return;
     // Relaxed: start_time only groups the timer with its process here; cleanup acts on
     // the exact armed word, whose check names the owner.

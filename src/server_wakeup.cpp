@@ -51,19 +51,21 @@ std::uint64_t ServerWakeup::publish_marker(std::uint64_t now_ns, std::uint64_t m
   if (!(marker_live_ && promised_ns_ >= now_ns + max_interval_ns / 2)) {
     promised_ns_ = now_ns + max_interval_ns;
     marker_live_ = true;
-    // seq_cst store, then a seq_cst fence before the scan's loads: the server's half of
-    // the Dekker pair (a store followed by loads needs the fence; release would not do).
+    // seq_cst store: the server's half of the Dekker pair. The scan's loads of the armed
+    // words that follow are seq_cst too (src/reaper.cpp), so this store and they are
+    // ordered in the single seq_cst order: an arm whose client read an older value comes
+    // before this store there, hence before the scan's load, which therefore sees it.
+    // (No fence: seq_cst loads are plain loads on x86-64, and ThreadSanitizer models them
+    // but not fences.)
     header_.wake_at_ns.store(promised_ns_, std::memory_order_seq_cst);
   }
-  // Requests made before this point are answered by the scan that follows (the arm
-  // before a request read here happens before it). Load first: the line is written only
-  // when there is something to consume.
+  // Requests made before this point are answered by the scan that follows: the arm before
+  // a request consumed here happens before it (the exchange reads the client's release),
+  // and the arm of a client that found the word already set precedes this exchange in
+  // the seq_cst order, as does the scan's seq_cst load after it. Load first: the line is
+  // written only when there is something to consume.
   if (header_.wake_pending.load(std::memory_order_seq_cst) != 0)
     header_.wake_pending.exchange(0, std::memory_order_seq_cst);
-  // A seq_cst fence before the scan's loads: the server's half of the Dekker pair (a
-  // store followed by loads needs it; release would not do), and it also orders the
-  // scan after the consumption above for an arm whose client saw the word already set.
-  std::atomic_thread_fence(std::memory_order_seq_cst);
   return promised_ns_;
 }
 
@@ -81,8 +83,7 @@ bool ServerWakeup::publish_plan(std::uint64_t wake_ns) noexcept {
   // consumed here happens before the rescan that follows, which therefore sees it.
   if (header_.wake_pending.load(std::memory_order_seq_cst) == 0) return false;
   const bool requested = header_.wake_pending.exchange(0, std::memory_order_seq_cst) != 0;
-  std::atomic_thread_fence(std::memory_order_seq_cst);  // as in publish_marker: the rescan's loads come after
-  return requested;
+  return requested;  // the rescan's seq_cst loads come after it, as in publish_marker
 }
 
 void ServerWakeup::sleep_until(std::uint64_t now_ns, std::uint64_t deadline_ns) noexcept {

@@ -8,17 +8,17 @@
 //   client, after its arm's exchange          server, each round
 //   --------------------------------          ------------------
 //   if deadline < wake_at_ns:                  publish marker M = now + max_interval  (1)
-//     if wake_pending == 0 and                 fence; drain sources; scan the table
+//     if wake_pending == 0 and                 drain sources; scan (seq_cst loads)
 //        exchange(wake_pending, 1) == 0:       plan the next look W <= M
 //       FUTEX_WAKE(wake_pending)               loop: publish W; if exchange(pending, 0)
 //                                                    rescan (W only ever lowered)    (2)
 //                                              FUTEX_WAIT(pending, 0, until W)
 //
 // Why no arm is missed. The arm (a seq_cst exchange) and the client's seq_cst load of
-// wake_at_ns face the server's seq_cst store of the marker and the fence after it, a
-// Dekker pair: if the client read a value older than the marker, its arm comes before the
-// marker in the single order of seq_cst operations, so the scan after the fence sees the
-// arm. Otherwise the client read the marker or a later value V, every one of which
+// wake_at_ns face the server's seq_cst store of the marker and the scan's seq_cst loads
+// of the armed words after it, a Dekker pair: if the client read a value older than the
+// marker, its arm comes before the marker in the single order of seq_cst operations, so
+// the scan's load, after the marker, sees the arm. Otherwise the client read the marker or a later value V, every one of which
 // bounds the server's next look from above (W <= M, and W is only lowered); so either the
 // deadline is at or after V and the server looks at the table by then, or the client
 // sets wake_pending. A pending flag set before the server's exchange (2) is seen there
@@ -48,7 +48,7 @@ void request_wakeup(layout::TableHeader& header) noexcept;
 
 // The client's step after an arm that succeeded (arm_slot's seq_cst exchange comes first).
 inline void wake_server_for(layout::TableHeader& header, std::uint64_t deadline_ns) noexcept {
-  // seq_cst: the Dekker pair with the server's marker store and fence (see above). On
+  // seq_cst: the Dekker pair with the server's marker store and its scan's seq_cst loads (above). On
   // x86-64 it is a plain load, after the locked exchange that already drained the store
   // buffer.
   if (deadline_ns >= header.wake_at_ns.load(std::memory_order_seq_cst)) [[likely]]

@@ -14,7 +14,8 @@ namespace {
 constexpr std::uint32_t kOneShot = EPOLLIN | EPOLLONESHOT;
 }
 
-SourceWatcher::SourceWatcher(const std::vector<int>& fds, ServerWakeup& wakeup) : wakeup_(wakeup), fds_(fds) {
+SourceWatcher::SourceWatcher(std::vector<std::shared_ptr<RequestSource>> sources, ServerWakeup& wakeup)
+    : wakeup_(wakeup), sources_(std::move(sources)), fds_(sources_.size(), -1) {
   epoll_fd_ = ::epoll_create1(EPOLL_CLOEXEC);
   stop_fd_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   if (epoll_fd_ < 0 || stop_fd_ < 0) {
@@ -25,10 +26,8 @@ SourceWatcher::SourceWatcher(const std::vector<int>& fds, ServerWakeup& wakeup) 
   }
   epoll_event stop{EPOLLIN, {.fd = stop_fd_}};
   ::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, stop_fd_, &stop);
-  for (const int fd : fds_) {
-    epoll_event event{kOneShot, {.fd = fd}};
-    ::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, fd, &event);
-  }
+  fired_.store(true, std::memory_order_relaxed);  // so that the rearm below registers everything
+  rearm();
   thread_ = std::thread([this] { run(); });
 }
 
@@ -59,10 +58,20 @@ void SourceWatcher::run() {
 }
 
 void SourceWatcher::rearm() noexcept {
-  if (!fired_.exchange(false, std::memory_order_acq_rel)) return;
-  for (const int fd : fds_) {
+  const bool fired = fired_.exchange(false, std::memory_order_acq_rel);
+  for (std::size_t i = 0; i < sources_.size(); ++i) {
+    const int fd = sources_[i]->poll_fd();
     epoll_event event{kOneShot, {.fd = fd}};
-    ::epoll_ctl(epoll_fd_, EPOLL_CTL_MOD, fd, &event);
+    if (fd == fds_[i]) {
+      if (fired && fd >= 0 && ::epoll_ctl(epoll_fd_, EPOLL_CTL_MOD, fd, &event) != 0 && errno == ENOENT)
+        ::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, fd, &event);
+      continue;
+    }
+    // A closed descriptor has left the set by itself; a DEL of it just fails.
+    if (fds_[i] >= 0) ::epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, fds_[i], nullptr);
+    if (fd >= 0 && ::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, fd, &event) != 0 && errno == EEXIST)
+      ::epoll_ctl(epoll_fd_, EPOLL_CTL_MOD, fd, &event);
+    fds_[i] = fd;
   }
 }
 

@@ -159,10 +159,7 @@ std::int64_t TimerServer::get_last_progress_time() const {
 void TimerServer::start() {
   if (thread_.joinable()) return;
   stop_requested_.store(false, std::memory_order_relaxed);
-  std::vector<int> fds;
-  for (const auto& source : sources_)
-    if (source->poll_fd() >= 0) fds.push_back(source->poll_fd());
-  if (!fds.empty()) watcher_ = std::make_unique<detail::SourceWatcher>(fds, *wakeup_);
+  if (!sources_.empty()) watcher_ = std::make_unique<detail::SourceWatcher>(sources_, *wakeup_);
   thread_ = std::thread([this] { run_loop(); });
 }
 

@@ -167,6 +167,23 @@ TEST(Shmtimerd, ASecondDaemonOnTheSameTableIsRefused) {
   EXPECT_TRUE(testing::exited_ok(testing::wait_child(first)));
 }
 
+// Serving on after another server took the FIFO's path would look healthy and serve no
+// one: shmtimerd says so and exits with status 1.
+TEST(Shmtimerd, ExitsOneWhenAnotherServerTakesItsFifoPath) {
+  TempPath table;
+  TempPath fifo("shmtimerd-fifo");
+  testing::LoggedDaemon daemon(table.path(), {"--fifo", fifo.path().string()});
+  ASSERT_TRUE(wait_for_server(table.path()));
+  ASSERT_EQ(::unlink(fifo.path().c_str()), 0);
+  ASSERT_EQ(::mkfifo(fifo.path().c_str(), 0600), 0);
+  const int status = daemon.wait_exit(30s);
+  ASSERT_TRUE(WIFEXITED(status)) << daemon.log();
+  EXPECT_EQ(WEXITSTATUS(status), 1);
+  EXPECT_NE(daemon.log().find("was replaced by another file"), std::string::npos) << daemon.log();
+  struct stat st {};
+  EXPECT_EQ(::lstat(fifo.path().c_str(), &st), 0) << "the other server's FIFO was removed";
+}
+
 TEST(Shmtimerd, ReapsAHungWorkerAndSparesAPunctualOne) {
   TempPath p;
   const pid_t daemon = spawn_daemon(p.path(), {"--log-format", "json"});

@@ -264,6 +264,52 @@ TEST(FifoShim, AWorkerThatOverrunsAFifoTimerIsKilled) {
   f.server.stop();
 }
 
+// Torch's own FileTimerServer removes the FIFO at its path (at start and at stop). The
+// shim makes it again, once what was written to the old one is read, and serves on.
+TEST(FifoShim, ARemovedFifoIsMadeAgainWithoutLosingWhatWasWrittenBefore) {
+  FifoFixture f;
+  f.server.start();
+  const double later = epoch_now() + 3600;
+  f.write_raw(line(::getpid(), "before-removal", later));
+  ASSERT_EQ(::unlink(f.fifo_path.path().c_str()), 0);
+  const auto until = std::chrono::steady_clock::now() + 30s;
+  while (f.shim->recreations() == 0 && std::chrono::steady_clock::now() < until) std::this_thread::sleep_for(1ms);
+  struct stat st {};
+  ASSERT_EQ(::lstat(f.fifo_path.path().c_str(), &st), 0) << "the removed FIFO was never made again";
+  ASSERT_TRUE(S_ISFIFO(st.st_mode));
+  f.write_raw(line(::getpid(), "after-removal", later));
+  while (f.shim->request_count() < 2 && std::chrono::steady_clock::now() < until) std::this_thread::sleep_for(1ms);
+  f.server.stop();
+  std::set<std::string> scopes;
+  for (const auto& row : f.rows()) scopes.insert(row.scope);
+  EXPECT_EQ(scopes, (std::set<std::string>{"before-removal", "after-removal"}));
+  EXPECT_EQ(f.shim->recreations(), 1u);
+  EXPECT_FALSE(f.shim->lost());
+}
+
+// A FIFO replaced by another file is another server's now: the shim reports it lost, and
+// never removes it (not even when it is destroyed).
+TEST(FifoShim, AFifoReplacedByAnotherServersIsReportedLostAndLeftAlone) {
+  TempTable t;
+  TempPath fifo_path{"shmtimer-fifo"};
+  TimerServer server(t.table);
+  auto shim = std::make_shared<FifoShim>(t.table, fifo_path.path());
+  server.add_source(shim);
+  server.start();
+  ASSERT_EQ(::unlink(fifo_path.path().c_str()), 0);
+  ASSERT_EQ(::mkfifo(fifo_path.path().c_str(), 0600), 0);  // as torch's FileTimerServer does
+  struct stat theirs {};
+  ASSERT_EQ(::lstat(fifo_path.path().c_str(), &theirs), 0);
+  const auto until = std::chrono::steady_clock::now() + 30s;
+  while (!shim->lost() && std::chrono::steady_clock::now() < until) std::this_thread::sleep_for(1ms);
+  EXPECT_TRUE(shim->lost());
+  server.stop();
+  shim.reset();
+  struct stat after {};
+  ASSERT_EQ(::lstat(fifo_path.path().c_str(), &after), 0) << "the other server's FIFO was removed";
+  EXPECT_EQ(after.st_ino, theirs.st_ino);
+}
+
 TEST(FifoShim, TheServerIsNotBlockedWhileNoClientHasOpenedTheFifo) {
   FifoFixture f;
   for (int i = 0; i < 3; ++i) f.server.run_once();  // would hang if the open or a read blocked

@@ -4,6 +4,7 @@
 
 #include <sys/types.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <optional>
@@ -58,8 +59,17 @@ class FifoShim final : public RequestSource {
   // The same by reason, readable from any thread (the metrics endpoint).
   const FifoStats& stats() const { return stats_; }
   const std::filesystem::path& path() const { return path_; }
+  // The FIFO at path() was replaced by another file (another server took the path), or
+  // could not be made again after it was removed: requests no longer reach this shim.
+  // Readable from any thread (shmtimerd checks after each round).
+  bool lost() const { return lost_.load(std::memory_order_relaxed); }
+  // Times the FIFO was made again after someone removed it; readable from any thread.
+  std::uint64_t recreations() const { return recreations_.load(std::memory_order_relaxed); }
 
  private:
+  static constexpr std::uint64_t kPathCheckNs = 100'000'000;
+  void open_fifo();                       // makes the FIFO at path_ and opens both ends
+  void check_path(std::uint64_t now_ns);  // notices a FIFO removed or replaced at path_
   void on_line(std::string_view line);
   void recover(std::string_view line);
   void remove_fifo_if_ours() const;  // only the FIFO this shim made, by inode
@@ -81,6 +91,10 @@ class FifoShim final : public RequestSource {
   int read_fd_ = -1;
   int keepalive_fd_ = -1;  // our own writer, so the reader never sees end-of-file
   ino_t inode_ = 0;
+  dev_t dev_ = 0;
+  std::uint64_t next_path_check_ns_ = 0;
+  std::atomic<bool> lost_{false};  // relaxed: a standalone flag, set once
+  std::atomic<std::uint64_t> recreations_{0};
   fifo::LineAssembler lines_;
   FifoStats stats_;
   std::unique_ptr<detail::FifoSenders> senders_;  // who sent requests: start time, verdict

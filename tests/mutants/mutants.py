@@ -198,4 +198,12 @@ MUTANTS = [
          file="src/source_watcher.cpp",
          edits=[("      wakeup_.wake();\n", "")],
          expect="EarlyWake|FifoShim"),
+    dict(name="13-fifo-not-recreated", why="a removed FIFO is not made again (the shim serves nothing from then on)",
+         file="src/fifo_shim.cpp",
+         edits=[("  if (errno != ENOENT) return;  // EACCES", "  if (true) return;  // EACCES")],
+         expect="FifoShim"),
+    dict(name="13-fifo-lost-ignored", why="shmtimerd serves on after another server took its FIFO's path",
+         file="tools/shmtimerd/main.cpp",
+         edits=[("    if (fifo && fifo->lost() && !fifo_lost.exchange(true)) {", "    if (false) {")],
+         expect="Shmtimerd"),
 ]

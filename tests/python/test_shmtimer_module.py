@@ -165,6 +165,30 @@ class WithoutTorch(WithServer):
         self.assertGreaterEqual(shmtimer.header(self.table)["counters"]["acquires"], 12 * 2001)
 
 
+class ConfiguredClient(WithServer):
+    def test_expires_without_any_client_raises_as_torch_does(self):
+        proc = subprocess.run([PY, "-c", textwrap.dedent("""
+            import shmtimer
+            try:
+                with shmtimer.expires(1):
+                    pass
+            except RuntimeError as e:
+                assert "Configure timer client" in str(e), e
+                raise SystemExit(3)
+            """)], env=dict(os.environ))
+        self.assertEqual(proc.returncode, 3)
+
+    @unittest.skipIf(torch_timer is None, "torch is not installed")
+    def test_expires_uses_the_client_configured_in_torch(self):
+        hung = worker("""
+            from torch.distributed.elastic import timer
+            timer.configure(shmtimer.ShmTimerClient(sys.argv[1]))
+            with shmtimer.expires(0.1, "torch-configured"):
+                time.sleep(60)
+            """, self.table)
+        self.assertEqual(hung.returncode, -signal.SIGKILL)
+
+
 class TimerHandle(WithServer):
     def test_a_hung_handle_is_reaped_and_a_disarmed_one_survives(self):
         hung = worker("""

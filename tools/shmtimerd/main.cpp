@@ -2,7 +2,10 @@
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
 
+#include <unistd.h>
+
 #include <CLI/CLI.hpp>
+#include <atomic>
 #include <cmath>
 #include <csignal>
 #include <cstdlib>
@@ -92,11 +95,20 @@ int serve(const Flags& flags, std::shared_ptr<shmtimerd::JsonLogSink> json_log) 
   shmtimer::ServerOptions options = server_options(flags);
   auto events = std::make_shared<shmtimerd::EventLog>(std::move(json_log));
   options.log_event = [events](std::string_view name, const shmtimer::TimerEvent* event) { (*events)(name, event); };
-  options.after_round = [&notifier](const shmtimer::RoundResult& round) { notifier.after_round(round); };
+  std::shared_ptr<shmtimer::FifoShim> fifo;  // set before the watchdog thread starts
+  std::atomic<bool> fifo_lost{false};
+  options.after_round = [&notifier, &fifo, &fifo_lost](const shmtimer::RoundResult& round) {
+    notifier.after_round(round);
+    // Another server took the FIFO's path: serving on would look healthy and serve no one.
+    // Stop, with status 1, through the same signal path as a SIGTERM.
+    if (fifo && fifo->lost() && !fifo_lost.exchange(true)) {
+      spdlog::error("stopping: the FIFO {} is no longer this server's", fifo->path().string());
+      ::kill(::getpid(), SIGTERM);
+    }
+  };
   fit_sleep_to_watchdog(options, notifier);
 
   shmtimer::TimerServer server(table, options);
-  std::shared_ptr<shmtimer::FifoShim> fifo;
   if (!flags.fifo.empty()) {
     shmtimer::FifoShimOptions fifo_options;
     fifo_options.any_uid = flags.any_uid;
@@ -120,7 +132,7 @@ int serve(const Flags& flags, std::shared_ptr<shmtimerd::JsonLogSink> json_log) 
   notifier.stopping();
   http.reset();
   server.stop();
-  return 0;
+  return fifo_lost ? 1 : 0;
 }
 
 }  // namespace

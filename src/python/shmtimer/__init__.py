@@ -8,7 +8,9 @@ Two lines switch a torch training script from PyTorch's FIFO client to this one:
     with timer.expires(after=60):
         step()
 
-Without torch, ``shmtimer.expires(after, scope=None)`` is the same context manager.
+``shmtimer.expires(after, scope=None, client=None)`` is the same context manager, with or
+without torch: it uses ``client``, else the one given to ``shmtimer.configure()``, else the
+one given to torch's ``timer.configure()``, and raises RuntimeError when there is none.
 A running ``shmtimerd`` on the same table does the reaping.
 """
 import signal as _signal
@@ -104,13 +106,23 @@ def configure(client):
     _configured = client
 
 
+def _torch_configured_client():
+    """The client given to torch's ``timer.configure()``, if torch is loaded and has one.
+
+    Looked up in ``sys.modules``: a script that never imported torch does not pay for
+    importing it here."""
+    api = _sys.modules.get("torch.distributed.elastic.timer.api")
+    return getattr(api, "_timer_client", None) if api is not None else None
+
+
 def _client_for(client):
-    global _configured
-    if client is not None:
-        return client
-    if _configured is None:
-        _configured = ShmTimerClient()
-    return _configured
+    """``client``, else shmtimer's configured one, else torch's; as torch does, a
+    RuntimeError when there is none (never a silent default table)."""
+    for candidate in (client, _configured, _torch_configured_client()):
+        if candidate is not None:
+            return candidate
+    raise RuntimeError("Configure timer client before using countdown timers: call shmtimer.configure(client) "
+                       "or torch.distributed.elastic.timer.configure(client), or pass client=")
 
 
 class expires:  # noqa: N801 (named like the reference's function)
