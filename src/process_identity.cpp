@@ -14,6 +14,7 @@
 #include <cstdio>
 #include <cstring>
 #include <string>
+#include <string_view>
 
 namespace shmtimer {
 
@@ -72,39 +73,38 @@ long thread_count(pid_t pid) noexcept {
 
 // Does the maps file at `path` list a mapping of `file`? Lines read "start-end perms
 // offset major:minor inode path", device numbers in hex.
-// Reads the whole of a /proc text file (it is generated on read; a few KiB to a few
-// hundred KiB for maps).
-bool read_proc_text(const std::string& path, std::string& out) {
+// Does the maps text at `path` list `file`? Each line is "start-end perms offset
+// major:minor inode path". The kill path runs this before every signal, and both parsing
+// every line and having the kernel generate every line of a process with hundreds of
+// mappings cost more than the rest of the kill. So the text is read in pages and the
+// search stops at the first match (the kernel generates lines as they are read), and only
+// lines whose inode field is the file's (found as text) are parsed.
+bool maps_list_file(const std::string& path, const FileId& file) {
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) return false;
-  out.clear();
-  char chunk[65536];
-  ssize_t n;
-  while ((n = ::read(fd, chunk, sizeof chunk)) > 0) out.append(chunk, static_cast<std::size_t>(n));
-  ::close(fd);
-  return n == 0;
-}
-
-// Does the maps text list `file`? Each line is "start-end perms offset major:minor inode
-// path". The kill path runs this for every signal, and parsing every line of a process
-// with hundreds of mappings cost more than the rest of the kill; so only the lines whose
-// inode field is the file's (found as text) are parsed.
-bool maps_list_file(const std::string& path, const FileId& file) {
-  std::string maps;
-  if (!read_proc_text(path, maps)) return false;
   const std::string inode = " " + std::to_string(file.ino) + " ";
-  for (std::size_t at = maps.find(inode); at != std::string::npos; at = maps.find(inode, at + 1)) {
-    const std::size_t line_start = maps.rfind('\n', at);
-    const std::size_t from = line_start == std::string::npos ? 0 : line_start + 1;
-    const std::size_t line_end = maps.find('\n', at);
-    const std::string line = maps.substr(from, line_end == std::string::npos ? std::string::npos : line_end - from);
+  const auto line_matches = [&](std::string_view line) {
+    if (line.find(inode) == std::string_view::npos) return false;
+    const std::string copy(line);
     unsigned major = 0, minor = 0;
     unsigned long long ino = 0;
-    if (std::sscanf(line.c_str(), "%*s %*s %*s %x:%x %llu", &major, &minor, &ino) == 3 && ino == file.ino &&
-        ::makedev(major, minor) == file.dev)
-      return true;
+    return std::sscanf(copy.c_str(), "%*s %*s %*s %x:%x %llu", &major, &minor, &ino) == 3 && ino == file.ino &&
+           ::makedev(major, minor) == file.dev;
+  };
+  std::string pending;  // the text read but not yet searched: whole lines and one partial
+  char chunk[4096];
+  bool found = false;
+  ssize_t n;
+  while (!found && (n = ::read(fd, chunk, sizeof chunk)) > 0) {
+    pending.append(chunk, static_cast<std::size_t>(n));
+    std::size_t start = 0;
+    for (std::size_t end; !found && (end = pending.find('\n', start)) != std::string::npos; start = end + 1)
+      found = line_matches(std::string_view(pending).substr(start, end - start));
+    pending.erase(0, start);
   }
-  return false;
+  if (!found && !pending.empty()) found = line_matches(pending);  // a last line without a newline
+  ::close(fd);
+  return found;
 }
 
 void refresh_self() noexcept {
