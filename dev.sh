@@ -12,7 +12,7 @@ cd "$(dirname "$0")"
 
 BUILD_DEPS=(cmake ninja-build g++ pkg-config libboost-dev nlohmann-json3-dev libcli11-dev libspdlog-dev libfmt-dev
             libcpp-httplib-dev libsystemd-dev libgtest-dev libbenchmark-dev)
-TEST_DEPS=(python3-torch pybind11-dev python3-pybind11 clang libclang-rt-14-dev gnuplot-nox util-linux prometheus systemd)
+TEST_DEPS=(python3-torch pybind11-dev python3-pybind11 python3-venv python3-pip python3-setuptools python3-wheel clang libclang-rt-14-dev gnuplot-nox util-linux prometheus systemd)
 JOBS=$(nproc)
 
 install_missing() {

@@ -1,6 +1,7 @@
 #include "shmtimer/shm_timer_client.hpp"
 
 #include <pthread.h>
+#include <time.h>
 
 #include <mutex>
 
@@ -69,9 +70,44 @@ std::uint64_t reclaim_dead_owners(const Table& table) {
   return freed;
 }
 
+std::uint64_t coarse_monotonic_ns() noexcept {
+  timespec now{};
+  ::clock_gettime(CLOCK_MONOTONIC_COARSE, &now);  // the vDSO: no system call
+  return static_cast<std::uint64_t>(now.tv_sec) * 1'000'000'000 + static_cast<std::uint64_t>(now.tv_nsec);
+}
+
+// How old a live server's heartbeat may get: it beats every round, at most
+// server_max_interval_ms apart; twice that plus a second absorbs a slow round and
+// scheduling. A 2.0 server does not say: the 60 s most a shmtimerd sleeps, plus 5 s.
+std::uint64_t heartbeat_stale_after_ns(const layout::TableHeader& header) {
+  const std::uint64_t interval_ms = header.server_max_interval_ms.load(std::memory_order_relaxed);
+  return interval_ms == 0 ? 65'000'000'000ULL : 2 * interval_ms * 1'000'000 + 1'000'000'000;
+}
+
 }  // namespace
 
-ShmTimerClient::ShmTimerClient(std::shared_ptr<Table> table, int signal) : table_(std::move(table)), signal_(signal) {
+void ShmTimerClient::check_server() const {
+  const std::uint64_t now = coarse_monotonic_ns();
+  if (now < server_checked_until_ns_.load(std::memory_order_relaxed)) [[likely]]
+    return;
+  const auto& header = table_->header();
+  // Relaxed: liveness words, each read on its own (as timer-dump does).
+  const pid_t pid = header.server_pid.load(std::memory_order_relaxed);
+  const std::uint64_t beat = header.heartbeat_mono_ns.load(std::memory_order_relaxed);
+  const std::uint64_t age = now > beat ? now - beat : 0;  // the coarse clock may lag a tick
+  if (pid == 0 || beat == 0 || age > heartbeat_stale_after_ns(header))
+    throw Error(ErrorCode::kNoServer,
+                "no live server holds timer table " + table_->path().string() +
+                    (pid == 0 ? std::string(" (none is serving it)")
+                              : " (the last heartbeat of server pid " + std::to_string(pid) + " is " +
+                                    std::to_string(age / 1'000'000) + " ms old)") +
+                    ": a timer armed now would not be enforced. Start shmtimerd on it, or create the client "
+                    "with require_server=False");
+  server_checked_until_ns_.store(now + 100'000'000, std::memory_order_relaxed);
+}
+
+ShmTimerClient::ShmTimerClient(std::shared_ptr<Table> table, int signal, bool require_server)
+    : table_(std::move(table)), signal_(signal), require_server_(require_server) {
   if (!table_) throw Error(ErrorCode::kInvalidArgument, "ShmTimerClient needs a table");
   if (table_->read_only()) throw Error(ErrorCode::kInvalidArgument, "ShmTimerClient needs a writable table");
   check_signal(signal);
@@ -121,6 +157,7 @@ std::uint64_t ShmTimerClient::slot_for(std::string_view scope_id, detail::Owners
 constexpr int kArmAttempts = 4;
 
 void ShmTimerClient::acquire(std::string_view scope_id, Deadline deadline) {
+  if (require_server_) check_server();
   const std::uint64_t deadline_ns = to_table_ns(deadline);
   detail::Ownership owner;
   if (const auto index = find_cached(scope_id, owner);
@@ -189,6 +226,7 @@ void Timer::bind() {
 }
 
 void Timer::arm(Deadline deadline) {
+  if (client_->require_server_) client_->check_server();
   const std::uint64_t deadline_ns = to_table_ns(deadline);
   if (bound_here() && detail::arm_slot(*slot_, owner_, deadline_ns, signal_)) [[likely]] {
     detail::wake_server_for(*header_, deadline_ns);

@@ -8,7 +8,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <csignal>
+#include <limits>
 
 #include "reaper.hpp"
 #include "server_wakeup.hpp"
@@ -104,6 +106,10 @@ TimerServer::TimerServer(std::shared_ptr<Table> table, ServerOptions options)
   // Relaxed: liveness words are read one at a time by tools; the flock is the real guard.
   header.server_start_time.store(current_start_time(), std::memory_order_relaxed);
   header.server_pidns.store(current_pid_namespace(), std::memory_order_relaxed);
+  const auto max_interval_ms = std::chrono::duration_cast<std::chrono::milliseconds>(options_.policy.max_interval).count();
+  header.server_max_interval_ms.store(
+      static_cast<std::uint32_t>(std::clamp<std::int64_t>(max_interval_ms, 1, std::numeric_limits<std::uint32_t>::max())),
+      std::memory_order_relaxed);
   header.server_pid.store(::getpid(), std::memory_order_relaxed);
 }
 

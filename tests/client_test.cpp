@@ -5,6 +5,7 @@
 #include "shmtimer/process_identity.hpp"
 #include "shmtimer/shm_timer_client.hpp"
 #include "shmtimer/table_reader.hpp"
+#include "shmtimer/timer_server.hpp"
 #include "slot_ops.hpp"
 #include "test_support.hpp"
 
@@ -296,6 +297,41 @@ TEST(Configure, ExpiresUsesTheConfiguredClient) {
   { Expires guard(1s, "configured"); }
   EXPECT_EQ(my_rows(t.table).count("configured"), 1u);
   configure(nullptr);
+}
+
+// require_server: no live server, no timer (PyTorch's client fails without a server).
+// Liveness is the heartbeat, looked at again at most every 100 ms.
+TEST(ShmTimerClient, RequireServerRefusesATableNoLiveServerHolds) {
+  TempTable t;
+  ShmTimerClient client(t.table, SIGKILL, true);
+  const auto expect_refused = [&](const std::string& scope) {
+    try {
+      client.acquire(scope, SteadyClock::now() + 10s);
+      ADD_FAILURE() << scope << ": armed with no live server";
+    } catch (const Error& e) {
+      EXPECT_EQ(e.code(), ErrorCode::kNoServer) << e.what();
+      EXPECT_NE(std::string(e.what()).find("no live server"), std::string::npos) << e.what();
+    }
+    EXPECT_EQ(my_rows(t.table).count(scope), 0u);
+  };
+  expect_refused("never-served");
+  {
+    TimerServer server(t.table);
+    server.run_once();  // one heartbeat
+    client.acquire("served", SteadyClock::now() + 10s);
+    client.release("served");
+  }  // the server is gone (server_pid 0)
+  std::this_thread::sleep_for(150ms);  // past the 100 ms the last look is trusted
+  expect_refused("after-the-server");
+  // A server that died without a word (SIGKILL): a pid, and a heartbeat long stale.
+  auto& header = t.table->header();
+  header.server_pid.store(::getpid());
+  header.server_max_interval_ms.store(100);
+  header.heartbeat_mono_ns.store(monotonic_now_ns() - 60 * 1'000'000'000ULL);
+  expect_refused("stale-heartbeat");
+  ShmTimerClient opted_out(t.table);  // require_server defaults to false in C++
+  opted_out.acquire("opted-out", SteadyClock::now() + 10s);
+  EXPECT_EQ(my_rows(t.table).at("opted-out").state, RowState::kArmed);
 }
 
 // Guards hold the configured client by pointer: configure() keeps every client it was

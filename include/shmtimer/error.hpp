@@ -18,7 +18,7 @@ enum class ErrorCode {
   kInvalidArgument,   // a bad capacity, signal, pid or deadline
   kNotConfigured,     // expires() without a client and without configure()
   kServerRunning,     // another live server holds the table
-  kNoServer,          // a FIFO with no reader
+  kNoServer,          // no live server: a FIFO with no reader, or a table no server holds
   kProtocol,          // a malformed FIFO request
 };
 

@@ -2,6 +2,7 @@
 // directly; a Timer handle is bound to its slot and skips even the scope lookup.
 #pragma once
 
+#include <atomic>
 #include <csignal>
 #include <memory>
 #include <string>
@@ -18,8 +19,11 @@ class Timer;
 class ShmTimerClient final : public TimerClient {
  public:
   // `signal` is what the server sends when one of this client's timers expires; <= 0
-  // means never kill (as in the reference).
-  explicit ShmTimerClient(std::shared_ptr<Table> table, int signal = SIGKILL);
+  // means never kill (as in the reference). `require_server`: an acquire (or a Timer's
+  // arm) throws Error(kNoServer) while no live server holds the table, as PyTorch's
+  // client fails without a server, instead of arming a timer nobody enforces. Judged by
+  // the server's heartbeat, read at most every 100 ms per client, without a system call.
+  explicit ShmTimerClient(std::shared_ptr<Table> table, int signal = SIGKILL, bool require_server = false);
 
   // Lock-free and syscall-free once the scope has a slot in this process. The first
   // acquire of a new scope claims a slot (slow path, see docs/table-format.md); a full
@@ -36,6 +40,7 @@ class ShmTimerClient final : public TimerClient {
   bool forget(std::string_view scope_id);
 
   int signal() const { return signal_; }
+  bool require_server() const { return require_server_; }
   const std::shared_ptr<Table>& table() const { return table_; }
 
  private:
@@ -48,9 +53,15 @@ class ShmTimerClient final : public TimerClient {
   [[gnu::noinline]] void acquire_slow(std::string_view scope_id, std::uint64_t deadline_ns);
   [[gnu::noinline]] void release_slow(std::string_view scope_id);
   std::uint64_t slot_for(std::string_view scope_id, detail::Ownership& owner);  // find, else claim
+  // Throws Error(kNoServer) when require_server_ and no live server holds the table.
+  void check_server() const;
 
   std::shared_ptr<Table> table_;
   int signal_;
+  bool require_server_;
+  // CLOCK_MONOTONIC_COARSE time until which the server counts as alive without looking
+  // again. Relaxed: a standalone hint; threads that race here both just look.
+  mutable std::atomic<std::uint64_t> server_checked_until_ns_{0};
 };
 
 class Timer {

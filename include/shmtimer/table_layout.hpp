@@ -19,7 +19,7 @@
 //   line 2  max_probe:u32                                     (longest key displacement so far)
 //   line 3  retired_acquires | retired_releases | reaps | full_failures | fifo_requests
 //           | failed_kills (u64)
-//   line 4  wake_at_ns:u64 | wake_pending:u32 reserved:u32 | wake_requests:u64  (since 2.1)
+//   line 4  wake_at_ns:u64 | wake_pending:u32 server_max_interval_ms:u32 | wake_requests:u64  (2.1)
 //
 //   Slot (320 bytes = 5 lines, 64-byte aligned)
 //   line 0  control:u64 | armed:u64 | start_time:u64 | scope_hash:u64
@@ -130,7 +130,9 @@ struct alignas(kCacheLineBytes) TableHeader {
   // A 2.0 table has zeros here, and zero means "never wake": the 2.0 behaviour.
   alignas(kCacheLineBytes) std::atomic<std::uint64_t> wake_at_ns;  // CLOCK_MONOTONIC
   std::atomic<std::uint32_t> wake_pending;  // futex word: 1 = a wake was asked for since the server looked
-  std::atomic<std::uint32_t> reserved1;     // 0
+  // The server's longest sleep, so a client can tell a stale heartbeat from a server
+  // between rounds (0: unknown, a 2.0 server). Relaxed: a standalone value.
+  std::atomic<std::uint32_t> server_max_interval_ms;
   std::atomic<std::uint64_t> wake_requests;  // FUTEX_WAKE calls made by clients (statistics)
 };
 
@@ -246,7 +248,7 @@ static_assert(offsetof(TableHeader, fifo_requests) == 224);
 static_assert(offsetof(TableHeader, failed_kills) == 232);
 static_assert(offsetof(TableHeader, wake_at_ns) == 256);
 static_assert(offsetof(TableHeader, wake_pending) == 264);
-static_assert(offsetof(TableHeader, reserved1) == 268);
+static_assert(offsetof(TableHeader, server_max_interval_ms) == 268);
 static_assert(offsetof(TableHeader, wake_requests) == 272);
 static_assert(sizeof(TableHeader) == 320 && sizeof(TableHeader) <= kHeaderBytes);
 

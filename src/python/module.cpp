@@ -77,6 +77,16 @@ PYBIND11_MODULE(_shmtimer, m) {
   static py::exception<Error> unsafe(m, "UnsafeTableError", base.ptr());
   static py::exception<Error> full(m, "TableFullError", base.ptr());
   static py::exception<Error> too_long(m, "ScopeTooLongError", base.ptr());
+  // Also a BrokenPipeError: what PyTorch's FileTimerClient raises when no server reads
+  // its FIFO, so code written for it catches this too.
+  static py::handle no_server = [&] {
+    PyObject* bases = PyTuple_Pack(2, base.ptr(), PyExc_BrokenPipeError);
+    PyObject* type = PyErr_NewException("shmtimer._shmtimer.NoServerError", bases, nullptr);
+    Py_DECREF(bases);
+    if (type == nullptr) throw py::error_already_set();
+    m.add_object("NoServerError", py::handle(type));  // the module keeps a reference
+    return py::handle(type);
+  }();
   g_raise = [](const Error& e) {
     switch (e.code()) {
       case ErrorCode::kIo:
@@ -88,6 +98,7 @@ PYBIND11_MODULE(_shmtimer, m) {
       case ErrorCode::kUnsafeFile: unsafe(e.what()); return;
       case ErrorCode::kTableFull: full(e.what()); return;
       case ErrorCode::kScopeTooLong: too_long(e.what()); return;
+      case ErrorCode::kNoServer: PyErr_SetString(no_server.ptr(), e.what()); return;
       case ErrorCode::kInvalidArgument: PyErr_SetString(PyExc_ValueError, e.what()); return;
       default: base(e.what()); return;
     }
@@ -104,10 +115,10 @@ PYBIND11_MODULE(_shmtimer, m) {
         "$SHMTIMER_TABLE, else the path shmtimerd uses by default.");
 
   py::class_<ShmTimerClient, std::shared_ptr<ShmTimerClient>>(m, "Client")
-      .def(py::init([](const std::string& path, int signal) {
-             return std::make_shared<ShmTimerClient>(open_table(path), signal);
+      .def(py::init([](const std::string& path, int signal, bool require_server) {
+             return std::make_shared<ShmTimerClient>(open_table(path), signal, require_server);
            }),
-           py::arg("table_path"), py::arg("signal") = SIGKILL)
+           py::arg("table_path"), py::arg("signal") = SIGKILL, py::arg("require_server") = false)
       // Wall-clock epoch seconds in, as the reference's acquire takes them.
       .def("acquire",
            [](ShmTimerClient& c, std::string_view scope, double expiration_time) {

@@ -17,6 +17,15 @@ if [[ -x $work/prefix/bin/shmtimerd ]]; then
     done
   done
 fi
+# With the Python module: installed where Debian's python3 looks under /usr/local, the
+# default prefix (site.getsitepackages()), and importable from there.
+if [[ -n $(find "$work/prefix" -name '_shmtimer*.so' -print -quit) ]]; then
+  site=$(/usr/bin/python3 -c 'import site; print(next(p for p in site.getsitepackages() if p.startswith("/usr/local/"))[len("/usr/local/"):])')
+  [[ -f $work/prefix/$site/shmtimer/__init__.py ]] ||
+    { echo "the Python package is not in $site, where Debian's python3 looks under /usr/local"; exit 1; }
+  PYTHONPATH=$work/prefix/$site /usr/bin/python3 -c 'import shmtimer, shmtimer._shmtimer' ||
+    { echo "the installed Python package does not import"; exit 1; }
+fi
 cmake -S "$here" -B "$work/build" -G Ninja -DCMAKE_PREFIX_PATH="$work/prefix" >"$work/log" 2>&1 &&
   cmake --build "$work/build" >>"$work/log" 2>&1 || { cat "$work/log"; exit 1; }
 "$work/build/consumer"

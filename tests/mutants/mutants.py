@@ -206,4 +206,12 @@ MUTANTS = [
          file="tools/shmtimerd/main.cpp",
          edits=[("    if (fifo && fifo->lost() && !fifo_lost.exchange(true)) {", "    if (false) {")],
          expect="Shmtimerd"),
+    dict(name="13-no-server-check", why="a client that requires a server arms timers while none runs",
+         file="src/shm_timer_client.cpp",
+         edits=[("  if (require_server_) check_server();", "  if (false) check_server();")],
+         expect="RequireServer|python_module"),
+    dict(name="13-python-drops-mapping", why="a Python worker that dropped its client unmaps the table (and escapes the kill)",
+         file="src/python/shmtimer/__init__.py",
+         edits=[("        _keep_mapped.setdefault(self._client.table_path, self._client)", "        pass")],
+         expect="python_module"),
 ]

@@ -55,6 +55,32 @@ class WithServer(unittest.TestCase):
 
 
 @unittest.skipIf(torch_timer is None, "torch is not installed")
+class TorchDefaultScope(unittest.TestCase):
+    def test_torch_names_every_unscoped_block_after_contextlib(self):
+        """Why docs/pytorch.md says to pass scope=: torch 1.13's default scope is the
+        frame of contextlib's __enter__, the same for every block, and shmtimer's is not."""
+        scopes = []
+
+        class Recording(torch_timer.TimerClient):
+            def acquire(self, scope_id, expiration_time):
+                scopes.append(scope_id)
+
+            def release(self, scope_id):
+                pass
+
+        client = Recording()
+        with torch_timer.expires(after=60, client=client):
+            pass
+        with torch_timer.expires(after=60, client=client):
+            pass
+        self.assertEqual(len(set(scopes)), 1)
+        self.assertRegex(scopes[0], r"contextlib\.py#\d+$")
+        with shmtimer.expires(60, client=client):
+            pass
+        self.assertTrue(scopes[-1].endswith("test_shmtimer_module.py#%d" % (sys._getframe().f_lineno - 2)), scopes[-1])
+
+
+@unittest.skipIf(torch_timer is None, "torch is not installed")
 class TorchExpires(WithServer):
     def test_client_is_a_torch_timer_client(self):
         client = shmtimer.ShmTimerClient(self.table)
@@ -189,6 +215,19 @@ class ConfiguredClient(WithServer):
         self.assertEqual(hung.returncode, -signal.SIGKILL)
 
 
+class DroppedClient(WithServer):
+    def test_a_worker_that_dropped_its_client_is_still_reaped(self):
+        # The client is a temporary: gone before the deadline, and with it (but for the
+        # module's keep-alive) the table mapping the server checks before signalling.
+        hung = worker("""
+            import gc
+            shmtimer.ShmTimerClient(sys.argv[1]).acquire("dropped-client", time.time() + 0.2)
+            gc.collect()
+            time.sleep(60)
+            """, self.table)
+        self.assertEqual(hung.returncode, -signal.SIGKILL)
+
+
 class TimerHandle(WithServer):
     def test_a_hung_handle_is_reaped_and_a_disarmed_one_survives(self):
         hung = worker("""
@@ -249,6 +288,42 @@ class SmallTable(WithServer):
             client.acquire("c", time.time() + 30)
         client.release("a")
         client.release("b")
+
+
+class NoServer(unittest.TestCase):
+    """A table whose server has stopped: acquiring fails as PyTorch's client does."""
+
+    def setUp(self):
+        self.table = "/dev/shm/shmtimer-py-noserver-%d.table" % os.getpid()
+        server = subprocess.Popen([SHMTIMERD, "--table", self.table, "--capacity", "64"], stderr=subprocess.DEVNULL)
+        for _ in range(500):
+            if os.path.exists(self.table) and shmtimer.header(self.table)["server_alive"]:
+                break
+            time.sleep(0.01)
+        server.send_signal(signal.SIGTERM)
+        self.assertEqual(server.wait(timeout=30), 0)
+
+    def tearDown(self):
+        os.remove(self.table)
+
+    def test_acquire_without_a_live_server_raises_and_arms_nothing(self):
+        client = shmtimer.ShmTimerClient(self.table)
+        with self.assertRaisesRegex(shmtimer.NoServerError, "no live server holds timer table"):
+            client.acquire("unserved", time.time() + 30)
+        with self.assertRaises(BrokenPipeError):  # what torch's FileTimerClient raises
+            client.acquire("unserved", time.time() + 30)
+        with self.assertRaises(shmtimer.NoServerError):
+            client.timer("unserved-handle").arm_after(30)
+        with self.assertRaises(shmtimer.NoServerError):
+            with shmtimer.expires(30, "unserved-block", client):
+                pass
+        self.assertEqual(shmtimer.timers(self.table), [])
+
+    def test_require_server_false_arms_regardless(self):
+        client = shmtimer.ShmTimerClient(self.table, require_server=False)
+        client.acquire("opted-out", time.time() + 30)
+        self.assertEqual([t["scope"] for t in shmtimer.timers(self.table)], ["opted-out"])
+        client.release("opted-out")
 
 
 class Errors(unittest.TestCase):

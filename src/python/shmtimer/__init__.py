@@ -18,6 +18,7 @@ import sys as _sys
 
 from . import _shmtimer
 from ._shmtimer import (  # noqa: F401  (re-exported)
+    NoServerError,
     NotATableError,
     ScopeTooLongError,
     ShmTimerError,
@@ -31,7 +32,7 @@ from ._shmtimer import (  # noqa: F401  (re-exported)
 __all__ = [
     "ShmTimerClient", "Timer", "expires", "configure", "timers", "header", "default_table_path",
     "ShmTimerError", "TableMissingError", "NotATableError", "VersionMismatchError",
-    "UnsafeTableError", "TableFullError", "ScopeTooLongError",
+    "UnsafeTableError", "TableFullError", "ScopeTooLongError", "NoServerError",
 ]
 
 try:  # With torch, the client is a torch TimerClient, so timer.configure() accepts it.
@@ -40,17 +41,28 @@ except ImportError:  # pragma: no cover - depends on the environment
     _TimerClientBase = object
 
 
+_keep_mapped = {}  # table path -> the first _shmtimer.Client of it, never released
+
+
 class ShmTimerClient(_TimerClientBase):
     """A timer client that writes the shared-memory table directly.
 
     ``table_path`` defaults to ``$SHMTIMER_TABLE``, then to shmtimerd's default.
     ``signal`` is sent when a timer of this process expires (<= 0: never kill).
+    ``require_server``: an acquire raises :class:`NoServerError` (a ``BrokenPipeError``,
+    as PyTorch's client raises without a server) while no live server holds the table,
+    rather than arm a timer nobody enforces; ``False`` arms regardless.
     """
 
-    def __init__(self, table_path=None, signal=_signal.SIGKILL):
+    def __init__(self, table_path=None, signal=_signal.SIGKILL, require_server=True):
         if _TimerClientBase is not object:
             super().__init__()
-        self._client = _shmtimer.Client(table_path or default_table_path(), int(signal))
+        self._client = _shmtimer.Client(table_path or default_table_path(), int(signal), bool(require_server))
+        # The server signals a table timer's process only if it has the table mapped (so
+        # a forged slot cannot get a bystander killed). A script that drops its client
+        # while a timer is armed (`ShmTimerClient(p).acquire(...)`) must stay killable:
+        # the first client of each table is kept, with its mapping, until exit.
+        _keep_mapped.setdefault(self._client.table_path, self._client)
         # CPython builtins stored on the instance: one call from Python to C++ per
         # acquire or release, with no Python frame and no pybind11 dispatch in between.
         self.acquire, self.release, self._acquire_after = self._client.fast_calls()
