@@ -77,11 +77,13 @@ std::uint64_t coarse_monotonic_ns() noexcept {
 }
 
 // How old a live server's heartbeat may get: it beats every round, at most
-// server_max_interval_ms apart; twice that plus a second absorbs a slow round and
-// scheduling. A 2.0 server does not say: the 60 s most a shmtimerd sleeps, plus 5 s.
+// server_max_interval_ms apart. A false "no server" fails a healthy job, so the margin
+// is wide: four intervals plus 5 s absorb a slow round and a starved, loaded machine,
+// and a dead server is still noticed within seconds. A 2.0 server does not say: the
+// 60 s most a shmtimerd sleeps, plus 5 s.
 std::uint64_t heartbeat_stale_after_ns(const layout::TableHeader& header) {
   const std::uint64_t interval_ms = header.server_max_interval_ms.load(std::memory_order_relaxed);
-  return interval_ms == 0 ? 65'000'000'000ULL : 2 * interval_ms * 1'000'000 + 1'000'000'000;
+  return interval_ms == 0 ? 65'000'000'000ULL : 4 * interval_ms * 1'000'000 + 5'000'000'000ULL;
 }
 
 }  // namespace

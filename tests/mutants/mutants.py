@@ -210,8 +210,4 @@ MUTANTS = [
          file="src/shm_timer_client.cpp",
          edits=[("  if (require_server_) check_server();", "  if (false) check_server();")],
          expect="RequireServer|python_module"),
-    dict(name="13-python-drops-mapping", why="a Python worker that dropped its client unmaps the table (and escapes the kill)",
-         file="src/python/shmtimer/__init__.py",
-         edits=[("        _keep_mapped.setdefault(self._client.table_path, self._client)", "        pass")],
-         expect="python_module"),
 ]
