@@ -218,8 +218,7 @@ TEST(FifoShim, AFloodOnAFullTableDoesNotStallTheWatchdog) {
   } catch (const Error& e) {
     ASSERT_EQ(e.code(), ErrorCode::kTableFull);
   }
-  server.start();
-  const pid_t flooder = testing::fork_child([&] {
+  testing::HeldChild flooder([&] {  // forked before the server's threads: see HeldChild
     FifoClientOptions options;
     options.keep_open = true;
     FifoTimerClient client(fifo_path.path(), SIGKILL, options);
@@ -231,6 +230,8 @@ TEST(FifoShim, AFloodOnAFullTableDoesNotStallTheWatchdog) {
       }
     }
   });
+  server.start();
+  flooder.go();
   std::this_thread::sleep_for(500ms);  // the flood is on
   ASSERT_EQ(::write(go[1], "g", 1), 1);
   std::uint64_t deadline_ns = 0;
@@ -240,7 +241,7 @@ TEST(FifoShim, AFloodOnAFullTableDoesNotStallTheWatchdog) {
   EXPECT_TRUE(testing::killed_by(status, SIGKILL));
   EXPECT_LT(late_ms, kBoundMs);
   std::printf("victim reaped %.1f ms after its deadline under the flood\n", late_ms);
-  testing::wait_child(flooder, 20s);
+  testing::wait_child(flooder.pid(), 20s);
   server.stop();
   EXPECT_GT(t.table->header().full_failures.load(), 0u);
   for (int fd : {go[0], go[1], deadline_pipe[0], deadline_pipe[1]}) ::close(fd);
@@ -318,9 +319,8 @@ TEST(FifoShim, TheServerIsNotBlockedWhileNoClientHasOpenedTheFifo) {
 
 TEST(FifoShim, AFloodLosesNothing) {
   FifoFixture f;
-  f.server.start();
   constexpr int kRequests = 100000;
-  const pid_t writer = testing::fork_child([&] {
+  testing::HeldChild writer([&] {  // forked before the server's threads: see HeldChild
     FifoClientOptions options;
     options.keep_open = true;
     FifoTimerClient client(f.fifo_path.path(), SIGKILL, options);
@@ -331,7 +331,9 @@ TEST(FifoShim, AFloodLosesNothing) {
     }
     std::this_thread::sleep_for(200ms);  // stay alive until the server has read everything
   });
-  EXPECT_TRUE(testing::exited_ok(testing::wait_child(writer, 120s)));
+  f.server.start();
+  writer.go();
+  EXPECT_TRUE(testing::exited_ok(testing::wait_child(writer.pid(), 120s)));
   f.server.stop();
   // Anything still in the pipe: each round reads for a bounded time, so it may take a few.
   for (int round = 0; round < 1000 && f.shim->request_count() < kRequests; ++round) f.server.run_once();

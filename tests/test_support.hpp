@@ -11,6 +11,7 @@
 #include <filesystem>
 #include <functional>
 #include <random>
+#include <stdexcept>
 #include <string>
 #include <thread>
 
@@ -102,6 +103,42 @@ inline pid_t fork_child(const std::function<void()>& fn) {
   }
   return pid;
 }
+
+// A child forked now but held until go(): fork it before the parent starts a server
+// thread when the child allocates much. After a fork from a multi-threaded parent the
+// child's allocator can stay locked for good, if another thread held an allocator lock
+// at the fork: glibc's malloc guards against that, but the ASan runtime of GCC 12 does
+// not (a FIFO-flooding child hung in CI that way, after a few hundred requests).
+class HeldChild {
+ public:
+  explicit HeldChild(const std::function<void()>& fn) {
+    int go[2];
+    if (::pipe(go) != 0) throw std::runtime_error("pipe failed");
+    pid_ = fork_child([&] {
+      ::close(go[1]);
+      char c;
+      if (::read(go[0], &c, 1) != 1) ::_exit(3);  // the parent went away without go()
+      fn();
+    });
+    ::close(go[0]);
+    go_fd_ = go[1];
+  }
+  ~HeldChild() {
+    if (go_fd_ >= 0) ::close(go_fd_);
+  }
+  HeldChild(const HeldChild&) = delete;
+  HeldChild& operator=(const HeldChild&) = delete;
+  void go() {
+    if (::write(go_fd_, "g", 1) != 1) throw std::runtime_error("cannot release the held child");
+    ::close(go_fd_);
+    go_fd_ = -1;
+  }
+  pid_t pid() const { return pid_; }
+
+ private:
+  pid_t pid_ = -1;
+  int go_fd_ = -1;
+};
 
 // waitpid with a timeout; kills the child with SIGKILL if it has not ended by then.
 inline int wait_child(pid_t pid, std::chrono::milliseconds timeout = std::chrono::seconds(10)) {
