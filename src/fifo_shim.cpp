@@ -78,16 +78,20 @@ FifoShim::FifoShim(std::shared_ptr<Table> table, std::filesystem::path path, Eve
       path_(std::move(path)),
       log_event_(std::move(log_event)),
       options_(options),
-      lines_([this](std::string_view line) { on_line(line); },
-             [this](std::size_t bytes, std::string_view tail) {
-               stats_.count(fifo::ParseErrorReason::kLineTooLong);
-               spdlog::warn("FIFO {}: dropped a request line of {} bytes, longer than PIPE_BUF ({})",
-                            path_.string(), bytes, fifo::kMaxLineBytes);
-               recover(tail);
-             }),
+      lines_(make_line_assembler()),
       senders_(std::make_unique<detail::FifoSenders>(options_.any_uid)) {
   open_fifo();
   spdlog::info("serving the FileTimer protocol on FIFO {}", path_.string());
+}
+
+fifo::LineAssembler FifoShim::make_line_assembler() {
+  return fifo::LineAssembler([this](std::string_view line) { on_line(line); },
+                             [this](std::size_t bytes, std::string_view tail) {
+                               stats_.count(fifo::ParseErrorReason::kLineTooLong);
+                               spdlog::warn("FIFO {}: dropped a request line of {} bytes, longer than PIPE_BUF ({})",
+                                            path_.string(), bytes, fifo::kMaxLineBytes);
+                               recover(tail);
+                             });
 }
 
 void FifoShim::open_fifo() {
@@ -163,6 +167,7 @@ void FifoShim::remove_fifo_if_ours() const {
 }
 
 DrainResult FifoShim::drain() {
+  const std::lock_guard lock(mutex_);
   const std::uint64_t before = request_count();
   const std::uint64_t started_ns = monotonic_now_ns();
   table_full_ = false;  // a full table is searched at most once a round (slots may have been freed since)
@@ -184,6 +189,39 @@ DrainResult FifoShim::drain() {
     return {request_count() - before, false};
   }
   return {request_count() - before, true};
+}
+
+void FifoShim::register_requests(const std::vector<fifo::Request>& requests) {
+  std::vector<std::string> lines;
+  lines.reserve(requests.size());
+  for (const auto& request : requests) lines.push_back(fifo::format_request(request));
+  const std::lock_guard lock(mutex_);
+  table_full_ = false;
+  senders_->forget_exited();
+  // An assembler of their own: the FIFO's may hold the start of a line the next read ends.
+  auto assembler = make_line_assembler();
+  for (const auto& line : lines) assembler.feed(line);
+}
+
+std::uint64_t FifoShim::clear_timers(const std::set<pid_t>& pids) {
+  const std::lock_guard lock(mutex_);
+  std::uint64_t cleared = 0;
+  detail::for_each_occupied(*table_, [&](std::uint64_t index) {
+    detail::SlotSnapshot snap;
+    if (detail::read_slot(*table_, index, snap) != detail::ReadResult::kReady || !pids.contains(snap.pid)) return;
+    std::uint64_t expected = snap.armed;
+    // acq_rel, from exactly the word read: a timer armed again since (its word has
+    // changed) stands; the word's check names this claim, so a later owner's cannot match.
+    if (expected != layout::kDisarmed &&
+        table_->slot(index).armed.compare_exchange_strong(expected, layout::kDisarmed, std::memory_order_acq_rel,
+                                                          std::memory_order_relaxed)) {
+      ++cleared;
+      emit("clear timer", detail::event_of(snap));
+    }
+    // Only the shim writes FIFO slots, so it gives them back at once, as on a release.
+    if (snap.origin == layout::Origin::kFifo) detail::free_slot(*table_, index, snap.control);
+  });
+  return cleared;
 }
 
 void FifoShim::on_line(std::string_view line) {
@@ -271,12 +309,16 @@ void FifoShim::release(const fifo::Request& request, std::uint64_t start_time) {
 
 void FifoShim::emit(std::string_view name, const fifo::Request& request, std::uint64_t slot) const {
   if (!log_event_) return;
-  TimerEvent event{request.pid,
-                   request.scope_id,
-                   request.is_release() ? 0 : to_table_ns(deadline_from_epoch_seconds(request.expiration_time)),
-                   request.signal,
-                   slot,
-                   layout::Origin::kFifo};
+  emit(name, TimerEvent{request.pid,
+                        request.scope_id,
+                        request.is_release() ? 0 : to_table_ns(deadline_from_epoch_seconds(request.expiration_time)),
+                        request.signal,
+                        slot,
+                        layout::Origin::kFifo});
+}
+
+void FifoShim::emit(std::string_view name, const TimerEvent& event) const {
+  if (!log_event_) return;
   try {
     log_event_(name, &event);
   } catch (const std::exception& e) {  // the request was applied; a failing log must not undo the drain

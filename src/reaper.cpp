@@ -25,16 +25,12 @@ constexpr std::uint64_t kMaxRetryNs = 10'000'000'000;
 // Slots re-checked for a lost occupancy bit per sweep (see walk_for_lost_bits).
 constexpr std::uint64_t kWalkSlotsPerSweep = 8192;
 
-TimerEvent to_event(const SlotSnapshot& s, std::uint64_t at_ns = 0) {
-  return {s.pid, s.scope, s.deadline_ns, s.signal, s.index, s.origin, s.start_time, at_ns};
-}
-
 void log_expired_debug(pid_t pid, const std::vector<SlotSnapshot>& timers, std::uint64_t now_ns) {
   if (!spdlog::should_log(spdlog::level::debug)) return;
   nlohmann::json info = nlohmann::json::array();
   for (const auto& t : timers)
     info.push_back({{"scope_id", printable(t.scope)},
-                    {"expiration_time", to_event(t).expiration_time()},
+                    {"expiration_time", detail::event_of(t).expiration_time()},
                     {"overdue_ms", static_cast<double>(now_ns - t.deadline_ns) / 1e6},
                     {"signal", t.signal},
                     {"slot", t.index}});
@@ -59,7 +55,7 @@ Reaper::Reaper(const Table& table, const ServerOptions& options, ProcessControl&
 void Reaper::emit(std::string_view name, const SlotSnapshot& timer, std::uint64_t at_ns) const {
   if (!options_.log_event) return;
   try {
-    const TimerEvent event = to_event(timer, at_ns);
+    const TimerEvent event = detail::event_of(timer, at_ns);
     options_.log_event(name, &event);
   } catch (const std::exception& e) {
     // A callback that throws must not leave a reap half done (a kill sent, its timer still

@@ -159,6 +159,10 @@ bool free_slot(const Table& table, std::uint64_t index, std::uint64_t expected) 
   return true;
 }
 
+TimerEvent event_of(const SlotSnapshot& s, std::uint64_t at_ns) {
+  return {s.pid, s.scope, s.deadline_ns, s.signal, s.index, s.origin, s.start_time, at_ns};
+}
+
 ReadResult read_slot(const Table& table, std::uint64_t index, SlotSnapshot& out, int attempts) {
   const Slot& s = table.slot(index);
   for (int attempt = 0; attempt < attempts; ++attempt) {

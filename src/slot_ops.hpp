@@ -22,6 +22,7 @@
 
 #include "shmtimer/slot_ownership.hpp"
 #include "shmtimer/table.hpp"
+#include "shmtimer/timer_server.hpp"
 
 namespace shmtimer::detail {
 
@@ -231,6 +232,9 @@ enum class ReadResult { kReady, kNotReady, kUnstable };
 // deadline. kNotReady: the slot is Free or Claiming (out.control says which). kUnstable:
 // the slot kept changing for `attempts` tries.
 ReadResult read_slot(const Table& table, std::uint64_t index, SlotSnapshot& out, int attempts = 8);
+
+// The snapshot as the public event type (at_ns: when it happened, or 0).
+TimerEvent event_of(const SlotSnapshot& s, std::uint64_t at_ns = 0);
 
 // The control word to free slot `index` from when its owner's process is gone; nullopt
 // when it runs, or the slot is Free or changing. `running(pid, start_time)` decides, with

@@ -4,6 +4,7 @@
 #include <spdlog/spdlog.h>
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <fstream>
 #include <set>
 
@@ -339,6 +340,94 @@ TEST(FifoShim, AFloodLosesNothing) {
   for (int round = 0; round < 1000 && f.shim->request_count() < kRequests; ++round) f.server.run_once();
   EXPECT_EQ(f.shim->request_count(), static_cast<std::uint64_t>(kRequests));
   EXPECT_EQ(f.shim->malformed_count(), 0u);
+}
+
+// FileTimerServer.register_timers for a server hosted in Python: requests are taken as
+// FIFO lines are, refusals and release included.
+TEST(FifoShim, RegisteredRequestsAreTakenAsTheirFifoLinesWouldBe) {
+  FifoFixture f;
+  const pid_t child = testing::fork_child([] { std::this_thread::sleep_for(30s); });
+  const double later = epoch_now() + 3600;
+  f.shim->register_requests({{child, "kept", later, SIGTERM}, {child, "released", later, SIGKILL},
+                             {0, "group", later, SIGKILL}, {1, "init", later, SIGKILL}});
+  f.shim->register_requests({{child, "released", -1, 0}});
+  const auto rows = f.rows();
+  ASSERT_EQ(rows.size(), 1u);
+  EXPECT_EQ(rows[0].pid, child);
+  EXPECT_EQ(rows[0].scope, "kept");
+  EXPECT_EQ(rows[0].origin, layout::Origin::kFifo);
+  EXPECT_EQ(rows[0].signal, SIGTERM);
+  EXPECT_EQ(f.shim->malformed_count(), 1u);  // pid 0: not a valid request at all
+  EXPECT_EQ(f.shim->refused_count(), 1u);    // pid 1: valid, but never a worker
+  EXPECT_EQ(f.shim->request_count(), 4u);
+  EXPECT_EQ(std::count(f.events.begin(), f.events.end(), "set timer"), 2);
+  EXPECT_EQ(std::count(f.events.begin(), f.events.end(), "clear timer"), 1);
+  EXPECT_THROW(f.shim->register_requests({{child, "\xff", later, SIGKILL}}), Error);  // not UTF-8
+  ::kill(child, SIGKILL);
+  testing::wait_child(child);
+}
+
+// FileTimerServer.clear_timers: every armed timer of the named processes is disarmed,
+// from the FIFO or the table; FIFO slots are given back, a table client keeps its slot;
+// other processes' timers stand.
+TEST(FifoShim, ClearTimersDisarmsEveryTimerOfTheNamedProcessesOnly) {
+  FifoFixture f;
+  Ready armed;
+  auto table_worker = [&](const char* scope) {
+    return testing::fork_child([&, scope] {
+      ShmTimerClient client(f.t.table);
+      client.acquire(scope, SteadyClock::now() + 1h);
+      armed.signal();
+      std::this_thread::sleep_for(30s);
+    });
+  };
+  const pid_t cleared = table_worker("table-timer");
+  armed.wait();
+  const pid_t bystander = table_worker("bystander");
+  armed.wait();
+  f.shim->register_requests({{cleared, "fifo-timer", epoch_now() + 3600, SIGKILL}});
+  EXPECT_EQ(f.shim->clear_timers({cleared}), 2u);
+  std::set<std::pair<std::string, bool>> left;
+  for (const auto& row : f.rows()) left.emplace(row.scope, row.state == RowState::kArmed);
+  EXPECT_EQ(left, (std::set<std::pair<std::string, bool>>{{"table-timer", false}, {"bystander", true}}));
+  EXPECT_EQ(f.shim->clear_timers({cleared}), 0u);  // nothing armed is left
+  for (const pid_t pid : {cleared, bystander}) {
+    ::kill(pid, SIGKILL);
+    testing::wait_child(pid);
+  }
+}
+
+// register_requests and clear_timers come from the host's thread while the watchdog
+// drains the FIFO on its own: the shim serializes them (ThreadSanitizer checks the rest).
+TEST(FifoShim, RequestsRegisteredWhileTheServerDrainsAreAllApplied) {
+  FifoFixture f;
+  constexpr int kEach = 2000;
+  testing::HeldChild writer([&] {  // forked before the server's threads: see HeldChild
+    FifoClientOptions options;
+    options.keep_open = true;
+    FifoTimerClient client(f.fifo_path.path(), SIGKILL, options);
+    for (int i = 0; i < kEach / 2; ++i) {
+      client.acquire("fifo", SteadyClock::now() + 1h);
+      client.release("fifo");
+    }
+    std::this_thread::sleep_for(30s);  // killed once counted
+  });
+  f.server.start();
+  writer.go();
+  const double later = epoch_now() + 3600;
+  for (int i = 0; i < kEach / 2; ++i) {
+    f.shim->register_requests({{writer.pid(), "hosted", later, SIGKILL}});
+    f.shim->register_requests({{writer.pid(), "hosted", -1, 0}});
+    if (i % 100 == 0) f.shim->clear_timers({writer.pid()});
+  }
+  const auto until = std::chrono::steady_clock::now() + 60s;
+  while (f.shim->request_count() < 2 * kEach && std::chrono::steady_clock::now() < until)
+    std::this_thread::sleep_for(1ms);
+  f.server.stop();
+  EXPECT_EQ(f.shim->request_count(), static_cast<std::uint64_t>(2 * kEach));
+  EXPECT_EQ(f.shim->malformed_count(), 0u);
+  ::kill(writer.pid(), SIGKILL);
+  testing::wait_child(writer.pid());
 }
 
 TEST(FifoShim, TheFifoIsRemovedWhenTheShimGoes) {

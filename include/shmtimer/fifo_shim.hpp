@@ -10,6 +10,9 @@
 #include <optional>
 #include <filesystem>
 #include <memory>
+#include <mutex>
+#include <set>
+#include <vector>
 
 #include "shmtimer/fifo_protocol.hpp"
 #include "shmtimer/process_identity.hpp"
@@ -66,6 +69,16 @@ class FifoShim final : public RequestSource {
   // Times the FIFO was made again after someone removed it; readable from any thread.
   std::uint64_t recreations() const { return recreations_.load(std::memory_order_relaxed); }
 
+  // FileTimerServer's register_timers, for a server hosted in Python: each request is
+  // taken exactly as its line would be from the FIFO (the same checks, refusals and
+  // events). Safe to call while the server thread drains. Throws Error(kInvalidArgument)
+  // for a scope that is not UTF-8 (no Python string is), before applying any request.
+  void register_requests(const std::vector<fifo::Request>& requests);
+  // FileTimerServer's clear_timers: disarms every armed timer of these processes, from
+  // the FIFO or the table, emitting "clear timer" for each, and gives their FIFO slots
+  // back. A table client keeps its slot (it may arm it again). Returns the timers disarmed.
+  std::uint64_t clear_timers(const std::set<pid_t>& pids);
+
  private:
   static constexpr std::uint64_t kPathCheckNs = 100'000'000;
   void open_fifo();                       // makes the FIFO at path_ and opens both ends
@@ -77,6 +90,8 @@ class FifoShim final : public RequestSource {
   void acquire(const fifo::Request& request, std::uint64_t start_time);
   void release(const fifo::Request& request, std::uint64_t start_time);
   void emit(std::string_view name, const fifo::Request& request, std::uint64_t slot) const;
+  void emit(std::string_view name, const TimerEvent& event) const;  // a throwing callback is logged
+  fifo::LineAssembler make_line_assembler();  // lines go to on_line(), overlong ones are counted
   template <std::size_t N>
   static std::uint64_t total(const std::array<std::atomic<std::uint64_t>, N>& counters) {
     std::uint64_t sum = 0;
@@ -99,6 +114,9 @@ class FifoShim final : public RequestSource {
   FifoStats stats_;
   std::unique_ptr<detail::FifoSenders> senders_;  // who sent requests: start time, verdict
   bool table_full_ = false;  // an insert failed in this drain
+  // drain() against register_requests() and clear_timers() from another thread: the
+  // line assembler, the sender cache and table_full_ have one user at a time.
+  std::mutex mutex_;
 };
 
 }  // namespace shmtimer

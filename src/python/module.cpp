@@ -1,6 +1,6 @@
 // _shmtimer: the C++ side of the Python package `shmtimer` (src/python/shmtimer/).
-// Thin bindings: the client's acquire/release, the read API as plain dicts, and the
-// library's errors as Python exceptions.
+// Thin bindings: the client's acquire/release, the read API as plain dicts, the
+// library's errors as Python exceptions, and the hosted server (hosted_server.cpp).
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
@@ -12,6 +12,7 @@
 #include "shmtimer/shm_timer_client.hpp"
 #include "shmtimer/table_reader.hpp"
 #include "fast_calls.hpp"
+#include "hosted_server.hpp"
 
 namespace py = pybind11;
 using namespace shmtimer;
@@ -145,6 +146,8 @@ PYBIND11_MODULE(_shmtimer, m) {
       .def("forget", &ShmTimerClient::forget, py::arg("scope_id"))
       .def_property_readonly("signal", &ShmTimerClient::signal)
       .def_property_readonly("table_path", [](const ShmTimerClient& c) { return c.table()->path().string(); });
+
+  bind_hosted_server(m);
 
   m.def("read_header", [](const std::string& path) { return header_dict(TableReader::open(path).header()); },
         py::arg("table_path"));

@@ -1,0 +1,113 @@
+// _shmtimer.Server: the C++ watchdog and FIFO shim hosted in a Python process, for
+// shmtimer.torch.ShmTimerServer (src/python/shmtimer/torch.py). The watchdog runs on its
+// own thread with the GIL released; it takes the GIL only to call log_event.
+#include "hosted_server.hpp"
+
+#include <pybind11/stl.h>
+
+#include <set>
+#include <tuple>
+#include <vector>
+
+#include "shmtimer/fifo_shim.hpp"
+#include "shmtimer/timer_server.hpp"
+
+namespace py = pybind11;
+using namespace shmtimer;
+
+namespace {
+
+// log_event(name, None) or log_event(name, (worker_pid, scope_id, expiration_time,
+// signal)), from whichever thread emits it; the Python side makes the request object.
+EventCallback python_event_callback(py::object callback) {
+  if (callback.is_none()) return {};
+  // Held by a shared_ptr whose deleter takes the GIL: the std::function is copied and
+  // destroyed on threads that do not hold it.
+  auto held = std::shared_ptr<py::object>(new py::object(std::move(callback)), [](py::object* p) {
+    if (Py_IsInitialized() == 0) return;  // the interpreter is gone: leak, never touch it
+    py::gil_scoped_acquire gil;
+    delete p;
+  });
+  return [held](std::string_view name, const TimerEvent* event) {
+    // After Python began to shut down, a thread that takes the GIL may hang for good.
+    if (Py_IsInitialized() == 0 || _Py_IsFinalizing() != 0) return;
+    py::gil_scoped_acquire gil;
+    try {
+      py::object request = py::none();
+      if (event != nullptr)
+        request = py::make_tuple(event->pid, py::bytes(event->scope).attr("decode")("utf-8", "replace"),
+                                 event->deadline_ns == 0 ? -1.0 : event->expiration_time(), event->signal);
+      (*held)(py::str(name.data(), name.size()), request);
+    } catch (py::error_already_set& e) {  // a failing callback must not stop the watchdog
+      e.discard_as_unraisable("shmtimer log_event");
+    }
+  };
+}
+
+class HostedServer {
+ public:
+  HostedServer(const std::string& table_path, const std::string& fifo_path, double max_interval_s,
+               std::uint64_t capacity, py::object log_event, bool signal_self_after_reap) {
+    CreateOptions create;
+    create.capacity = capacity;
+    table_ = Table::open_or_create(table_path, create);
+    ServerOptions options;
+    options.policy.max_interval =
+        std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::duration<double>(max_interval_s));
+    options.signal_self_after_reap = signal_self_after_reap;
+    options.log_event = python_event_callback(std::move(log_event));
+    server_ = std::make_unique<TimerServer>(table_, options);
+    fifo_ = std::make_shared<FifoShim>(table_, fifo_path, options.log_event);
+    server_->add_source(fifo_);
+  }
+  // Python destroys this holding the GIL, and the watchdog may be waiting for it.
+  ~HostedServer() {
+    py::gil_scoped_release release;
+    server_->stop();
+    server_.reset();
+    fifo_.reset();
+  }
+  HostedServer(const HostedServer&) = delete;
+  HostedServer& operator=(const HostedServer&) = delete;
+
+  TimerServer& server() { return *server_; }
+  FifoShim& fifo() { return *fifo_; }
+  Table& table() { return *table_; }
+
+ private:
+  std::shared_ptr<Table> table_;
+  std::unique_ptr<TimerServer> server_;
+  std::shared_ptr<FifoShim> fifo_;
+};
+
+using RequestTuple = std::tuple<pid_t, std::string, double, int>;
+
+}  // namespace
+
+void bind_hosted_server(py::module_& m) {
+  py::class_<HostedServer>(m, "Server")
+      .def(py::init<const std::string&, const std::string&, double, std::uint64_t, py::object, bool>(),
+           py::arg("table_path"), py::arg("fifo_path"), py::arg("max_interval"), py::arg("capacity"),
+           py::arg("log_event"), py::arg("signal_self_after_reap"))
+      .def("start", [](HostedServer& s) { s.server().start(); }, py::call_guard<py::gil_scoped_release>())
+      .def("stop", [](HostedServer& s) { s.server().stop(); }, py::call_guard<py::gil_scoped_release>())
+      .def("run_once", [](HostedServer& s) { s.server().run_once(); }, py::call_guard<py::gil_scoped_release>())
+      .def("get_last_progress_time", [](HostedServer& s) { return s.server().get_last_progress_time(); })
+      .def(
+          "register",
+          [](HostedServer& s, const std::vector<RequestTuple>& requests) {
+            std::vector<fifo::Request> converted;
+            converted.reserve(requests.size());
+            for (const auto& [pid, scope, expiration, signal] : requests)
+              converted.push_back({pid, scope, expiration, signal});
+            py::gil_scoped_release release;  // the callback takes the GIL from this thread
+            s.fifo().register_requests(converted);
+          },
+          py::arg("requests"), "(worker_pid, scope_id, expiration_time, signal) each, as FIFO lines.")
+      .def(
+          "clear", [](HostedServer& s, const std::set<pid_t>& pids) { return s.fifo().clear_timers(pids); },
+          py::arg("pids"), py::call_guard<py::gil_scoped_release>())
+      .def_property_readonly("request_count", [](HostedServer& s) { return s.fifo().request_count(); })
+      .def_property_readonly("fifo_lost", [](HostedServer& s) { return s.fifo().lost(); })
+      .def_property_readonly("table_path", [](HostedServer& s) { return s.table().path().string(); });
+}

@@ -1,0 +1,63 @@
+"""``python -m shmtimer.run [torchrun arguments] script.py [script arguments]``
+
+torchrun, with shmtimer's watchdog in place of torch's: the elastic agent hosts a
+:class:`shmtimer.torch.ShmTimerServer` where it would host a ``FileTimerServer``. Every
+worker gets
+
+- ``TORCHELASTIC_TIMER_FILE``: the FIFO the server reads, so unchanged scripts that use
+  torch's ``FileTimerClient`` are watched (through the FIFO shim);
+- ``SHMTIMER_TABLE``: the job's table, so ``shmtimer.ShmTimerClient()`` with no argument
+  writes where the server looks.
+
+The watchdog is switched on (``TORCHELASTIC_ENABLE_FILE_TIMER=1``). A FIFO path already in
+``TORCHELASTIC_TIMER_FILE`` is used, as torchrun does. Everything else is torchrun's own
+launcher, arguments and exit status included.
+"""
+import os
+import re
+import sys
+
+_SWITCHED_ON = "1"
+
+
+def _repair_std_from_str():
+    """torch 1.13's ``--redirects``/``--tee`` parsing fails on Python 3.11: it looks a
+    value up by iterating the ``Std`` flag, and from 3.11 on that iteration skips NONE (0)
+    and ALL (3), so every launch dies with "'NoneType' object has no attribute 'get'".
+    Replaced here by a lookup by value, only where the bug shows."""
+    from torch.distributed.elastic.multiprocessing import api
+
+    if api.Std.from_str("0") is not None:
+        return
+
+    def from_str(cls, vm):
+        if re.match(api._VALUE_REGEX, vm):
+            return cls(int(vm))
+        if re.match(api._MAPPING_REGEX, vm):
+            return {int(rank): cls(int(value)) for rank, value in (pair.split(":") for pair in vm.split(","))}
+        raise ValueError("%s does not match: <%s> or <%s>" % (vm, api._VALUE_REGEX, api._MAPPING_REGEX))
+
+    api.Std.from_str = classmethod(from_str)
+
+
+def _use_shmtimer_server():
+    """The agent looks ``FileTimerServer`` up in torch's timer package when it starts
+    workers, so replacing it there is enough, in 1.13 and 2.x alike."""
+    from torch.distributed.elastic import timer
+
+    from .torch import ShmTimerServer
+
+    timer.FileTimerServer = ShmTimerServer
+
+
+def main(argv=None):
+    os.environ["TORCHELASTIC_ENABLE_FILE_TIMER"] = _SWITCHED_ON
+    _repair_std_from_str()
+    _use_shmtimer_server()
+    from torch.distributed.run import main as torchrun_main
+
+    torchrun_main(sys.argv[1:] if argv is None else argv)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,181 @@
+"""ShmTimerServer: a drop-in for torch's ``FileTimerServer``, backed by shmtimer.
+
+It takes the same arguments and has the same methods, and it serves the same FIFO, so
+unchanged ``FileTimerClient`` workers are watched; workers that use
+``shmtimer.ShmTimerClient()`` write the shared-memory table it serves, whose path it
+puts in ``$SHMTIMER_TABLE`` for the workers it is started for. The watchdog is the C++
+one (shmtimerd's), on a thread of its own with the GIL released.
+
+``python -m shmtimer.run`` runs torchrun with this server in place of torch's.
+"""
+import atexit
+import hashlib
+import os
+import re
+import time
+import weakref
+
+from . import _shmtimer
+
+try:
+    from torch.distributed.elastic.timer.file_based_local_timer import FileTimerRequest
+    import torch as _torch
+    _TORCH_MAJOR = int(_torch.__version__.split(".")[0])
+except ImportError:  # pragma: no cover - shmtimer works without torch too
+    _TORCH_MAJOR = 0
+
+    class FileTimerRequest:
+        """torch's FileTimerRequest: one acquire (or, with expiration_time < 0, release)."""
+
+        def __init__(self, worker_pid, scope_id, expiration_time, signal=0):
+            self.worker_pid = worker_pid
+            self.scope_id = scope_id
+            self.expiration_time = expiration_time
+            self.signal = signal
+
+        def __eq__(self, other):
+            return isinstance(other, FileTimerRequest) and vars(self) == vars(other)
+
+        def __repr__(self):
+            return "FileTimerRequest(%r)" % (vars(self),)
+
+__all__ = ["ShmTimerServer", "FileTimerRequest", "table_path_for"]
+
+_DEFAULT_CAPACITY = 4096
+_made_up = set()  # table paths that table_path_for() made up in this process
+
+
+def table_path_for(run_id=None, file_path=None):
+    """The table a job's server serves: ``$SHMTIMER_TABLE`` when set, else a path under
+    /dev/shm named after the job's ``run_id`` (or, without one, its FIFO path) and the user.
+
+    A hash of the raw name keeps two names that sanitize alike apart."""
+    if os.environ.get("SHMTIMER_TABLE"):
+        return os.environ["SHMTIMER_TABLE"]
+    name = run_id if run_id is not None else "fifo-" + os.path.abspath(file_path or "default")
+    safe = re.sub(r"[^A-Za-z0-9._-]", "_", name)[:64]
+    digest = hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:12]
+    return "/dev/shm/shmtimer-%d-%s-%s.table" % (os.getuid(), safe, digest)
+
+
+# Old (torch 1.13) and new (2.x) positional orders after file_path.
+_ORDER_1_13 = ("max_interval", "daemon", "log_event")
+_ORDER_2_X = ("run_id",) + _ORDER_1_13
+
+
+class ShmTimerServer:
+    """torch's ``FileTimerServer(file_path, [run_id,] max_interval=10, daemon=True,
+    log_event=None)``, plus keyword-only ``table_path`` (default: :func:`table_path_for`),
+    ``capacity`` of a table it creates, and ``signal_self_after_reap`` (default: as the
+    installed torch does, which is from 2.0 on).
+
+    Like torch's, the constructor makes the FIFO, ``start()`` starts the watchdog and
+    ``stop()`` stops it and removes the FIFO (and the table, when its path was made up
+    here). Differences: the watchdog never keeps the interpreter alive (``daemon`` is
+    accepted and ignored; it is stopped at exit), and it also enforces the table's timers.
+    """
+
+    def __init__(self, file_path, *args, table_path=None, capacity=_DEFAULT_CAPACITY, signal_self_after_reap=None,
+                 **kwargs):
+        order = _ORDER_2_X if args and (args[0] is None or isinstance(args[0], str)) else _ORDER_1_13
+        if len(args) > len(order):
+            raise TypeError("ShmTimerServer takes at most %d positional arguments after file_path" % len(order))
+        params = {"run_id": None, "max_interval": 10, "daemon": True, "log_event": None}
+        for name, value in zip(order, args):
+            params[name] = value
+        for name, value in kwargs.items():
+            if name not in params:
+                raise TypeError("ShmTimerServer got an unexpected keyword argument %r" % name)
+            params[name] = value
+        self._file_path = str(file_path)
+        self._run_id = params["run_id"]
+        self._max_interval = float(params["max_interval"])
+        self._daemon = params["daemon"]
+        self._log_event = params["log_event"] or (lambda name, request: None)
+        # A path made up here (by this server or an earlier one of this process, as after
+        # a restart of the workers) is this job's alone: stop() removes it.
+        self._owns_table_path = table_path is None and os.environ.get("SHMTIMER_TABLE", "") in _made_up | {""}
+        self._table_path = str(table_path) if table_path is not None else table_path_for(self._run_id, self._file_path)
+        if signal_self_after_reap is None:
+            signal_self_after_reap = _TORCH_MAJOR >= 2
+        self._last_progress = None
+        self._server = _shmtimer.Server(self._table_path, self._file_path, self._max_interval, int(capacity),
+                                        self._on_event, bool(signal_self_after_reap))
+        # Workers this process starts from now on find the table without being told.
+        os.environ["SHMTIMER_TABLE"] = self._table_path
+        if self._owns_table_path:
+            _made_up.add(self._table_path)
+        # At exit the watchdog thread must be stopped while Python can still run its
+        # log_event; a weak reference, so that this does not keep the server alive.
+        me = weakref.ref(self)
+        atexit.register(lambda: me() is not None and me().stop())
+
+    def _on_event(self, name, request):
+        self._log_event(name, None if request is None else FileTimerRequest(*request))
+
+    @property
+    def table_path(self):
+        return self._table_path
+
+    @property
+    def file_path(self):
+        return self._file_path
+
+    def start(self):
+        """Starts the watchdog thread."""
+        self._require_open().start()
+
+    def stop(self):
+        """Stops the watchdog and removes the FIFO (and a made-up table); idempotent."""
+        server, self._server = self._server, None
+        if server is None:
+            return
+        server.stop()
+        self._last_progress = server.get_last_progress_time()
+        if self._owns_table_path:  # while this server still holds the table's lock
+            try:
+                os.unlink(self._table_path)
+            except FileNotFoundError:
+                pass
+        del server  # closes and removes the FIFO, releases the table
+
+    def run_once(self):
+        """One round now: drain the FIFO, then scan and reap (torch's test hook)."""
+        self._require_open().run_once()
+
+    def get_last_progress_time(self):
+        """Epoch seconds of the last completed watchdog round (now, if none has run)."""
+        if self._server is not None:
+            return self._server.get_last_progress_time()
+        return self._last_progress if self._last_progress is not None else int(time.time())
+
+    def register_timers(self, timer_requests):
+        """Applies requests as if each had come through the FIFO: an acquire per request
+        with expiration_time >= 0, a release per negative one."""
+        # UTF-8 here: a scope no FIFO line could carry (a lone surrogate) is a ValueError.
+        self._require_open().register([(int(r.worker_pid), str(r.scope_id).encode("utf-8"), float(r.expiration_time),
+                                        int(r.signal)) for r in timer_requests])
+
+    def clear_timers(self, worker_pids):
+        """Disarms every timer of these processes."""
+        self._require_open().clear({int(pid) for pid in worker_pids})
+
+    def get_expired_timers(self, deadline):
+        """``{worker_pid: [FileTimerRequest, ...]}`` of the armed timers whose
+        expiration_time (epoch seconds) is at or before ``deadline``."""
+        expired = {}
+        for row in _shmtimer.read_timers(self._table_path, False):
+            when = row["deadline_unix_s"]
+            if when is not None and when <= deadline:
+                expired.setdefault(row["pid"], []).append(
+                    FileTimerRequest(row["pid"], row["scope"], when, row["signal"]))
+        return expired
+
+    @property
+    def _request_count(self):  # torch's counter of applied requests, which its tests read
+        return self._server.request_count if self._server is not None else 0
+
+    def _require_open(self):
+        if self._server is None:
+            raise RuntimeError("this ShmTimerServer was stopped; make a new one")
+        return self._server

@@ -1,0 +1,248 @@
+"""shmtimer.torch.ShmTimerServer: torch's FileTimerServer interface, with real workers.
+
+Run with /usr/bin/python3 in a private pid namespace (tests/CMakeLists.txt), with the
+build tree's package first on PYTHONPATH. Needs Debian's python3-torch (skipped without).
+"""
+import os
+import signal
+import subprocess
+import tempfile
+import textwrap
+import time
+import unittest
+
+import shmtimer
+from shmtimer.torch import FileTimerRequest, ShmTimerServer, table_path_for
+
+PY = "/usr/bin/python3"
+try:
+    import torch.distributed.elastic.timer as torch_timer
+except ImportError:  # pragma: no cover
+    torch_timer = None
+
+
+def start_worker(body):
+    """A Python worker that reports "ready" on stdout, then runs body (env inherited)."""
+    script = "import os, sys, time\n" + textwrap.dedent(body)
+    return subprocess.Popen([PY, "-c", script], stdout=subprocess.PIPE, text=True, env=dict(os.environ))
+
+
+def wait_ready(proc):
+    line = proc.stdout.readline()
+    if line.strip() != "ready":
+        raise AssertionError("worker did not get ready: %r" % line)
+
+
+class Hosted(unittest.TestCase):
+    """One ShmTimerServer per test, as torch's agent makes it (2.x keyword form)."""
+
+    def setUp(self):
+        os.environ.pop("SHMTIMER_TABLE", None)
+        self.dir = tempfile.TemporaryDirectory()
+        self.fifo = os.path.join(self.dir.name, "watchdog")
+        os.environ["FIFO"] = self.fifo  # for the workers
+        self.events = []
+        self.server = ShmTimerServer(file_path=self.fifo, run_id="test-%d-%s" % (os.getpid(), self.id()[-40:]),
+                                     max_interval=0.1, daemon=True,
+                                     log_event=lambda name, request: self.events.append((name, request)),
+                                     signal_self_after_reap=False)  # torch 2.x's default would kill this test
+        self.server.start()
+
+    def tearDown(self):
+        self.server.stop()
+        os.environ.pop("SHMTIMER_TABLE", None)
+        self.dir.cleanup()
+
+    def named(self, name):
+        return [request for event, request in self.events if event == name]
+
+
+@unittest.skipIf(torch_timer is None, "torch is not installed")
+class ServesTorchWorkers(Hosted):
+    def test_a_hung_file_timer_client_worker_is_killed_and_a_punctual_one_survives(self):
+        body = """
+            from torch.distributed.elastic import timer
+            timer.configure(timer.FileTimerClient(os.environ["FIFO"]))
+            print("ready", flush=True)
+            with timer.expires(after=0.5, scope="step"):
+                time.sleep(float(sys.argv[1]))
+            time.sleep(2)  # alive well past the released deadline
+        """
+        hung = subprocess.Popen([PY, "-c", "import os, sys, time\n" + textwrap.dedent(body), "60"],
+                                stdout=subprocess.PIPE, text=True)
+        punctual = subprocess.Popen([PY, "-c", "import os, sys, time\n" + textwrap.dedent(body), "0.05"],
+                                    stdout=subprocess.PIPE, text=True)
+        self.assertEqual(hung.wait(timeout=60), -signal.SIGKILL)
+        self.assertEqual(punctual.wait(timeout=60), 0)
+        killed = self.named("kill worker process")
+        self.assertEqual([r.worker_pid for r in killed], [hung.pid])
+        self.assertIsInstance(killed[0], torch_timer.FileTimerRequest)
+        self.assertEqual((killed[0].scope_id, killed[0].signal), ("step", signal.SIGKILL))
+        self.assertIn(punctual.pid, [r.worker_pid for r in self.named("set timer")])
+
+    def test_a_shm_timer_client_worker_finds_the_table_without_being_told(self):
+        self.assertEqual(os.environ["SHMTIMER_TABLE"], self.server.table_path)
+        hung = start_worker("""
+            import shmtimer
+            client = shmtimer.ShmTimerClient()  # $SHMTIMER_TABLE, which the server set
+            print("ready", flush=True)
+            with shmtimer.expires(0.3, scope="hang", client=client):
+                time.sleep(60)
+        """)
+        wait_ready(hung)
+        self.assertEqual(hung.wait(timeout=60), -signal.SIGKILL)
+        self.assertEqual([(r.worker_pid, r.scope_id) for r in self.named("kill worker process")], [(hung.pid, "hang")])
+
+    def test_events_are_torch_requests_with_the_request_fields(self):
+        deadline = time.time() + 3600
+        worker = start_worker("""
+            from torch.distributed.elastic import timer
+            client = timer.FileTimerClient(os.environ["FIFO"])
+            client.acquire("shaped", %r)
+            client.release("shaped")
+            print("ready", flush=True)
+            time.sleep(60)
+        """ % deadline)
+        self.addCleanup(worker.wait)
+        self.addCleanup(worker.kill)
+        wait_ready(worker)
+        self.wait_for(lambda: self.named("clear timer"))
+        (set_request,) = self.named("set timer")
+        self.assertIsInstance(set_request, torch_timer.FileTimerRequest)
+        self.assertEqual((set_request.worker_pid, set_request.scope_id, set_request.signal),
+                         (worker.pid, "shaped", signal.SIGKILL))
+        self.assertAlmostEqual(set_request.expiration_time, deadline, delta=0.01)
+        self.assertEqual(self.named("clear timer")[0].expiration_time, -1)
+
+    def wait_for(self, predicate, timeout=10):
+        until = time.time() + timeout
+        while not predicate():
+            if time.time() > until:
+                self.fail("timed out")
+            time.sleep(0.01)
+
+
+class RegisterClearExpired(Hosted):
+    """register_timers, get_expired_timers and clear_timers, as torch's tests call them."""
+
+    def setUp(self):
+        super().setUp()
+        self.sleeper = subprocess.Popen(["sleep", "60"])  # a process of ours, never signalled here
+
+    def tearDown(self):
+        self.sleeper.kill()
+        self.sleeper.wait()
+        super().tearDown()
+
+    def test_registered_timers_are_reported_expired_by_deadline_and_cleared(self):
+        later = time.time() + 3600
+        self.server.register_timers([FileTimerRequest(self.sleeper.pid, "a", later, 0),
+                                     FileTimerRequest(self.sleeper.pid, "b", later + 10, 0)])
+        self.assertEqual(self.server.get_expired_timers(later - 1), {})
+        expired = self.server.get_expired_timers(later + 1)
+        self.assertEqual([(r.worker_pid, r.scope_id, r.signal) for r in expired[self.sleeper.pid]],
+                         [(self.sleeper.pid, "a", 0)])
+        self.assertAlmostEqual(expired[self.sleeper.pid][0].expiration_time, later, delta=0.01)
+        self.assertEqual(len(self.server.get_expired_timers(later + 11)[self.sleeper.pid]), 2)
+        self.server.clear_timers({self.sleeper.pid})
+        self.assertEqual(self.server.get_expired_timers(later + 11), {})
+        self.assertEqual(len(self.named("clear timer")), 2)
+        self.assertIsNone(self.sleeper.poll())
+
+    def test_a_negative_expiration_releases(self):
+        later = time.time() + 3600
+        self.server.register_timers([FileTimerRequest(self.sleeper.pid, "a", later, 0)])
+        self.server.register_timers([FileTimerRequest(self.sleeper.pid, "a", -1, 0)])
+        self.assertEqual(self.server.get_expired_timers(later + 1), {})
+        self.assertEqual(self.server._request_count, 2)
+
+    def test_a_request_for_no_worker_is_refused_and_kills_nothing(self):
+        earlier = time.time() - 1
+        self.server.register_timers([FileTimerRequest(0, "group", earlier, signal.SIGKILL),
+                                     FileTimerRequest(-1, "everyone", earlier, signal.SIGKILL),
+                                     FileTimerRequest(1, "init", earlier, signal.SIGKILL)])
+        self.server.run_once()
+        self.assertEqual(self.server.get_expired_timers(time.time() + 3600), {})
+        self.assertEqual(self.named("kill worker process"), [])
+
+    def test_a_scope_no_python_string_can_hold_is_a_value_error(self):
+        with self.assertRaises(ValueError):
+            self.server.register_timers([FileTimerRequest(self.sleeper.pid, "\udcff", time.time(), 0)])
+
+
+class Lifecycle(unittest.TestCase):
+    def setUp(self):
+        os.environ.pop("SHMTIMER_TABLE", None)
+        self.dir = tempfile.TemporaryDirectory()
+        self.fifo = os.path.join(self.dir.name, "watchdog")
+
+    def tearDown(self):
+        os.environ.pop("SHMTIMER_TABLE", None)
+        self.dir.cleanup()
+
+    def test_torch_1_13_positional_order_is_accepted(self):
+        events = []
+        server = ShmTimerServer(self.fifo, 0.1, True, lambda name, request: events.append(name))
+        self.assertEqual(server._max_interval, 0.1)
+        server.start()
+        server.stop()
+        self.assertEqual(events, ["watchdog started", "watchdog stopped"])
+
+    def test_torch_2_positional_order_is_accepted(self):
+        server = ShmTimerServer(self.fifo, "job-7", 0.25)
+        self.assertEqual(server._max_interval, 0.25)
+        self.assertEqual(server.table_path, table_path_for("job-7"))
+        server.stop()
+
+    def test_the_table_follows_the_run_id_and_differs_between_jobs(self):
+        self.assertNotEqual(table_path_for("job/a"), table_path_for("job_a"))
+        self.assertIn(str(os.getuid()), table_path_for("x"))
+        os.environ["SHMTIMER_TABLE"] = "/dev/shm/chosen.table"
+        self.assertEqual(table_path_for("x"), "/dev/shm/chosen.table")
+
+    def test_stop_removes_the_fifo_and_the_made_up_table(self):
+        server = ShmTimerServer(self.fifo, "lifecycle-%d" % os.getpid(), 0.1)
+        table = server.table_path
+        self.assertTrue(os.path.exists(self.fifo))
+        self.assertTrue(os.path.exists(table))
+        server.start()
+        server.stop()
+        server.stop()  # idempotent
+        self.assertFalse(os.path.exists(self.fifo))
+        self.assertFalse(os.path.exists(table))
+        self.assertIsInstance(server.get_last_progress_time(), int)
+
+    def test_progress_time_advances_with_rounds(self):
+        server = ShmTimerServer(self.fifo, "progress-%d" % os.getpid(), 0.05)
+        before = server.get_last_progress_time()
+        server.start()
+        time.sleep(1.2)
+        self.assertGreater(server.get_last_progress_time(), before)
+        server.stop()
+
+    def test_a_second_server_for_the_same_job_is_refused_while_the_first_runs(self):
+        first = ShmTimerServer(self.fifo, "twice-%d" % os.getpid(), 0.1)
+        with self.assertRaises(shmtimer.ShmTimerError):
+            ShmTimerServer(self.fifo + "2", "twice-%d" % os.getpid(), 0.1)
+        first.stop()
+        second = ShmTimerServer(self.fifo, "twice-%d" % os.getpid(), 0.1)  # taken over once stopped
+        second.stop()
+
+    def test_a_log_event_that_raises_does_not_stop_the_watchdog(self):
+        def broken(name, request):
+            raise RuntimeError("callback bug")
+
+        server = ShmTimerServer(self.fifo, "broken-%d" % os.getpid(), 0.05, log_event=broken,
+                                signal_self_after_reap=False)
+        server.start()
+        sleeper = subprocess.Popen(["sleep", "60"])
+        try:
+            server.register_timers([FileTimerRequest(sleeper.pid, "s", time.time() - 1, signal.SIGKILL)])
+            self.assertEqual(sleeper.wait(timeout=30), -signal.SIGKILL)
+        finally:
+            sleeper.kill()
+            server.stop()
+
+
+if __name__ == "__main__":
+    unittest.main()
