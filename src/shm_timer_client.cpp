@@ -147,11 +147,50 @@ std::uint64_t ShmTimerClient::slot_for(std::string_view scope_id, detail::Owners
       index != detail::kNoSlot)
     return index;
   const detail::NewKey key_owner{pid, owner.start_time, signal_, layout::Origin::kTable};
+  if (recycle_keep_ != 0 && my_claims().size() >= recycle_keep_) recycle_idle(recycle_keep_ / 2);
   auto claimed = detail::insert_slot(*table_, key_owner, key);
+  // A full table: this client's idle slots first (all of them), then dead processes'.
+  if (!claimed.ok() && recycle_keep_ != 0 && recycle_idle(0) > 0) claimed = detail::insert_slot(*table_, key_owner, key);
   if (!claimed.ok() && reclaim_dead_owners(*table_) > 0) claimed = detail::insert_slot(*table_, key_owner, key);
   if (!claimed.ok()) throw_full(*table_);
+  if (recycle_keep_ != 0) my_claims().push_back({claimed.index, claimed.control});
   owner.control = claimed.control;
   return claimed.index;
+}
+
+void ShmTimerClient::recycle_idle_slots(std::size_t keep) {
+  std::lock_guard lock(insert_mutex());
+  recycle_keep_ = keep;
+  if (keep == 0) claims_.clear();
+}
+
+std::deque<ShmTimerClient::Claim>& ShmTimerClient::my_claims() {
+  if (claims_pid_ != current_pid() || claims_start_time_ != current_start_time()) {
+    claims_.clear();  // none yet, or the parent's, inherited through fork()
+    claims_pid_ = current_pid();
+    claims_start_time_ = current_start_time();
+  }
+  return claims_;
+}
+
+std::size_t ShmTimerClient::recycle_idle(std::size_t down_to) {
+  auto& claims = my_claims();
+  std::size_t given_back = 0;
+  // Oldest first; a claim whose slot is no longer ours (forgotten, or freed by the server
+  // after a reap) is dropped, one that holds a timer is kept.
+  for (auto it = claims.begin(); it != claims.end() && claims.size() > down_to;) {
+    // Relaxed: a hint to drop the claim; give_back_idle's CAS is what decides a free.
+    const bool ours = table_->slot(it->index).control.load(std::memory_order_relaxed) == it->control;
+    if (!ours) {
+      it = claims.erase(it);
+    } else if (detail::give_back_idle(*table_, it->index, it->control)) {
+      ++given_back;
+      it = claims.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  return given_back;
 }
 
 // The slot is looked up again after an arm that found it no longer ours: that takes a

@@ -143,6 +143,25 @@ Claimed insert_slot(const Table& table, const NewKey& owner, const ScopeKey& key
   return {};
 }
 
+bool give_back_idle(const Table& table, std::uint64_t index, std::uint64_t ready) noexcept {
+  Slot& s = table.slot(index);
+  // Relaxed: a hint that saves the CAS on a slot in use; the seq_cst load below decides.
+  if (s.armed.load(std::memory_order_relaxed) != layout::kDisarmed) return false;
+  const Control c = Control::unpack(ready);
+  const std::uint64_t marked = Control::pack(SlotState::kClaiming, c.generation, c.pid);
+  std::uint64_t expected = ready;
+  // seq_cst, as the load of armed below: the two sides of the Dekker argument with
+  // arm_slot's seq_cst exchange of armed and seq_cst re-load of control.
+  if (!s.control.compare_exchange_strong(expected, marked, std::memory_order_seq_cst, std::memory_order_relaxed))
+    return false;
+  if (s.armed.load(std::memory_order_seq_cst) != layout::kDisarmed) {
+    // Release: whoever reads Ready again (acquire) sees the slot as it was published.
+    s.control.store(ready, std::memory_order_release);
+    return false;
+  }
+  return free_slot(table, index, marked);
+}
+
 bool free_slot(const Table& table, std::uint64_t index, std::uint64_t expected) noexcept {
   Slot& s = table.slot(index);
   const std::uint64_t acquires = s.acquires.load(std::memory_order_relaxed);

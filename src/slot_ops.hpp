@@ -138,6 +138,18 @@ std::uint64_t try_claim(const Table& table, std::uint64_t index, std::uint64_t d
 // statistics into the header. Returns false when the slot changed meanwhile.
 bool free_slot(const Table& table, std::uint64_t index, std::uint64_t expected) noexcept;
 
+// Gives back a slot its owner holds idle: frees it if its control word is still `ready`
+// (the caller's own Ready word) and no timer is armed in it. An arm racing this is never
+// lost: the slot is first marked Claiming (by CAS from `ready`), then the armed word is
+// read; with arm_slot's seq_cst exchange and re-check of control, either that re-check
+// sees the mark and the arm undoes itself (its caller rebinds), or the read sees the arm
+// and the slot is restored to `ready` as it was (no other writer touches a Claiming slot
+// whose claimant is alive). Returns whether the slot was freed. The owner's other threads
+// must not be inside arm_slot or disarm_slot on this slot meanwhile (their stores of the
+// signal and statistics, or a disarm's store, could land in the next owner's slot): the
+// client recycles only when its calls come one at a time (recycle_idle_slots).
+bool give_back_idle(const Table& table, std::uint64_t index, std::uint64_t ready) noexcept;
+
 // Clears the occupancy bit of a slot that was seen Free, then re-sets it if a claimant
 // raced in. Server only (see the Dekker argument in slot_ops.cpp).
 void clear_occupancy_if_free(const Table& table, std::uint64_t index) noexcept;

@@ -377,5 +377,76 @@ TEST(SlotOps, LookupsFindKeysPlacedFarFromHome) {
   for (int i = 0; i < 16; ++i) EXPECT_EQ(us_of(rows.at("k" + std::to_string(i)).deadline_ns), static_cast<std::uint64_t>(i + 100));
 }
 
+// Release frees (torch's server forgets a released timer): with recycling on, a new
+// scope per step holds a bounded number of slots, and an armed slot is never given back.
+TEST(Recycling, ANewScopePerStepStaysWithinItsBoundAndAnArmedTimerStands) {
+  TempTable t(64);
+  ShmTimerClient client(t.table);
+  client.recycle_idle_slots(16);
+  client.acquire("hung", at_us(1ULL << 45));
+  std::size_t most = 0;
+  for (int i = 0; i < 5000; ++i) {  // 5000 scopes through a 64-slot table
+    const std::string scope = "step-" + std::to_string(i);
+    client.acquire(scope, at_us(1ULL << 44));
+    client.release(scope);
+    if (i % 97 == 0) most = std::max(most, my_rows(t.table).size());
+  }
+  EXPECT_LE(most, 17u);  // `keep` claims, plus the one being made
+  const auto rows = my_rows(t.table);
+  ASSERT_TRUE(rows.count("hung"));
+  EXPECT_EQ(rows.at("hung").state, RowState::kArmed);
+  EXPECT_EQ(us_of(rows.at("hung").deadline_ns), 1ULL << 45);
+}
+
+// Without recycling (the default) released slots stay claimed: the same loop fills the
+// table, as before.
+TEST(Recycling, IsOffByDefaultSoReleasedSlotsStayClaimed) {
+  TempTable t(64);
+  ShmTimerClient client(t.table);
+  EXPECT_THROW(
+      for (int i = 0; i < 100; ++i) {
+        client.acquire("step-" + std::to_string(i), at_us(1ULL << 44));
+        client.release("step-" + std::to_string(i));
+      },
+      Error);
+}
+
+// A handle whose idle slot was given back arms again (on a new slot) and its timer holds.
+TEST(Recycling, AHandleWhoseIdleSlotWasGivenBackArmsOnANewSlot) {
+  TempTable t(64);
+  ShmTimerClient client(t.table);
+  client.recycle_idle_slots(4);
+  Timer handle = client.timer("handle");
+  for (int i = 0; i < 10; ++i) client.acquire("other-" + std::to_string(i), at_us(1ULL << 44));  // kept: armed
+  for (int i = 0; i < 10; ++i) client.release("other-" + std::to_string(i));
+  for (int i = 0; i < 10; ++i) client.acquire("more-" + std::to_string(i), at_us(1ULL << 44));  // recycles
+  handle.arm(at_us(1ULL << 45));
+  const auto rows = my_rows(t.table);
+  ASSERT_TRUE(rows.count("handle"));
+  EXPECT_EQ(rows.at("handle").state, RowState::kArmed);
+  EXPECT_EQ(us_of(rows.at("handle").deadline_ns), 1ULL << 45);
+}
+
+// A forked child inherits the client's list of claims, never its parent's slots: the
+// child's recycling gives back only slots it claimed itself.
+TEST(Recycling, AForkedChildNeverGivesBackItsParentsSlots) {
+  TempTable t(256);
+  ShmTimerClient client(t.table);
+  client.recycle_idle_slots(4);
+  for (int i = 0; i < 3; ++i) {
+    client.acquire("parent-" + std::to_string(i), at_us(1ULL << 44));
+    client.release("parent-" + std::to_string(i));
+  }
+  const pid_t child = testing::fork_child([&] {
+    for (int i = 0; i < 40; ++i) {
+      client.acquire("child-" + std::to_string(i), at_us(1ULL << 44));
+      client.release("child-" + std::to_string(i));
+    }
+  });
+  ASSERT_TRUE(testing::exited_ok(testing::wait_child(child)));
+  const auto rows = my_rows(t.table);
+  for (int i = 0; i < 3; ++i) EXPECT_TRUE(rows.count("parent-" + std::to_string(i))) << i;
+}
+
 }  // namespace
 }  // namespace shmtimer

@@ -7,11 +7,14 @@
 #include <atomic>
 #include <barrier>
 #include <set>
+#include <thread>
 
 #include "shmtimer/process_identity.hpp"
 #include "shmtimer/shm_timer_client.hpp"
 #include "shmtimer/table_reader.hpp"
 #include "shmtimer/timer_server.hpp"
+#include "slot_ops.hpp"
+#include "shmtimer/clock.hpp"
 #include "test_support.hpp"
 
 namespace shmtimer {
@@ -240,6 +243,60 @@ TEST(Concurrency, ProcessesAndThreadsShareOneTable) {
   ::munmap(meet, sizeof(Rendezvous));
   EXPECT_EQ(ready, keys.size());  // no duplicates
   EXPECT_EQ(ready, static_cast<std::size_t>(kProcesses * kThreads * 7));
+}
+
+// give_back_idle against an arm racing it (slot_ops.hpp): every arm that reports success
+// still holds its slot, so it cannot have been lost to a give-back. One thread arms and
+// disarms, claiming a new slot whenever its arm finds the slot given back; the other gives
+// the current slot back whenever it is idle.
+TEST(Concurrency, AnArmRacingAGiveBackOfItsIdleSlotIsNeverLost) {
+  TempTable t(64);
+  const detail::ScopeKey key(std::string_view("racer"));
+  const detail::NewKey me{::getpid(), current_start_time(), SIGKILL, layout::Origin::kTable};
+  auto first = detail::insert_slot(*t.table, me, key);
+  ASSERT_TRUE(first.ok());
+  // The current claim, for the giver: index and Ready word (read together under a seqlock
+  // would be overkill: a mismatched pair only makes a give-back fail its CAS).
+  std::atomic<std::uint64_t> index{first.index}, control{first.control};
+  std::atomic<bool> stop{false};
+  std::atomic<std::uint64_t> given_back{0}, lost{0}, arms{0}, reclaims{0};
+  std::thread giver([&] {
+    while (!stop.load(std::memory_order_relaxed))
+      if (detail::give_back_idle(*t.table, index.load(), control.load())) given_back.fetch_add(1);
+  });
+  // The slot's control word once a give-back in progress has decided: the giver marks
+  // the slot Claiming, then frees it or restores `ready`.
+  const auto settled = [&](const layout::Slot& slot, std::uint64_t ready) {
+    const auto r = layout::Control::unpack(ready);
+    const std::uint64_t marked = layout::Control::pack(layout::SlotState::kClaiming, r.generation, r.pid);
+    std::uint64_t now = slot.control.load(std::memory_order_seq_cst);
+    for (; now == marked; now = slot.control.load(std::memory_order_seq_cst)) std::this_thread::yield();
+    return now;
+  };
+  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(testing::kSanitized ? 3 : 2);
+  while (std::chrono::steady_clock::now() < until) {
+    const detail::Ownership owner{control.load(), me.start_time};
+    auto& slot = t.table->slot(index.load());
+    if (detail::arm_slot(slot, owner, monotonic_now_ns() + 3'600'000'000'000ULL, SIGKILL)) {
+      arms.fetch_add(1, std::memory_order_relaxed);
+      if (settled(slot, owner.control) != owner.control) lost.fetch_add(1);  // given back while armed
+      detail::disarm_slot(slot, owner);
+      continue;
+    }
+    if (settled(slot, owner.control) == owner.control) continue;  // a give-back that backed off
+    auto again = detail::insert_slot(*t.table, me, key);  // as the client rebinds
+    ASSERT_TRUE(again.ok());
+    reclaims.fetch_add(1, std::memory_order_relaxed);
+    index.store(again.index);
+    control.store(again.control);
+  }
+  stop = true;
+  giver.join();
+  EXPECT_EQ(lost.load(), 0u);
+  EXPECT_GT(given_back.load(), 0u);  // the race was run
+  EXPECT_GT(arms.load(), 0u);
+  std::printf("%llu arms, %llu give-backs, %llu re-claims\n", static_cast<unsigned long long>(arms.load()),
+              static_cast<unsigned long long>(given_back.load()), static_cast<unsigned long long>(reclaims.load()));
 }
 
 }  // namespace

@@ -4,6 +4,7 @@
 
 #include <atomic>
 #include <csignal>
+#include <deque>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -39,6 +40,17 @@ class ShmTimerClient final : public TimerClient {
   // scopes should forget them. No Timer for this scope may be in use meanwhile.
   bool forget(std::string_view scope_id);
 
+  // Recycling: from now on, before this client claims a slot while it holds `keep` or
+  // more, it gives back its idle (disarmed) slots, oldest first, down to keep / 2, and
+  // all of them before it reports a full table. Then a
+  // process that makes a new scope per step holds a bounded number of slots, as torch's
+  // server forgets a released timer. Armed slots are never given back, and an arm racing
+  // the recycling is never lost (slot_ops.hpp, give_back_idle). 0 (the default): never.
+  // Only for a client whose calls (and its Timers') come one at a time, as the Python
+  // module's do under the GIL: a call paused inside its slot write in another thread
+  // could otherwise write into a slot already given to another process.
+  void recycle_idle_slots(std::size_t keep);
+
   int signal() const { return signal_; }
   bool require_server() const { return require_server_; }
   const std::shared_ptr<Table>& table() const { return table_; }
@@ -55,6 +67,11 @@ class ShmTimerClient final : public TimerClient {
   std::uint64_t slot_for(std::string_view scope_id, detail::Ownership& owner);  // find, else claim
   // Throws Error(kNoServer) when require_server_ and no live server holds the table.
   void check_server() const;
+  // Under the insert lock: gives back idle claims, oldest first, until at most `down_to`
+  // claims are left (or none is idle); returns how many slots it gave back.
+  std::size_t recycle_idle(std::size_t down_to);
+  struct Claim;
+  std::deque<Claim>& my_claims();  // claims_, emptied first if they are another process's
 
   std::shared_ptr<Table> table_;
   int signal_;
@@ -62,6 +79,17 @@ class ShmTimerClient final : public TimerClient {
   // CLOCK_MONOTONIC_COARSE time until which the server counts as alive without looking
   // again. Relaxed: a standalone hint; threads that race here both just look.
   mutable std::atomic<std::uint64_t> server_checked_until_ns_{0};
+  // The slots this client claimed while recycling, oldest first, with the Ready word each
+  // was claimed under, and whose they are (a forked child inherits the list, never the
+  // slots). Guarded by the process-wide insert lock.
+  struct Claim {
+    std::uint64_t index;
+    std::uint64_t control;
+  };
+  std::size_t recycle_keep_ = 0;
+  std::deque<Claim> claims_;
+  pid_t claims_pid_ = 0;
+  std::uint64_t claims_start_time_ = 0;
 };
 
 class Timer {

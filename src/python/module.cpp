@@ -116,10 +116,14 @@ PYBIND11_MODULE(_shmtimer, m) {
         "$SHMTIMER_TABLE, else the path shmtimerd uses by default.");
 
   py::class_<ShmTimerClient, std::shared_ptr<ShmTimerClient>>(m, "Client")
-      .def(py::init([](const std::string& path, int signal, bool require_server) {
-             return std::make_shared<ShmTimerClient>(open_table(path), signal, require_server);
+      .def(py::init([](const std::string& path, int signal, bool require_server, std::size_t recycle_idle_slots) {
+             auto client = std::make_shared<ShmTimerClient>(open_table(path), signal, require_server);
+             // Safe here: every call of a Python client is made holding the GIL.
+             client->recycle_idle_slots(recycle_idle_slots);
+             return client;
            }),
-           py::arg("table_path"), py::arg("signal") = SIGKILL, py::arg("require_server") = false)
+           py::arg("table_path"), py::arg("signal") = SIGKILL, py::arg("require_server") = false,
+           py::arg("recycle_idle_slots") = 0)
       // Wall-clock epoch seconds in, as the reference's acquire takes them.
       .def("acquire",
            [](ShmTimerClient& c, std::string_view scope, double expiration_time) {

@@ -290,6 +290,49 @@ class SmallTable(WithServer):
         client.release("b")
 
 
+class ReleaseFrees(WithServer):
+    """Released slots are recycled (torch's server forgets a released timer), so a new
+    scope per step never fills the table, and armed timers are never given back."""
+    capacity = 64
+
+    def my_slots(self):
+        return [t for t in shmtimer.timers(self.table, all=True) if t["pid"] == os.getpid()]
+
+    def test_a_new_scope_every_step_never_fills_the_table(self):
+        client = shmtimer.ShmTimerClient(self.table, recycle_idle_slots=16)
+        client.acquire("held", time.time() + 3600)
+        most = 0
+        for i in range(3000):  # 3000 scopes through a 64-slot table
+            with shmtimer.expires(60, scope="step-%d" % i, client=client):
+                pass
+            if i % 101 == 0:
+                most = max(most, len(self.my_slots()))
+        self.assertLessEqual(most, 17)
+        held = [t for t in self.my_slots() if t["scope"] == "held"]
+        self.assertEqual(len(held), 1)
+        self.assertEqual(held[0]["state"], "armed")
+        client.release("held")
+
+    def test_the_default_client_recycles_before_it_reports_a_full_table(self):
+        client = shmtimer.ShmTimerClient(self.table)  # default keep (128) above this table's 64 slots
+        for i in range(1000):
+            client.acquire("step-%d" % i, time.time() + 60)
+            client.release("step-%d" % i)
+        client.acquire("x", time.time() + 60)
+        client.release("x")
+
+    def test_a_hung_worker_is_killed_while_its_other_scopes_are_recycled(self):
+        hung = worker("""
+            client = shmtimer.ShmTimerClient(sys.argv[1], recycle_idle_slots=8)
+            client.acquire("hang", time.time() + 1.0)
+            for i in range(500):
+                client.acquire("step-%d" % i, time.time() + 60)
+                client.release("step-%d" % i)
+            time.sleep(60)
+            """, self.table)
+        self.assertEqual(hung.returncode, -signal.SIGKILL)
+
+
 class NoServer(unittest.TestCase):
     """A table whose server has stopped: acquiring fails as PyTorch's client does."""
 

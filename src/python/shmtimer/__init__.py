@@ -52,12 +52,17 @@ class ShmTimerClient(_TimerClientBase):
     ``require_server``: an acquire raises :class:`NoServerError` (a ``BrokenPipeError``,
     as PyTorch's client raises without a server) while no live server holds the table,
     rather than arm a timer nobody enforces; ``False`` arms regardless.
+    ``recycle_idle_slots``: a released scope keeps its slot (so acquiring it again costs
+    no claim) until the process holds this many; then its idle slots are given back,
+    oldest first, so a script that makes a new scope every step (``f"step-{i}"``) holds
+    a bounded number, as torch's server forgets released timers. 0: never.
     """
 
-    def __init__(self, table_path=None, signal=_signal.SIGKILL, require_server=True):
+    def __init__(self, table_path=None, signal=_signal.SIGKILL, require_server=True, recycle_idle_slots=128):
         if _TimerClientBase is not object:
             super().__init__()
-        self._client = _shmtimer.Client(table_path or default_table_path(), int(signal), bool(require_server))
+        self._client = _shmtimer.Client(table_path or default_table_path(), int(signal), bool(require_server),
+                                        int(recycle_idle_slots))
         # The server signals a table timer's process only if it has the table mapped (so
         # a forged slot cannot get a bystander killed). A script that drops its client
         # while a timer is armed (`ShmTimerClient(p).acquire(...)`) must stay killable:
