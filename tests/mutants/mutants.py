@@ -228,7 +228,7 @@ MUTANTS = [
          expect="Recycling"),
     dict(name="13-no-recycling", why="released slots are never given back (a new scope per step fills the table)",
          file="src/shm_timer_client.cpp",
-         edits=[("  if (recycle_keep_ != 0 && claims_.size() >= recycle_keep_) recycle_idle(recycle_keep_ / 2);", ""),
+         edits=[("  if (recycle_keep_ != 0 && my_claims().size() >= recycle_keep_) recycle_idle(recycle_keep_ / 2);", ""),
                 ("  if (!claimed.ok() && recycle_keep_ != 0 && recycle_idle(0) > 0)", "  if (false)")],
          expect="Recycling"),
     dict(name="13-clear-timers-noop", why="FileTimerServer.clear_timers disarms nothing",
