@@ -197,6 +197,8 @@ class Lifecycle(unittest.TestCase):
     def test_the_table_follows_the_run_id_and_differs_between_jobs(self):
         self.assertNotEqual(table_path_for("job/a"), table_path_for("job_a"))
         self.assertIn(str(os.getuid()), table_path_for("x"))
+        self.assertEqual(table_path_for("", "/tmp/a"), table_path_for(None, "/tmp/a"))  # 2.x's empty run_id
+        self.assertNotEqual(table_path_for(None, "/tmp/a"), table_path_for(None, "/tmp/b"))
         os.environ["SHMTIMER_TABLE"] = "/dev/shm/chosen.table"
         self.assertEqual(table_path_for("x"), "/dev/shm/chosen.table")
 

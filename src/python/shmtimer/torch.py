@@ -47,12 +47,14 @@ _made_up = set()  # table paths that table_path_for() made up in this process
 
 def table_path_for(run_id=None, file_path=None):
     """The table a job's server serves: ``$SHMTIMER_TABLE`` when set, else a path under
-    /dev/shm named after the job's ``run_id`` (or, without one, its FIFO path) and the user.
+    /dev/shm named after the job's ``run_id`` (or, without one or with an empty one, its
+    FIFO path) and the user.
 
     A hash of the raw name keeps two names that sanitize alike apart."""
     if os.environ.get("SHMTIMER_TABLE"):
         return os.environ["SHMTIMER_TABLE"]
-    name = run_id if run_id is not None else "fifo-" + os.path.abspath(file_path or "default")
+    # torch 2.x passes "" when the agent has no workers' environment to take it from.
+    name = run_id if run_id else "fifo-" + os.path.abspath(file_path or "default")
     safe = re.sub(r"[^A-Za-z0-9._-]", "_", name)[:64]
     digest = hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:12]
     return "/dev/shm/shmtimer-%d-%s-%s.table" % (os.getuid(), safe, digest)
