@@ -6,6 +6,7 @@ Run in a private pid namespace (tests/CMakeLists.txt), with the build tree's pac
 first on PYTHONPATH. Skipped (exit 77 from the runner) without torch.
 """
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -90,6 +91,15 @@ class Torchrun(unittest.TestCase):
 
     def test_a_hung_shm_timer_client_worker_is_killed_and_the_job_fails(self):
         self.assert_hung_rank_killed(1)
+
+    def test_a_restarted_job_is_watched_again_and_fails_after_its_last_restart(self):
+        # --max_restarts 1: the agent stops the server and hosts a new one for the second
+        # generation of workers, whose hung worker is killed too.
+        status, took, output, done, leftovers = self.run_job(hang=1, extra_args=("--max_restarts", "1"))
+        self.assertNotEqual(status, 0, output)
+        self.assertLess(took, 150, output)
+        self.assertEqual(len(re.findall(r"signalled pid \d+ with signal 9: timer 'step' expired", output)), 2, output)
+        self.assertEqual(leftovers, [], "the job's table was left in /dev/shm")
 
     def test_a_job_with_no_hang_succeeds_and_both_workers_find_the_watchdog(self):
         status, _, output, done, _ = self.run_job(hang=-1)
