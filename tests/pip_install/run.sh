@@ -27,6 +27,8 @@ cd "$work"  # not the checkout: the import must come from the venv
 shmtimerd --version
 timer-dump --version
 python -c 'import shmtimer, sys; assert shmtimer.__file__.startswith(sys.prefix), shmtimer.__file__; print(shmtimer.__file__)'
+# The torchrun launcher and the hosted server come with the package.
+python -c 'import shmtimer.torch, shmtimer.run, sys; assert shmtimer.run.__file__.startswith(sys.prefix)'
 
 shmtimerd --table "$table" --capacity 64 --log-level warn &
 daemon=$!
