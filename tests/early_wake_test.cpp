@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "server_support.hpp"
+#include "server_wakeup.hpp"
 #include "shmtimer/fifo_protocol.hpp"
 #include "shmtimer/fifo_shim.hpp"
 #include "shmtimer/process_identity.hpp"
@@ -154,6 +155,27 @@ TEST(EarlyWake, HostileWakeWordsNeverStopTheServerLookingEveryInterval) {
   done = true;
   vandal.join();
   server.stop();
+}
+
+// A client that read a plan skips the wake-up call when its deadline is at or after it,
+// trusting the server to look by then. So within a round (marker, plan, rescans), a plan
+// published later may only lower the bound, never raise it: a rescan that found less to
+// do (a timer disarmed meanwhile) must still look at the table by the earlier plan, or an
+// arm that read it and landed behind the rescan's scan would wait a whole interval.
+TEST(EarlyWake, APlanPublishedWithinARoundOnlyEverLowersWhatClientsRead) {
+  TempTable t;
+  detail::ServerWakeup wakeup(*t.table);
+  const std::uint64_t now = 1'000'000'000, interval = 100'000'000;
+  auto published = [&] { return t.table->header().wake_at_ns.load(); };
+  EXPECT_EQ(wakeup.publish_marker(now, interval), now + interval);
+  EXPECT_EQ(published(), now + interval);
+  wakeup.publish_plan(now + 5'000'000);  // the scan found a deadline in 5 ms
+  EXPECT_EQ(published(), now + 5'000'000);
+  wakeup.publish_plan(now + 50'000'000);  // a rescan found it disarmed: the bound stands
+  EXPECT_EQ(published(), now + 5'000'000);
+  EXPECT_EQ(wakeup.promised_ns(), now + 5'000'000);
+  wakeup.publish_plan(now + 2'000'000);  // an earlier deadline lowers it
+  EXPECT_EQ(published(), now + 2'000'000);
 }
 
 TEST(EarlyWake, AFifoRequestWakesTheSleepingServer) {
