@@ -93,8 +93,9 @@ void ShmTimerClient::check_server() const {
   if (now < server_checked_until_ns_.load(std::memory_order_relaxed)) [[likely]]
     return;
   const auto& header = table_->header();
-  // Relaxed: liveness words, each read on its own (as timer-dump does).
-  const pid_t pid = header.server_pid.load(std::memory_order_relaxed);
+  // Acquire: pairs with the server's release store of its pid, published after its first
+  // heartbeat (src/timer_server.cpp). The other words are liveness hints, read relaxed.
+  const pid_t pid = header.server_pid.load(std::memory_order_acquire);
   const std::uint64_t beat = header.heartbeat_mono_ns.load(std::memory_order_relaxed);
   const std::uint64_t age = now > beat ? now - beat : 0;  // the coarse clock may lag a tick
   if (pid == 0 || beat == 0 || age > heartbeat_stale_after_ns(header))

@@ -110,7 +110,12 @@ TimerServer::TimerServer(std::shared_ptr<Table> table, ServerOptions options)
   header.server_max_interval_ms.store(
       static_cast<std::uint32_t>(std::clamp<std::int64_t>(max_interval_ms, 1, std::numeric_limits<std::uint32_t>::max())),
       std::memory_order_relaxed);
-  header.server_pid.store(::getpid(), std::memory_order_relaxed);
+  // A heartbeat now, published before the pid: a client that requires a server judges it
+  // by the pid and the heartbeat's age, and must not find this server's pid without one
+  // in the moments before its first round (test RequireServerCountsAServerLiveBeforeItsFirstRound).
+  // Release, with the client's acquire load of the pid.
+  header.heartbeat_mono_ns.store(options_.clock->now_ns(), std::memory_order_relaxed);
+  header.server_pid.store(::getpid(), std::memory_order_release);
 }
 
 TimerServer::~TimerServer() {

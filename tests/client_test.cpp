@@ -299,6 +299,16 @@ TEST(Configure, ExpiresUsesTheConfiguredClient) {
   configure(nullptr);
 }
 
+// A server counts as live from the moment it holds the table, not from its first round:
+// a worker started right after shmtimerd must not be refused while the server sets up.
+TEST(ShmTimerClient, RequireServerCountsAServerLiveBeforeItsFirstRound) {
+  TempTable t;
+  TimerServer server(t.table);  // holds the table; no round has run
+  ShmTimerClient client(t.table, SIGKILL, true);
+  EXPECT_NO_THROW(client.acquire("early", SteadyClock::now() + 10s));
+  EXPECT_EQ(my_rows(t.table).at("early").state, RowState::kArmed);
+}
+
 // require_server: no live server, no timer (PyTorch's client fails without a server).
 // Liveness is the heartbeat, looked at again at most every 100 ms.
 TEST(ShmTimerClient, RequireServerRefusesATableNoLiveServerHolds) {

@@ -42,10 +42,10 @@ class ShmTimerClient final : public TimerClient {
 
   // Recycling: from now on, before this client claims a slot while it holds `keep` or
   // more, it gives back its idle (disarmed) slots, oldest first, down to keep / 2, and
-  // all of them before it reports a full table. Then a
-  // process that makes a new scope per step holds a bounded number of slots, as torch's
-  // server forgets a released timer. Armed slots are never given back, and an arm racing
-  // the recycling is never lost (slot_ops.hpp, give_back_idle). 0 (the default): never.
+  // all of them before it reports a full table. Then a process that makes a new scope
+  // per step holds a bounded number of slots, as torch's server forgets a released
+  // timer. Armed slots are never given back, and an arm racing the recycling is never
+  // lost (slot_ops.hpp, give_back_idle). 0 (the default): never.
   // Only for a client whose calls (and its Timers') come one at a time, as the Python
   // module's do under the GIL: a call paused inside its slot write in another thread
   // could otherwise write into a slot already given to another process.
