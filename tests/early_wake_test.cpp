@@ -4,6 +4,7 @@
 // happen shows up as a timer never served, not as a few milliseconds of lateness.
 #include <gtest/gtest.h>
 
+#include <memory>
 #include <random>
 #include <thread>
 
@@ -35,10 +36,15 @@ ServerOptions sleepy_options() {
 TEST(EarlyWake, AHangShorterThanTheServersSleepIsKilledWithoutWaitingForIt) {
   TempTable t;
   TimerServer server(t.table, sleepy_options());
+  HeldChild child([&] {  // forked before the server's threads: see HeldChild
+    ShmTimerClient client(t.table);
+    client.acquire("short", SteadyClock::now() + 30ms);
+    std::this_thread::sleep_for(20s);
+  });
   server.start();
   std::this_thread::sleep_for(50ms);  // the server has planned its hour-long sleep
-  const pid_t child = fork_hung_worker(t.table, "short", 30ms);
-  EXPECT_TRUE(killed_by(wait_child(child, kServed), SIGKILL)) << "the arm did not wake the sleeping server";
+  child.go();
+  EXPECT_TRUE(killed_by(wait_child(child.pid(), kServed), SIGKILL)) << "the arm did not wake the sleeping server";
   server.stop();  // returns at once: stop() wakes the server too
   EXPECT_GE(t.table->header().wake_requests.load(), 1u);
 }
@@ -51,12 +57,11 @@ TEST(EarlyWake, AHangShorterThanTheServersSleepIsKilledWithoutWaitingForIt) {
 TEST(EarlyWake, EveryArmRacingTheServersRoundIsServedWithoutWaitingForTheInterval) {
   TempTable t;
   TimerServer server(t.table, sleepy_options());
-  server.start();
   constexpr int kWorkers = 3;
   const int rounds = kSanitized ? 150 : 600;
-  std::vector<pid_t> workers;
+  std::vector<std::unique_ptr<HeldChild>> workers;  // forked before the server's threads: see HeldChild
   for (int n = 0; n < kWorkers; ++n)
-    workers.push_back(fork_child([&, n] {
+    workers.push_back(std::make_unique<HeldChild>([&, n] {
       ShmTimerClient client(t.table, 0);  // signal 0: expired timers are cleared, never killed
       const std::string scope = "racer-" + std::to_string(n);
       client.acquire(scope, SteadyClock::now() + 1h);
@@ -70,8 +75,10 @@ TEST(EarlyWake, EveryArmRacingTheServersRoundIsServedWithoutWaitingForTheInterva
           if (SteadyClock::now() > give_up) ::_exit(2);  // never seen: the arm was lost
       }
     }));
-  for (const pid_t worker : workers)
-    EXPECT_TRUE(exited_ok(wait_child(worker, 2 * kServed))) << "an arm racing a round was never seen";
+  server.start();
+  for (const auto& worker : workers) worker->go();
+  for (const auto& worker : workers)
+    EXPECT_TRUE(exited_ok(wait_child(worker->pid(), 2 * kServed))) << "an arm racing a round was never seen";
   server.stop();
 }
 
@@ -89,8 +96,7 @@ TEST(EarlyWake, AnArmDuringARoundAfterTheScanPassedItIsSeenBeforeTheRoundsPlan) 
   for (int i = 0; i < (1 << 16) - 16; ++i)
     plant(*t.table, parent, "filler-" + std::to_string(i), monotonic_now_ns() + 3600 * kSecond, 0, parent_stat->start_time);
   TimerServer server(t.table, sleepy_options());
-  server.start();
-  const pid_t worker = fork_child([&] {
+  HeldChild worker([&] {  // forked before the server's threads: see HeldChild
     ShmTimerClient client(t.table, 0);
     std::mt19937 rng(7);
     for (int i = 0; i < (kSanitized ? 10 : 40); ++i) {
@@ -105,7 +111,9 @@ TEST(EarlyWake, AnArmDuringARoundAfterTheScanPassedItIsSeenBeforeTheRoundsPlan) 
       client.release("plan");
     }
   });
-  EXPECT_TRUE(exited_ok(wait_child(worker, 4 * kServed))) << "an arm during a round waited for the round's plan";
+  server.start();
+  worker.go();
+  EXPECT_TRUE(exited_ok(wait_child(worker.pid(), 4 * kServed))) << "an arm during a round waited for the round's plan";
   server.stop();
 }
 
@@ -140,6 +148,7 @@ TEST(EarlyWake, HostileWakeWordsNeverStopTheServerLookingEveryInterval) {
   ServerOptions options;
   options.policy.max_interval = 50ms;
   TimerServer server(t.table, options);
+  const auto worker = held_hung_worker(t.table, "vandalized", 30ms);  // before any thread starts
   server.start();
   std::atomic<bool> done{false};
   std::thread vandal([&] {
@@ -150,8 +159,8 @@ TEST(EarlyWake, HostileWakeWordsNeverStopTheServerLookingEveryInterval) {
       std::this_thread::sleep_for(100us);
     }
   });
-  const pid_t child = fork_hung_worker(t.table, "vandalized", 30ms);
-  EXPECT_TRUE(killed_by(wait_child(child, kServed), SIGKILL));
+  worker->go();
+  EXPECT_TRUE(killed_by(wait_child(worker->pid(), kServed), SIGKILL));
   done = true;
   vandal.join();
   server.stop();

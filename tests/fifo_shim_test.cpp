@@ -250,19 +250,22 @@ TEST(FifoShim, AFloodOnAFullTableDoesNotStallTheWatchdog) {
 
 TEST(FifoShim, AWorkerThatOverrunsAFifoTimerIsKilled) {
   FifoFixture f;
-  f.server.start();
-  const pid_t hung = testing::fork_child([&] {
+  // Both forked before the server's threads: see HeldChild.
+  testing::HeldChild hung([&] {
     FifoTimerClient client(f.fifo_path.path());
     client.acquire("overrun", SteadyClock::now() + 100ms);
     std::this_thread::sleep_for(20s);
   });
-  const pid_t punctual = testing::fork_child([&] {
+  testing::HeldChild punctual([&] {
     FifoTimerClient client(f.fifo_path.path());
     Expires guard(2s, "punctual", client);
     std::this_thread::sleep_for(50ms);
   });
-  EXPECT_TRUE(testing::killed_by(testing::wait_child(hung), SIGKILL));
-  EXPECT_TRUE(testing::exited_ok(testing::wait_child(punctual)));
+  f.server.start();
+  hung.go();
+  punctual.go();
+  EXPECT_TRUE(testing::killed_by(testing::wait_child(hung.pid()), SIGKILL));
+  EXPECT_TRUE(testing::exited_ok(testing::wait_child(punctual.pid())));
   f.server.stop();
 }
 

@@ -9,6 +9,7 @@
 #include <deque>
 #include <functional>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <tuple>
@@ -116,6 +117,17 @@ inline pid_t fork_hung_worker(const std::shared_ptr<Table>& table, const char* s
   });
   ready.wait();
   return pid;
+}
+
+// fork_hung_worker's child, forked now and set going by go(): for tests that start a
+// server's threads after it (see HeldChild).
+inline std::unique_ptr<HeldChild> held_hung_worker(const std::shared_ptr<Table>& table, const char* scope,
+                                                   std::chrono::milliseconds timeout) {
+  return std::make_unique<HeldChild>([table, scope, timeout] {
+    ShmTimerClient client(table);
+    client.acquire(scope, SteadyClock::now() + timeout);
+    std::this_thread::sleep_for(20s);
+  });
 }
 
 inline ServerOptions fake_options(const std::shared_ptr<FakeProcesses>& fake, Events* events = nullptr) {

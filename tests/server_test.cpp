@@ -27,8 +27,10 @@ TEST(TimerServer, OverrunningWorkerIsKilledBySigkill) {
   ServerOptions options;
   options.log_event = events.callback();
   TimerServer server(t.table, options);
+  const auto worker = held_hung_worker(t.table, "overrun", 50ms);
+  const pid_t child = worker->pid();
   server.start();
-  const pid_t child = fork_hung_worker(t.table, "overrun", 50ms);
+  worker->go();
   EXPECT_TRUE(testing::killed_by(testing::wait_child(child), SIGKILL));
   server.stop();
   EXPECT_EQ(t.table->header().reaps.load(), 1u);
@@ -48,8 +50,7 @@ TEST(TimerServer, OverrunningWorkerIsKilledBySigkill) {
 TEST(TimerServer, PunctualWorkerSurvives) {
   TempTable t;
   TimerServer server(t.table);
-  server.start();
-  const pid_t child = testing::fork_child([&] {
+  testing::HeldChild child([&] {  // forked before the server's threads: see HeldChild
     ShmTimerClient client(t.table);
     for (int i = 0; i < 5; ++i) {
       Expires guard(100ms, "step", client);
@@ -59,7 +60,9 @@ TEST(TimerServer, PunctualWorkerSurvives) {
     // get this worker killed now.
     std::this_thread::sleep_for(400ms);
   });
-  EXPECT_TRUE(testing::exited_ok(testing::wait_child(child)));
+  server.start();
+  child.go();
+  EXPECT_TRUE(testing::exited_ok(testing::wait_child(child.pid())));
   server.stop();
   EXPECT_EQ(t.table->header().reaps.load(), 0u);
 }
