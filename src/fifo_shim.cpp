@@ -22,9 +22,14 @@ namespace {
 // The reference removes whatever is at the path and makes a new FIFO. shmtimerd replaces
 // only an old FIFO: deleting a regular file, or following a symlink, at a path someone
 // else chose is how a watchdog gets turned against its user's files.
-void make_fifo(const std::filesystem::path& path, mode_t mode) {
+// `replace_old`: false when making the FIFO again after it was removed; a file that
+// appeared there meanwhile (torch's server unlinks and then makes its own) is another
+// server's, never replaced.
+void make_fifo(const std::filesystem::path& path, mode_t mode, bool replace_old) {
   struct stat st {};
   if (::lstat(path.c_str(), &st) == 0) {
+    if (!replace_old)
+      throw Error(ErrorCode::kUnsafeFile, "another file appeared at " + path.string() + " (another server's FIFO?)");
     if (!S_ISFIFO(st.st_mode))
       throw Error(ErrorCode::kUnsafeFile, "cannot create the FIFO " + path.string() + ": a " +
                                               (S_ISLNK(st.st_mode)   ? "symlink"
@@ -80,7 +85,7 @@ FifoShim::FifoShim(std::shared_ptr<Table> table, std::filesystem::path path, Eve
       options_(options),
       lines_(make_line_assembler()),
       senders_(std::make_unique<detail::FifoSenders>(options_.any_uid)) {
-  open_fifo();
+  open_fifo(true);
   spdlog::info("serving the FileTimer protocol on FIFO {}", path_.string());
 }
 
@@ -94,8 +99,8 @@ fifo::LineAssembler FifoShim::make_line_assembler() {
                              });
 }
 
-void FifoShim::open_fifo() {
-  make_fifo(path_, options_.mode);
+void FifoShim::open_fifo(bool replace_old) {
+  make_fifo(path_, options_.mode, replace_old);
   // Non-blocking: the reference blocks here until the first client opens the FIFO; a
   // watchdog must not.
   read_fd_ = open_own_fifo(path_, options_.mode);
@@ -123,7 +128,8 @@ void FifoShim::open_fifo() {
 // stop; an operator may remove it too. Either way writers can no longer reach this
 // server, and it would go on serving nothing. So the path is checked, at most every
 // kPathCheckNs, once the FIFO is drained (what was written before a removal is read
-// first): a removed FIFO is made again; one replaced by another file (another server's,
+// first): a removed FIFO is made again, unless a file appeared there meanwhile (torch's
+// server unlinks, then makes its own); one replaced by another file (another server's,
 // most likely) is left alone, never removed, and reported through lost().
 void FifoShim::check_path(std::uint64_t now_ns) {
   if (lost_.load(std::memory_order_relaxed) || now_ns < next_path_check_ns_) return;
@@ -143,7 +149,7 @@ void FifoShim::check_path(std::uint64_t now_ns) {
   // numbers: the source watcher tells a changed source by its descriptor's number.
   const int old_read = read_fd_, old_keepalive = keepalive_fd_;
   try {
-    open_fifo();
+    open_fifo(false);
     recreations_.fetch_add(1, std::memory_order_relaxed);
   } catch (const Error& e) {
     read_fd_ = keepalive_fd_ = -1;

@@ -81,7 +81,7 @@ class FifoShim final : public RequestSource {
 
  private:
   static constexpr std::uint64_t kPathCheckNs = 100'000'000;
-  void open_fifo();                       // makes the FIFO at path_ and opens both ends
+  void open_fifo(bool replace_old);       // makes the FIFO at path_ and opens both ends
   void check_path(std::uint64_t now_ns);  // notices a FIFO removed or replaced at path_
   void on_line(std::string_view line);
   void recover(std::string_view line);
