@@ -219,7 +219,7 @@ void BM_IdleCpu(benchmark::State& state) {
     ::getrusage(RUSAGE_SELF, &before);
     const auto start = std::chrono::steady_clock::now();
     server.start();
-    std::this_thread::sleep_for(2s);
+    std::this_thread::sleep_for(4s);
     server.stop();
     ::getrusage(RUSAGE_SELF, &after);
     const auto cpu = [](const rusage& r) {
@@ -237,7 +237,7 @@ BENCHMARK(BM_IdleCpu)
     ->Arg(100)
     ->Arg(10000)
     ->Iterations(1)
-    ->Repetitions(1)  // 2 s of wall time each
+    ->Repetitions(1)  // 4 s of wall time each
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
 

@@ -71,7 +71,7 @@ void Reaper::rebuild_occupancy() {
 }
 
 void Reaper::scan(std::uint64_t now_ns, std::map<ProcessKey, std::vector<SlotSnapshot>>& expired,
-                  RoundResult& result) {
+                  RoundResult& result, bool sweeping) {
   seen_.clear();
   detail::for_each_occupied(table_, [&](std::uint64_t index) {
     // The fast path reads the slot's first line only: most occupied slots are disarmed or
@@ -83,6 +83,9 @@ void Reaper::scan(std::uint64_t now_ns, std::map<ProcessKey, std::vector<SlotSna
       detail::clear_occupancy_if_free(table_, index);
       return;
     }
+    // In the same pass, while the slot's line is in cache: an idle server's round is
+    // mostly cache misses, and a separate sweep over 10,000 slots cost as much again.
+    if (sweeping) note_if_owner_gone(slot, index, control);
     if (state != SlotState::kReady) return;  // Claiming: the sweep handles dead claimants
     // seq_cst, not just acquire: the early wake-up's Dekker pair with the client's arm
     // (src/server_wakeup.hpp). A plain load on x86-64 all the same.
@@ -256,22 +259,25 @@ std::uint64_t Reaper::free_all_of(const std::map<ProcessKey, Cleanup>& processes
   return cleared;
 }
 
-// Frees the slots of owners that have exited. Answers are memoized per identity (pid and
-// start time) for one sweep: "exited" never goes stale for an identity, and a stale
-// "running" only delays a free to the next sweep. Claiming slots are never memoized.
-std::uint64_t Reaper::sweep_gone_owners() {
-  std::map<ProcessKey, bool> memo;
+// The sweep's judgement of one slot, made during the scan. Answers are memoized per
+// identity (pid and start time) for one sweep: "exited" never goes stale for an identity,
+// and a stale "running" only delays a free to the next sweep. Claiming slots are never
+// memoized.
+void Reaper::note_if_owner_gone(const layout::Slot& slot, std::uint64_t index, std::uint64_t control) {
   const auto running = [&](pid_t pid, std::optional<std::uint64_t> start_time) {
     if (!start_time) return processes_.running(pid, std::nullopt);
-    auto [it, inserted] = memo.try_emplace({pid, *start_time}, false);
+    auto [it, inserted] = running_memo_.try_emplace({pid, *start_time}, false);
     if (inserted) it->second = processes_.running(pid, start_time);
     return it->second;
   };
+  if (const auto gone = detail::gone_owner_control(slot, control, running)) gone_.push_back({index, *gone});
+}
+
+// Frees the slots the sweep found orphaned, each by a CAS from the exact control word
+// judged, so a slot claimed again meanwhile (or freed by this round's reaps) is left alone.
+std::uint64_t Reaper::free_gone_owners() {
   std::uint64_t freed = 0;
-  detail::for_each_occupied(table_, [&](std::uint64_t index) {
-    if (const auto control = detail::gone_owner_control(table_, index, running))
-      freed += detail::free_slot(table_, index, *control) ? 1 : 0;
-  });
+  for (const GoneSlot& g : gone_) freed += detail::free_slot(table_, g.index, g.control) ? 1 : 0;
   if (freed > 0) spdlog::info("freed {} slot(s) of processes that no longer exist", freed);
   return freed;
 }
@@ -292,7 +298,13 @@ void Reaper::walk_for_lost_bits() {
 RoundResult Reaper::round(std::uint64_t now_ns) {
   RoundResult result;
   std::map<ProcessKey, std::vector<SlotSnapshot>> expired;
-  scan(now_ns, expired, result);
+  const bool sweeping = now_ns >= next_sweep_ns_;
+  if (sweeping) {
+    gone_.clear();  // what a failed round left
+    running_memo_.clear();
+    walk_for_lost_bits();  // first, so this sweep already visits what it finds
+  }
+  scan(now_ns, expired, result, sweeping);
   std::map<ProcessKey, Cleanup> cleanups;
   for (auto& [process, timers] : expired) {
     if (const auto b = backoff_.find(process); b != backoff_.end() && now_ns < b->second.next_try_ns) {
@@ -312,9 +324,8 @@ RoundResult Reaper::round(std::uint64_t now_ns) {
     if (how == Cleanup::kDisarm) result.cleared += disarm_seen(process);
   if (std::any_of(cleanups.begin(), cleanups.end(), [](const auto& c) { return c.second == Cleanup::kFree; }))
     result.cleared += free_all_of(cleanups);
-  if (now_ns >= next_sweep_ns_) {
-    walk_for_lost_bits();
-    result.cleared += sweep_gone_owners();
+  if (sweeping) {
+    result.cleared += free_gone_owners();
     next_sweep_ns_ = now_ns + static_cast<std::uint64_t>(options_.dead_owner_sweep_interval.count());
   }
   return result;

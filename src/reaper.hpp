@@ -48,8 +48,9 @@ class Reaper {
     std::uint64_t failures = 0;
   };
 
+  // `sweeping`: also judges every occupied slot's owner, for free_gone_owners().
   void scan(std::uint64_t now_ns, std::map<ProcessKey, std::vector<detail::SlotSnapshot>>& expired,
-            RoundResult& result);
+            RoundResult& result, bool sweeping);
   void consider_due(std::uint64_t index, std::uint64_t now_ns,
                     std::map<ProcessKey, std::vector<detail::SlotSnapshot>>& expired);
   // Applies the reference's rule to one process's expired timers; returns the cleanup to
@@ -59,7 +60,8 @@ class Reaper {
   void note_failed_kill(const ProcessKey& process, int signal, int error, std::uint64_t now_ns);
   std::uint64_t disarm_seen(const ProcessKey& process);
   std::uint64_t free_all_of(const std::map<ProcessKey, Cleanup>& processes);
-  std::uint64_t sweep_gone_owners();
+  void note_if_owner_gone(const layout::Slot& slot, std::uint64_t index, std::uint64_t control);
+  std::uint64_t free_gone_owners();
   void walk_for_lost_bits();
   bool refuse_target(pid_t pid, int signal) const;  // logs and counts why
   void emit(std::string_view name, const detail::SlotSnapshot& timer, std::uint64_t at_ns = 0) const;
@@ -75,6 +77,14 @@ class Reaper {
   std::uint64_t walk_cursor_ = 0;
   int self_signal_ = 0;
   std::vector<SeenTimer> seen_;  // this round's armed timers; reused, so no allocation per round
+  // The sweep's findings: slots whose owner is gone, with the control word to free from,
+  // and whether each identity runs, asked once per sweep (reused, cleared per sweep).
+  struct GoneSlot {
+    std::uint64_t index;
+    std::uint64_t control;
+  };
+  std::vector<GoneSlot> gone_;
+  std::map<ProcessKey, bool> running_memo_;
   std::map<ProcessKey, Backoff> backoff_;
 };
 

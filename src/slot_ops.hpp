@@ -249,21 +249,30 @@ ReadResult read_slot(const Table& table, std::uint64_t index, SlotSnapshot& out,
 TimerEvent event_of(const SlotSnapshot& s, std::uint64_t at_ns = 0);
 
 // The control word to free slot `index` from when its owner's process is gone; nullopt
-// when it runs, or the slot is Free or changing. `running(pid, start_time)` decides, with
+// when it runs, or the slot is Free or changing. `control` is the slot's control word as
+// the caller just loaded it (acquire). `running(pid, start_time)` decides, with
 // start_time nullopt for a Claiming slot, which has no start time yet: its pid alone is
 // checked, right before the free. The free must be a CAS from exactly this word, so a
 // slot claimed again since is left alone; and "the process (pid, start time) has exited"
 // never goes stale, so the decision holds however late the free lands.
 template <typename Running>
-std::optional<std::uint64_t> gone_owner_control(const Table& table, std::uint64_t index, Running&& running) {
-  const std::uint64_t control = table.slot(index).control.load(std::memory_order_acquire);
+std::optional<std::uint64_t> gone_owner_control(const Slot& slot, std::uint64_t control, Running&& running) {
   const auto c = Control::unpack(control);
   if (c.state == SlotState::kClaiming)
     return running(c.pid, std::optional<std::uint64_t>()) ? std::nullopt : std::optional(control);
   if (c.state != SlotState::kReady) return std::nullopt;
-  SlotSnapshot snap;
-  if (read_slot(table, index, snap) != ReadResult::kReady) return std::nullopt;
-  return running(snap.pid, std::optional(snap.start_time)) ? std::nullopt : std::optional(snap.control);
+  // Relaxed, and on the line the caller already read: the acquire load of `control`
+  // pairs with the claim's release publish, so this is that claim's start time or a
+  // later claim's. A later one means the control word changed since, and the free's CAS
+  // from `control` then fails: a start time read from the wrong claim frees nothing.
+  const std::uint64_t start_time = slot.start_time.load(std::memory_order_relaxed);
+  return running(c.pid, std::optional(start_time)) ? std::nullopt : std::optional(control);
+}
+
+template <typename Running>
+std::optional<std::uint64_t> gone_owner_control(const Table& table, std::uint64_t index, Running&& running) {
+  const Slot& slot = table.slot(index);
+  return gone_owner_control(slot, slot.control.load(std::memory_order_acquire), running);
 }
 
 // Calls fn(index) for each slot whose occupancy bit is set, in index order.
@@ -271,16 +280,25 @@ template <typename Fn>
 void for_each_occupied(const Table& table, Fn&& fn) {
   const std::uint64_t words = table.geometry().bitmap_words;
   const std::uint64_t capacity = table.capacity();
-  for (std::uint64_t w = 0; w < words; ++w) {
-    // Relaxed: the bit is a hint that the slot may hold something; the slot's own
-    // control word (acquire) is what the caller trusts.
-    std::uint64_t bits = table.bitmap_word(w).load(std::memory_order_relaxed);
-    // Prefetch the first line of each of these (up to 64) slots before visiting any: an
-    // idle server's round is mostly cache misses on slots it has not touched for
-    // max_interval, and fetching them together overlaps the misses.
-    for (std::uint64_t ahead = bits; ahead != 0; ahead &= ahead - 1) {
-      const std::uint64_t index = w * 64 + static_cast<std::uint64_t>(__builtin_ctzll(ahead));
+  // An idle server's round is mostly cache and TLB misses on slots it has not touched
+  // for max_interval. So the first line of every slot of the next bitmap word (up to 64)
+  // is prefetched before the slots of this one are visited: their misses overlap each
+  // other and the visits.
+  const auto prefetch_word = [&](std::uint64_t w, std::uint64_t bits) {
+    for (; bits != 0; bits &= bits - 1) {
+      const std::uint64_t index = w * 64 + static_cast<std::uint64_t>(__builtin_ctzll(bits));
       if (index < capacity) __builtin_prefetch(&table.slot(index), 0, 0);
+    }
+  };
+  // Relaxed: a bit is a hint that the slot may hold something; the slot's own control
+  // word (acquire) is what the caller trusts.
+  std::uint64_t next_bits = words > 0 ? table.bitmap_word(0).load(std::memory_order_relaxed) : 0;
+  prefetch_word(0, next_bits);
+  for (std::uint64_t w = 0; w < words; ++w) {
+    std::uint64_t bits = next_bits;
+    if (w + 1 < words) {
+      next_bits = table.bitmap_word(w + 1).load(std::memory_order_relaxed);
+      prefetch_word(w + 1, next_bits);
     }
     while (bits != 0) {
       const std::uint64_t index = w * 64 + static_cast<std::uint64_t>(__builtin_ctzll(bits));

@@ -8,6 +8,7 @@
 #include <spdlog/spdlog.h>
 
 #include <barrier>
+#include <functional>
 #include <sstream>
 
 #include "server_support.hpp"
@@ -222,6 +223,38 @@ TEST(Sweep, APidReusedDuringASweepNeverCostsTheNewcomerItsSlot) {
   server.run_once_at(now + 2 * kSecond);  // the next sweep: the first process is gone now
   EXPECT_TRUE(newcomer_kept());
   EXPECT_EQ(rows_of(t.table, 4242).size(), 1u);
+}
+
+// A ProcessControl on which one process (pid 5151) has exited, and whose slot is freed and
+// claimed by a live newcomer (pid 6161) right after the sweep judged it: the free the
+// sweep decided then lands on the newcomer's claim, as it would with a claim racing a
+// sweep's long pass over a large table.
+struct SlotClaimedAgainAfterTheSweepJudgedIt final : ProcessControl {
+  std::function<void()> claim_again;
+  bool running(pid_t p, std::optional<std::uint64_t>) override {
+    if (p != 5151) return true;
+    if (claim_again) std::exchange(claim_again, nullptr)();
+    return false;
+  }
+  SignalOutcome send(const SignalRequest&, int&) override { return SignalOutcome::kFailed; }
+};
+
+TEST(Sweep, ASlotClaimedAgainAfterTheSweepJudgedItIsLeftAlone) {
+  TempTable t(4);
+  auto processes = std::make_shared<SlotClaimedAgainAfterTheSweepJudgedIt>();
+  ServerOptions options;
+  options.processes = processes;
+  TimerServer server(t.table, options);
+  const auto gone = detail::try_claim(*t.table, 0, 0, {5151, 77, SIGKILL, layout::Origin::kTable}, detail::ScopeKey("a"));
+  ASSERT_NE(gone, 0u);
+  processes->claim_again = [&] {
+    ASSERT_TRUE(detail::free_slot(*t.table, 0, gone));
+    ASSERT_NE(detail::try_claim(*t.table, 0, 0, {6161, 99, SIGKILL, layout::Origin::kTable}, detail::ScopeKey("b")), 0u);
+  };
+  server.run_once_at(monotonic_now_ns());
+  ASSERT_FALSE(processes->claim_again) << "the sweep never asked about the gone owner";
+  EXPECT_TRUE(rows_of(t.table, 5151).empty());
+  EXPECT_EQ(rows_of(t.table, 6161).size(), 1u) << "the sweep freed the newcomer's claim";
 }
 
 TEST(ConcurrentArms, EveryRaceOfTwoArmsLeavesOneWholeVerifiableArm) {
