@@ -350,8 +350,9 @@ def targets(rows, cpp, m):
     load_note = (" The machine was loaded during this run (load average %s at the start on %d CPUs), which "
                  "inflates every figure that includes scheduling." % (m["load_start"][0], m["ncpu"])) if loaded else ""
     lookup_why = ("The scope API finds the slot from the scope string on both calls (the per-thread cache: hash the "
-                  "scope, compare its 30 bytes, acquire-load the slot's control word to check the entry) and counts "
-                  "each call in the slot; the `Timer` handle skips the lookup.")
+                  "scope's first and last 8 bytes, compare the table, the caller's identity and the 30 bytes, as two "
+                  "16-byte halves; the arm's own ownership check then validates the entry) and counts each call in "
+                  "the slot; the `Timer` handle skips the lookup.")
     if scope and (scope.get("p50_cv") or 0) > 0.10:
         lookup_why += (" The table pair's p50 also varied between repetitions (cv %.0f %%): part of the figure is the "
                        "machine, not the code." % (100 * scope["p50_cv"]))

@@ -110,8 +110,13 @@ bool maps_list_file(const std::string& path, const FileId& file) {
 void refresh_self() noexcept {
   const pid_t pid = ::getpid();
   const auto stat = read_process_stat(pid);
-  g_self_identity.start_time.store(stat ? stat->start_time : 0, std::memory_order_relaxed);
-  g_self_identity.pid.store(pid, std::memory_order_release);  // publishes start_time
+  const std::uint64_t start_time = stat ? stat->start_time : 0;
+  const bool fits = stat && static_cast<std::uint64_t>(pid) < (std::uint64_t{1} << kCacheKeyPidBits) &&
+                    start_time < (std::uint64_t{1} << (64 - kCacheKeyPidBits));
+  g_self_identity.start_time.store(start_time, std::memory_order_relaxed);
+  g_self_identity.cache_key.store(fits ? start_time << kCacheKeyPidBits | static_cast<std::uint64_t>(pid) : 0,
+                                  std::memory_order_relaxed);
+  g_self_identity.pid.store(pid, std::memory_order_release);  // publishes start_time and cache_key
 }
 
 }  // namespace

@@ -109,30 +109,39 @@ void ShmTimerClient::check_server() const {
   server_checked_until_ns_.store(now + 100'000'000, std::memory_order_relaxed);
 }
 
+namespace {
+std::shared_ptr<Table> checked(std::shared_ptr<Table> table) {
+  if (!table) throw Error(ErrorCode::kInvalidArgument, "ShmTimerClient needs a table");
+  return table;
+}
+}  // namespace
+
 ShmTimerClient::ShmTimerClient(std::shared_ptr<Table> table, int signal, bool require_server)
-    : table_(std::move(table)), signal_(signal), require_server_(require_server) {
-  if (!table_) throw Error(ErrorCode::kInvalidArgument, "ShmTimerClient needs a table");
+    : table_(checked(std::move(table))),
+      table_id_(table_->id()),
+      header_(&table_->header()),
+      slots_(&table_->slot(0)),
+      signal_(signal),
+      require_server_(require_server) {
   if (table_->read_only()) throw Error(ErrorCode::kInvalidArgument, "ShmTimerClient needs a writable table");
   check_signal(signal);
   check_pid_namespace(*table_);
   insert_mutex();  // registers the fork handlers before any thread can fork
 }
 
-// The hot path: this thread's scope cache, inlined into acquire() and release(); the
-// table is searched only on a miss.
-[[gnu::always_inline]] inline std::uint64_t ShmTimerClient::find_cached(std::string_view scope_id,
-                                                                         detail::Ownership& owner) const noexcept {
-  owner.start_time = current_start_time();
-  return detail::ScopeCache::find(*table_, current_pid(), owner.start_time, scope_id, owner.control);
-}
-
 std::uint64_t ShmTimerClient::find_existing(std::string_view scope_id, detail::Ownership& owner) const {
-  if (const auto index = find_cached(scope_id, owner); index != detail::kNoSlot) [[likely]]
-    return index;
+  // The cache, checked here against the slot: unlike the hot path, whose slot write
+  // checks the entry, a caller of this keeps the answer (a Timer binds to it).
+  const auto* hit = detail::ScopeCache::find(table_id_, slots_, scope_id);
+  if (hit && slots_[hit->index].control.load(std::memory_order_acquire) == hit->control) {
+    owner = hit->ownership();
+    return hit->index;
+  }
   const detail::ScopeKey key(scope_id);
+  owner.start_time = current_start_time();
   const auto index =
       detail::find_slot(*table_, current_pid(), owner.start_time, layout::Origin::kTable, key, &owner.control);
-  if (index != detail::kNoSlot) detail::ScopeCache::remember(*table_, index, owner.control, owner.start_time, scope_id);
+  if (index != detail::kNoSlot) detail::ScopeCache::remember(table_id_, index, owner.control, scope_id);
   return index;
 }
 
@@ -198,43 +207,49 @@ std::size_t ShmTimerClient::recycle_idle(std::size_t down_to) {
 // free and re-claim of this very slot between lookup and arm, so a few rounds settle it.
 constexpr int kArmAttempts = 4;
 
-void ShmTimerClient::acquire(std::string_view scope_id, Deadline deadline) {
-  if (require_server_) check_server();
-  const std::uint64_t deadline_ns = to_table_ns(deadline);
-  detail::Ownership owner;
-  if (const auto index = find_cached(scope_id, owner);
-      index != detail::kNoSlot && detail::arm_slot(table_->slot(index), owner, deadline_ns, signal_)) [[likely]] {
-    detail::wake_server_for(table_->header(), deadline_ns);
-    return;
-  }
-  acquire_slow(scope_id, deadline_ns);
+// This thread's scope cache, then the slot write, whose ownership check against the
+// entry's control word is also the check that the entry still holds. Scopes of other
+// lengths take the slow path, through the cache too (find_existing).
+bool ShmTimerClient::try_arm_cached(std::string_view scope_id, std::uint64_t deadline_ns) noexcept {
+  if (!detail::ScopeCache::common_length(scope_id)) [[unlikely]]
+    return false;
+  const auto* hit = detail::ScopeCache::find_common(table_id_, scope_id);
+  if (hit == nullptr || !detail::arm_slot_mixed(slots_[hit->index], hit->control, hit->owner_mix, deadline_ns, signal_))
+    [[unlikely]]
+    return false;
+  detail::wake_server_for(*header_, deadline_ns);
+  return true;
+}
+
+bool ShmTimerClient::try_disarm_cached(std::string_view scope_id) noexcept {
+  if (!detail::ScopeCache::common_length(scope_id)) [[unlikely]]
+    return false;
+  const auto* hit = detail::ScopeCache::find_common(table_id_, scope_id);
+  return hit != nullptr && detail::disarm_slot(slots_[hit->index], hit->ownership());
 }
 
 void ShmTimerClient::acquire_slow(std::string_view scope_id, std::uint64_t deadline_ns) {
+  if (require_server_) {
+    check_server();
+    if (try_arm_cached(scope_id, deadline_ns)) [[likely]]
+      return;
+  }
   for (int attempt = 0; attempt < kArmAttempts; ++attempt) {
     detail::Ownership owner;
     const auto index = slot_for(scope_id, owner);
-    if (detail::arm_slot(table_->slot(index), owner, deadline_ns, signal_)) {
-      detail::wake_server_for(table_->header(), deadline_ns);
+    if (detail::arm_slot(slots_[index], owner, deadline_ns, signal_)) {
+      detail::wake_server_for(*header_, deadline_ns);
       return;
     }
   }
   throw Error(ErrorCode::kIo, "scope '" + printable(scope_id) + "': its slot kept being freed under this process");
 }
 
-void ShmTimerClient::release(std::string_view scope_id) {
-  detail::Ownership owner;
-  if (const auto index = find_cached(scope_id, owner);
-      index != detail::kNoSlot && detail::disarm_slot(table_->slot(index), owner)) [[likely]]
-    return;
-  release_slow(scope_id);
-}
-
 void ShmTimerClient::release_slow(std::string_view scope_id) {
   for (int attempt = 0; attempt < kArmAttempts; ++attempt) {
     detail::Ownership owner;
     const auto index = find_existing(scope_id, owner);
-    if (index == detail::kNoSlot || detail::disarm_slot(table_->slot(index), owner)) return;
+    if (index == detail::kNoSlot || detail::disarm_slot(slots_[index], owner)) return;
   }
 }
 
@@ -258,6 +273,7 @@ void Timer::bind() {
   bound_pid_ = current_pid();
   header_ = &client_->table_->header();
   slot_ = &client_->table_->slot(client_->slot_for(scope_, owner_));
+  owner_mix_ = layout::ArmWord::owner_mix(owner_.control, owner_.start_time);
 }
 
 // Inlined into arm() and disarm(): two loads of this process's identity and two compares.
@@ -270,7 +286,7 @@ void Timer::bind() {
 void Timer::arm(Deadline deadline) {
   if (client_->require_server_) client_->check_server();
   const std::uint64_t deadline_ns = to_table_ns(deadline);
-  if (bound_here() && detail::arm_slot(*slot_, owner_, deadline_ns, signal_)) [[likely]] {
+  if (bound_here() && detail::arm_slot_mixed(*slot_, owner_.control, owner_mix_, deadline_ns, signal_)) [[likely]] {
     detail::wake_server_for(*header_, deadline_ns);
     return;
   }
@@ -280,7 +296,7 @@ void Timer::arm(Deadline deadline) {
 void Timer::rebind_and_arm(std::uint64_t deadline_ns) {
   for (int attempt = 0; attempt < kArmAttempts; ++attempt) {  // rebind: see kArmAttempts
     bind();
-    if (detail::arm_slot(*slot_, owner_, deadline_ns, signal_)) {
+    if (detail::arm_slot_mixed(*slot_, owner_.control, owner_mix_, deadline_ns, signal_)) {
       detail::wake_server_for(*header_, deadline_ns);
       return;
     }

@@ -170,9 +170,12 @@ void set_occupancy(const Table& table, std::uint64_t index) noexcept;
 // race the signal and statistics stores below may also land in the new owner's slot. It
 // takes a slot freed under a live owner's arm: only the owner itself can do that, by
 // forget() with a handle still arming in another thread, which the API forbids.)
-inline bool arm_slot(Slot& s, const Ownership& owner, std::uint64_t deadline_ns, std::int32_t signal) noexcept {
+// `owner_mix`: layout::ArmWord::owner_mix(control, the owner's start time), which a
+// writer that arms often keeps (the scope cache does).
+inline bool arm_slot_mixed(Slot& s, std::uint64_t control, std::uint64_t owner_mix, std::uint64_t deadline_ns,
+                           std::int32_t signal) noexcept {
   // Acquire: pairs with the claimant's Ready publish; the slot line is already in cache.
-  if (s.control.load(std::memory_order_acquire) != owner.control) [[unlikely]]
+  if (s.control.load(std::memory_order_acquire) != control) [[unlikely]]
     return false;
   // Relaxed: ordered before the armed word by the exchange below (release); a reader that
   // acquire-loads the new word sees this signal (or a later one).
@@ -180,18 +183,23 @@ inline bool arm_slot(Slot& s, const Ownership& owner, std::uint64_t deadline_ns,
   // Relaxed load+store rather than fetch_add: statistics only, and no second locked
   // instruction on the hot path. Two threads arming one slot at once may lose a count.
   s.acquires.store(s.acquires.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
-  const std::uint64_t word = layout::ArmWord::make(deadline_ns, owner.control, owner.start_time);
+  const std::uint64_t word = layout::ArmWord::make_mixed(deadline_ns, owner_mix);
   // seq_cst exchange: one step for the whole arm, returning what it replaced (for the
   // undo), and a full barrier, so the control load below cannot be satisfied before the
   // word is visible: a claimant's CAS (seq_cst) that this load misses comes after the
   // exchange, and that claimant's own reset of the word then overwrites it.
   const std::uint64_t replaced = s.armed.exchange(word, std::memory_order_seq_cst);
-  if (s.control.load(std::memory_order_seq_cst) == owner.control) [[likely]]
+  if (s.control.load(std::memory_order_seq_cst) == control) [[likely]]
     return true;
   std::uint64_t mine = word;
   // acq_rel: restores the new owner's word only if nobody wrote the slot since.
   s.armed.compare_exchange_strong(mine, replaced, std::memory_order_acq_rel, std::memory_order_relaxed);
   return false;
+}
+
+inline bool arm_slot(Slot& s, const Ownership& owner, std::uint64_t deadline_ns, std::int32_t signal) noexcept {
+  return arm_slot_mixed(s, owner.control, layout::ArmWord::owner_mix(owner.control, owner.start_time), deadline_ns,
+                        signal);
 }
 
 // Disarms. A plain store: releasing must stay cheap. The ownership check before it keeps

@@ -209,14 +209,45 @@ TEST(ScopeCache, AForkedChildNeverWritesItsParentsCachedSlot) {
 }
 
 TEST(ScopeCache, AFreedAndReclaimedSlotIsNotMistakenForTheOldKey) {
-  TempTable t(1);  // one slot: the next key must reuse it
+  // A short scope (the general lookup) and scopes of the hot path's lengths (8-32 bytes).
+  for (const auto& [first, second] : {std::pair<std::string, std::string>{"first", "second"},
+                                      {"train.py#101", "train.py#202"},
+                                      {"/work/job/train.py#first", "/work/job/train.py#other"}}) {
+    SCOPED_TRACE(first);
+    TempTable t(1);  // one slot: the next key must reuse it
+    ShmTimerClient client(t.table);
+    client.acquire(first, at_us(1));
+    ASSERT_TRUE(client.forget(first));
+    client.acquire(second, at_us(2));
+    client.release(first);  // a cached lookup of `first` must not touch `second`
+    EXPECT_EQ(us_of(my_rows(t.table).at(second).deadline_ns), 2u);
+    // Nor may an arm through that entry: the one slot is `second`'s, so `first` finds none.
+    EXPECT_THROW(client.acquire(first, at_us(3)), Error);
+    EXPECT_EQ(us_of(my_rows(t.table).at(second).deadline_ns), 2u);
+    EXPECT_EQ(my_rows(t.table).count(first), 0u);
+  }
+}
+
+TEST(ScopeCache, ScopesThatDifferInAnyOneByteAreNeverConfused) {
+  TempTable t(8);
   ShmTimerClient client(t.table);
-  client.acquire("first", at_us(1));
-  ASSERT_TRUE(client.forget("first"));
-  client.acquire("second", at_us(2));
-  client.release("first");  // a cached lookup of "first" must not touch "second"
-  EXPECT_EQ(us_of(my_rows(t.table).at("second").deadline_ns), 2u);
-  EXPECT_EQ(my_rows(t.table).count("first"), 0u);
+  // Every length the cache handles differently (under 8, 8-15, 16-32, 33-40, longer) and
+  // every byte position: the two scopes share a cache set whenever the byte is not among
+  // the first or last eight, so only the byte compare tells them apart.
+  for (std::size_t len = 1; len <= 48; ++len)
+    for (std::size_t at = 0; at < len; ++at) {
+      const std::string a(len, 'a');
+      std::string b = a;
+      b[at] = 'b';
+      client.acquire(a, at_us(10));
+      client.acquire(b, at_us(20));
+      client.acquire(a, at_us(11));  // through the cache
+      client.acquire(b, at_us(21));
+      const auto rows = my_rows(t.table);
+      ASSERT_EQ(us_of(rows.at(a).deadline_ns), 11u) << "length " << len << ", byte " << at;
+      ASSERT_EQ(us_of(rows.at(b).deadline_ns), 21u) << "length " << len << ", byte " << at;
+      ASSERT_TRUE(client.forget(a) && client.forget(b));
+    }
 }
 
 TEST(ScopeCache, ScopesThatShareACacheSetStayDistinct) {

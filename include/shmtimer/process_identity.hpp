@@ -69,12 +69,19 @@ int open_pidfd(pid_t pid) noexcept;
 // fork() (pthread_atfork), so the hot path never makes a system call to learn them.
 struct SelfIdentity {
   // Written at first use (racing first users store the same values) and in the
-  // single-threaded child after fork: start_time first, then pid with release order.
-  // A reader of start_time acquire-loads pid first, so it never sees pid without the
-  // start time that goes with it (a slot claimed with start time 0 could never be reaped).
+  // single-threaded child after fork: start_time and cache_key first, then pid with
+  // release order. A reader of start_time acquire-loads pid first, so it never sees pid
+  // without the start time that goes with it (a slot claimed with start time 0 could
+  // never be reaped).
   std::atomic<pid_t> pid;
   std::atomic<std::uint64_t> start_time;
+  // Both in one word, so the scope cache checks who it is with one compare:
+  // start_time << kCacheKeyPidBits | pid (pids stay below 2^22, PID_MAX_LIMIT; 2^42
+  // clock ticks of start time are 1.4 billion years at 100 Hz). 0 until learned, and if
+  // they ever did not fit: the cache then never hits, and every call takes the slow path.
+  std::atomic<std::uint64_t> cache_key;
 };
+inline constexpr unsigned kCacheKeyPidBits = 22;
 inline constinit SelfIdentity g_self_identity{};  // zero until first use
 pid_t learn_self_identity() noexcept;            // fills it; returns the pid
 
@@ -83,6 +90,9 @@ inline pid_t current_pid() noexcept {
   const pid_t pid = g_self_identity.pid.load(std::memory_order_relaxed);
   return pid != 0 ? pid : learn_self_identity();
 }
+// Relaxed: read by the thread whose per-thread cache it keys; the child's refresh after
+// fork runs on the very thread that goes on. 0 means "not known": never cache on it.
+inline std::uint64_t current_cache_key() noexcept { return g_self_identity.cache_key.load(std::memory_order_relaxed); }
 inline std::uint64_t current_start_time() noexcept {
   if (g_self_identity.pid.load(std::memory_order_acquire) == 0) learn_self_identity();
   return g_self_identity.start_time.load(std::memory_order_relaxed);

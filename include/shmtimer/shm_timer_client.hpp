@@ -29,8 +29,17 @@ class ShmTimerClient final : public TimerClient {
   // Lock-free and syscall-free once the scope has a slot in this process. The first
   // acquire of a new scope claims a slot (slow path, see docs/table-format.md); a full
   // table throws Error(kTableFull), a scope over 256 bytes Error(kScopeTooLong).
-  void acquire(std::string_view scope_id, Deadline deadline) override;
-  void release(std::string_view scope_id) override;
+  // Inline, so that the hot paths (try_arm_cached, try_disarm_cached) are leaf calls
+  // that save no register: the caller already holds the arguments for the slow path.
+  void acquire(std::string_view scope_id, Deadline deadline) override {
+    const std::uint64_t deadline_ns = to_table_ns(deadline);
+    if (require_server_ || !try_arm_cached(scope_id, deadline_ns)) [[unlikely]]
+      acquire_slow(scope_id, deadline_ns);
+  }
+  void release(std::string_view scope_id) override {
+    if (!try_disarm_cached(scope_id)) [[unlikely]]
+      release_slow(scope_id);
+  }
 
   // A handle bound to this process's slot for `scope_id`, claiming it if needed.
   Timer timer(std::string_view scope_id);
@@ -60,10 +69,13 @@ class ShmTimerClient final : public TimerClient {
   // The slot index of this process's key, with the identity it is owned under; kNoSlot
   // when there is none. Per-thread cache, then the table.
   std::uint64_t find_existing(std::string_view scope_id, detail::Ownership& owner) const;
-  std::uint64_t find_cached(std::string_view scope_id, detail::Ownership& owner) const noexcept;  // the cache alone
-  // Out of line, so that acquire() and release() are small leaves on a cache hit.
-  [[gnu::noinline]] void acquire_slow(std::string_view scope_id, std::uint64_t deadline_ns);
-  [[gnu::noinline]] void release_slow(std::string_view scope_id);
+  // The hot paths: a scope of the common length found in this thread's cache, and the
+  // slot write. False when that does not apply or does not take; the slow paths then
+  // do the whole work (they also check for a server, for a client that requires one).
+  bool try_arm_cached(std::string_view scope_id, std::uint64_t deadline_ns) noexcept;
+  bool try_disarm_cached(std::string_view scope_id) noexcept;
+  void acquire_slow(std::string_view scope_id, std::uint64_t deadline_ns);
+  void release_slow(std::string_view scope_id);
   std::uint64_t slot_for(std::string_view scope_id, detail::Ownership& owner);  // find, else claim
   // Throws Error(kNoServer) when require_server_ and no live server holds the table.
   void check_server() const;
@@ -74,6 +86,11 @@ class ShmTimerClient final : public TimerClient {
   std::deque<Claim>& my_claims();  // claims_, emptied first if they are another process's
 
   std::shared_ptr<Table> table_;
+  // The table's id, header and slots, copied here: the hot path reads them from this
+  // object's own line instead of through the table.
+  std::uint64_t table_id_;
+  layout::TableHeader* header_;
+  layout::Slot* slots_;
   int signal_;
   bool require_server_;
   // CLOCK_MONOTONIC_COARSE time until which the server counts as alive without looking
@@ -117,6 +134,7 @@ class Timer {
   layout::TableHeader* header_ = nullptr;  // for the early wake-up after an arm
   layout::Slot* slot_ = nullptr;
   detail::Ownership owner_;
+  std::uint64_t owner_mix_ = 0;  // layout::ArmWord::owner_mix of owner_, kept for arm()
   pid_t bound_pid_ = 0;
 };
 

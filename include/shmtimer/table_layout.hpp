@@ -170,8 +170,15 @@ struct ArmWord {
   static constexpr std::uint64_t kTickNs = 1000;
   static constexpr std::uint64_t kNeverNs = std::uint64_t{1} << 63;  // after any clock reading
 
+  // The writer's part of the check, which a writer that arms often can keep.
+  static constexpr std::uint64_t owner_mix(std::uint64_t control, std::uint64_t start_time) {
+    return (control * 0x9e3779b97f4a7c15ULL) ^ (start_time * 0xc2b2ae3d27d4eb4fULL);
+  }
   static constexpr std::uint64_t check(std::uint64_t ticks, std::uint64_t control, std::uint64_t start_time) {
-    std::uint64_t k = ticks ^ (control * 0x9e3779b97f4a7c15ULL) ^ (start_time * 0xc2b2ae3d27d4eb4fULL);
+    return check_mixed(ticks, owner_mix(control, start_time));
+  }
+  static constexpr std::uint64_t check_mixed(std::uint64_t ticks, std::uint64_t mix) {
+    std::uint64_t k = ticks ^ mix;
     k ^= k >> 33;
     k *= 0xff51afd7ed558ccdULL;
     k ^= k >> 33;
@@ -183,8 +190,12 @@ struct ArmWord {
   }
   // The word `owner` (a Ready control word) with `start_time` writes to arm at deadline_ns.
   static constexpr std::uint64_t make(std::uint64_t deadline_ns, std::uint64_t owner, std::uint64_t start_time) {
+    return make_mixed(deadline_ns, owner_mix(owner, start_time));
+  }
+  // The same from the writer's owner_mix().
+  static constexpr std::uint64_t make_mixed(std::uint64_t deadline_ns, std::uint64_t mix) {
     const std::uint64_t ticks = ticks_of(deadline_ns);
-    return (ticks << kCheckBits) | check(ticks, owner, start_time);
+    return (ticks << kCheckBits) | check_mixed(ticks, mix);
   }
   static constexpr std::uint64_t deadline_ns(std::uint64_t word) {
     const std::uint64_t ticks = word >> kCheckBits;
