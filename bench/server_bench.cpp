@@ -1,9 +1,14 @@
 // The server: scan time against capacity and occupancy, expiry-to-signal latency under
 // each scan policy, and CPU use while idle. (Table clients under a FIFO flood:
 // flood_bench.cpp.)
+#include <linux/futex.h>
 #include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 #include <sys/wait.h>
 
+#include <atomic>
+#include <ctime>
 #include <map>
 #include <mutex>
 #include <random>
@@ -208,6 +213,25 @@ BENCHMARK(BM_KillToReap)->Iterations(1)->Repetitions(1)->Unit(benchmark::kMillis
 
 // CPU used by a started server over 2 s of wall time, with range(0) live timers an hour
 // out, under the default policy. Reported as percent of one core.
+// The CPU this process uses, in % of one core, over 4 s of wall time from start() to
+// stop(): the measured thing runs in between, and the main thread sleeps.
+template <class Start, class Stop>
+double cpu_percent_while(Start&& start, Stop&& stop) {
+  const auto cpu_s = [] {
+    rusage r{};
+    ::getrusage(RUSAGE_SELF, &r);
+    return static_cast<double>(r.ru_utime.tv_sec + r.ru_stime.tv_sec) +
+           static_cast<double>(r.ru_utime.tv_usec + r.ru_stime.tv_usec) / 1e6;
+  };
+  const double cpu_before = cpu_s();
+  const auto wall_start = std::chrono::steady_clock::now();
+  start();
+  std::this_thread::sleep_for(4s);
+  stop();
+  const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - wall_start).count();
+  return 100.0 * (cpu_s() - cpu_before) / wall;
+}
+
 void BM_IdleCpu(benchmark::State& state) {
   drop_scan_table();
   BenchTable t(1 << 16, "idle");
@@ -215,19 +239,7 @@ void BM_IdleCpu(benchmark::State& state) {
   double percent = 0;
   for (auto _ : state) {
     shmtimer::TimerServer server(t.table());
-    rusage before{}, after{};
-    ::getrusage(RUSAGE_SELF, &before);
-    const auto start = std::chrono::steady_clock::now();
-    server.start();
-    std::this_thread::sleep_for(4s);
-    server.stop();
-    ::getrusage(RUSAGE_SELF, &after);
-    const auto cpu = [](const rusage& r) {
-      return static_cast<double>(r.ru_utime.tv_sec + r.ru_stime.tv_sec) +
-             static_cast<double>(r.ru_utime.tv_usec + r.ru_stime.tv_usec) / 1e6;
-    };
-    const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    percent = 100.0 * (cpu(after) - cpu(before)) / wall;
+    percent = cpu_percent_while([&] { server.start(); }, [&] { server.stop(); });
   }
   state.counters["cpu_percent"] = percent;
   state.counters["timers"] = static_cast<double>(state.range(0));
@@ -240,5 +252,32 @@ BENCHMARK(BM_IdleCpu)
     ->Repetitions(1)  // 4 s of wall time each
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
+
+// The floor under BM_IdleCpu: no server, a thread that only sleeps in timed futex waits of
+// the default max_interval (100 ms), as an idle server does between rounds. On a VM each
+// sleep and wake-up costs CPU of its own.
+void BM_IdleFloor(benchmark::State& state) {
+  std::atomic<std::uint32_t> word{0};
+  std::thread sleeper;
+  double percent = 0;
+  for (auto _ : state) {
+    word.store(0);
+    percent = cpu_percent_while(
+        [&] {
+          sleeper = std::thread([&] {
+            const timespec interval{0, 100'000'000};
+            while (word.load() == 0)
+              ::syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(&word), FUTEX_WAIT, 0u, &interval, nullptr, 0);
+          });
+        },
+        [&] {
+          word.store(1);
+          ::syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(&word), FUTEX_WAKE, 1, nullptr, nullptr, 0);
+          sleeper.join();
+        });
+  }
+  state.counters["cpu_percent"] = percent;
+}
+BENCHMARK(BM_IdleFloor)->Iterations(1)->Repetitions(1)->Unit(benchmark::kMillisecond)->UseRealTime();
 
 }  // namespace
