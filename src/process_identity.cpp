@@ -1,5 +1,7 @@
 #include "shmtimer/process_identity.hpp"
 
+#include "process_maps.hpp"
+
 #include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -71,40 +73,15 @@ long thread_count(pid_t pid) noexcept {
   return tgid == pid ? threads : 0;
 }
 
-// Does the maps file at `path` list a mapping of `file`? Lines read "start-end perms
-// offset major:minor inode path", device numbers in hex.
-// Does the maps text at `path` list `file`? Each line is "start-end perms offset
-// major:minor inode path". The kill path runs this before every signal, and both parsing
-// every line and having the kernel generate every line of a process with hundreds of
-// mappings cost more than the rest of the kill. So the text is read in pages and the
-// search stops at the first match (the kernel generates lines as they are read), and only
-// lines whose inode field is the file's (found as text) are parsed.
+// Does the maps file at `path` (a process's or one of its threads') list `file`?
 bool maps_list_file(const std::string& path, const FileId& file) {
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) return false;
-  const std::string inode = " " + std::to_string(file.ino) + " ";
-  const auto line_matches = [&](std::string_view line) {
-    if (line.find(inode) == std::string_view::npos) return false;
-    const std::string copy(line);
-    unsigned major = 0, minor = 0;
-    unsigned long long ino = 0;
-    return std::sscanf(copy.c_str(), "%*s %*s %*s %x:%x %llu", &major, &minor, &ino) == 3 && ino == file.ino &&
-           ::makedev(major, minor) == file.dev;
-  };
-  std::string pending;  // the text read but not yet searched: whole lines and one partial
-  char chunk[4096];
-  bool found = false;
-  ssize_t n;
-  while (!found && (n = ::read(fd, chunk, sizeof chunk)) > 0) {
-    pending.append(chunk, static_cast<std::size_t>(n));
-    std::size_t start = 0;
-    for (std::size_t end; !found && (end = pending.find('\n', start)) != std::string::npos; start = end + 1)
-      found = line_matches(std::string_view(pending).substr(start, end - start));
-    pending.erase(0, start);
-  }
-  if (!found && !pending.empty()) found = line_matches(pending);  // a last line without a newline
+  auto listed = detail::query_maps_for(fd, file);
+  if (listed == detail::MapsAnswer::kUnsupported)
+    listed = detail::search_maps_text_for(fd, file) ? detail::MapsAnswer::kListed : detail::MapsAnswer::kNotListed;
   ::close(fd);
-  return found;
+  return listed == detail::MapsAnswer::kListed;
 }
 
 void refresh_self() noexcept {

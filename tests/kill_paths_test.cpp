@@ -2,19 +2,23 @@
 // driven the way it was found: with real processes where processes are the point, and a
 // scripted ProcessControl where the kernel cannot be made to misbehave on demand.
 #include <gtest/gtest.h>
+#include <fcntl.h>
 #include <pthread.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <spdlog/sinks/ostream_sink.h>
 #include <spdlog/spdlog.h>
 
 #include <barrier>
 #include <functional>
+#include <iostream>
 #include <sstream>
 
 #include "server_support.hpp"
 #include "shmtimer/error.hpp"
 #include "shmtimer/printable.hpp"
 #include "shmtimer/process_identity.hpp"
+#include "process_maps.hpp"
 
 namespace shmtimer {
 namespace {
@@ -87,6 +91,39 @@ TEST(Liveness, WithoutPidfdsAThreadIdIsNeverTakenForAProcess) {
   ::kill(child, SIGKILL);
   wait_child(child);
   EXPECT_FALSE(process_running_without_pidfd(child, std::nullopt));
+}
+
+// The two ways the kill path searches a memory map for the table (the PROCMAP_QUERY
+// ioctl, on Linux 6.11 and later, and the text) find exactly the files mapped: the
+// device counts as well as the inode.
+TEST(ProcessMaps, TheQueryAndTheTextFindExactlyTheMappedFiles) {
+  TempTable t;  // mapped by this process
+  struct stat table {};
+  ASSERT_EQ(::fstat(t.table->fd(), &table), 0);
+  const FileId mapped{table.st_dev, table.st_ino};
+  const FileId other_device{table.st_dev + 1, table.st_ino};
+  const TempPath unmapped_file("shmtimer-unmapped");
+  const int unmapped_fd = ::open(unmapped_file.path().c_str(), O_CREAT | O_RDWR | O_CLOEXEC, 0600);
+  ASSERT_GE(unmapped_fd, 0);
+  struct stat other {};
+  ASSERT_EQ(::fstat(unmapped_fd, &other), 0);
+  const FileId unmapped{other.st_dev, other.st_ino};
+  const int maps = ::open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
+  ASSERT_GE(maps, 0);
+  if (const auto answer = detail::query_maps_for(maps, mapped); answer != detail::MapsAnswer::kUnsupported) {
+    EXPECT_EQ(answer, detail::MapsAnswer::kListed);
+    EXPECT_EQ(detail::query_maps_for(maps, other_device), detail::MapsAnswer::kNotListed);
+    EXPECT_EQ(detail::query_maps_for(maps, unmapped), detail::MapsAnswer::kNotListed);
+  } else {
+    std::cout << "PROCMAP_QUERY is not supported here (Linux before 6.11): the text search alone is checked\n";
+  }
+  EXPECT_TRUE(detail::search_maps_text_for(maps, mapped));
+  EXPECT_FALSE(detail::search_maps_text_for(maps, other_device));
+  EXPECT_FALSE(detail::search_maps_text_for(maps, unmapped));
+  EXPECT_TRUE(process_maps_file(::getpid(), mapped));
+  EXPECT_FALSE(process_maps_file(::getpid(), unmapped));
+  ::close(maps);
+  ::close(unmapped_fd);
 }
 
 TEST(Liveness, AHungProcessWhoseMainThreadExitedIsKilled) {

@@ -1,0 +1,94 @@
+#include "process_maps.hpp"
+
+#include <sys/ioctl.h>
+#include <sys/sysmacros.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdint>
+#include <cstdio>
+#include <string>
+#include <string_view>
+
+namespace shmtimer::detail {
+
+namespace {
+
+// struct procmap_query of <linux/fs.h> (Linux 6.11), which Debian 12's kernel headers
+// predate; the layout is kernel ABI, pinned by the ioctl number's size field.
+struct ProcmapQuery {
+  std::uint64_t size;
+  std::uint64_t query_flags;
+  std::uint64_t query_addr;
+  std::uint64_t vma_start;
+  std::uint64_t vma_end;
+  std::uint64_t vma_flags;
+  std::uint64_t vma_page_size;
+  std::uint64_t vma_offset;
+  std::uint64_t inode;
+  std::uint32_t dev_major;
+  std::uint32_t dev_minor;
+  std::uint32_t vma_name_size;
+  std::uint32_t build_id_size;
+  std::uint64_t vma_name_addr;
+  std::uint64_t build_id_addr;
+};
+static_assert(sizeof(ProcmapQuery) == 104);
+constexpr unsigned long kProcmapQuery = _IOWR('f', 17, ProcmapQuery);
+static_assert(kProcmapQuery == 0xC0686611);
+constexpr std::uint64_t kCoveringOrNextVma = 0x10;
+constexpr std::uint64_t kFileBackedVma = 0x20;
+
+}  // namespace
+
+MapsAnswer query_maps_for(int maps_fd, const FileId& file) noexcept {
+  for (std::uint64_t addr = 0;;) {
+    ProcmapQuery q{};
+    q.size = sizeof q;
+    q.query_flags = kCoveringOrNextVma | kFileBackedVma;
+    q.query_addr = addr;
+    if (::ioctl(maps_fd, kProcmapQuery, &q) != 0) {
+      if (errno == EINTR) continue;
+      // ENOENT: no file-backed mapping at or after addr; ESRCH: no memory map (the main
+      // thread exited, the caller asks its other threads). Anything else (ENOTTY before
+      // 6.11, EINVAL from a kernel that wants another structure): read the text.
+      return errno == ENOENT || errno == ESRCH ? MapsAnswer::kNotListed : MapsAnswer::kUnsupported;
+    }
+    if (q.inode == file.ino && ::makedev(q.dev_major, q.dev_minor) == file.dev) return MapsAnswer::kListed;
+    if (q.vma_end <= addr) return MapsAnswer::kUnsupported;  // not moving on: trust the text instead
+    addr = q.vma_end;
+  }
+}
+
+// Each line is "start-end perms offset major:minor inode path". Both parsing every line
+// and having the kernel generate every line of a process with hundreds of mappings cost
+// more than the rest of the kill. So the text is read in pages and the search stops at
+// the first match (the kernel generates lines as they are read), and only lines whose
+// inode field is the file's (found as text) are parsed.
+bool search_maps_text_for(int maps_fd, const FileId& file) {
+  if (::lseek(maps_fd, 0, SEEK_SET) != 0) return false;
+  const std::string inode = " " + std::to_string(file.ino) + " ";
+  const auto line_matches = [&](std::string_view line) {
+    if (line.find(inode) == std::string_view::npos) return false;
+    const std::string copy(line);
+    unsigned major = 0, minor = 0;
+    unsigned long long ino = 0;
+    return std::sscanf(copy.c_str(), "%*s %*s %*s %x:%x %llu", &major, &minor, &ino) == 3 && ino == file.ino &&
+           ::makedev(major, minor) == file.dev;
+  };
+  std::string pending;  // the text read but not yet searched: whole lines and one partial
+  char chunk[4096];
+  bool found = false;
+  ssize_t n;
+  while (!found && (n = ::read(maps_fd, chunk, sizeof chunk)) > 0) {
+    pending.append(chunk, static_cast<std::size_t>(n));
+    std::size_t start = 0;
+    for (std::size_t end; !found && (end = pending.find('\n', start)) != std::string::npos; start = end + 1)
+      found = line_matches(std::string_view(pending).substr(start, end - start));
+    pending.erase(0, start);
+  }
+  if (!found && !pending.empty()) found = line_matches(pending);  // a last line without a newline
+  return found;
+}
+
+}  // namespace shmtimer::detail

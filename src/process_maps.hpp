@@ -1,0 +1,20 @@
+// Searching a process's memory map for one file: the check that a process could have
+// armed a table timer before the server signals it (docs/security.md). It runs before
+// every signal, so its cost is part of how late a hung worker is killed.
+#pragma once
+
+#include "shmtimer/process_identity.hpp"
+
+namespace shmtimer::detail {
+
+enum class MapsAnswer { kListed, kNotListed, kUnsupported };
+
+// Through the PROCMAP_QUERY ioctl of an open /proc/<pid>/maps (Linux 6.11+): one
+// file-backed mapping per call, in binary, with no text to generate or parse.
+// kUnsupported on older kernels (the ioctl does not exist there).
+MapsAnswer query_maps_for(int maps_fd, const FileId& file) noexcept;
+
+// Through the text of an open /proc/<pid>/maps, read from its start: any kernel.
+bool search_maps_text_for(int maps_fd, const FileId& file);
+
+}  // namespace shmtimer::detail
