@@ -44,8 +44,6 @@ SignalOutcome LinuxProcessControl::send(const SignalRequest& request, int& error
   const auto info = inspect(pid);
   if (!info || info->start_time != request.start_time) {
     outcome = info ? SignalOutcome::kIdentityMismatch : SignalOutcome::kNoProcess;
-  } else if (!process_running(pid, request.start_time)) {
-    outcome = SignalOutcome::kNoProcess;  // exited, not yet waited for: its maps read empty
   } else if (request.required_uid && info->uid != *request.required_uid) {
     outcome = SignalOutcome::kNotPermitted;
   } else if (request.required_mapping && !process_maps_file(pid, *request.required_mapping)) {
@@ -53,8 +51,11 @@ SignalOutcome LinuxProcessControl::send(const SignalRequest& request, int& error
   }
   // Liveness last, after every read of /proc above, as process_running() decides it: the
   // reads described this very process only if it still runs now. A process whose main
-  // thread exited while others run is alive, and is signalled.
-  if (outcome == SignalOutcome::kSent && !process_running(pid, request.start_time)) outcome = SignalOutcome::kNoProcess;
+  // thread exited while others run is alive, and is signalled; one that exited but is not
+  // yet waited for is gone, whatever the reads said (its maps read empty, for one).
+  if (outcome != SignalOutcome::kIdentityMismatch && outcome != SignalOutcome::kNoProcess &&
+      !process_running(pid, request.start_time))
+    outcome = SignalOutcome::kNoProcess;
   if (outcome == SignalOutcome::kSent) {
     // Without pidfd (kernels before 5.3) a plain kill right after the check is the best
     // available; the window is a few microseconds. process_running() has verified that

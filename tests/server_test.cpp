@@ -2,9 +2,11 @@
 // where the OS cannot be made to misbehave on demand, a scripted ProcessControl.
 #include <gtest/gtest.h>
 #include <spdlog/spdlog.h>
+#include <sys/stat.h>
 
 #include <deque>
 #include <mutex>
+#include <thread>
 #include <tuple>
 
 #include "shmtimer/error.hpp"
@@ -338,6 +340,26 @@ TEST(LinuxProcessControl, RefusesAnotherUidAndAStaleIdentity) {
   EXPECT_EQ(processes.send({child, info->start_time, SIGKILL, {}, {}}, error), SignalOutcome::kNoProcess);
   EXPECT_EQ(processes.send({0, 0, SIGKILL, {}, {}}, error), SignalOutcome::kNoProcess);
   EXPECT_EQ(processes.send({-1, 0, SIGKILL, {}, {}}, error), SignalOutcome::kNoProcess);
+}
+
+// A worker that exited but is not yet waited for (a zombie) counts as gone, as the reference
+// counts it: its timers are freed, not refused as another user's or as never mapped (its
+// memory map reads empty).
+TEST(LinuxProcessControl, AProcessThatExitedButIsNotWaitedForIsGoneNotRefused) {
+  TempTable t;
+  struct stat table {};
+  ASSERT_EQ(::fstat(t.table->fd(), &table), 0);
+  const pid_t child = testing::fork_child([] {});
+  LinuxProcessControl processes;
+  const auto info = processes.inspect(child);
+  ASSERT_TRUE(info.has_value());
+  for (int i = 0; i < 5000 && process_running(child, std::nullopt); ++i) std::this_thread::sleep_for(1ms);
+  ASSERT_FALSE(process_running(child, std::nullopt));
+  int error = 0;
+  EXPECT_EQ(processes.send({child, info->start_time, SIGKILL, ::getuid(), FileId{table.st_dev, table.st_ino}}, error),
+            SignalOutcome::kNoProcess);
+  EXPECT_EQ(processes.send({child, info->start_time, SIGKILL, ::getuid() + 1, {}}, error), SignalOutcome::kNoProcess);
+  testing::wait_child(child);
 }
 
 void run_server_that_reaps(const std::shared_ptr<Table>& table, bool signal_self) {
