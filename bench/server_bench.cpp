@@ -2,11 +2,13 @@
 // each scan policy, and CPU use while idle. (Table clients under a FIFO flood:
 // flood_bench.cpp.)
 #include <linux/futex.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 #include <sys/wait.h>
 
+#include <algorithm>
 #include <atomic>
 #include <ctime>
 #include <map>
@@ -219,6 +221,34 @@ void BM_KillToReap(benchmark::State& state) {
   state.SetLabel("floor: kill() to waitpid(), no server");
 }
 BENCHMARK(BM_KillToReap)->Iterations(1)->Repetitions(1)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+// The floor under the lateness of BM_ExpiryToSignal: how late a bare thread wakes from a
+// timed FUTEX_WAIT, as the server sleeps until a deadline (the same 1 us timer slack, no
+// server, no table). On a VM this includes the host waking the idle vCPU.
+void BM_TimedWakeLateness(benchmark::State& state) {
+  std::vector<double> late_us;
+  std::mt19937 rng(7);
+  for (auto _ : state) {
+    std::thread sleeper([&] {
+      ::prctl(PR_SET_TIMERSLACK, 1000UL, 0UL, 0UL, 0UL);
+      std::uint32_t word = 0;
+      for (int sample = 0; sample < kExpirySamples; ++sample) {
+        const auto sleep_ns = static_cast<long>(1'000'000 + rng() % 20'000'000);  // 1 to 21 ms
+        const timespec timeout{0, sleep_ns};
+        const auto start = shmtimer::SteadyClock::now();
+        ::syscall(SYS_futex, &word, FUTEX_WAIT, 0u, &timeout, nullptr, 0);
+        const double slept_ns = std::chrono::duration<double, std::nano>(shmtimer::SteadyClock::now() - start).count();
+        late_us.push_back(std::max(0.0, slept_ns - static_cast<double>(sleep_ns)) / 1e3);
+      }
+    });
+    sleeper.join();
+  }
+  state.counters["samples"] = static_cast<double>(late_us.size());
+  state.counters["p50_us"] = quantile(late_us, 0.5);
+  state.counters["p99_us"] = quantile(late_us, 0.99);
+  state.counters["max_us"] = quantile(late_us, 1.0);
+}
+BENCHMARK(BM_TimedWakeLateness)->Iterations(1)->Repetitions(1)->Unit(benchmark::kMillisecond)->UseRealTime();
 
 // CPU used by a started server over 2 s of wall time, with range(0) live timers an hour
 // out, under the default policy. Reported as percent of one core.

@@ -86,10 +86,10 @@ bool ServerWakeup::publish_plan(std::uint64_t wake_ns) noexcept {
   return requested;  // the rescan's seq_cst loads come after it, as in publish_marker
 }
 
-void ServerWakeup::sleep_until(std::uint64_t now_ns, std::uint64_t deadline_ns) noexcept {
+std::uint64_t ServerWakeup::sleep_until(std::uint64_t now_ns, std::uint64_t deadline_ns) noexcept {
   const std::uint64_t until = deadline_ns < promised_ns_ ? deadline_ns : promised_ns_;
-  if (until <= now_ns) return;
-  futex_wait_while_zero(header_.wake_pending, until - now_ns);
+  if (until > now_ns) futex_wait_while_zero(header_.wake_pending, until - now_ns);
+  return until;
 }
 
 void ServerWakeup::wake() noexcept {

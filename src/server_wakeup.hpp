@@ -75,7 +75,8 @@ class ServerWakeup {
 
   // Sleeps until `deadline_ns` on the server's clock, read as `now_ns` (or the promise, if
   // earlier), or until a client, the stop request or a request source wakes the server.
-  void sleep_until(std::uint64_t now_ns, std::uint64_t deadline_ns) noexcept;
+  // Returns the time it planned to wake at.
+  std::uint64_t sleep_until(std::uint64_t now_ns, std::uint64_t deadline_ns) noexcept;
 
   // Wakes the sleeping server from this process (stop(), a readable FIFO).
   void wake() noexcept;

@@ -207,7 +207,8 @@ void TimerServer::run_loop() {
     now_ns = options_.clock->now_ns();
     if (result.expired > 0) spin_until_ns = now_ns + spin_ns;
     if (sources_pending_) continue;  // a flood: read on at once, reaping between chunks
-    const IdleDecision idle = decide_idle(options_.policy, now_ns, result.next_deadline_ns, spin_until_ns);
+    const IdleDecision idle = decide_idle(options_.policy, now_ns, result.next_deadline_ns, spin_until_ns,
+                                          wake_lateness_.recent_max_ns());
     if (idle.spin) continue;
     // Publish the plan; a wake-up asked for meanwhile may be for an arm this round's scan
     // had passed, so look again (keeping the plan) before sleeping.
@@ -215,7 +216,11 @@ void TimerServer::run_loop() {
       fresh = false;
       continue;
     }
-    wakeup_->sleep_until(now_ns, now_ns + idle.sleep_ns);
+    const std::uint64_t planned_ns = wakeup_->sleep_until(now_ns, now_ns + idle.sleep_ns);
+    // A wake-up after the planned time is the kernel's (or a VM host's) lateness, which
+    // the lead before the next deadline makes up for; an earlier one was a wake-up call.
+    if (const std::uint64_t woke_ns = options_.clock->now_ns(); woke_ns > planned_ns)
+      wake_lateness_.observe(woke_ns - planned_ns);
   }
   if (options_.log_event) options_.log_event("watchdog stopped", nullptr);
 }

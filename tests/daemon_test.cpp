@@ -38,8 +38,8 @@ using testing::wait_for_server;
 TEST(Shmtimerd, HelpAndVersion) {
   const auto help = run("--help");
   EXPECT_EQ(WEXITSTATUS(help.status), 0);
-  for (const char* flag : {"--table", "--capacity", "--spin-us", "--max-interval-ms", "--log-format",
-                           "--signal-self-after-reap", "--pure-spin"})
+  for (const char* flag : {"--table", "--capacity", "--spin-us", "--max-interval-ms", "--max-wake-lead-us",
+                           "--log-format", "--signal-self-after-reap", "--pure-spin"})
     EXPECT_NE(help.text.find(flag), std::string::npos) << flag;
   const auto version = run("--version");
   EXPECT_EQ(WEXITSTATUS(version.status), 0);
@@ -53,7 +53,8 @@ TEST(Shmtimerd, UsageErrorsExitOne) {
   // Every number has a range; NaN, infinities and absurd values are refused.
   for (const char* bad : {"--max-interval-ms nan", "--max-interval-ms 1e300", "--max-interval-ms inf",
                           "--max-interval-ms 0", "--spin-us nan", "--spin-us -1", "--spin-us 1e12",
-                          "--sweep-interval-ms nan", "--sweep-interval-ms 0"})
+                          "--sweep-interval-ms nan", "--sweep-interval-ms 0", "--max-wake-lead-us -1",
+                          "--max-wake-lead-us nan", "--max-wake-lead-us 1e7"})
     EXPECT_EQ(WEXITSTATUS(run(bad).status), 1) << bad;
 }
 

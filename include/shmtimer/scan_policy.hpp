@@ -2,7 +2,10 @@
 // otherwise. A pure function of the round's outcome, so tests check it without sleeping.
 #pragma once
 
+#include <algorithm>
+#include <array>
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
 
 namespace shmtimer {
@@ -17,8 +20,25 @@ struct ScanPolicy {
   // precision; a shorter one may be reaped up to (max_interval - timeout) late. 100 ms
   // is torchrun's own max_interval, and keeps an idle server near 10 wake-ups a second.
   std::chrono::nanoseconds max_interval{std::chrono::milliseconds(100)};
+  // The most the server wakes ahead of a known deadline on top of `spin`. It measures
+  // how late its own timed sleeps end (WakeLateness: a VM's host waking the idle vCPU, a
+  // loaded machine; up to a millisecond or more) and wakes that much earlier, spinning the
+  // rest of the way. Only sleeps that end at a deadline pay for it. 0: `spin` alone.
+  std::chrono::nanoseconds max_wake_lead{std::chrono::milliseconds(2)};
 
   static ScanPolicy pure_spin() { return {std::chrono::nanoseconds::max(), std::chrono::milliseconds(100)}; }
+};
+
+// How late the server's recent timed sleeps ended: the largest lateness among the last
+// 32, so one slow wake-up raises the lead at once and it falls back within a few seconds.
+class WakeLateness {
+ public:
+  void observe(std::uint64_t late_ns) noexcept { recent_[next_++ % recent_.size()] = late_ns; }
+  std::uint64_t recent_max_ns() const noexcept { return *std::max_element(recent_.begin(), recent_.end()); }
+
+ private:
+  std::array<std::uint64_t, 32> recent_{};
+  std::size_t next_ = 0;
 };
 
 struct IdleDecision {
@@ -27,8 +47,10 @@ struct IdleDecision {
 };
 
 // `next_deadline_ns` is the nearest armed deadline seen (0: none); `spin_until_ns` is the
-// end of the post-burst spin window (0: none).
+// end of the post-burst spin window (0: none); `wake_late_ns`, how late timed sleeps end
+// here lately (WakeLateness), is added to the lead before a deadline, up to
+// policy.max_wake_lead.
 IdleDecision decide_idle(const ScanPolicy& policy, std::uint64_t now_ns, std::uint64_t next_deadline_ns,
-                         std::uint64_t spin_until_ns) noexcept;
+                         std::uint64_t spin_until_ns, std::uint64_t wake_late_ns = 0) noexcept;
 
 }  // namespace shmtimer

@@ -29,6 +29,7 @@ struct Flags {
   std::uint64_t capacity = 65536;
   double spin_us = 50;
   double max_interval_ms = 100;
+  double max_wake_lead_us = 2000;
   bool pure_spin = false;
   std::string log_format = "text";
   std::string log_level = "info";
@@ -57,6 +58,7 @@ shmtimer::ServerOptions server_options(const Flags& flags) {
   shmtimer::ServerOptions options;
   options.policy.spin = std::chrono::nanoseconds(static_cast<std::int64_t>(flags.spin_us * 1e3));
   options.policy.max_interval = std::chrono::nanoseconds(static_cast<std::int64_t>(flags.max_interval_ms * 1e6));
+  options.policy.max_wake_lead = std::chrono::nanoseconds(static_cast<std::int64_t>(flags.max_wake_lead_us * 1e3));
   if (flags.pure_spin) options.policy = shmtimer::ScanPolicy::pure_spin();
   options.signal_self_after_reap = flags.signal_self;
   options.any_uid = flags.any_uid;
@@ -165,6 +167,10 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--max-interval-ms", flags.max_interval_ms, "Longest sleep between scans (0.01..60000)")
       ->check(finite & CLI::Range(0.01, 60000.0))
+      ->capture_default_str();
+  app.add_option("--max-wake-lead-us", flags.max_wake_lead_us,
+                 "Most the server wakes ahead of a deadline to make up for late wake-ups it measured (0..1e6)")
+      ->check(finite & CLI::Range(0.0, 1e6))
       ->capture_default_str();
   app.add_flag("--pure-spin", flags.pure_spin, "Never sleep (a core per server; lowest latency)");
   app.add_option("--sweep-interval-ms", flags.sweep_interval_ms,
