@@ -141,9 +141,12 @@ MUTANTS = [
          expect="FileRace"),
     dict(name="14-watchdog-off-the-loop", why="systemd's WATCHDOG=1 comes from a timer thread, not the watchdog loop",
          file="tools/shmtimerd/main.cpp",
-         edits=[("  options.after_round = [&notifier](const shmtimer::RoundResult& round) { notifier.after_round(round); };",
+         edits=[("  options.after_round = [&notifier, &fifo, &fifo_lost](const shmtimer::RoundResult& round) {\n"
+                 "    notifier.after_round(round);\n",
                  "  std::thread([&notifier] { for (;;) { notifier.after_round({}); "
-                 "std::this_thread::sleep_for(std::chrono::milliseconds(50)); } }).detach();"),
+                 "std::this_thread::sleep_for(std::chrono::milliseconds(50)); } }).detach();\n"
+                 "  options.after_round = [&notifier, &fifo, &fifo_lost](const shmtimer::RoundResult& round) {\n"
+                 "    (void)round;\n"),
                 ("#include <optional>\n", "#include <optional>\n#include <thread>\n")],
          expect="SystemdNotify"),
     dict(name="14-ready-every-ping", why="READY=1 is sent with every ping, not once",
