@@ -131,6 +131,12 @@ void BM_ExpiryToSignal(benchmark::State& state) {
       ::waitpid(child, &status, 0);
       const shmtimer::Deadline deadline{shmtimer::SteadyClock::duration(child_deadline_ns->load())};
       reaped_us.push_back(std::chrono::duration<double, std::micro>(shmtimer::SteadyClock::now() - deadline).count());
+      // The server records the kill after sending it, so on a busy machine the child may
+      // be reaped first: wait for the record (up to a second) rather than lose the sample.
+      for (int wait = 0; wait < 1000; ++wait) {
+        if (std::lock_guard lock(mutex); lateness_ns.count(child) != 0) break;
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+      }
       std::lock_guard lock(mutex);
       if (const auto it = lateness_ns.find(child); it != lateness_ns.end())
         lateness_us.push_back(static_cast<double>(it->second) / 1e3);
