@@ -137,7 +137,7 @@ class TimerServer {
   std::atomic<std::int64_t> last_progress_epoch_s_{0};  // relaxed: a standalone value for readers
   std::vector<std::shared_ptr<RequestSource>> sources_;
   bool sources_pending_ = false;
-  WakeLateness wake_lateness_;  // how late the watchdog's timed sleeps end; the thread's own
+  WakeLateness wake_lateness_;  // how late the watchdog's timed sleeps end; used by its thread only
   // stop(): set the flag (release), then wake the thread sleeping on the table's futex;
   // the thread reads the flag (acquire) after every wake-up.
   std::atomic<bool> stop_requested_{false};
