@@ -77,11 +77,9 @@ long thread_count(pid_t pid) noexcept {
 bool maps_list_file(const std::string& path, const FileId& file) {
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) return false;
-  auto listed = detail::query_maps_for(fd, file);
-  if (listed == detail::MapsAnswer::kUnsupported)
-    listed = detail::search_maps_text_for(fd, file) ? detail::MapsAnswer::kListed : detail::MapsAnswer::kNotListed;
+  const bool listed = detail::maps_list(fd, file);
   ::close(fd);
-  return listed == detail::MapsAnswer::kListed;
+  return listed;
 }
 
 void refresh_self() noexcept {

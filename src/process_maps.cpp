@@ -91,4 +91,10 @@ bool search_maps_text_for(int maps_fd, const FileId& file) {
   return found;
 }
 
+bool maps_list(int maps_fd, const FileId& file) {
+  const auto listed = query_maps_for(maps_fd, file);
+  if (listed != MapsAnswer::kUnsupported) return listed == MapsAnswer::kListed;
+  return search_maps_text_for(maps_fd, file);
+}
+
 }  // namespace shmtimer::detail

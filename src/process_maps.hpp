@@ -17,4 +17,9 @@ MapsAnswer query_maps_for(int maps_fd, const FileId& file) noexcept;
 // Through the text of an open /proc/<pid>/maps, read from its start: any kernel.
 bool search_maps_text_for(int maps_fd, const FileId& file);
 
+// The query where the kernel has it, else the text. An open maps file keeps answering for
+// the address space it was opened on: for a process that has since called exec() it
+// answers "not listed", as that address space is gone.
+bool maps_list(int maps_fd, const FileId& file);
+
 }  // namespace shmtimer::detail

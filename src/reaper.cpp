@@ -24,6 +24,8 @@ constexpr std::uint64_t kFirstRetryNs = 10'000'000;
 constexpr std::uint64_t kMaxRetryNs = 10'000'000'000;
 // Slots re-checked for a lost occupancy bit per sweep (see walk_for_lost_bits).
 constexpr std::uint64_t kWalkSlotsPerSweep = 8192;
+// Processes prepared per round at most (see prepare_approaching).
+constexpr int kPreparedPerRound = 8;
 
 void log_expired_debug(pid_t pid, const std::vector<SlotSnapshot>& timers, std::uint64_t now_ns) {
   if (!spdlog::should_log(spdlog::level::debug)) return;
@@ -47,7 +49,10 @@ Reaper::Reaper(const Table& table, const ServerOptions& options, ProcessControl&
       processes_(processes),
       stats_(stats),
       self_pid_(::getpid()),
-      self_uid_(::getuid()) {
+      self_uid_(::getuid()),
+      // Two of the longest sleeps: a round always comes between this horizon and the
+      // deadline, unless the timer was armed later than that, with a shorter timeout.
+      prepare_horizon_ns_(2 * static_cast<std::uint64_t>(std::max<std::int64_t>(0, options.policy.max_interval.count()))) {
   struct stat st {};
   if (::fstat(table.fd(), &st) == 0) table_file_ = {st.st_dev, st.st_ino};
 }
@@ -73,6 +78,7 @@ void Reaper::rebuild_occupancy() {
 void Reaper::scan(std::uint64_t now_ns, std::map<ProcessKey, std::vector<SlotSnapshot>>& expired,
                   RoundResult& result, bool sweeping) {
   seen_.clear();
+  approaching_.clear();
   detail::for_each_occupied(table_, [&](std::uint64_t index) {
     // The fast path reads the slot's first line only: most occupied slots are disarmed or
     // not yet due, and need nothing more.
@@ -98,6 +104,8 @@ void Reaper::scan(std::uint64_t now_ns, std::map<ProcessKey, std::vector<SlotSna
     const std::uint64_t deadline = layout::ArmWord::deadline_ns(armed);
     if (deadline > now_ns) {
       if (result.next_deadline_ns == 0 || deadline < result.next_deadline_ns) result.next_deadline_ns = deadline;
+      if (deadline - now_ns <= prepare_horizon_ns_ && prepared_.count(seen_.back().process) == 0)
+        approaching_.push_back({deadline, seen_.back().process, slot.origin.load(std::memory_order_relaxed)});
       return;
     }
     consider_due(index, now_ns, expired);
@@ -122,6 +130,30 @@ void Reaper::consider_due(std::uint64_t index, std::uint64_t now_ns,
     return;
   }
   expired[{snap.pid, snap.start_time}].push_back(std::move(snap));
+}
+
+SignalRequest Reaper::request_for(const ProcessKey& process, int signal, std::uint32_t origin) const {
+  SignalRequest request{process.first, process.second, signal, std::nullopt, std::nullopt};
+  if (!options_.any_uid) request.required_uid = self_uid_;
+  // A table client maps the table; the FIFO shim arms on behalf of processes that never do.
+  if (origin == static_cast<std::uint32_t>(layout::Origin::kTable)) request.required_mapping = table_file_;
+  return request;
+}
+
+// Preparing a process reads /proc for it cold (about 150 us here, at times milliseconds),
+// which would otherwise come between its deadline and its signal. So it is done when its
+// timer is first seen due soon: nearest deadline first, a few per round, and never while
+// a deadline is already due (the next round reaps it first).
+void Reaper::prepare_approaching(std::uint64_t next_deadline_ns) {
+  std::sort(approaching_.begin(), approaching_.end(),
+            [](const Approaching& a, const Approaching& b) { return a.deadline_ns < b.deadline_ns; });
+  int prepared = 0;
+  for (const Approaching& a : approaching_) {
+    if (prepared == kPreparedPerRound || options_.clock->now_ns() >= next_deadline_ns) break;
+    if (!prepared_.insert(a.process).second) continue;  // two timers of one process
+    processes_.prepare(request_for(a.process, 0, a.origin));
+    ++prepared;
+  }
 }
 
 bool Reaper::refuse_target(pid_t pid, int signal) const {
@@ -176,10 +208,7 @@ std::optional<Reaper::Cleanup> Reaper::reap_process(const ProcessKey& process, s
   if (refuse_target(pid, signal)) return Cleanup::kDisarm;
 
   int error = 0;
-  SignalRequest request{pid, process.second, signal, std::nullopt, std::nullopt};
-  if (!options_.any_uid) request.required_uid = self_uid_;
-  // A table client maps the table; the FIFO shim arms on behalf of processes that never do.
-  if (first_killing->origin == layout::Origin::kTable) request.required_mapping = table_file_;
+  const SignalRequest request = request_for(process, signal, static_cast<std::uint32_t>(first_killing->origin));
   const std::string scope = printable(first_killing->scope);
   switch (processes_.send(request, error)) {
     case SignalOutcome::kSent: {
@@ -302,6 +331,8 @@ RoundResult Reaper::round(std::uint64_t now_ns) {
   if (sweeping) {
     gone_.clear();  // what a failed round left
     running_memo_.clear();
+    processes_.drop_unprepared();  // what was not prepared again since the last sweep
+    prepared_.clear();
     walk_for_lost_bits();  // first, so this sweep already visits what it finds
   }
   scan(now_ns, expired, result, sweeping);
@@ -328,6 +359,7 @@ RoundResult Reaper::round(std::uint64_t now_ns) {
     result.cleared += free_gone_owners();
     next_sweep_ns_ = now_ns + static_cast<std::uint64_t>(options_.dead_owner_sweep_interval.count());
   }
+  if (!approaching_.empty()) prepare_approaching(result.next_deadline_ns);
   return result;
 }
 

@@ -6,6 +6,7 @@
 
 #include <map>
 #include <optional>
+#include <set>
 #include <string_view>
 #include <utility>
 #include <vector>
@@ -63,6 +64,11 @@ class Reaper {
   void note_if_owner_gone(const layout::Slot& slot, std::uint64_t index, std::uint64_t control);
   std::uint64_t free_gone_owners();
   void walk_for_lost_bits();
+  // Asks processes_ to prepare those whose timers fall due soon (see prepare_approaching).
+  void prepare_approaching(std::uint64_t next_deadline_ns);
+  // What send() is asked for a timer of `process` set through `origin` (untrusted: any
+  // value but the table's asks for no mapping, as for the FIFO shim's timers).
+  SignalRequest request_for(const ProcessKey& process, int signal, std::uint32_t origin) const;
   bool refuse_target(pid_t pid, int signal) const;  // logs and counts why
   void emit(std::string_view name, const detail::SlotSnapshot& timer, std::uint64_t at_ns = 0) const;
 
@@ -77,6 +83,16 @@ class Reaper {
   std::uint64_t walk_cursor_ = 0;
   int self_signal_ = 0;
   std::vector<SeenTimer> seen_;  // this round's armed timers; reused, so no allocation per round
+  // This round's armed timers due within prepare_horizon_ns_ whose process is not in
+  // prepared_, and the processes prepared since the last sweep.
+  struct Approaching {
+    std::uint64_t deadline_ns;
+    ProcessKey process;
+    std::uint32_t origin;
+  };
+  std::uint64_t prepare_horizon_ns_;
+  std::vector<Approaching> approaching_;
+  std::set<ProcessKey> prepared_;
   // The sweep's findings: slots whose owner is gone, with the control word to free from,
   // and whether each identity runs, asked once per sweep (reused, cleared per sweep).
   struct GoneSlot {

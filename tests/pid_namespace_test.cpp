@@ -99,6 +99,41 @@ TEST(PidReuse, AProcessGivenADeadWorkersPidWithinOneClockTickIsNeverSignalled) {
   GTEST_SKIP() << "no pid was reused within one clock tick in 200 attempts";
 }
 
+// The server prepares a worker ahead of its deadline, holding it by a pidfd; the worker
+// dies and an unrelated process gets its pid within the same clock tick, so the timer's
+// identity (pid and start time) names the newcomer too. What was prepared was the worker,
+// and only the worker: the newcomer is never signalled.
+TEST(PidReuse, APreparedWorkersPidGivenToAnotherProcessWithinOneClockTickIsNeverSignalled) {
+  TempTable t;
+  auto processes = std::make_shared<LinuxProcessControl>();
+  ServerOptions options;
+  options.processes = processes;
+  for (int attempt = 0; attempt < 200; ++attempt) {
+    const pid_t worker = fork_hung_worker(t.table, "work", 150ms);
+    const auto recorded = rows_of(t.table, worker).at(0).start_time;
+    TimerServer(t.table, options).run_once();  // due within 200 ms: prepared
+    ASSERT_EQ(processes->prepared(), 1u);
+    ::kill(worker, SIGKILL);
+    wait_child(worker);
+    const pid_t bystander = spawn_bystander_as(worker);
+    ASSERT_EQ(bystander, worker);
+    if (read_process_stat(bystander)->start_time != recorded) {
+      ::kill(bystander, SIGKILL);
+      wait_child(bystander);
+      TimerServer(t.table, options).run_once_at(monotonic_now_ns() + 2 * kSecond);  // frees the slot, lets go
+      continue;
+    }
+    ASSERT_TRUE(wait_until_exec(bystander));
+    TimerServer(t.table, options).run_once_at(monotonic_now_ns() + kSecond);
+    EXPECT_EQ(::waitpid(bystander, nullptr, WNOHANG), 0) << "the bystander was signalled";
+    EXPECT_EQ(t.table->header().reaps.load(), 0u);
+    ::kill(bystander, SIGKILL);
+    wait_child(bystander);
+    return;
+  }
+  GTEST_SKIP() << "no pid was reused within one clock tick in 200 attempts";
+}
+
 // The process tree of the recycled-pid descendant: P arms through `how`, forks C and
 // exits; C forks D as P's pid; D inherited P's per-thread scope cache (or Timer handle)
 // and arms an expired timer through it. D is hung: it must be killed. C reports how D

@@ -55,6 +55,10 @@ struct FakeProcesses final : ProcessControl {
   std::function<void(const SignalRequest&)> on_send;  // runs inside send(), e.g. to act as the target
   std::deque<SignalOutcome> scripted;
   std::vector<std::tuple<pid_t, int, std::optional<uid_t>>> sends;
+  std::vector<SignalRequest> prepared;  // every prepare() call
+  int drops = 0;                        // drop_unprepared() calls
+  void prepare(const SignalRequest& request) override { prepared.push_back(request); }
+  void drop_unprepared() override { ++drops; }
   bool running(pid_t pid, std::optional<std::uint64_t> start_time) override {
     auto it = alive.find(pid);
     return it != alive.end() && (!start_time || it->second.start_time == *start_time);

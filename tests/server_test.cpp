@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 
 #include <deque>
+#include <fstream>
 #include <mutex>
 #include <thread>
 #include <tuple>
@@ -324,6 +325,34 @@ TEST(TimerServer, SignalsOnlyTheServersOwnUidByDefault) {
   EXPECT_EQ(std::get<2>(fake->sends[1]), std::nullopt);
 }
 
+// A process is prepared once its timer falls due within two of the server's longest
+// sleeps (200 ms by default), once per sweep, with the request its kill will make; a
+// far-off timer's process is not: it would hold a descriptor for nothing.
+TEST(TimerServer, PreparesAProcessWhoseTimerFallsDueSoonOncePerSweepAndNoneFarOff) {
+  TempTable t;
+  auto fake = std::make_shared<FakeProcesses>();
+  fake->alive[4242] = {77, ::getuid()};
+  fake->alive[4343] = {77, ::getuid()};
+  TimerServer server(t.table, fake_options(fake));
+  const std::uint64_t now = monotonic_now_ns();
+  plant(*t.table, 4242, "soon", now + 150 * kMs, SIGKILL);
+  plant(*t.table, 4343, "later", now + 3600 * kSecond, SIGKILL);
+  server.run_once_at(now);
+  ASSERT_EQ(fake->prepared.size(), 1u);
+  EXPECT_EQ(fake->prepared[0].pid, 4242);
+  EXPECT_EQ(fake->prepared[0].start_time, 77u);
+  EXPECT_EQ(fake->prepared[0].required_uid, std::optional<uid_t>(::getuid()));
+  EXPECT_TRUE(fake->prepared[0].required_mapping.has_value());  // a table timer's kill asks for it
+  server.run_once_at(now + kMs);
+  EXPECT_EQ(fake->prepared.size(), 1u);  // not again within the sweep
+  const int drops = fake->drops;
+  server.run_once_at(now + 1100 * kMs);  // the next sweep lets go of what is not prepared again
+  EXPECT_EQ(fake->drops, drops + 1);
+  EXPECT_EQ(fake->prepared.size(), 1u);  // its deadline has passed: killed, not prepared
+  ASSERT_EQ(fake->sends.size(), 1u);
+  EXPECT_EQ(std::get<0>(fake->sends[0]), 4242);
+}
+
 TEST(LinuxProcessControl, RefusesAnotherUidAndAStaleIdentity) {
   Ready go;
   const pid_t child = testing::fork_child([&] { go.wait(); });
@@ -360,6 +389,116 @@ TEST(LinuxProcessControl, AProcessThatExitedButIsNotWaitedForIsGoneNotRefused) {
             SignalOutcome::kNoProcess);
   EXPECT_EQ(processes.send({child, info->start_time, SIGKILL, ::getuid() + 1, {}}, error), SignalOutcome::kNoProcess);
   testing::wait_child(child);
+}
+
+// Preparing a process ahead of its deadline spares send() the identity and mapping reads,
+// never the uid, nor whether the process still runs.
+TEST(LinuxProcessControl, APreparedProcessIsStillCheckedForItsUidAndWhetherItRuns) {
+  Ready go;
+  const pid_t child = testing::fork_child([&] { go.wait(); });
+  LinuxProcessControl processes;
+  const auto info = processes.inspect(child);
+  ASSERT_TRUE(info.has_value());
+  processes.prepare({child, info->start_time, 0, ::getuid(), {}});
+  ASSERT_EQ(processes.prepared(), 1u);
+  int error = 0;
+  EXPECT_EQ(processes.send({child, info->start_time, SIGKILL, ::getuid() + 1, {}}, error), SignalOutcome::kNotPermitted);
+  EXPECT_EQ(processes.send({child, info->start_time, 0, ::getuid(), {}}, error), SignalOutcome::kSent);  // probe only
+  go.signal();
+  for (int i = 0; i < 5000 && process_running(child, std::nullopt); ++i) std::this_thread::sleep_for(1ms);
+  ASSERT_FALSE(process_running(child, std::nullopt));  // exited, not yet waited for
+  EXPECT_EQ(processes.send({child, info->start_time, SIGKILL, ::getuid(), {}}, error), SignalOutcome::kNoProcess);
+  EXPECT_EQ(processes.prepared(), 1u);  // the answer came from the prepared process
+  testing::wait_child(child);
+}
+
+// What preparing learns holds for the one identity it checked, and only what it saw.
+TEST(LinuxProcessControl, APreparedProcessVouchesOnlyForItsOwnIdentityAndWhatItHasMapped) {
+  Ready go;
+  const pid_t child = testing::fork_child([&] { go.wait(); });  // forked before the table was mapped
+  TempTable t;
+  struct stat st {};
+  ASSERT_EQ(::fstat(t.table->fd(), &st), 0);
+  const FileId table{st.st_dev, st.st_ino};
+  LinuxProcessControl processes;
+  const auto info = processes.inspect(child);
+  ASSERT_TRUE(info.has_value());
+  processes.prepare({child, info->start_time, 0, {}, table});
+  processes.prepare({child, info->start_time + 1, 0, {}, {}});  // not who runs: not held
+  ASSERT_EQ(processes.prepared(), 1u);
+  int error = 0;
+  EXPECT_EQ(processes.send({child, info->start_time, SIGKILL, {}, table}, error), SignalOutcome::kNotMapped);
+  EXPECT_EQ(processes.send({child, info->start_time + 1, SIGKILL, {}, {}}, error), SignalOutcome::kIdentityMismatch);
+  EXPECT_EQ(::waitpid(child, nullptr, WNOHANG), 0) << "the child was signalled";
+  // One that has it mapped is signalled through what was prepared.
+  Ready mapped, go_mapped;
+  const pid_t worker = testing::fork_child([&] {
+    ShmTimerClient client(t.table);
+    mapped.signal();
+    go_mapped.wait();
+  });
+  mapped.wait();
+  const auto worker_info = processes.inspect(worker);
+  ASSERT_TRUE(worker_info.has_value());
+  processes.prepare({worker, worker_info->start_time, 0, {}, table});
+  EXPECT_EQ(processes.send({worker, worker_info->start_time, SIGKILL, {}, table}, error), SignalOutcome::kSent);
+  EXPECT_TRUE(testing::killed_by(testing::wait_child(worker), SIGKILL));
+  go.signal();
+  EXPECT_TRUE(testing::exited_ok(testing::wait_child(child)));
+}
+
+// A worker that calls exec() drops the table with its old image: prepared or not, it is no
+// longer signalled for a table timer (docs/security.md, "Only a process that could have
+// armed it").
+TEST(LinuxProcessControl, APreparedWorkerThatCalledExecIsNotSignalledForATableTimer) {
+  TempTable t;
+  struct stat st {};
+  ASSERT_EQ(::fstat(t.table->fd(), &st), 0);
+  const FileId table{st.st_dev, st.st_ino};
+  Ready go;
+  const pid_t worker = testing::fork_child([&] {  // has the table mapped, from its parent
+    go.wait();
+    ::execl("/bin/sleep", "sleep", "30", static_cast<char*>(nullptr));
+  });
+  LinuxProcessControl processes;
+  const auto info = processes.inspect(worker);
+  ASSERT_TRUE(info.has_value());
+  processes.prepare({worker, info->start_time, 0, {}, table});
+  ASSERT_EQ(processes.prepared(), 1u);
+  int error = 0;
+  EXPECT_EQ(processes.send({worker, info->start_time, 0, {}, table}, error), SignalOutcome::kSent);  // probe only
+  go.signal();
+  bool execed = false;
+  for (int i = 0; i < 5000 && !execed; ++i) {
+    std::ifstream comm("/proc/" + std::to_string(worker) + "/comm");
+    std::string name;
+    execed = std::getline(comm, name) && name == "sleep";
+    if (!execed) std::this_thread::sleep_for(1ms);
+  }
+  ASSERT_TRUE(execed);
+  EXPECT_EQ(processes.send({worker, info->start_time, SIGKILL, {}, table}, error), SignalOutcome::kNotMapped);
+  ::kill(worker, SIGKILL);
+  testing::wait_child(worker);
+}
+
+TEST(LinuxProcessControl, HoldsAtMostItsLimitAndLetsGoOfWhatIsNotPreparedAgain) {
+  Ready go;
+  const pid_t a = testing::fork_child([&] { go.wait(); });
+  const pid_t b = testing::fork_child([&] { go.wait(); });
+  LinuxProcessControl processes(1);
+  const auto a_info = processes.inspect(a), b_info = processes.inspect(b);
+  ASSERT_TRUE(a_info && b_info);
+  processes.prepare({a, a_info->start_time, 0, {}, {}});
+  processes.prepare({b, b_info->start_time, 0, {}, {}});
+  EXPECT_EQ(processes.prepared(), 1u);
+  processes.drop_unprepared();  // a was prepared since the last drop: kept
+  EXPECT_EQ(processes.prepared(), 1u);
+  processes.drop_unprepared();  // not since: let go
+  EXPECT_EQ(processes.prepared(), 0u);
+  go.signal();
+  go.signal();
+  testing::wait_child(a);
+  testing::wait_child(b);
 }
 
 void run_server_that_reaps(const std::shared_ptr<Table>& table, bool signal_self) {
