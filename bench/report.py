@@ -312,6 +312,17 @@ def section_expiry(cpp):
                   "wake-up calls"], rows)
 
 
+def section_signal_path(cpp):
+    rows = []
+    for prepared, label in [(0, "cold: pidfd, start time, uid, maps, liveness, signal"),
+                            (1, "prepared 5 ms ahead: uid, the open maps file, liveness, signal")]:
+        run = cpp.find("BM_SignalPath", prepared=prepared)
+        if run is not None:
+            rows.append([label, "%d" % run.get("samples", 100), fmt_ns(run["p50_us"] * 1e3),
+                         fmt_ns(run["p99_us"] * 1e3), fmt_ns(run["max_us"] * 1e3)])
+    return table(["`send()` to a hung child", "samples", "p50", "p99", "max"], rows) if rows else ""
+
+
 def idle_runs(cpp):
     out = []
     for timers in (0, 100, 10000):
@@ -652,6 +663,16 @@ def main():
       "the benchmark itself, timed from `kill()` to `waitpid()` (`BM_KillToReap`).")
     w("")
     w(section_expiry(cpp))
+    w("")
+    w("### The kill path")
+    w("")
+    w("What follows the round that finds a timer due: `LinuxProcessControl::send()` to a hung child that has "
+      "the table mapped, with every check a table timer's kill makes (`BM_SignalPath`, 100 children a row, each "
+      "new to the server, as every hung worker is, and alive 5 ms before it is prepared or not, then 5 ms more). The server prepares a process once its timer falls due "
+      "within two `max_interval`s (docs/server.md, \"Never the wrong process\"), so the second row is what "
+      "stands between a deadline and the signal whenever the timer was armed more than one round ahead.")
+    w("")
+    w(section_signal_path(cpp))
     w("")
     w("### CPU use when idle")
     w("")

@@ -71,7 +71,7 @@ SignalOutcome LinuxProcessControl::send(const SignalRequest& request, int& error
 }
 
 SignalOutcome LinuxProcessControl::check_and_signal(const SignalRequest& request, int pidfd,
-                                                    const Prepared* prepared, int& error) {
+                                                    Prepared* prepared, int& error) {
   const pid_t pid = request.pid;
   SignalOutcome outcome = SignalOutcome::kSent;
   std::optional<uid_t> uid;
@@ -111,10 +111,10 @@ SignalOutcome LinuxProcessControl::check_and_signal(const SignalRequest& request
   return outcome;
 }
 
-bool LinuxProcessControl::maps_file(pid_t pid, const FileId& file, const Prepared* prepared) {
+bool LinuxProcessControl::maps_file(pid_t pid, const FileId& file, Prepared* prepared) {
   // Not listed by the prepared maps file: the process may have exec()ed since, or its
   // main thread exited, so the answer is sought afresh, as for a process not prepared.
-  return (prepared && prepared->maps_fd >= 0 && detail::maps_list(prepared->maps_fd, file)) ||
+  return (prepared && prepared->maps_fd >= 0 && detail::maps_list(prepared->maps_fd, file, &prepared->map_at)) ||
          process_maps_file(pid, file);
 }
 
@@ -133,7 +133,7 @@ void LinuxProcessControl::prepare(const SignalRequest& request) {
     ::close(pinned->pidfd);  // another process by now: send() will say so
     return;
   }
-  Prepared p{pinned->pidfd, -1, true};
+  Prepared p{pinned->pidfd, -1, 0, true};
   if (request.required_mapping) {
     p.maps_fd = ::open(("/proc/" + std::to_string(request.pid) + "/maps").c_str(), O_RDONLY | O_CLOEXEC);
     // Opened after the pin: if the process is gone by now, the file may be a newcomer's.
@@ -141,6 +141,8 @@ void LinuxProcessControl::prepare(const SignalRequest& request) {
       close_prepared(p);
       return;
     }
+    // Only to learn where to look at the deadline: the answer is sought again then.
+    if (p.maps_fd >= 0) (void)detail::maps_list(p.maps_fd, *request.required_mapping, &p.map_at);
   }
   (void)proc_owner(request.pid);  // brings /proc/<pid> into the dentry cache for send()
   prepared_.emplace(std::pair{request.pid, request.start_time}, p);

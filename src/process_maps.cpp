@@ -41,20 +41,42 @@ constexpr std::uint64_t kFileBackedVma = 0x20;
 
 }  // namespace
 
-MapsAnswer query_maps_for(int maps_fd, const FileId& file) noexcept {
-  for (std::uint64_t addr = 0;;) {
-    ProcmapQuery q{};
+namespace {
+
+// The first file-backed mapping covering `addr` or after it; 0, or the errno.
+int query_from(int maps_fd, std::uint64_t addr, ProcmapQuery& q) noexcept {
+  for (;;) {
+    q = {};
     q.size = sizeof q;
     q.query_flags = kCoveringOrNextVma | kFileBackedVma;
     q.query_addr = addr;
-    if (::ioctl(maps_fd, kProcmapQuery, &q) != 0) {
-      if (errno == EINTR) continue;
+    if (::ioctl(maps_fd, kProcmapQuery, &q) == 0) return 0;
+    if (errno != EINTR) return errno;
+  }
+}
+
+bool maps(const ProcmapQuery& q, const FileId& file) {
+  return q.inode == file.ino && ::makedev(q.dev_major, q.dev_minor) == file.dev;
+}
+
+}  // namespace
+
+MapsAnswer query_maps_for(int maps_fd, const FileId& file, std::uint64_t* near) noexcept {
+  ProcmapQuery q;
+  if (near != nullptr && *near != 0 && query_from(maps_fd, *near, q) == 0 && q.vma_start <= *near && maps(q, file))
+    return MapsAnswer::kListed;
+  for (std::uint64_t addr = 0;;) {
+    if (const int error = query_from(maps_fd, addr, q); error != 0) {
       // ENOENT: no file-backed mapping at or after addr; ESRCH: no memory map (the main
-      // thread exited, the caller asks its other threads). Anything else (ENOTTY before
-      // 6.11, EINVAL from a kernel that wants another structure): read the text.
-      return errno == ENOENT || errno == ESRCH ? MapsAnswer::kNotListed : MapsAnswer::kUnsupported;
+      // thread exited, the caller asks its other threads; or the process exec()ed since
+      // the file was opened). Anything else (ENOTTY before 6.11, EINVAL from a kernel
+      // that wants another structure): read the text.
+      return error == ENOENT || error == ESRCH ? MapsAnswer::kNotListed : MapsAnswer::kUnsupported;
     }
-    if (q.inode == file.ino && ::makedev(q.dev_major, q.dev_minor) == file.dev) return MapsAnswer::kListed;
+    if (maps(q, file)) {
+      if (near != nullptr) *near = q.vma_start;
+      return MapsAnswer::kListed;
+    }
     if (q.vma_end <= addr) return MapsAnswer::kUnsupported;  // not moving on: trust the text instead
     addr = q.vma_end;
   }
@@ -91,8 +113,8 @@ bool search_maps_text_for(int maps_fd, const FileId& file) {
   return found;
 }
 
-bool maps_list(int maps_fd, const FileId& file) {
-  const auto listed = query_maps_for(maps_fd, file);
+bool maps_list(int maps_fd, const FileId& file, std::uint64_t* near) {
+  const auto listed = query_maps_for(maps_fd, file, near);
   if (listed != MapsAnswer::kUnsupported) return listed == MapsAnswer::kListed;
   return search_maps_text_for(maps_fd, file);
 }

@@ -3,6 +3,8 @@
 // every signal, so its cost is part of how late a hung worker is killed.
 #pragma once
 
+#include <cstdint>
+
 #include "shmtimer/process_identity.hpp"
 
 namespace shmtimer::detail {
@@ -11,8 +13,11 @@ enum class MapsAnswer { kListed, kNotListed, kUnsupported };
 
 // Through the PROCMAP_QUERY ioctl of an open /proc/<pid>/maps (Linux 6.11+): one
 // file-backed mapping per call, in binary, with no text to generate or parse.
-// kUnsupported on older kernels (the ioctl does not exist there).
-MapsAnswer query_maps_for(int maps_fd, const FileId& file) noexcept;
+// kUnsupported on older kernels (the ioctl does not exist there). The search walks the
+// file-backed mappings from the lowest address, one call each. `near`, when given, is
+// where to look first (0: nowhere), and receives where the file was found: a caller that
+// asks again about the same process then usually makes one call.
+MapsAnswer query_maps_for(int maps_fd, const FileId& file, std::uint64_t* near = nullptr) noexcept;
 
 // Through the text of an open /proc/<pid>/maps, read from its start: any kernel.
 bool search_maps_text_for(int maps_fd, const FileId& file);
@@ -20,6 +25,6 @@ bool search_maps_text_for(int maps_fd, const FileId& file);
 // The query where the kernel has it, else the text. An open maps file keeps answering for
 // the address space it was opened on: for a process that has since called exec() it
 // answers "not listed", as that address space is gone.
-bool maps_list(int maps_fd, const FileId& file);
+bool maps_list(int maps_fd, const FileId& file, std::uint64_t* near = nullptr);
 
 }  // namespace shmtimer::detail

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <spdlog/sinks/ostream_sink.h>
@@ -124,6 +125,46 @@ TEST(ProcessMaps, TheQueryAndTheTextFindExactlyTheMappedFiles) {
   EXPECT_FALSE(process_maps_file(::getpid(), unmapped));
   ::close(maps);
   ::close(unmapped_fd);
+}
+
+// A prepared process's mapping is looked for first where it was found before (one query
+// instead of a walk over every file mapping). Where it is looked for first never decides
+// the answer: a file that moved is still found, and one that is gone is not.
+TEST(ProcessMaps, TheQueryLooksFirstWhereTheFileWasFoundButAnswersForTheWholeMap) {
+  const TempPath path("shmtimer-moving");
+  const int fd = ::open(path.path().c_str(), O_CREAT | O_RDWR | O_CLOEXEC, 0600);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(::ftruncate(fd, 4096), 0);
+  struct stat st {};
+  ASSERT_EQ(::fstat(fd, &st), 0);
+  const FileId file{st.st_dev, st.st_ino};
+  const TempPath other_path("shmtimer-other");
+  const int other_fd = ::open(other_path.path().c_str(), O_CREAT | O_RDWR | O_CLOEXEC, 0600);
+  ASSERT_GE(other_fd, 0);
+  ASSERT_EQ(::ftruncate(other_fd, 4096), 0);
+  void* first = ::mmap(nullptr, 4096, PROT_READ, MAP_SHARED, fd, 0);
+  ASSERT_NE(first, MAP_FAILED);
+  const int maps = ::open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
+  ASSERT_GE(maps, 0);
+  std::uint64_t near = 0;
+  if (detail::query_maps_for(maps, file, &near) == detail::MapsAnswer::kUnsupported) {
+    std::cout << "PROCMAP_QUERY is not supported here (Linux before 6.11)\n";
+  } else {
+    EXPECT_EQ(near, reinterpret_cast<std::uint64_t>(first));
+    // Another file where this one was; this one elsewhere: found, and where it is now.
+    ASSERT_NE(::mmap(first, 4096, PROT_READ, MAP_SHARED | MAP_FIXED, other_fd, 0), MAP_FAILED);
+    void* second = ::mmap(nullptr, 4096, PROT_READ, MAP_SHARED, fd, 0);
+    ASSERT_NE(second, MAP_FAILED);
+    EXPECT_EQ(detail::query_maps_for(maps, file, &near), detail::MapsAnswer::kListed);
+    EXPECT_EQ(near, reinterpret_cast<std::uint64_t>(second));
+    // Gone altogether: not found, wherever it was looked for first.
+    ASSERT_EQ(::munmap(second, 4096), 0);
+    EXPECT_EQ(detail::query_maps_for(maps, file, &near), detail::MapsAnswer::kNotListed);
+  }
+  ::munmap(first, 4096);
+  ::close(maps);
+  ::close(fd);
+  ::close(other_fd);
 }
 
 TEST(Liveness, AHungProcessWhoseMainThreadExitedIsKilled) {

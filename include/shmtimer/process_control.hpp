@@ -66,7 +66,8 @@ class ProcessControl {
 // then. At the deadline send() reads its uid again, asks the open maps file whether the
 // file is still mapped, checks that the process still runs, and signals through the
 // pidfd: four system calls on warm /proc entries, instead of about a dozen path lookups,
-// the first of a process being the slow ones. It decides exactly as for a process not
+// the first of a process being the slow ones; the mapping is
+// looked for where it was found while preparing, one query. It decides exactly as for a process not
 // prepared: while the pidfd's process runs (checked last, as always) the pid is still
 // its own, so the start time read while it was held stands; and an open maps file
 // answers for the address space it was opened on, gone once the process exec()s.
@@ -89,14 +90,15 @@ class LinuxProcessControl final : public ProcessControl {
  private:
   struct Prepared {
     int pidfd;
-    int maps_fd;  // its /proc/<pid>/maps, opened while pinned; -1 if no mapping was asked for
-    bool wanted;  // prepared again since the last drop_unprepared()
+    int maps_fd;           // its /proc/<pid>/maps, opened while pinned; -1 if no mapping was asked for
+    std::uint64_t map_at;  // where the file was last seen mapped: where the query looks first
+    bool wanted;           // prepared again since the last drop_unprepared()
   };
   // Does the process have `file` mapped? Through the prepared maps file if there is one.
-  static bool maps_file(pid_t pid, const FileId& file, const Prepared* prepared);
+  static bool maps_file(pid_t pid, const FileId& file, Prepared* prepared);
   static void close_prepared(const Prepared& p);
   // The checks and the signal, on the process `pidfd` pins (-1: none, before Linux 5.3).
-  SignalOutcome check_and_signal(const SignalRequest& request, int pidfd, const Prepared* prepared, int& error);
+  SignalOutcome check_and_signal(const SignalRequest& request, int pidfd, Prepared* prepared, int& error);
 
   std::size_t max_prepared_;
   mutable std::mutex mutex_;  // a ProcessControl may be shared by servers
