@@ -14,7 +14,7 @@ ScanPolicy policy() { return {50us, 10ms}; }
 TEST(ScanPolicy, DefaultsMatchTheDocumentation) {
   EXPECT_EQ(ScanPolicy{}.spin, 50us);
   EXPECT_EQ(ScanPolicy{}.max_interval, 100ms);
-  EXPECT_EQ(ScanPolicy{}.max_wake_lead, 2ms);
+  EXPECT_EQ(ScanPolicy{}.max_wake_lead, 5ms);
 }
 
 TEST(ScanPolicy, IdleTableSleepsTheMaximumInterval) {
@@ -58,9 +58,9 @@ TEST(ScanPolicy, WakesAheadOfADeadlineByHowLateSleepsHaveBeenEndingUpToTheCap) {
   auto d = decide_idle(policy(), 1000 * kMs, 1003 * kMs, 0, 700'000);
   EXPECT_FALSE(d.spin);
   EXPECT_EQ(d.sleep_ns, 3 * kMs - 50'000 - 700'000);
-  // Never by more than max_wake_lead (2 ms here), however late they ended.
-  d = decide_idle(policy(), 1000 * kMs, 1003 * kMs, 0, 50 * kMs);
-  EXPECT_EQ(d.sleep_ns, 3 * kMs - 50'000 - 2 * kMs);
+  // Never by more than max_wake_lead (5 ms here), however late they ended.
+  d = decide_idle(policy(), 1000 * kMs, 1008 * kMs, 0, 50 * kMs);
+  EXPECT_EQ(d.sleep_ns, 8 * kMs - 50'000 - 5 * kMs);
   // Within the lead: spin the rest of the way.
   EXPECT_TRUE(decide_idle(policy(), 1000 * kMs, 1000 * kMs + 600'000, 0, 700'000).spin);
   // A sleep at the maximum interval, with no deadline, takes no lead.
@@ -73,12 +73,12 @@ TEST(ScanPolicy, WithoutAWakeLeadOnlyTheSpinLeads) {
   EXPECT_EQ(decide_idle(no_lead, 1000 * kMs, 1003 * kMs, 0, 700'000).sleep_ns, 3 * kMs - 50'000);
 }
 
-TEST(WakeLateness, RemembersTheLargestOfTheLast32) {
+TEST(WakeLateness, RemembersTheLargestOfTheLast128) {
   WakeLateness late;
   EXPECT_EQ(late.recent_max_ns(), 0u);
   late.observe(900'000);
-  for (int i = 0; i < 31; ++i) late.observe(10'000);
-  EXPECT_EQ(late.recent_max_ns(), 900'000u);  // still among the last 32
+  for (int i = 0; i < 127; ++i) late.observe(10'000);
+  EXPECT_EQ(late.recent_max_ns(), 900'000u);  // still among the last 128
   late.observe(20'000);
   EXPECT_EQ(late.recent_max_ns(), 20'000u);  // the slow one has aged out
 }

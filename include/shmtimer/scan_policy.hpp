@@ -24,21 +24,27 @@ struct ScanPolicy {
   // how late its own timed sleeps end (WakeLateness: a VM's host waking the idle vCPU, a
   // loaded machine; up to a millisecond or more) and wakes that much earlier, spinning the
   // rest of the way. Only sleeps that end at a deadline pay for it. 0: `spin` alone.
-  std::chrono::nanoseconds max_wake_lead{std::chrono::milliseconds(2)};
+  std::chrono::nanoseconds max_wake_lead{std::chrono::milliseconds(5)};
 
   static ScanPolicy pure_spin() { return {std::chrono::nanoseconds::max(), std::chrono::milliseconds(100)}; }
 };
 
 // How late the server's recent timed sleeps ended: the largest lateness among the last
-// 32, so one slow wake-up raises the lead at once and it falls back within a few seconds.
+// 128, so one slow wake-up raises the lead at once, and it falls back after 128 sleeps
+// (about 13 s of idle rounds): on a VM the slow ones are rare, but they recur.
 class WakeLateness {
  public:
-  void observe(std::uint64_t late_ns) noexcept { recent_[next_++ % recent_.size()] = late_ns; }
-  std::uint64_t recent_max_ns() const noexcept { return *std::max_element(recent_.begin(), recent_.end()); }
+  // Once per timed sleep; the maximum is kept, as every round of a spin asks for it.
+  void observe(std::uint64_t late_ns) noexcept {
+    recent_[next_++ % recent_.size()] = late_ns;
+    max_ns_ = *std::max_element(recent_.begin(), recent_.end());
+  }
+  std::uint64_t recent_max_ns() const noexcept { return max_ns_; }
 
  private:
-  std::array<std::uint64_t, 32> recent_{};
+  std::array<std::uint64_t, 128> recent_{};
   std::size_t next_ = 0;
+  std::uint64_t max_ns_ = 0;
 };
 
 struct IdleDecision {

@@ -27,9 +27,10 @@ struct Flags {
   std::string table;
   std::string fifo;
   std::uint64_t capacity = 65536;
-  double spin_us = 50;
-  double max_interval_ms = 100;
-  double max_wake_lead_us = 2000;
+  // ScanPolicy's defaults.
+  double spin_us = std::chrono::duration<double, std::micro>(shmtimer::ScanPolicy{}.spin).count();
+  double max_interval_ms = std::chrono::duration<double, std::milli>(shmtimer::ScanPolicy{}.max_interval).count();
+  double max_wake_lead_us = std::chrono::duration<double, std::micro>(shmtimer::ScanPolicy{}.max_wake_lead).count();
   bool pure_spin = false;
   std::string log_format = "text";
   std::string log_level = "info";
