@@ -50,8 +50,9 @@ Reaper::Reaper(const Table& table, const ServerOptions& options, ProcessControl&
       stats_(stats),
       self_pid_(::getpid()),
       self_uid_(::getuid()),
-      // Two of the longest sleeps: a round always comes between this horizon and the
-      // deadline, unless the timer was armed later than that, with a shorter timeout.
+      // Two of the longest sleeps: rounds come at most one apart, so a timer armed before
+      // the horizon is prepared at least one longest sleep ahead of its deadline, and one
+      // armed within it, in the round that first sees it.
       prepare_horizon_ns_(2 * static_cast<std::uint64_t>(std::max<std::int64_t>(0, options.policy.max_interval.count()))) {
   struct stat st {};
   if (::fstat(table.fd(), &st) == 0) table_file_ = {st.st_dev, st.st_ino};
