@@ -297,19 +297,20 @@ def section_expiry(cpp):
         rows.append(["pure spin" if spin else "default (spin 50 µs, max interval 100 ms, wake lead ≤ 5 ms)", "%d ms" % timeout,
                      "%d" % run.get("samples", 100), fmt_ns(run["p50_us"] * 1e3), fmt_ns(run["p99_us"] * 1e3),
                      fmt_ns(run["max_us"] * 1e3), fmt_ns(run["reaped_p50_us"] * 1e3),
-                     fmt_ns(run["reaped_p99_us"] * 1e3), "%d" % run.get("wake_requests", 0)])
+                     fmt_ns(run["reaped_p99_us"] * 1e3), "%d" % run.get("wake_requests", 0),
+                     "%.0f ms" % run["stolen_ms"] if "stolen_ms" in run else "—"])
     wake = cpp.find("BM_TimedWakeLateness")
     if wake:
         rows.append(["*floor: no server, a bare thread's timed futex wait, how late it wakes*", "1–21 ms",
                      "%d" % wake.get("samples", 100), fmt_ns(wake["p50_us"] * 1e3), fmt_ns(wake["p99_us"] * 1e3),
-                     fmt_ns(wake["max_us"] * 1e3), "—", "—", "—"])
+                     fmt_ns(wake["max_us"] * 1e3), "—", "—", "—", "—"])
     floor = kill_floor(cpp)
     if floor:
         rows.append(["*floor: no server, the benchmark sends SIGKILL itself*", "—", "%d" % floor.get("samples", 100),
                      "—", "—", "—",
-                     fmt_ns(floor["p50_us"] * 1e3), fmt_ns(floor["p99_us"] * 1e3), "—"])
+                     fmt_ns(floor["p50_us"] * 1e3), fmt_ns(floor["p99_us"] * 1e3), "—", "—"])
     return table(["scan policy", "timeout", "samples", "lateness p50", "p99", "max", "deadline → waitpid p50", "p99",
-                  "wake-up calls"], rows)
+                  "wake-up calls", "vCPU time stolen"], rows)
 
 
 def section_signal_path(cpp):
@@ -656,7 +657,9 @@ def main():
       "*deadline → waitpid* adds the kernel tearing the child down and the benchmark's wake-up. With 100 samples, "
       "p99 is the second largest; the largest is *max*. Timers "
       "shorter than the server's sleep wake it through the table's futex (docs/server.md, \"Early wake-up\"): "
-      "*wake-up calls* counts those `FUTEX_WAKE`s. The last two rows are floors: under the lateness, how late "
+      "*wake-up calls* counts those `FUTEX_WAKE`s. *vCPU time stolen* is how much CPU time the host gave "
+      "to others while this VM's vCPUs wanted to run, during the row (`steal` in `/proc/stat`, both vCPUs): "
+      "a sample whose kill path is hit by a steal of a few milliseconds is that much late, whatever the policy. The last two rows are floors: under the lateness, how late "
       "a bare thread wakes from a timed `FUTEX_WAIT` of 1 to 21 ms with the server's 1 µs timer slack "
       "(`BM_TimedWakeLateness`; on this VM that includes the host waking the idle vCPU, which the server's "
       "50 µs spin before a deadline does not cover); under the reaping time, the same kind of child killed by "

@@ -12,10 +12,12 @@
 #include <algorithm>
 #include <atomic>
 #include <ctime>
+#include <fstream>
 #include <map>
 #include <mutex>
 #include <random>
 #include <stdexcept>
+#include <string>
 #include <thread>
 
 #include "bench_support.hpp"
@@ -96,6 +98,17 @@ BENCHMARK(BM_ScanRound)
 // Children per row: 100, so that p99 is a percentile (the second largest), not the maximum.
 constexpr int kExpirySamples = 100;
 
+// CPU time the hypervisor gave to others while this VM's vCPUs wanted to run ("steal",
+// the 8th number of /proc/stat's cpu line, all vCPUs), in ms; 0 on bare metal.
+double stolen_ms() {
+  std::ifstream stat("/proc/stat");
+  std::string cpu;
+  std::uint64_t ticks[8] = {};
+  stat >> cpu;
+  for (auto& t : ticks) stat >> t;
+  return static_cast<double>(ticks[7]) * 1000.0 / static_cast<double>(::sysconf(_SC_CLK_TCK));
+}
+
 void BM_ExpiryToSignal(benchmark::State& state) {
   drop_scan_table();
   BenchTable t(4096, "latency");
@@ -114,6 +127,7 @@ void BM_ExpiryToSignal(benchmark::State& state) {
   std::vector<double> lateness_us, seen_us, reaped_us;
   std::mt19937 rng(static_cast<unsigned>(state.range(1)));
   const std::uint64_t wakes_before = t.table()->header().wake_requests.load();
+  const double stolen_before = stolen_ms();
   // The child sets its own deadline, `timeout` from its arm, as a worker's expires(after=)
   // does: a deadline set before fork() could pass before the timer even exists.
   shmtimer::bench::SharedBlock<std::atomic<std::int64_t>> child_deadline_ns;
@@ -155,6 +169,7 @@ void BM_ExpiryToSignal(benchmark::State& state) {
   state.counters["reaped_p50_us"] = quantile(reaped_us, 0.5);
   state.counters["reaped_p99_us"] = quantile(reaped_us, 0.99);
   state.counters["wake_requests"] = static_cast<double>(t.table()->header().wake_requests.load() - wakes_before);
+  state.counters["stolen_ms"] = stolen_ms() - stolen_before;
   state.SetLabel(std::string(state.range(0) == 1 ? "pure spin" : "default policy") + ", timeout " +
                  std::to_string(state.range(1)) + " ms");
 }

@@ -13,6 +13,7 @@
 #include <utility>
 
 #include "process_maps.hpp"
+#include "shmtimer/clock.hpp"
 #include "shmtimer/process_identity.hpp"
 
 namespace shmtimer {
@@ -101,6 +102,7 @@ SignalOutcome LinuxProcessControl::check_and_signal(const SignalRequest& request
     // available; the window is a few microseconds. process_running_without_pidfd() has
     // verified that the pid is a thread-group leader, so kill() cannot reach a group
     // through a thread id.
+    last_signal_ns_.store(monotonic_now_ns(), std::memory_order_relaxed);
     const long rc = pidfd >= 0 ? ::syscall(SYS_pidfd_send_signal, pidfd, request.signal, nullptr, 0)
                                : ::kill(pid, request.signal);
     if (rc != 0) {

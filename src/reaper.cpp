@@ -213,7 +213,11 @@ std::optional<Reaper::Cleanup> Reaper::reap_process(const ProcessKey& process, s
   const std::string scope = printable(first_killing->scope);
   switch (processes_.send(request, error)) {
     case SignalOutcome::kSent: {
-      const std::uint64_t sent_ns = options_.clock->now_ns();
+      // When the signal was queued, if the ProcessControl knows it and it falls within
+      // this round on the server's clock; else when send() returned.
+      const std::uint64_t returned_ns = options_.clock->now_ns();
+      const std::uint64_t issued_ns = processes_.last_signal_ns();
+      const std::uint64_t sent_ns = issued_ns >= now_ns && issued_ns <= returned_ns ? issued_ns : returned_ns;
       stats_.kill_lateness.observe_ns(sent_ns > first_killing->deadline_ns ? sent_ns - first_killing->deadline_ns : 0);
       spdlog::info("signalled pid {} with signal {}: timer '{}' expired", pid, signal, scope);
       emit("kill worker process", *first_killing, sent_ns);

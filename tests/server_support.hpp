@@ -57,6 +57,8 @@ struct FakeProcesses final : ProcessControl {
   std::vector<std::tuple<pid_t, int, std::optional<uid_t>>> sends;
   std::vector<SignalRequest> prepared;  // every prepare() call
   int drops = 0;                        // drop_unprepared() calls
+  std::uint64_t issued_ns = 0;          // what last_signal_ns() answers
+  std::uint64_t last_signal_ns() const override { return issued_ns; }
   void prepare(const SignalRequest& request) override { prepared.push_back(request); }
   void drop_unprepared() override { ++drops; }
   bool running(pid_t pid, std::optional<std::uint64_t> start_time) override {

@@ -305,6 +305,26 @@ TEST(TimerServer, RefusalsAreCountedByReasonAndKillsByLateness) {
   EXPECT_NE(stats.last_round_end_ns.load(), 0u);
 }
 
+// Lateness runs to the moment the signal was queued: a send() that returns late, because
+// the kernel ran the dying target on the server's CPU first, does not count as late.
+TEST(TimerServer, KillLatenessRunsToTheSignalNotToTheReturnOfTheCallThatSentIt) {
+  TempTable t;
+  auto fake = std::make_shared<FakeProcesses>();
+  fake->alive[5004] = {77, ::getuid()};
+  fake->on_send = [&](const SignalRequest&) {
+    fake->issued_ns = monotonic_now_ns();
+    std::this_thread::sleep_for(50ms);  // the target takes the CPU to die
+  };
+  TimerServer server(t.table, fake_options(fake));
+  const auto now = monotonic_now_ns();
+  plant(*t.table, 5004, "killed", now - 3'000'000, SIGKILL);  // due 3 ms before the round
+  server.run_once_at(now);
+  const auto lateness = server.stats().kill_lateness.counts();
+  ASSERT_EQ(lateness.count, 1u);
+  EXPECT_GE(lateness.sum_seconds, 0.003);
+  EXPECT_LT(lateness.sum_seconds, 0.050);
+}
+
 TEST(TimerServer, SignalsOnlyTheServersOwnUidByDefault) {
   TempTable t;
   auto fake = std::make_shared<FakeProcesses>();

@@ -4,6 +4,7 @@
 
 #include <sys/types.h>
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <map>
@@ -56,6 +57,11 @@ class ProcessControl {
   // fast. Default: nothing.
   virtual void prepare(const SignalRequest& request) { (void)request; }
   virtual void drop_unprepared() {}
+  // When the last send() that returned kSent made the system call that queued its signal
+  // (monotonic_now_ns(); 0: not known). The call itself may return much later: the
+  // kernel can run the woken target on the caller's CPU first, to die, and that is the
+  // target's reaping, not the server's lateness.
+  virtual std::uint64_t last_signal_ns() const { return 0; }
 };
 
 // The real one: /proc for identity, and a pidfd so that the identity check and the signal
@@ -85,6 +91,7 @@ class LinuxProcessControl final : public ProcessControl {
   SignalOutcome send(const SignalRequest& request, int& error) override;
   void prepare(const SignalRequest& request) override;
   void drop_unprepared() override;
+  std::uint64_t last_signal_ns() const override { return last_signal_ns_.load(std::memory_order_relaxed); }
   std::size_t prepared() const;  // how many processes are held now
 
  private:
@@ -101,6 +108,9 @@ class LinuxProcessControl final : public ProcessControl {
   SignalOutcome check_and_signal(const SignalRequest& request, int pidfd, Prepared* prepared, int& error);
 
   std::size_t max_prepared_;
+  // Relaxed: a timestamp read back by the thread that called send(); servers sharing this
+  // object may read each other's, which only moves a lateness figure within their round.
+  std::atomic<std::uint64_t> last_signal_ns_{0};
   mutable std::mutex mutex_;  // a ProcessControl may be shared by servers
   std::map<std::pair<pid_t, std::uint64_t>, Prepared> prepared_;  // by pid and start time
 };
