@@ -249,9 +249,11 @@ BENCHMARK(BM_KillToReap)->Iterations(1)->Repetitions(1)->Unit(benchmark::kMillis
 // a timer due: LinuxProcessControl::send() to a hung child that has the table mapped, with
 // every check a table timer's kill makes, either cold (range(0) == 0) or prepared 5 ms
 // ahead, as the server prepares a process whose timer falls due soon. The child has been
-// alive 5 ms before that, as a worker runs a while before its timer falls due: on this VM
-// a process prepared within a millisecond of its fork took about 0.2 ms longer to signal,
-// all of it in pidfd_send_signal.
+// alive 5 ms before that, as a worker runs a while before its timer falls due. send() is
+// timed to its return, which can include the child dying on this CPU first: with the
+// child pinned to this CPU pidfd_send_signal returned after 0.14 ms at p50, on the other
+// CPU after 0.02 ms, and a child prepared within a millisecond of its fork was on this
+// CPU more often. The server's lateness ends before that (last_signal_ns()).
 void BM_SignalPath(benchmark::State& state) {
   BenchTable t(4096, "signal-path");
   struct stat st {};

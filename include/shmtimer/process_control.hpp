@@ -70,13 +70,13 @@ class ProcessControl {
 // A prepared process is held by a pidfd opened ahead of its deadline, its start time
 // checked then, and, when the request names a file to be mapped, by its maps file opened
 // then. At the deadline send() reads its uid again, asks the open maps file whether the
-// file is still mapped, checks that the process still runs, and signals through the
-// pidfd: four system calls on warm /proc entries, instead of about a dozen path lookups,
-// the first of a process being the slow ones; the mapping is
-// looked for where it was found while preparing, one query. It decides exactly as for a process not
-// prepared: while the pidfd's process runs (checked last, as always) the pid is still
-// its own, so the start time read while it was held stands; and an open maps file
-// answers for the address space it was opened on, gone once the process exec()s.
+// file is still mapped (one query, where it was found while preparing), checks that the
+// process still runs, and signals through the pidfd: four system calls on warm /proc
+// entries, instead of a dozen or more, among them a process's first /proc lookups, the
+// slow ones. It decides exactly as for a process not prepared: while the pidfd's process
+// runs (checked last, as always) the pid is still its own, so the start time read while
+// it was held stands; and an open maps file answers for the address space it was opened
+// on, gone once the process exec()s.
 class LinuxProcessControl final : public ProcessControl {
  public:
   // `max_prepared`: the most processes held at once, each by up to two descriptors.
