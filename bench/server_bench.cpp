@@ -98,6 +98,34 @@ BENCHMARK(BM_ScanRound)
 // Children per row: 100, so that p99 is a percentile (the second largest), not the maximum.
 constexpr int kExpirySamples = 100;
 
+// Forks a child that runs `setup`, says so through a pipe and hangs in pause(), as a hung
+// worker; returns its pid once it has said so.
+template <class Setup>
+pid_t fork_paused_child(Setup&& setup) {
+  int ready[2];
+  if (::pipe(ready) != 0) throw std::runtime_error("pipe");
+  const pid_t child = ::fork();
+  if (child == 0) {
+    setup();
+    (void)!::write(ready[1], "x", 1);
+    ::pause();
+    ::_exit(0);
+  }
+  char byte;
+  (void)!::read(ready[0], &byte, 1);
+  ::close(ready[0]);
+  ::close(ready[1]);
+  return child;
+}
+
+// The samples, p50, p99 and max counters of a row, in µs.
+void report_percentiles_us(benchmark::State& state, const std::vector<double>& us) {
+  state.counters["samples"] = static_cast<double>(us.size());
+  state.counters["p50_us"] = quantile(us, 0.5);
+  state.counters["p99_us"] = quantile(us, 0.99);
+  state.counters["max_us"] = quantile(us, 1.0);
+}
+
 // CPU time the hypervisor gave to others while this VM's vCPUs wanted to run ("steal",
 // the 8th number of /proc/stat's cpu line, all vCPUs), in ms; 0 on bare metal.
 double stolen_ms() {
@@ -160,10 +188,7 @@ void BM_ExpiryToSignal(benchmark::State& state) {
     }
   }
   server.stop();
-  state.counters["samples"] = static_cast<double>(lateness_us.size());
-  state.counters["p50_us"] = quantile(lateness_us, 0.5);
-  state.counters["p99_us"] = quantile(lateness_us, 0.99);
-  state.counters["max_us"] = quantile(lateness_us, 1.0);
+  report_percentiles_us(state, lateness_us);
   state.counters["seen_p50_us"] = quantile(seen_us, 0.5);  // the round that found it expired
   state.counters["seen_p99_us"] = quantile(seen_us, 0.99);
   state.counters["reaped_p50_us"] = quantile(reaped_us, 0.5);
@@ -214,20 +239,10 @@ void BM_KillToReap(benchmark::State& state) {
   std::vector<double> latencies_us;
   for (auto _ : state) {
     for (int sample = 0; sample < kExpirySamples; ++sample) {
-      int ready[2];
-      if (::pipe(ready) != 0) throw std::runtime_error("pipe");
-      const pid_t child = ::fork();
-      if (child == 0) {
+      const pid_t child = fork_paused_child([&] {
         shmtimer::ShmTimerClient client(t.table());
         client.acquire("hang", shmtimer::SteadyClock::now() + std::chrono::hours(1));
-        (void)!::write(ready[1], "x", 1);
-        ::pause();
-        ::_exit(0);
-      }
-      char byte;
-      (void)!::read(ready[0], &byte, 1);
-      ::close(ready[0]);
-      ::close(ready[1]);
+      });
       std::this_thread::sleep_for(std::chrono::milliseconds(5));  // the child is in pause(), as a hung worker
       const auto killed = shmtimer::SteadyClock::now();
       ::kill(child, SIGKILL);
@@ -237,10 +252,7 @@ void BM_KillToReap(benchmark::State& state) {
           std::chrono::duration<double, std::micro>(shmtimer::SteadyClock::now() - killed).count());
     }
   }
-  state.counters["samples"] = static_cast<double>(latencies_us.size());
-  state.counters["p50_us"] = quantile(latencies_us, 0.5);
-  state.counters["p99_us"] = quantile(latencies_us, 0.99);
-  state.counters["max_us"] = quantile(latencies_us, 1.0);
+  report_percentiles_us(state, latencies_us);
   state.SetLabel("floor: kill() to waitpid(), no server");
 }
 BENCHMARK(BM_KillToReap)->Iterations(1)->Repetitions(1)->Unit(benchmark::kMillisecond)->UseRealTime();
@@ -262,18 +274,7 @@ void BM_SignalPath(benchmark::State& state) {
   std::vector<double> send_us;
   for (auto _ : state) {
     for (int sample = 0; sample < kExpirySamples; ++sample) {
-      int ready[2];
-      if (::pipe(ready) != 0) throw std::runtime_error("pipe");
-      const pid_t child = ::fork();
-      if (child == 0) {
-        (void)!::write(ready[1], "x", 1);
-        ::pause();
-        ::_exit(0);
-      }
-      char byte;
-      (void)!::read(ready[0], &byte, 1);
-      ::close(ready[0]);
-      ::close(ready[1]);
+      const pid_t child = fork_paused_child([] {});  // has the table mapped, from this process
       shmtimer::LinuxProcessControl processes;
       const shmtimer::SignalRequest request{child, shmtimer::read_process_stat(child)->start_time, SIGKILL, ::getuid(),
                                             table};
@@ -289,10 +290,7 @@ void BM_SignalPath(benchmark::State& state) {
       if (outcome != shmtimer::SignalOutcome::kSent) throw std::runtime_error("the child was not signalled");
     }
   }
-  state.counters["samples"] = static_cast<double>(send_us.size());
-  state.counters["p50_us"] = quantile(send_us, 0.5);
-  state.counters["p99_us"] = quantile(send_us, 0.99);
-  state.counters["max_us"] = quantile(send_us, 1.0);
+  report_percentiles_us(state, send_us);
 }
 BENCHMARK(BM_SignalPath)
     ->ArgName("prepared")
@@ -324,10 +322,7 @@ void BM_TimedWakeLateness(benchmark::State& state) {
     });
     sleeper.join();
   }
-  state.counters["samples"] = static_cast<double>(late_us.size());
-  state.counters["p50_us"] = quantile(late_us, 0.5);
-  state.counters["p99_us"] = quantile(late_us, 0.99);
-  state.counters["max_us"] = quantile(late_us, 1.0);
+  report_percentiles_us(state, late_us);
 }
 BENCHMARK(BM_TimedWakeLateness)->Iterations(1)->Repetitions(1)->Unit(benchmark::kMillisecond)->UseRealTime();
 

@@ -105,6 +105,7 @@ void Reaper::scan(std::uint64_t now_ns, std::map<ProcessKey, std::vector<SlotSna
     const std::uint64_t deadline = layout::ArmWord::deadline_ns(armed);
     if (deadline > now_ns) {
       if (result.next_deadline_ns == 0 || deadline < result.next_deadline_ns) result.next_deadline_ns = deadline;
+      // Relaxed origin: it only shapes a hint; the kill takes the origin from its snapshot.
       if (deadline - now_ns <= prepare_horizon_ns_ && prepared_.count(seen_.back().process) == 0)
         approaching_.push_back({deadline, seen_.back().process, slot.origin.load(std::memory_order_relaxed)});
       return;

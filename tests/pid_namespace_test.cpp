@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <fstream>
+#include <functional>
 
 #include "server_support.hpp"
 #include "shmtimer/error.hpp"
@@ -72,47 +73,17 @@ TEST(PidReuse, AProcessGivenADeadWorkersPidIsNeverSignalled) {
   wait_child(bystander);
 }
 
-TEST(PidReuse, AProcessGivenADeadWorkersPidWithinOneClockTickIsNeverSignalled) {
+// A worker armed to expire in 150 ms dies, after `while_alive` ran, and an unrelated process
+// gets its pid within the same clock tick (start times count 10 ms ticks: repeated until
+// they are equal), so the timer's identity names the newcomer too. A round of a server
+// with `options` after the deadline must signal nobody.
+void bystander_within_one_tick_is_never_signalled(const ServerOptions& options,
+                                                 const std::function<void(const std::shared_ptr<Table>&)>& while_alive) {
   TempTable t;
-  // Start times count clock ticks (10 ms): repeat until the bystander's equals the dead
-  // worker's, so that only "it has the table mapped" tells them apart.
-  for (int attempt = 0; attempt < 200; ++attempt) {
-    const pid_t worker = worker_that_dies_armed(t.table);
-    const auto recorded = rows_of(t.table, worker).at(0).start_time;
-    const pid_t bystander = spawn_bystander_as(worker);
-    ASSERT_EQ(bystander, worker);
-    if (read_process_stat(bystander)->start_time != recorded) {
-      ::kill(bystander, SIGKILL);
-      wait_child(bystander);
-      TimerServer(t.table).run_once();  // clears the worker's slot
-      continue;
-    }
-    ASSERT_TRUE(wait_until_exec(bystander));
-    TimerServer server(t.table);
-    server.run_once_at(monotonic_now_ns() + kSecond);
-    EXPECT_EQ(::waitpid(bystander, nullptr, WNOHANG), 0) << "the bystander was signalled";
-    EXPECT_EQ(t.table->header().reaps.load(), 0u);
-    ::kill(bystander, SIGKILL);
-    wait_child(bystander);
-    return;
-  }
-  GTEST_SKIP() << "no pid was reused within one clock tick in 200 attempts";
-}
-
-// The server prepares a worker ahead of its deadline, holding it by a pidfd; the worker
-// dies and an unrelated process gets its pid within the same clock tick, so the timer's
-// identity (pid and start time) names the newcomer too. What was prepared was the worker,
-// and only the worker: the newcomer is never signalled.
-TEST(PidReuse, APreparedWorkersPidGivenToAnotherProcessWithinOneClockTickIsNeverSignalled) {
-  TempTable t;
-  auto processes = std::make_shared<LinuxProcessControl>();
-  ServerOptions options;
-  options.processes = processes;
   for (int attempt = 0; attempt < 200; ++attempt) {
     const pid_t worker = fork_hung_worker(t.table, "work", 150ms);
     const auto recorded = rows_of(t.table, worker).at(0).start_time;
-    TimerServer(t.table, options).run_once();  // due within 200 ms: prepared
-    ASSERT_EQ(processes->prepared(), 1u);
+    while_alive(t.table);
     ::kill(worker, SIGKILL);
     wait_child(worker);
     const pid_t bystander = spawn_bystander_as(worker);
@@ -120,7 +91,7 @@ TEST(PidReuse, APreparedWorkersPidGivenToAnotherProcessWithinOneClockTickIsNever
     if (read_process_stat(bystander)->start_time != recorded) {
       ::kill(bystander, SIGKILL);
       wait_child(bystander);
-      TimerServer(t.table, options).run_once_at(monotonic_now_ns() + 2 * kSecond);  // frees the slot, lets go
+      TimerServer(t.table, options).run_once_at(monotonic_now_ns() + 2 * kSecond);  // clears the worker's slot
       continue;
     }
     ASSERT_TRUE(wait_until_exec(bystander));
@@ -132,6 +103,23 @@ TEST(PidReuse, APreparedWorkersPidGivenToAnotherProcessWithinOneClockTickIsNever
     return;
   }
   GTEST_SKIP() << "no pid was reused within one clock tick in 200 attempts";
+}
+
+// No server saw the worker alive: only "it has the table mapped" tells the two apart.
+TEST(PidReuse, AProcessGivenADeadWorkersPidWithinOneClockTickIsNeverSignalled) {
+  bystander_within_one_tick_is_never_signalled({}, [](const std::shared_ptr<Table>&) {});
+}
+
+// The server prepared the worker ahead of its deadline, holding it by a pidfd. What was
+// prepared was the worker, and only the worker.
+TEST(PidReuse, APreparedWorkersPidGivenToAnotherProcessWithinOneClockTickIsNeverSignalled) {
+  auto processes = std::make_shared<LinuxProcessControl>();
+  ServerOptions options;
+  options.processes = processes;
+  bystander_within_one_tick_is_never_signalled(options, [&](const std::shared_ptr<Table>& table) {
+    TimerServer(table, options).run_once();  // due within 200 ms: prepared
+    ASSERT_EQ(processes->prepared(), 1u);
+  });
 }
 
 // The process tree of the recycled-pid descendant: P arms through `how`, forks C and
