@@ -12,7 +12,11 @@ cd "$(dirname "$0")"
 
 BUILD_DEPS=(cmake ninja-build g++ pkg-config libboost-dev nlohmann-json3-dev libcli11-dev libspdlog-dev libfmt-dev
             libcpp-httplib-dev libsystemd-dev libgtest-dev libbenchmark-dev)
-TEST_DEPS=(python3-torch pybind11-dev python3-pybind11 python3-venv python3-pip python3-setuptools python3-wheel clang libclang-rt-14-dev gnuplot-nox util-linux prometheus systemd)
+# Names that Debian 12 and 13 both have: the unversioned libclang-rt-dev follows each
+# release's default clang. The torch 2.x suites also need a Python 3.11 (the release's
+# own on Debian 12; on Debian 13 one from the machine's image) and the Python Package Index.
+TEST_DEPS=(python3-dev python3-torch pybind11-dev python3-venv clang libclang-rt-dev gnuplot-nox util-linux
+           prometheus systemd)
 JOBS=$(nproc)
 
 install_missing() {
@@ -57,7 +61,10 @@ demo() {
 
 test_all() {
   install_missing "${BUILD_DEPS[@]}" "${TEST_DEPS[@]}"
-  build build -DCMAKE_BUILD_TYPE=Release
+  # Every layer named, so that a cache left by the demo (configured before pybind11 was
+  # installed) cannot leave one out: a missing dependency is a configure error.
+  build build -DCMAKE_BUILD_TYPE=Release -DSHMTIMER_BUILD_TESTS=ON -DSHMTIMER_BUILD_BENCH=ON \
+    -DSHMTIMER_BUILD_TOOLS=ON -DSHMTIMER_BUILD_PYTHON=ON -DPython3_EXECUTABLE=/usr/bin/python3
   run_ctest build "release build"
   if [[ ${SHMTIMER_SANITIZERS:-1} != 0 ]]; then
     # The Python module is not built here: an ASan or TSan runtime cannot be loaded into

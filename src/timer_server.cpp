@@ -144,6 +144,7 @@ bool TimerServer::drain_sources() {
 RoundResult TimerServer::run_once_at(std::uint64_t now_ns) { return round(now_ns, true); }
 
 RoundResult TimerServer::round(std::uint64_t now_ns, bool fresh) {
+  const std::lock_guard lock(round_mutex_);
   if (fresh) wakeup_->publish_marker(now_ns, static_cast<std::uint64_t>(options_.policy.max_interval.count()));
   write_heartbeat(now_ns);
   sources_pending_ = drain_sources();

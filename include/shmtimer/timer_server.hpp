@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -107,7 +108,9 @@ class TimerServer {
 
   void start();     // runs the watchdog thread
   void stop();      // stops and joins it; idempotent
-  // One round now: everything pending, then scan and reap. For tests and tools.
+  // One round now: everything pending, then scan and reap. For tests and tools; safe
+  // while the watchdog thread runs (torch's tests call run_once on a started server):
+  // the two never run a round at the same time.
   RoundResult run_once();
   // One round at a given monotonic time (deterministic tests).
   RoundResult run_once_at(std::uint64_t now_ns);
@@ -142,6 +145,9 @@ class TimerServer {
   // the thread reads the flag (acquire) after every wake-up.
   std::atomic<bool> stop_requested_{false};
   std::thread thread_;
+  // Held for a whole round: a round's state (the reaper's sweep judgements, the sources'
+  // buffers) belongs to one thread at a time. Uncontended but for run_once().
+  std::mutex round_mutex_;
 };
 
 }  // namespace shmtimer

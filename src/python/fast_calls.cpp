@@ -4,6 +4,7 @@
 #include <exception>
 
 #include "shmtimer/clock.hpp"
+#include "scope_text.hpp"
 
 using shmtimer::ShmTimerClient;
 
@@ -56,23 +57,6 @@ bool bind_args(const char* fn, const char* const (&names)[N], PyObject* const* a
   return true;
 }
 
-bool scope_arg(PyObject* o, std::string_view& out) {
-  Py_ssize_t n = 0;
-  if (PyUnicode_Check(o)) {
-    const char* p = PyUnicode_AsUTF8AndSize(o, &n);  // cached in the str after the first call
-    if (p == nullptr) return false;
-    out = {p, static_cast<std::size_t>(n)};
-    return true;
-  }
-  char* p = nullptr;
-  if (PyBytes_Check(o) && PyBytes_AsStringAndSize(o, &p, &n) == 0) {
-    out = {p, static_cast<std::size_t>(n)};
-    return true;
-  }
-  PyErr_SetString(PyExc_TypeError, "scope_id must be str or bytes");
-  return false;
-}
-
 bool seconds_arg(PyObject* o, double& out) {
   out = PyFloat_AsDouble(o);  // float, int or anything with __float__
   return !(out == -1.0 && PyErr_Occurred());
@@ -100,32 +84,32 @@ PyObject* call(Fn&& fn) {
 PyObject* acquire(PyObject* self, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
   static const char* const names[] = {"scope_id", "expiration_time"};
   PyObject* a[2];
-  std::string_view scope;
+  ScopeArg scope;
   double expiration = 0;
-  if (!bind_args("acquire", names, args, nargs, kwnames, a) || !scope_arg(a[0], scope) || !seconds_arg(a[1], expiration))
+  if (!bind_args("acquire", names, args, nargs, kwnames, a) || !scope.parse(a[0]) || !seconds_arg(a[1], expiration))
     return nullptr;
   auto& client = *owned<BoundClient>(self, kClientCapsule).client;
-  return call([&] { client.acquire(scope, shmtimer::deadline_from_epoch_seconds(expiration)); });
+  return call([&] { client.acquire(scope.bytes(), shmtimer::deadline_from_epoch_seconds(expiration)); });
 }
 
 PyObject* release(PyObject* self, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
   static const char* const names[] = {"scope_id"};
   PyObject* a[1];
-  std::string_view scope;
-  if (!bind_args("release", names, args, nargs, kwnames, a) || !scope_arg(a[0], scope)) return nullptr;
+  ScopeArg scope;
+  if (!bind_args("release", names, args, nargs, kwnames, a) || !scope.parse(a[0])) return nullptr;
   auto& client = *owned<BoundClient>(self, kClientCapsule).client;
-  return call([&] { client.release(scope); });
+  return call([&] { client.release(scope.bytes()); });
 }
 
 PyObject* acquire_after(PyObject* self, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
   static const char* const names[] = {"scope_id", "seconds"};
   PyObject* a[2];
-  std::string_view scope;
+  ScopeArg scope;
   double seconds = 0;
-  if (!bind_args("acquire_after", names, args, nargs, kwnames, a) || !scope_arg(a[0], scope) || !seconds_arg(a[1], seconds))
+  if (!bind_args("acquire_after", names, args, nargs, kwnames, a) || !scope.parse(a[0]) || !seconds_arg(a[1], seconds))
     return nullptr;
   auto& client = *owned<BoundClient>(self, kClientCapsule).client;
-  return call([&] { client.acquire(scope, after(seconds)); });
+  return call([&] { client.acquire(scope.bytes(), after(seconds)); });
 }
 
 PyObject* timer_arm(PyObject* self, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {

@@ -11,11 +11,21 @@
 
 #include "shmtimer/fifo_shim.hpp"
 #include "shmtimer/timer_server.hpp"
+#include "scope_text.hpp"
 
 namespace py = pybind11;
 using namespace shmtimer;
 
 namespace {
+
+// Python 3.13 made the check public as Py_IsFinalizing and dropped the private name.
+bool interpreter_finalizing() {
+#if PY_VERSION_HEX >= 0x030D0000
+  return Py_IsFinalizing() != 0;
+#else
+  return _Py_IsFinalizing() != 0;
+#endif
+}
 
 // log_event(name, None) or log_event(name, (worker_pid, scope_id, expiration_time,
 // signal)), from whichever thread emits it; the Python side makes the request object.
@@ -30,12 +40,12 @@ EventCallback python_event_callback(py::object callback) {
   });
   return [held](std::string_view name, const TimerEvent* event) {
     // After Python began to shut down, a thread that takes the GIL may hang for good.
-    if (Py_IsInitialized() == 0 || _Py_IsFinalizing() != 0) return;
+    if (Py_IsInitialized() == 0 || interpreter_finalizing()) return;
     py::gil_scoped_acquire gil;
     try {
       py::object request = py::none();
       if (event != nullptr)
-        request = py::make_tuple(event->pid, py::bytes(event->scope).attr("decode")("utf-8", "replace"),
+        request = py::make_tuple(event->pid, py::reinterpret_steal<py::str>(scope_to_python(event->scope)),
                                  event->deadline_ns == 0 ? -1.0 : event->expiration_time(), event->signal);
       (*held)(py::str(name.data(), name.size()), request);
     } catch (py::error_already_set& e) {  // a failing callback must not stop the watchdog

@@ -6,6 +6,8 @@
 
 #include <cerrno>
 #include <csignal>
+#include <initializer_list>
+#include <string>
 
 #include "shmtimer/clock.hpp"
 #include "shmtimer/error.hpp"
@@ -13,6 +15,7 @@
 #include "shmtimer/table_reader.hpp"
 #include "fast_calls.hpp"
 #include "hosted_server.hpp"
+#include "scope_text.hpp"
 
 namespace py = pybind11;
 using namespace shmtimer;
@@ -33,7 +36,7 @@ py::dict row_dict(const TimerRow& row) {
   d["pid"] = row.pid;
   d["pid_alive"] = row.pid_alive;
   d["reclaimable"] = row.reclaimable();
-  d["scope"] = py::bytes(row.scope).attr("decode")("utf-8", "replace");
+  d["scope"] = py::reinterpret_steal<py::str>(scope_to_python(row.scope));
   d["deadline_unix_s"] = armed ? py::object(py::float_(epoch_seconds_from_deadline(from_table_ns(row.deadline_ns))))
                                : py::object(py::none());
   d["remaining_s"] = armed ? py::object(py::float_(static_cast<double>(row.remaining_ns) / 1e9)) : py::object(py::none());
@@ -71,38 +74,49 @@ PYBIND11_MODULE(_shmtimer, m) {
   m.doc() = "C++ bindings of shmtimer; use the `shmtimer` package.";
 
   // One exception per error a caller may want to handle; all derive from ShmTimerError.
-  static py::exception<Error> base(m, "ShmTimerError", PyExc_RuntimeError);
-  static py::exception<Error> missing(m, "TableMissingError", base.ptr());
-  static py::exception<Error> not_a_table(m, "NotATableError", base.ptr());
-  static py::exception<Error> version(m, "VersionMismatchError", not_a_table.ptr());
-  static py::exception<Error> unsafe(m, "UnsafeTableError", base.ptr());
-  static py::exception<Error> full(m, "TableFullError", base.ptr());
-  static py::exception<Error> too_long(m, "ScopeTooLongError", base.ptr());
-  // Also a BrokenPipeError: what PyTorch's FileTimerClient raises when no server reads
-  // its FIFO, so code written for it catches this too.
-  static py::handle no_server = [&] {
-    PyObject* bases = PyTuple_Pack(2, base.ptr(), PyExc_BrokenPipeError);
-    PyObject* type = PyErr_NewException("shmtimer._shmtimer.NoServerError", bases, nullptr);
+  // A table that cannot be used (missing, not a table, another version, unsafe) or that
+  // no live server holds is also a BrokenPipeError: what PyTorch's FileTimerClient raises
+  // when it cannot reach its server, so code written for it catches these too. Errors
+  // are set with PyErr_SetString: pybind11's own setter changed across the versions that
+  // Debian 12 and 13 ship.
+  const auto error_type = [&m](const char* name, std::initializer_list<PyObject*> parents) {
+    PyObject* bases = PyTuple_New(static_cast<Py_ssize_t>(parents.size()));
+    if (bases == nullptr) throw py::error_already_set();
+    Py_ssize_t i = 0;
+    for (PyObject* parent : parents) {
+      Py_INCREF(parent);  // the tuple steals a reference
+      PyTuple_SET_ITEM(bases, i++, parent);
+    }
+    PyObject* type = PyErr_NewException((std::string("shmtimer._shmtimer.") + name).c_str(), bases, nullptr);
     Py_DECREF(bases);
     if (type == nullptr) throw py::error_already_set();
-    m.add_object("NoServerError", py::handle(type));  // the module keeps a reference
-    return py::handle(type);
-  }();
+    m.add_object(name, py::handle(type));  // the module keeps a reference
+    return type;
+  };
+  static PyObject* const base = error_type("ShmTimerError", {PyExc_RuntimeError});
+  static PyObject* const unreachable = PyExc_BrokenPipeError;
+  static PyObject* const missing = error_type("TableMissingError", {base, unreachable});
+  static PyObject* const not_a_table = error_type("NotATableError", {base, unreachable});
+  static PyObject* const version = error_type("VersionMismatchError", {not_a_table});
+  static PyObject* const unsafe = error_type("UnsafeTableError", {base, unreachable});
+  static PyObject* const full = error_type("TableFullError", {base});
+  static PyObject* const too_long = error_type("ScopeTooLongError", {base});
+  static PyObject* const no_server = error_type("NoServerError", {base, unreachable});
   g_raise = [](const Error& e) {
+    PyObject* type = base;
     switch (e.code()) {
-      case ErrorCode::kIo:
-        (e.sys_errno() == ENOENT ? missing : base)(e.what());
-        return;
+      case ErrorCode::kIo: type = e.sys_errno() == ENOENT ? missing : base; break;
       case ErrorCode::kNotATable:
-      case ErrorCode::kSizeMismatch: not_a_table(e.what()); return;
-      case ErrorCode::kVersionMismatch: version(e.what()); return;
-      case ErrorCode::kUnsafeFile: unsafe(e.what()); return;
-      case ErrorCode::kTableFull: full(e.what()); return;
-      case ErrorCode::kScopeTooLong: too_long(e.what()); return;
-      case ErrorCode::kNoServer: PyErr_SetString(no_server.ptr(), e.what()); return;
-      case ErrorCode::kInvalidArgument: PyErr_SetString(PyExc_ValueError, e.what()); return;
-      default: base(e.what()); return;
+      case ErrorCode::kSizeMismatch: type = not_a_table; break;
+      case ErrorCode::kVersionMismatch: type = version; break;
+      case ErrorCode::kUnsafeFile: type = unsafe; break;
+      case ErrorCode::kTableFull: type = full; break;
+      case ErrorCode::kScopeTooLong: type = too_long; break;
+      case ErrorCode::kNoServer: type = no_server; break;
+      case ErrorCode::kInvalidArgument: type = PyExc_ValueError; break;
+      default: break;
     }
+    PyErr_SetString(type, e.what());
   };
   py::register_exception_translator([](std::exception_ptr p) {
     try {
@@ -124,30 +138,26 @@ PYBIND11_MODULE(_shmtimer, m) {
            }),
            py::arg("table_path"), py::arg("signal") = SIGKILL, py::arg("require_server") = false,
            py::arg("recycle_idle_slots") = 0)
-      // Wall-clock epoch seconds in, as the reference's acquire takes them.
-      .def("acquire",
-           [](ShmTimerClient& c, std::string_view scope, double expiration_time) {
-             c.acquire(scope, deadline_from_epoch_seconds(expiration_time));
-           },
-           py::arg("scope_id"), py::arg("expiration_time"))
-      .def("acquire_after",
-           [](ShmTimerClient& c, std::string_view scope, double after) {
-             c.acquire(scope, SteadyClock::now() + std::chrono::duration_cast<SteadyClock::duration>(
-                                                       std::chrono::duration<double>(after)));
-           },
-           py::arg("scope_id"), py::arg("after"))
-      .def("release", &ShmTimerClient::release, py::arg("scope_id"))
       .def(
           "fast_calls",
           [](const std::shared_ptr<ShmTimerClient>& c) { return py::reinterpret_steal<py::tuple>(client_fast_calls(c)); },
           "(acquire, release, acquire_after): the per-step calls as CPython builtins, without pybind11's dispatch.")
       .def(
           "timer_calls",
-          [](const std::shared_ptr<ShmTimerClient>& c, std::string_view scope) {
-            return py::reinterpret_steal<py::tuple>(timer_fast_calls(c, scope));
+          [](const std::shared_ptr<ShmTimerClient>& c, const py::handle& scope_id) {
+            ScopeArg scope;
+            if (!scope.parse(scope_id.ptr())) throw py::error_already_set();
+            return py::reinterpret_steal<py::tuple>(timer_fast_calls(c, scope.bytes()));
           },
           py::arg("scope_id"), "(arm, arm_after, disarm) of a Timer handle bound to the scope's slot.")
-      .def("forget", &ShmTimerClient::forget, py::arg("scope_id"))
+      .def(
+          "forget",
+          [](ShmTimerClient& c, const py::handle& scope_id) {
+            ScopeArg scope;
+            if (!scope.parse(scope_id.ptr())) throw py::error_already_set();
+            return c.forget(scope.bytes());
+          },
+          py::arg("scope_id"))
       .def_property_readonly("signal", &ShmTimerClient::signal)
       .def_property_readonly("table_path", [](const ShmTimerClient& c) { return c.table()->path().string(); });
 

@@ -1,8 +1,7 @@
-"""Interop with the real PyTorch (Debian's python3-torch), both directions.
+"""Interop with the real PyTorch, both directions, once per torch (tests/torch_suites.cmake).
 
-Run with /usr/bin/python3 inside a private pid namespace (see tests/CMakeLists.txt), so a
-bug in kill handling can never reach a process outside the test. Paths come from the
-environment: SHMTIMERD, TIMER_DUMP, FIFO_WORKER.
+Run inside a private pid namespace, so a bug in kill handling can never reach a process
+outside the test. Paths come from the environment: SHMTIMERD, TIMER_DUMP, FIFO_WORKER.
 """
 import json
 import os
@@ -14,13 +13,9 @@ import textwrap
 import time
 import unittest
 
-try:
-    from torch.distributed.elastic.timer.file_based_local_timer import FileTimerClient, FileTimerServer
-except ImportError:  # pragma: no cover - reported as a skip by ctest
-    print("python3-torch is not installed; skipping", file=sys.stderr)
-    sys.exit(77)
+from torch_under_test import PY
+from torch.distributed.elastic.timer.file_based_local_timer import FileTimerClient, FileTimerServer
 
-PY = "/usr/bin/python3"
 SHMTIMERD = os.environ["SHMTIMERD"]
 TIMER_DUMP = os.environ["TIMER_DUMP"]
 FIFO_WORKER = os.environ["FIFO_WORKER"]

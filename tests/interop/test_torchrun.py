@@ -15,13 +15,7 @@ import textwrap
 import time
 import unittest
 
-PY = "/usr/bin/python3"
-
-try:
-    import torch  # noqa: F401
-except ImportError:  # pragma: no cover
-    print("torch is not installed: skipped")
-    sys.exit(77)
+from torch_under_test import MAJOR, PY
 
 # Rank 0 uses torch's FileTimerClient on the FIFO the agent was told about, rank 1
 # shmtimer's client on the table the agent's server made. The rank named in HANG hangs

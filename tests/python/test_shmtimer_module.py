@@ -1,7 +1,5 @@
-"""The Python module against shmtimerd and the real torch (Debian's python3-torch).
-
-Run with /usr/bin/python3 in a private pid namespace (tests/CMakeLists.txt). The build
-tree's package comes first on PYTHONPATH; SHMTIMERD names the daemon.
+"""The Python module against shmtimerd and the real torch, once per torch
+(tests/torch_suites.cmake), in a private pid namespace. SHMTIMERD names the daemon.
 """
 import os
 import signal
@@ -14,12 +12,9 @@ import unittest
 
 import shmtimer
 
-PY = "/usr/bin/python3"
+from torch_under_test import PY
 SHMTIMERD = os.environ["SHMTIMERD"]
-try:
-    import torch.distributed.elastic.timer as torch_timer
-except ImportError:  # pragma: no cover
-    torch_timer = None
+import torch.distributed.elastic.timer as torch_timer
 
 
 def worker(body, table, wait=True, timeout=60):
@@ -54,7 +49,6 @@ class WithServer(unittest.TestCase):
         os.remove(self.table)
 
 
-@unittest.skipIf(torch_timer is None, "torch is not installed")
 class TorchDefaultScope(unittest.TestCase):
     def test_torch_names_every_unscoped_block_after_contextlib(self):
         """Why docs/pytorch.md says to pass scope=: torch 1.13's default scope is the
@@ -80,7 +74,6 @@ class TorchDefaultScope(unittest.TestCase):
         self.assertTrue(scopes[-1].endswith("test_shmtimer_module.py#%d" % (sys._getframe().f_lineno - 2)), scopes[-1])
 
 
-@unittest.skipIf(torch_timer is None, "torch is not installed")
 class TorchExpires(WithServer):
     def test_client_is_a_torch_timer_client(self):
         client = shmtimer.ShmTimerClient(self.table)
@@ -204,7 +197,6 @@ class ConfiguredClient(WithServer):
             """)], env=dict(os.environ))
         self.assertEqual(proc.returncode, 3)
 
-    @unittest.skipIf(torch_timer is None, "torch is not installed")
     def test_expires_uses_the_client_configured_in_torch(self):
         hung = worker("""
             from torch.distributed.elastic import timer
@@ -275,6 +267,62 @@ class TimerHandle(WithServer):
             client.acquire("y" * 257, time.time() + 30)
         with self.assertRaises(shmtimer.ScopeTooLongError):
             client.timer("y" * 257)
+
+
+class AsTorchUsersExpect(WithServer):
+    def test_a_scope_with_a_lone_surrogate_is_armed_read_back_and_released(self):
+        # torch's default scope "<file>#<line>" holds one when the file name is not UTF-8.
+        client = shmtimer.ShmTimerClient(self.table)
+        scope = "/data/caf\udce9.py#12"
+        client.acquire(scope, time.time() + 30)
+        self.assertEqual([t["scope"] for t in shmtimer.timers(self.table)], [scope])
+        client.release(scope)
+        self.assertEqual(shmtimer.timers(self.table), [])
+        with shmtimer.expires(30, scope, client):
+            self.assertEqual([t["scope"] for t in shmtimer.timers(self.table)], [scope])
+        with client.timer(scope + "-handle", after=30):
+            self.assertEqual(len(shmtimer.timers(self.table)), 1)
+        self.assertEqual(shmtimer.timers(self.table), [])
+
+    def test_a_hung_worker_with_a_surrogate_scope_is_reaped(self):
+        hung = worker("""
+            client = shmtimer.ShmTimerClient(sys.argv[1])
+            with shmtimer.expires(0.1, "\\udcff#1", client):
+                time.sleep(60)
+            """, self.table)
+        self.assertEqual(hung.returncode, -signal.SIGKILL)
+
+    def test_a_timer_used_as_a_context_manager_arms_for_its_after_and_disarms_however_the_block_ends(self):
+        client = shmtimer.ShmTimerClient(self.table)
+        handle = client.timer("ctx", after=30)
+        with handle as entered:
+            self.assertIs(entered, handle)
+            (row,) = shmtimer.timers(self.table)
+            self.assertGreater(row["remaining_s"], 25)
+        self.assertEqual(shmtimer.timers(self.table), [])
+        with self.assertRaisesRegex(KeyError, "inside"):
+            with handle:
+                raise KeyError("inside")
+        self.assertEqual(shmtimer.timers(self.table), [])
+        bare = client.timer("ctx-bare")  # no after: the block arms it itself
+        with bare:
+            self.assertEqual(shmtimer.timers(self.table), [])
+            bare.arm_after(30)
+            self.assertEqual(len(shmtimer.timers(self.table)), 1)
+        self.assertEqual(shmtimer.timers(self.table), [])
+
+    def test_a_hung_block_under_a_timer_context_is_reaped_and_a_punctual_one_outlives_its_deadline(self):
+        body = """
+            handle = shmtimer.ShmTimerClient(sys.argv[1]).timer("ctx-step", after=0.3)
+            for _ in range(3):
+                with handle:
+                    time.sleep(%s)
+            time.sleep(1)  # alive well past the last released deadline
+            """
+        hung = worker(body % 60, self.table, wait=False)
+        punctual = worker(body % 0.05, self.table, wait=False)
+        self.assertEqual(hung.wait(timeout=60), -signal.SIGKILL)
+        self.assertEqual(punctual.wait(timeout=60), 0)
 
 
 class SmallTable(WithServer):
@@ -370,16 +418,26 @@ class NoServer(unittest.TestCase):
 
 
 class Errors(unittest.TestCase):
+    """A table that cannot be used fails at the first use, as torch's client fails when
+    its FIFO has no server: a BrokenPipeError, whose message says what to run."""
+
+    def assert_unusable(self, path, error, detail):
+        client = shmtimer.ShmTimerClient(path)  # no error yet, as torch's FileTimerClient(path)
+        for use in (lambda: client.acquire("x", time.time() + 1), lambda: client.release("x"),
+                    lambda: client.timer("x"), lambda: shmtimer.expires(1, "x", client).__enter__()):
+            with self.assertRaisesRegex(error, detail + r"[\s\S]*shmtimerd --table " + path):
+                use()
+            with self.assertRaises(BrokenPipeError):
+                use()
+
     def test_table_missing(self):
-        with self.assertRaisesRegex(shmtimer.TableMissingError, "No such file"):
-            shmtimer.ShmTimerClient("/dev/shm/shmtimer-no-such-table")
+        self.assert_unusable("/dev/shm/shmtimer-no-such-table", shmtimer.TableMissingError, "No such file")
 
     def test_not_a_table(self):
         with tempfile.NamedTemporaryFile(dir="/dev/shm") as f:
             f.write(b"x" * 8192)
             f.flush()
-            with self.assertRaisesRegex(shmtimer.NotATableError, "magic"):
-                shmtimer.ShmTimerClient(f.name)
+            self.assert_unusable(f.name, shmtimer.NotATableError, "magic")
 
     def test_scope_too_long_and_other_version(self):
         path = "/dev/shm/shmtimer-py-errors-%d.table" % os.getpid()
@@ -403,8 +461,7 @@ class Errors(unittest.TestCase):
             f.seek(8)
             f.write((3).to_bytes(2, "little"))
         try:
-            with self.assertRaisesRegex(shmtimer.VersionMismatchError, r"version 3\.\d+, this build reads 2\.x"):
-                shmtimer.ShmTimerClient(path)
+            self.assert_unusable(path, shmtimer.VersionMismatchError, r"version 3\.\d+, this build reads 2\.x")
         finally:
             os.remove(path)
 

@@ -1,7 +1,6 @@
 """shmtimer.torch.ShmTimerServer: torch's FileTimerServer interface, with real workers.
 
-Run with /usr/bin/python3 in a private pid namespace (tests/CMakeLists.txt), with the
-build tree's package first on PYTHONPATH. Needs Debian's python3-torch (skipped without).
+Run once per torch (tests/torch_suites.cmake), in a private pid namespace.
 """
 import os
 import signal
@@ -14,11 +13,8 @@ import unittest
 import shmtimer
 from shmtimer.torch import FileTimerRequest, ShmTimerServer, table_path_for
 
-PY = "/usr/bin/python3"
-try:
-    import torch.distributed.elastic.timer as torch_timer
-except ImportError:  # pragma: no cover
-    torch_timer = None
+from torch_under_test import PY
+import torch.distributed.elastic.timer as torch_timer
 
 
 def start_worker(body):
@@ -57,7 +53,6 @@ class Hosted(unittest.TestCase):
         return [request for event, request in self.events if event == name]
 
 
-@unittest.skipIf(torch_timer is None, "torch is not installed")
 class ServesTorchWorkers(Hosted):
     def test_a_hung_file_timer_client_worker_is_killed_and_a_punctual_one_survives(self):
         body = """
@@ -191,16 +186,24 @@ class Lifecycle(unittest.TestCase):
     def test_torch_2_positional_order_is_accepted(self):
         server = ShmTimerServer(self.fifo, "job-7", 0.25)
         self.assertEqual(server._max_interval, 0.25)
-        self.assertEqual(server.table_path, table_path_for("job-7"))
+        self.assertEqual(server.table_path, table_path_for("job-7", self.fifo))
         server.stop()
 
-    def test_the_table_follows_the_run_id_and_differs_between_jobs(self):
-        self.assertNotEqual(table_path_for("job/a"), table_path_for("job_a"))
-        self.assertIn(str(os.getuid()), table_path_for("x"))
+    def test_the_table_follows_the_run_id_and_the_fifo_so_jobs_and_generations_never_share_one(self):
+        # torchrun's default run id is "none" for every job; each agent makes a new FIFO.
+        self.assertNotEqual(table_path_for("none", "/tmp/watchdog_timer_a"), table_path_for("none", "/tmp/watchdog_timer_b"))
+        self.assertNotEqual(table_path_for("job/a", "/tmp/f"), table_path_for("job_a", "/tmp/f"))
+        self.assertIn("-none-", table_path_for("none", "/tmp/f"))
+        self.assertIn(str(os.getuid()), table_path_for("x", "/tmp/f"))
         self.assertEqual(table_path_for("", "/tmp/a"), table_path_for(None, "/tmp/a"))  # 2.x's empty run_id
         self.assertNotEqual(table_path_for(None, "/tmp/a"), table_path_for(None, "/tmp/b"))
-        os.environ["SHMTIMER_TABLE"] = "/dev/shm/chosen.table"
-        self.assertEqual(table_path_for("x"), "/dev/shm/chosen.table")
+        made_up = ShmTimerServer(self.fifo, "none", 0.1)  # sets SHMTIMER_TABLE for its workers
+        self.assertEqual(os.environ["SHMTIMER_TABLE"], made_up.table_path)
+        made_up.stop()
+        # The next generation's server does not inherit the table its predecessor made up.
+        self.assertNotEqual(table_path_for("none", self.fifo + "-next"), made_up.table_path)
+        os.environ["SHMTIMER_TABLE"] = "/dev/shm/chosen.table"  # one the user chose is kept
+        self.assertEqual(table_path_for("x", "/tmp/f"), "/dev/shm/chosen.table")
 
     def test_stop_removes_the_fifo_and_the_made_up_table(self):
         server = ShmTimerServer(self.fifo, "lifecycle-%d" % os.getpid(), 0.1)
@@ -222,12 +225,22 @@ class Lifecycle(unittest.TestCase):
         self.assertGreater(server.get_last_progress_time(), before)
         server.stop()
 
-    def test_a_second_server_for_the_same_job_is_refused_while_the_first_runs(self):
-        first = ShmTimerServer(self.fifo, "twice-%d" % os.getpid(), 0.1)
+    def test_a_second_server_on_the_same_table_is_refused_while_the_first_runs(self):
+        table = "/dev/shm/shmtimer-twice-%d.table" % os.getpid()
+        self.addCleanup(lambda: os.path.exists(table) and os.unlink(table))
+        first = ShmTimerServer(self.fifo, "twice", 0.1, table_path=table)
         with self.assertRaises(shmtimer.ShmTimerError):
-            ShmTimerServer(self.fifo + "2", "twice-%d" % os.getpid(), 0.1)
+            ShmTimerServer(self.fifo + "2", "twice", 0.1, table_path=table)
         first.stop()
-        second = ShmTimerServer(self.fifo, "twice-%d" % os.getpid(), 0.1)  # taken over once stopped
+        second = ShmTimerServer(self.fifo, "twice", 0.1, table_path=table)  # taken over once stopped
+        second.stop()
+
+    def test_two_jobs_with_the_default_run_id_each_get_a_server(self):
+        first = ShmTimerServer(self.fifo, "none", 0.1)
+        os.environ.pop("SHMTIMER_TABLE")  # the second agent is another process
+        second = ShmTimerServer(self.fifo + "2", "none", 0.1)
+        self.assertNotEqual(first.table_path, second.table_path)
+        first.stop()
         second.stop()
 
     def test_a_log_event_that_raises_does_not_stop_the_watchdog(self):

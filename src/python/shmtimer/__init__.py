@@ -49,66 +49,112 @@ class ShmTimerClient(_TimerClientBase):
 
     ``table_path`` defaults to ``$SHMTIMER_TABLE``, then to shmtimerd's default.
     ``signal`` is sent when a timer of this process expires (<= 0: never kill).
-    ``require_server``: an acquire raises :class:`NoServerError` (a ``BrokenPipeError``,
-    as PyTorch's client raises without a server) while no live server holds the table,
-    rather than arm a timer nobody enforces; ``False`` arms regardless.
+    ``require_server``: an acquire raises :class:`NoServerError` while no live server
+    holds the table, rather than arm a timer nobody enforces; ``False`` arms regardless.
     ``recycle_idle_slots``: a released scope keeps its slot (so acquiring it again costs
     no claim) until the process holds this many; then its idle slots are given back,
     oldest first, so a script that makes a new scope every step (``f"step-{i}"``) holds
     a bounded number, as torch's server forgets released timers. 0: never.
+
+    As with torch's ``FileTimerClient``, making the client never fails for want of a
+    server: the table is opened at the first use, and until it can be (missing, not a
+    table, another version, unsafe, no live server) every use raises a
+    :class:`ShmTimerError` that is also a ``BrokenPipeError``, the error torch's client
+    raises, with what to run in its message.
     """
 
     def __init__(self, table_path=None, signal=_signal.SIGKILL, require_server=True, recycle_idle_slots=128):
         if _TimerClientBase is not object:
             super().__init__()
-        self._client = _shmtimer.Client(table_path or default_table_path(), int(signal), bool(require_server),
-                                        int(recycle_idle_slots))
-        # The server signals a table timer's process only if it has the table mapped (so
-        # a forged slot cannot get a bystander killed). A script that drops its client
-        # while a timer is armed (`ShmTimerClient(p).acquire(...)`) must stay killable:
-        # the first client of each table is kept, with its mapping, until exit.
-        _keep_mapped.setdefault(self._client.table_path, self._client)
-        # CPython builtins stored on the instance: one call from Python to C++ per
-        # acquire or release, with no Python frame and no pybind11 dispatch in between.
-        self.acquire, self.release, self._acquire_after = self._client.fast_calls()
+        if int(signal) > _signal.SIGRTMAX:
+            raise ValueError("signal %d is not a signal (the largest is %d)" % (signal, _signal.SIGRTMAX))
+        self._table_path = table_path or default_table_path()
+        self._signal = int(signal)
+        self._options = (bool(require_server), int(recycle_idle_slots))
+        self._client = None
+        self._calls = None
 
-    # The class-level methods exist for torch's abstract base class and for help();
-    # instances use the bound C++ methods set above.
+    def _open(self):
+        """The table's client, opened at the first use; from then on the per-step calls
+        are the C++ builtins, stored on the instance (one call from Python to C++ per
+        acquire or release, with no Python frame and no pybind11 dispatch in between)."""
+        if self._client is None:
+            try:
+                client = _shmtimer.Client(self._table_path, self._signal, *self._options)
+            except BrokenPipeError as e:
+                raise type(e)("%s. %s" % (e, _how_to_serve(self._table_path))) from None
+            # The server signals a table timer's process only if it has the table mapped
+            # (so a forged slot cannot get a bystander killed). A script that drops its
+            # client while a timer is armed (`ShmTimerClient(p).acquire(...)`) must stay
+            # killable: the first client of each table is kept, mapped, until exit.
+            _keep_mapped.setdefault(client.table_path, client)
+            self._calls = client.fast_calls()
+            # The builtins shadow the methods below, unless the caller put something of
+            # its own there (a mock that wraps them, as torch's tests do).
+            for name, call in zip(("acquire", "release", "_acquire_after"), self._calls):
+                vars(self).setdefault(name, call)
+            self._client = client
+        return self._client
+
+    # Used until the first use has opened the table; then the instance's C++ builtins
+    # shadow them. They also serve torch's abstract base class and help().
     def acquire(self, scope_id, expiration_time):  # noqa: F811 (shadowed per instance)
         """Arms (this process, scope_id) to expire at the wall-clock ``expiration_time``."""
-        self._client.acquire(scope_id, expiration_time)
+        self._open()
+        self._calls[0](scope_id, expiration_time)
 
     def release(self, scope_id):  # noqa: F811
         """Disarms (this process, scope_id); an unknown scope is a no-op."""
-        self._client.release(scope_id)
+        self._open()
+        self._calls[1](scope_id)
 
-    def timer(self, scope_id):
-        """A :class:`Timer` bound to this process's slot for ``scope_id`` (claimed now)."""
-        return Timer(scope_id, self._client.timer_calls(scope_id))
+    def timer(self, scope_id, after=None):
+        """A :class:`Timer` bound to this process's slot for ``scope_id`` (claimed now);
+        ``after``: the seconds ``with timer:`` arms it for."""
+        return Timer(scope_id, self._open().timer_calls(scope_id), after)
 
     def forget(self, scope_id):
         """Gives the scope's slot back to the table (no Timer of it may be in use)."""
-        return self._client.forget(scope_id)
+        return self._open().forget(scope_id)
 
     @property
     def table_path(self):
-        return self._client.table_path
+        return self._table_path
 
     @property
     def signal(self):
-        return self._client.signal
+        return self._signal
+
+
+def _how_to_serve(table_path):
+    return ("Start a watchdog on this table first (shmtimerd --table %s), or run the job under "
+            "`python -m shmtimer.run` (torchrun with shmtimer's watchdog), which serves a table and passes it to its "
+            "workers in SHMTIMER_TABLE; `timer-dump --table %s` shows what is there" % (table_path, table_path))
 
 
 class Timer:
     """A handle on one scope's slot, for hot loops: ``arm_after(seconds)``,
     ``arm(expiration_time)`` (wall-clock epoch seconds) and ``disarm()`` skip the scope
-    lookup, each one call into C++. Get one with ``ShmTimerClient.timer(scope_id)``."""
+    lookup, each one call into C++. Get one with ``ShmTimerClient.timer(scope_id)``.
 
-    __slots__ = ("scope", "arm", "arm_after", "disarm")
+    It is also a context manager: ``with timer:`` arms it for ``after`` seconds (when the
+    handle was made with one) and disarms it when the block ends, however it ends."""
 
-    def __init__(self, scope, calls):
+    __slots__ = ("scope", "after", "arm", "arm_after", "disarm")
+
+    def __init__(self, scope, calls, after=None):
         self.scope = scope
+        self.after = after
         self.arm, self.arm_after, self.disarm = calls
+
+    def __enter__(self):
+        if self.after is not None:
+            self.arm_after(self.after)
+        return self
+
+    def __exit__(self, *exc):
+        self.disarm()
+        return False
 
     def __repr__(self):
         return "shmtimer.Timer(%r)" % (self.scope,)

@@ -46,18 +46,22 @@ _made_up = set()  # table paths that table_path_for() made up in this process
 
 
 def table_path_for(run_id=None, file_path=None):
-    """The table a job's server serves: ``$SHMTIMER_TABLE`` when set, else a path under
-    /dev/shm named after the job's ``run_id`` (or, without one or with an empty one, its
-    FIFO path) and the user.
+    """The table a job's server serves: ``$SHMTIMER_TABLE`` when the user set it, else a
+    path under /dev/shm named after the job's ``run_id`` and its FIFO path, for this user.
 
-    A hash of the raw name keeps two names that sanitize alike apart."""
-    if os.environ.get("SHMTIMER_TABLE"):
-        return os.environ["SHMTIMER_TABLE"]
+    Both name it: torchrun's default run id is the same for every job ("none"), and each
+    agent makes its FIFO path anew (``watchdog_timer_<uuid>``), so two jobs on one host,
+    or two generations of one job, never share a table. A hash of the raw names keeps
+    two that sanitize alike apart."""
+    configured = os.environ.get("SHMTIMER_TABLE")
+    if configured and configured not in _made_up:
+        return configured
+    fifo = os.path.abspath(file_path or "default")
     # torch 2.x passes "" when the agent has no workers' environment to take it from.
-    name = run_id if run_id else "fifo-" + os.path.abspath(file_path or "default")
-    safe = re.sub(r"[^A-Za-z0-9._-]", "_", name)[:64]
-    digest = hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:12]
-    return "/dev/shm/shmtimer-%d-%s-%s.table" % (os.getuid(), safe, digest)
+    label = re.sub(r"[^A-Za-z0-9._-]", "_", run_id or "fifo")[:48]
+    raw = "%s\0%s" % (run_id or "", fifo)
+    digest = hashlib.sha256(raw.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+    return "/dev/shm/shmtimer-%d-%s-%s.table" % (os.getuid(), label, digest)
 
 
 # Old (torch 1.13) and new (2.x) positional orders after file_path.
@@ -154,9 +158,10 @@ class ShmTimerServer:
     def register_timers(self, timer_requests):
         """Applies requests as if each had come through the FIFO: an acquire per request
         with expiration_time >= 0, a release per negative one."""
-        # UTF-8 here: a scope no FIFO line could carry (a lone surrogate) is a ValueError.
-        self._require_open().register([(int(r.worker_pid), str(r.scope_id).encode("utf-8"), float(r.expiration_time),
-                                        int(r.signal)) for r in timer_requests])
+        # A lone surrogate (torch's "file#line" scope of a file name that is not UTF-8)
+        # is kept as its "surrogatepass" bytes, as the client stores it.
+        self._require_open().register([(int(r.worker_pid), str(r.scope_id).encode("utf-8", "surrogatepass"),
+                                        float(r.expiration_time), int(r.signal)) for r in timer_requests])
 
     def clear_timers(self, worker_pids):
         """Disarms every timer of these processes."""
@@ -172,6 +177,28 @@ class ShmTimerServer:
                 expired.setdefault(row["pid"], []).append(
                     FileTimerRequest(row["pid"], row["scope"], when, row["signal"]))
         return expired
+
+    @staticmethod
+    def is_process_running(pid):
+        """Whether a process with this pid exists, as torch's static method answers, with
+        two differences: a process this user may not signal still runs (True; torch's
+        answers False), and a pid <= 0 names no one process (False; torch's
+        ``os.kill(0, 0)`` signals the caller's process group and answers True)."""
+        if int(pid) <= 0:
+            return False
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+
+    @property
+    def _timers(self):
+        """torch's ``{(worker_pid, scope_id): FileTimerRequest}`` of the armed timers, read
+        from the table now (a copy: changing it changes nothing), which torch's tests read."""
+        return {(r.worker_pid, r.scope_id): r for rs in self.get_expired_timers(float("inf")).values() for r in rs}
 
     @property
     def _request_count(self):  # torch's counter of applied requests, which its tests read
