@@ -13,8 +13,8 @@ import textwrap
 import time
 import unittest
 
-from torch_under_test import PY
-from torch.distributed.elastic.timer.file_based_local_timer import FileTimerClient, FileTimerServer
+from torch_under_test import MAJOR, PY
+from torch.distributed.elastic.timer.file_based_local_timer import FileTimerClient
 
 SHMTIMERD = os.environ["SHMTIMERD"]
 TIMER_DUMP = os.environ["TIMER_DUMP"]
@@ -145,30 +145,59 @@ class AgainstShmtimerd(unittest.TestCase):
             FileTimerClient(self.fifo).acquire("x", time.time() + 1)
 
 
+# PyTorch's own server in a process of its own: torch 2.x's signals its own process after a
+# reap. It writes its request count and armed timers to a status file every 10 ms.
+TORCH_SERVER = textwrap.dedent("""
+    import json, os, sys, time
+    from torch.distributed.elastic.timer.file_based_local_timer import FileTimerServer
+    fifo, status = sys.argv[1], sys.argv[2]
+    try:
+        server = FileTimerServer(fifo, "interop", max_interval=0.1)  # 2.x: (file_path, run_id, ...)
+    except TypeError:
+        server = FileTimerServer(fifo, max_interval=0.1)  # 1.13: (file_path, max_interval, ...)
+    server.start()
+    print("ready", flush=True)
+    while True:
+        with open(status + ".new", "w") as f:
+            json.dump({"requests": server._request_count, "timers": len(server._timers)}, f)
+        os.replace(status + ".new", status)
+        time.sleep(0.01)
+""")
+
+
 class AgainstPyTorchServer(unittest.TestCase):
     """Our C++ FifoTimerClient against PyTorch's own FileTimerServer."""
 
     def setUp(self):
         self.dir = tempfile.mkdtemp(prefix="shmtimer-interop-")
         self.fifo = os.path.join(self.dir, "watchdog_timer")
-        self.server = FileTimerServer(self.fifo, max_interval=0.1)
-        self.server.start()
+        self.status = os.path.join(self.dir, "status")
+        self.server = subprocess.Popen([PY, "-c", TORCH_SERVER, self.fifo, self.status], stdout=subprocess.PIPE,
+                                       text=True)
+        self.assertEqual(self.server.stdout.readline().strip(), "ready")
 
     def tearDown(self):
-        self.server.stop()
+        self.server.kill()
+        self.server.wait()
+
+    def server_status(self):
+        with open(self.status) as f:
+            return json.load(f)
 
     def test_cpp_worker_that_overruns_is_killed(self):
         proc = subprocess.run([FIFO_WORKER, "--fifo", self.fifo, "--timeout", "0.2", "--work", "30"], timeout=60)
         self.assertEqual(proc.returncode, -signal.SIGKILL)
+        if MAJOR >= 2:  # torch 2.x's server then signals its own process, with the same signal
+            self.assertEqual(self.server.wait(timeout=30), -signal.SIGKILL)
 
     def test_cpp_worker_that_releases_in_time_survives(self):
         proc = subprocess.run([FIFO_WORKER, "--fifo", self.fifo, "--timeout", "5", "--work", "0.05"], timeout=60)
         self.assertEqual(proc.returncode, 0)
         end = time.time() + 30  # the reference reads the FIFO every max_interval (0.1 s)
-        while self.server._request_count < 2 and time.time() < end:
+        while self.server_status()["requests"] < 2 and time.time() < end:
             time.sleep(0.01)
-        self.assertEqual(self.server._request_count, 2)
-        self.assertEqual(self.server._timers, {})
+        self.assertEqual(self.server_status(), {"requests": 2, "timers": 0})
+        self.assertIsNone(self.server.poll())
 
 
 if __name__ == "__main__":

@@ -253,7 +253,8 @@ class FileTimerServerCases(Served):
         self.server.start()
         self.drain()
         self.assertEqual(self.server._timers, {})
-        self.assertEqual([name for name, _ in self.events], ["watchdog started"])
+        self.server.stop()  # joins the watchdog thread, which says it started
+        self.assertEqual([name for name, _ in self.events], ["watchdog started", "watchdog stopped"])
 
     def test_expired_timers__one_expired_timer_signals_its_process_once_and_clears_all_of_its_timers(self):
         self.server.start()
