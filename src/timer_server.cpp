@@ -156,6 +156,7 @@ RoundResult TimerServer::round(std::uint64_t now_ns, bool fresh) {
   stats_.last_round_end_ns.store(end_ns, std::memory_order_relaxed);
   if (const int signal = reaper_->take_self_signal(); signal > 0 && options_.signal_self_after_reap) {
     spdlog::warn("signalling the server's own process with {} after a reap (signal_self_after_reap)", signal);
+    if (options_.before_self_signal) options_.before_self_signal();
     ::kill(::getpid(), signal);
   }
   return result;

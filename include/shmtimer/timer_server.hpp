@@ -62,6 +62,10 @@ struct ServerOptions {
   // Called by the watchdog thread after each of its rounds (not by run_once): the hook
   // for a liveness signal that must stop when the loop stalls (systemd's WATCHDOG=1).
   std::function<void(const RoundResult&)> after_round;  // may be empty
+  // Called by the watchdog just before it signals its own process (signal_self_after_reap):
+  // what a process that is about to be killed cannot do at exit, such as removing the
+  // files it made. May be empty.
+  std::function<void()> before_self_signal;
   std::shared_ptr<MonotonicClock> clock;       // null: CLOCK_MONOTONIC
   std::shared_ptr<ProcessControl> processes;   // null: LinuxProcessControl
 };

@@ -5,6 +5,8 @@
 
 #include <pybind11/stl.h>
 
+#include <unistd.h>
+
 #include <set>
 #include <tuple>
 #include <vector>
@@ -57,7 +59,8 @@ EventCallback python_event_callback(py::object callback) {
 class HostedServer {
  public:
   HostedServer(const std::string& table_path, const std::string& fifo_path, double max_interval_s,
-               std::uint64_t capacity, py::object log_event, bool signal_self_after_reap) {
+               std::uint64_t capacity, py::object log_event, bool signal_self_after_reap,
+               std::vector<std::string> remove_before_self_signal) {
     CreateOptions create;
     create.capacity = capacity;
     table_ = Table::open_or_create(table_path, create);
@@ -65,6 +68,11 @@ class HostedServer {
     options.policy.max_interval =
         std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::duration<double>(max_interval_s));
     options.signal_self_after_reap = signal_self_after_reap;
+    // torch 2.x's agent dies by its own signal after a reap, and cannot remove the job's
+    // table (or its FIFO) at exit: they are removed just before, as stop() would.
+    options.before_self_signal = [paths = std::move(remove_before_self_signal)] {
+      for (const auto& path : paths) ::unlink(path.c_str());
+    };
     options.log_event = python_event_callback(std::move(log_event));
     server_ = std::make_unique<TimerServer>(table_, options);
     fifo_ = std::make_shared<FifoShim>(table_, fifo_path, options.log_event);
@@ -96,9 +104,10 @@ using RequestTuple = std::tuple<pid_t, std::string, double, int>;
 
 void bind_hosted_server(py::module_& m) {
   py::class_<HostedServer>(m, "Server")
-      .def(py::init<const std::string&, const std::string&, double, std::uint64_t, py::object, bool>(),
+      .def(py::init<const std::string&, const std::string&, double, std::uint64_t, py::object, bool,
+                    std::vector<std::string>>(),
            py::arg("table_path"), py::arg("fifo_path"), py::arg("max_interval"), py::arg("capacity"),
-           py::arg("log_event"), py::arg("signal_self_after_reap"))
+           py::arg("log_event"), py::arg("signal_self_after_reap"), py::arg("remove_before_self_signal"))
       .def("start", [](HostedServer& s) { s.server().start(); }, py::call_guard<py::gil_scoped_release>())
       .def("stop", [](HostedServer& s) { s.server().stop(); }, py::call_guard<py::gil_scoped_release>())
       .def("run_once", [](HostedServer& s) { s.server().run_once(); }, py::call_guard<py::gil_scoped_release>())

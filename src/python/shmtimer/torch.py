@@ -64,6 +64,16 @@ def table_path_for(run_id=None, file_path=None):
     return "/dev/shm/shmtimer-%d-%s-%s.table" % (os.getuid(), label, digest)
 
 
+def _signal_self_by_default():
+    """As the installed torch does (from 2.0 on, its server signals its own process after
+    a reap, which ends torch's agent), unless SHMTIMER_SIGNAL_SELF_AFTER_REAP says: "0"
+    keeps the agent alive, so that it restarts the workers (--max-restarts) after a reap."""
+    chosen = os.environ.get("SHMTIMER_SIGNAL_SELF_AFTER_REAP", "")
+    if chosen not in ("", "0", "1"):
+        raise ValueError("SHMTIMER_SIGNAL_SELF_AFTER_REAP must be 0 or 1, not %r" % chosen)
+    return _TORCH_MAJOR >= 2 if chosen == "" else chosen == "1"
+
+
 # Old (torch 1.13) and new (2.x) positional orders after file_path.
 _ORDER_1_13 = ("max_interval", "daemon", "log_event")
 _ORDER_2_X = ("run_id",) + _ORDER_1_13
@@ -103,10 +113,11 @@ class ShmTimerServer:
         self._owns_table_path = table_path is None and os.environ.get("SHMTIMER_TABLE", "") in _made_up | {""}
         self._table_path = str(table_path) if table_path is not None else table_path_for(self._run_id, self._file_path)
         if signal_self_after_reap is None:
-            signal_self_after_reap = _TORCH_MAJOR >= 2
+            signal_self_after_reap = _signal_self_by_default()
         self._last_progress = None
+        removable = [self._file_path] + ([self._table_path] if self._owns_table_path else [])
         self._server = _shmtimer.Server(self._table_path, self._file_path, self._max_interval, int(capacity),
-                                        self._on_event, bool(signal_self_after_reap))
+                                        self._on_event, bool(signal_self_after_reap), removable)
         # Workers this process starts from now on find the table without being told.
         os.environ["SHMTIMER_TABLE"] = self._table_path
         if self._owns_table_path:
