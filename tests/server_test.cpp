@@ -373,6 +373,43 @@ TEST(TimerServer, PreparesAProcessWhoseTimerFallsDueSoonOncePerSweepAndNoneFarOf
   EXPECT_EQ(std::get<0>(fake->sends[0]), 4242);
 }
 
+// Notes whether two rounds were ever inside it at once; each liveness answer lingers, so
+// that overlapping rounds would overlap here.
+class OverlapDetector : public ProcessControl {
+ public:
+  bool running(pid_t, std::optional<std::uint64_t>) override {
+    if (inside_.fetch_add(1) != 0) overlapped.store(true);
+    std::this_thread::sleep_for(100us);
+    inside_.fetch_sub(1);
+    return true;
+  }
+  SignalOutcome send(const SignalRequest&, int&) override { return SignalOutcome::kSent; }
+  std::atomic<bool> overlapped{false};
+
+ private:
+  std::atomic<int> inside_{0};
+};
+
+// torch's tests call run_once() on a started server: the round on the caller's thread
+// must never run beside the watchdog's own (a round's sweep state is not shared; when
+// they overlapped, a live process's slots were freed as its owner's "gone").
+TEST(TimerServer, RunOnceWhileTheWatchdogRunsNeverOverlapsItsRounds) {
+  TempTable t;
+  const auto detector = std::make_shared<OverlapDetector>();
+  ServerOptions options;
+  options.processes = detector;
+  options.dead_owner_sweep_interval = 0ns;  // every round sweeps, so every round asks
+  options.policy.max_interval = 1ms;
+  for (int i = 0; i < 8; ++i)
+    plant(*t.table, 4000 + i, "live", to_table_ns(SteadyClock::now() + 1h), SIGKILL);
+  TimerServer server(t.table, options);
+  server.start();
+  for (int i = 0; i < 300; ++i) server.run_once();
+  server.stop();
+  EXPECT_FALSE(detector->overlapped.load());
+  EXPECT_EQ(TableReader(t.table).rows().size(), 8u);
+}
+
 TEST(LinuxProcessControl, RefusesAnotherUidAndAStaleIdentity) {
   Ready go;
   const pid_t child = testing::fork_child([&] { go.wait(); });

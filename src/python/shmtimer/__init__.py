@@ -57,8 +57,8 @@ class ShmTimerClient(_TimerClientBase):
     a bounded number, as torch's server forgets released timers. 0: never.
 
     As with torch's ``FileTimerClient``, making the client never fails for want of a
-    server: the table is opened at the first use, and until it can be (missing, not a
-    table, another version, unsafe, no live server) every use raises a
+    server: a table that cannot be opened yet is opened at the first use, and until it
+    can be (missing, not a table, another version, unsafe, no live server) every use raises a
     :class:`ShmTimerError` that is also a ``BrokenPipeError``, the error torch's client
     raises, with what to run in its message.
     """
@@ -73,6 +73,10 @@ class ShmTimerClient(_TimerClientBase):
         self._options = (bool(require_server), int(recycle_idle_slots))
         self._client = None
         self._calls = None
+        try:  # now if it can, so that the per-step calls are the builtins from the start
+            self._open()
+        except BrokenPipeError:
+            pass  # raised again at the first use, as torch's client fails at its first request
 
     def _open(self):
         """The table's client, opened at the first use; from then on the per-step calls
