@@ -169,10 +169,10 @@ class ShmTimerServer:
     def register_timers(self, timer_requests):
         """Applies requests as if each had come through the FIFO: an acquire per request
         with expiration_time >= 0, a release per negative one."""
-        # A lone surrogate (torch's "file#line" scope of a file name that is not UTF-8)
-        # is kept as its "surrogatepass" bytes, as the client stores it.
-        self._require_open().register([(int(r.worker_pid), str(r.scope_id).encode("utf-8", "surrogatepass"),
-                                        float(r.expiration_time), int(r.signal)) for r in timer_requests])
+        # UTF-8 here: a scope that the FIFO protocol's JSON cannot carry yet (a lone
+        # surrogate) is a ValueError (docs/pytorch.md).
+        self._require_open().register([(int(r.worker_pid), str(r.scope_id).encode("utf-8"), float(r.expiration_time),
+                                        int(r.signal)) for r in timer_requests])
 
     def clear_timers(self, worker_pids):
         """Disarms every timer of these processes."""
