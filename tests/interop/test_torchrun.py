@@ -18,6 +18,7 @@ import time
 import unittest
 
 from torch_under_test import MAJOR, PY
+from shmtimer.torch import torch_server_signals_itself
 
 # Rank 0 uses torch's FileTimerClient on the FIFO the agent was told about, rank 1
 # shmtimer's client on the table the agent's server made. Each worker records itself in
@@ -80,13 +81,14 @@ HEALTH_LAUNCHER = textwrap.dedent("""
 
 
 # Plain torchrun, with torch's own FileTimerServer. torch 1.13's torchrun cannot start on
-# Python 3.11 at all (it fails parsing its own defaults); shmtimer.run's repair of that,
-# and nothing else of shmtimer, is applied first (on 2.x it changes nothing).
+# Python 3.11 at all (it fails parsing its own defaults), nor can Debian 13's torch 2.6
+# (built without libuv); shmtimer.run's repairs of those, and nothing else of shmtimer,
+# are applied first (each only where its bug shows).
 TORCHS_OWN_LAUNCHER = textwrap.dedent("""
     import sys
-    from shmtimer.run import _repair_std_from_str
+    from shmtimer.run import repair_torch
     from torch.distributed.run import main
-    _repair_std_from_str()
+    repair_torch()
     main(sys.argv[1:])
 """)
 
@@ -152,8 +154,9 @@ class Torchrun(unittest.TestCase):
         self.assertIn("serving the FileTimer protocol on FIFO", job.output)  # shmtimer's watchdog, not torch's
 
     def assert_ends_as_torch_ends(self, job):
-        """torch 2.x's agent signals its own process with the reap's signal; 1.13's fails the job."""
-        if MAJOR >= 2:
+        """An agent whose torch's server signals itself (upstream 2.x) dies of the reap's
+        signal; otherwise (1.13, Debian 13's 2.6) it fails the job."""
+        if torch_server_signals_itself():
             self.assertEqual(job.status, -9, job.output)
         else:
             self.assertEqual(job.status, 1, job.output)

@@ -40,6 +40,43 @@ def _repair_std_from_str():
     api.Std.from_str = classmethod(from_str)
 
 
+def _repair_tcp_store_without_libuv():
+    """Debian 13's torch 2.6 is built without libuv, but its rendezvous makes its TCPStore
+    with libuv (the default since torch 2.4), so every launch dies with "use_libuv was
+    requested but PyTorch was build without libuv support", whatever USE_LIBUV says.
+    Where that is so (a probe store on an ephemeral loopback port says), the TCPStore
+    that torch's modules use is one that asks for no libuv."""
+    import sys
+
+    import torch.distributed as dist
+
+    original = dist.TCPStore
+    try:
+        del_me = original("127.0.0.1", 0, is_master=True, wait_for_workers=False, use_libuv=True)
+        del del_me
+        return
+    except TypeError:  # torch 1.13: no libuv argument, nothing to repair
+        return
+    except RuntimeError as e:
+        if "libuv" not in str(e):
+            return
+
+    class TCPStoreWithoutLibuv(original):
+        def __init__(self, *args, **kwargs):
+            kwargs["use_libuv"] = False
+            super().__init__(*args, **kwargs)
+
+    for name, module in list(sys.modules.items()):
+        if name.startswith("torch.distributed") and getattr(module, "TCPStore", None) is original:
+            module.TCPStore = TCPStoreWithoutLibuv
+
+
+def repair_torch():
+    """The repairs above, each only where its bug shows; nothing else of shmtimer."""
+    _repair_std_from_str()
+    _repair_tcp_store_without_libuv()
+
+
 def _use_shmtimer_server():
     """The agent looks ``FileTimerServer`` up in torch's timer package when it starts
     workers, so replacing it there is enough, in 1.13 and 2.x alike."""
@@ -52,7 +89,7 @@ def _use_shmtimer_server():
 
 def main(argv=None):
     os.environ["TORCHELASTIC_ENABLE_FILE_TIMER"] = _SWITCHED_ON
-    _repair_std_from_str()
+    repair_torch()
     _use_shmtimer_server()
     from torch.distributed.run import main as torchrun_main
 

@@ -19,11 +19,7 @@ from . import _shmtimer
 
 try:
     from torch.distributed.elastic.timer.file_based_local_timer import FileTimerRequest
-    import torch as _torch
-    _TORCH_MAJOR = int(_torch.__version__.split(".")[0])
 except ImportError:  # pragma: no cover - shmtimer works without torch too
-    _TORCH_MAJOR = 0
-
     class FileTimerRequest:
         """torch's FileTimerRequest: one acquire (or, with expiration_time < 0, release)."""
 
@@ -64,14 +60,26 @@ def table_path_for(run_id=None, file_path=None):
     return "/dev/shm/shmtimer-%d-%s-%s.table" % (os.getuid(), label, digest)
 
 
+def torch_server_signals_itself():
+    """Whether the installed torch's own FileTimerServer signals its own process after a
+    reap (which ends torch's agent). Upstream torch 2.x's does (2.13's does); 1.13's does
+    not, nor does Debian 13's 2.6. The version does not tell, so its source is read."""
+    try:
+        import inspect
+
+        from torch.distributed.elastic.timer.file_based_local_timer import FileTimerServer as Theirs
+        return "os.getpid()" in inspect.getsource(Theirs._run_watchdog)
+    except (ImportError, AttributeError, OSError, TypeError):  # no torch, or no source to read
+        return False
+
+
 def _signal_self_by_default():
-    """As the installed torch does (from 2.0 on, its server signals its own process after
-    a reap, which ends torch's agent), unless SHMTIMER_SIGNAL_SELF_AFTER_REAP says: "0"
-    keeps the agent alive, so that it restarts the workers (--max-restarts) after a reap."""
+    """As the installed torch does, unless SHMTIMER_SIGNAL_SELF_AFTER_REAP says: "0" keeps
+    the agent alive, so that it restarts the workers (--max-restarts) after a reap."""
     chosen = os.environ.get("SHMTIMER_SIGNAL_SELF_AFTER_REAP", "")
     if chosen not in ("", "0", "1"):
         raise ValueError("SHMTIMER_SIGNAL_SELF_AFTER_REAP must be 0 or 1, not %r" % chosen)
-    return _TORCH_MAJOR >= 2 if chosen == "" else chosen == "1"
+    return torch_server_signals_itself() if chosen == "" else chosen == "1"
 
 
 # Old (torch 1.13) and new (2.x) positional orders after file_path.
@@ -83,7 +91,7 @@ class ShmTimerServer:
     """torch's ``FileTimerServer(file_path, [run_id,] max_interval=10, daemon=True,
     log_event=None)``, plus keyword-only ``table_path`` (default: :func:`table_path_for`),
     ``capacity`` of a table it creates, and ``signal_self_after_reap`` (default: as the
-    installed torch does, which is from 2.0 on).
+    installed torch does: torch_server_signals_itself()).
 
     Like torch's, the constructor makes the FIFO, ``start()`` starts the watchdog and
     ``stop()`` stops it and removes the FIFO (and the table, when its path was made up
