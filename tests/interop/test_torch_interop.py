@@ -13,7 +13,7 @@ import textwrap
 import time
 import unittest
 
-from torch_under_test import PY
+from torch_under_test import PY, SUITE
 from shmtimer.torch import torch_server_signals_itself
 from torch.distributed.elastic.timer.file_based_local_timer import FileTimerClient
 
@@ -38,7 +38,7 @@ class AgainstShmtimerd(unittest.TestCase):
 
     def setUp(self):
         self.dir = tempfile.mkdtemp(prefix="shmtimer-interop-")
-        self.table = os.path.join("/dev/shm", "shmtimer-interop-%d-%s.table" % (os.getpid(), self.id().split(".")[-1]))
+        self.table = os.path.join("/dev/shm", "shmtimer-interop-%s-%s.table" % (SUITE, self.id().split(".")[-1]))
         self.fifo = os.path.join(self.dir, "watchdog_timer")
         self.server = subprocess.Popen([SHMTIMERD, "--table", self.table, "--fifo", self.fifo, "--capacity", "4096"],
                                        stderr=subprocess.DEVNULL)

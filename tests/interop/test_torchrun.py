@@ -111,6 +111,11 @@ class Job:
                 with open(os.path.join(out_dir, name)) as f:
                     self.workers[(int(generation), int(rank))] = json.load(f)
 
+    @property
+    def leftovers(self):
+        """The tables this job's workers were given that still exist."""
+        return sorted({w["table"] for w in self.workers.values() if w["table"] and os.path.exists(w["table"])})
+
     def signalled(self):
         """Pids that shmtimer's watchdog killed (its log lines)."""
         return [int(pid) for pid in re.findall(r"signalled pid (\d+) with signal 9: timer 'step' expired", self.output)]
@@ -136,16 +141,9 @@ class Torchrun(unittest.TestCase):
 
     def run_job(self, hang, extra_args=("--max_restarts", "0"), **kwargs):
         with tempfile.TemporaryDirectory() as out:
-            before = self.tables()
             proc = self.start_job(out, hang, extra_args, **kwargs)
             output, _ = proc.communicate(timeout=300)
-            job = Job(proc.returncode, output, out)
-            job.leftovers = sorted(self.tables() - before)
-            return job
-
-    @staticmethod
-    def tables():
-        return {p for p in os.listdir("/dev/shm") if p.startswith("shmtimer-%d-" % os.getuid())}
+            return Job(proc.returncode, output, out)
 
     def assert_hung_rank_killed(self, job, hang, generation=0):
         hung = job.workers[(generation, hang)]

@@ -12,7 +12,7 @@ import unittest
 
 import shmtimer
 
-from torch_under_test import PY
+from torch_under_test import PY, SUITE
 SHMTIMERD = os.environ["SHMTIMERD"]
 import torch.distributed.elastic.timer as torch_timer
 
@@ -30,7 +30,7 @@ class WithServer(unittest.TestCase):
     capacity = 4096
 
     def setUp(self):
-        self.table = "/dev/shm/shmtimer-py-%d-%s.table" % (os.getpid(), self.id().split(".")[-1])
+        self.table = "/dev/shm/shmtimer-py-%s-%s.table" % (SUITE, self.id().split(".")[-1])
         self.server = subprocess.Popen([SHMTIMERD, "--table", self.table, "--capacity", str(self.capacity)],
                                        stderr=subprocess.DEVNULL)
         for _ in range(500):
@@ -385,7 +385,7 @@ class NoServer(unittest.TestCase):
     """A table whose server has stopped: acquiring fails as PyTorch's client does."""
 
     def setUp(self):
-        self.table = "/dev/shm/shmtimer-py-noserver-%d.table" % os.getpid()
+        self.table = "/dev/shm/shmtimer-py-noserver-%s.table" % SUITE
         server = subprocess.Popen([SHMTIMERD, "--table", self.table, "--capacity", "64"], stderr=subprocess.DEVNULL)
         for _ in range(500):
             if os.path.exists(self.table) and shmtimer.header(self.table)["server_alive"]:
@@ -440,7 +440,7 @@ class Errors(unittest.TestCase):
             self.assert_unusable(f.name, shmtimer.NotATableError, "magic")
 
     def test_scope_too_long_and_other_version(self):
-        path = "/dev/shm/shmtimer-py-errors-%d.table" % os.getpid()
+        path = "/dev/shm/shmtimer-py-errors-%s.table" % SUITE
         server = subprocess.Popen([SHMTIMERD, "--table", path, "--capacity", "8"], stderr=subprocess.DEVNULL)
         try:
             for _ in range(500):

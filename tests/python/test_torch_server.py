@@ -13,7 +13,7 @@ import unittest
 import shmtimer
 from shmtimer.torch import FileTimerRequest, ShmTimerServer, table_path_for
 
-from torch_under_test import PY
+from torch_under_test import PY, SUITE
 import torch.distributed.elastic.timer as torch_timer
 
 
@@ -226,7 +226,7 @@ class Lifecycle(unittest.TestCase):
         server.stop()
 
     def test_a_second_server_on_the_same_table_is_refused_while_the_first_runs(self):
-        table = "/dev/shm/shmtimer-twice-%d.table" % os.getpid()
+        table = "/dev/shm/shmtimer-twice-%s.table" % SUITE
         self.addCleanup(lambda: os.path.exists(table) and os.unlink(table))
         first = ShmTimerServer(self.fifo, "twice", 0.1, table_path=table)
         with self.assertRaises(shmtimer.ShmTimerError):

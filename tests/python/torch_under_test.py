@@ -7,8 +7,12 @@ Workers run with the suite's own interpreter (PY), so they see the same torch.
 """
 import os
 import sys
+import uuid
 
 PY = sys.executable
+# Names this suite's files with: every suite runs as pid 1 of its own pid namespace, and
+# two suites (one module under two torches) may run at once on one /dev/shm.
+SUITE = uuid.uuid4().hex[:12]
 
 _expected = os.environ.get("SHMTIMER_EXPECT_TORCH")
 if not _expected:
