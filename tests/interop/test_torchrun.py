@@ -142,8 +142,16 @@ class Torchrun(unittest.TestCase):
     def run_job(self, hang, extra_args=("--max_restarts", "0"), **kwargs):
         with tempfile.TemporaryDirectory() as out:
             proc = self.start_job(out, hang, extra_args, **kwargs)
-            output, _ = proc.communicate(timeout=300)
-            return Job(proc.returncode, output, out)
+            return Job(proc.returncode, self.finish(proc), out)
+
+    def finish(self, proc):
+        """The job's output once it ends; a job still running after 300 s is killed, and
+        the test fails with what it printed."""
+        try:
+            return proc.communicate(timeout=300)[0]
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            self.fail("the job did not end within 300 s:\n" + proc.communicate()[0])
 
     def assert_hung_rank_killed(self, job, hang, generation=0):
         hung = job.workers[(generation, hang)]
@@ -214,7 +222,7 @@ class Torchrun(unittest.TestCase):
     def test_two_jobs_with_the_default_run_id_run_side_by_side(self):
         with tempfile.TemporaryDirectory() as a, tempfile.TemporaryDirectory() as b:
             jobs = [self.start_job(out, hang=-1, extra_args=("--max_restarts", "0")) for out in (a, b)]
-            outputs = [proc.communicate(timeout=300)[0] for proc in jobs]
+            outputs = [self.finish(proc) for proc in jobs]
             finished = [Job(proc.returncode, output, out) for proc, output, out in zip(jobs, outputs, (a, b))]
         for job in finished:
             self.assertEqual(job.status, 0, job.output)
@@ -246,7 +254,7 @@ class Torchrun(unittest.TestCase):
         with tempfile.TemporaryDirectory() as out:
             proc = self.start_job(out, hang=-1, extra_args=("--max_restarts", "0"),
                                   launcher=("-c", HEALTH_LAUNCHER), TORCHELASTIC_HEALTH_CHECK_PORT=str(free_port()))
-            output, _ = proc.communicate(timeout=300)
+            output = self.finish(proc)
             self.assertEqual(proc.returncode, 0, output)
             with open(os.path.join(out, "health.json")) as f:
                 health = json.load(f)
