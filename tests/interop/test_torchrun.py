@@ -142,7 +142,8 @@ class Torchrun(unittest.TestCase):
     def run_job(self, hang, extra_args=("--max_restarts", "0"), **kwargs):
         with tempfile.TemporaryDirectory() as out:
             proc = self.start_job(out, hang, extra_args, **kwargs)
-            return Job(proc.returncode, self.finish(proc), out)
+            output = self.finish(proc)
+            return Job(proc.returncode, output, out)
 
     def finish(self, proc):
         """The job's output once it ends; a job still running after 300 s is killed, and
