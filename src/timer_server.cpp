@@ -141,13 +141,16 @@ bool TimerServer::drain_sources() {
   return more;
 }
 
-RoundResult TimerServer::run_once_at(std::uint64_t now_ns) { return round(now_ns, true); }
+// While the watchdog thread runs, the wake-up handshake (marker, plan, sleep) is its own:
+// a round run from another thread leaves it alone and only reads, reaps and sweeps.
+RoundResult TimerServer::run_once_at(std::uint64_t now_ns) { return round(now_ns, !thread_.joinable()); }
 
-RoundResult TimerServer::round(std::uint64_t now_ns, bool fresh) {
+RoundResult TimerServer::round(std::uint64_t now_ns, bool fresh, bool* sources_pending) {
   const std::lock_guard lock(round_mutex_);
   if (fresh) wakeup_->publish_marker(now_ns, static_cast<std::uint64_t>(options_.policy.max_interval.count()));
   write_heartbeat(now_ns);
-  sources_pending_ = drain_sources();
+  const bool pending = drain_sources();
+  if (sources_pending != nullptr) *sources_pending = pending;
   if (watcher_) watcher_->rearm();
   const RoundResult result = reaper_->round(now_ns);
   last_progress_epoch_s_.store(epoch_now_s(), std::memory_order_relaxed);
@@ -193,9 +196,10 @@ void TimerServer::run_loop() {
   bool fresh = true;  // false: a client asked for a wake-up while the last round ran
   while (!stop_requested_.load(std::memory_order_acquire)) {
     RoundResult result;
+    bool sources_pending = false;  // the round's own answer: run_once() may run rounds too
     std::uint64_t now_ns = options_.clock->now_ns();
     try {
-      result = round(now_ns, fresh);
+      result = round(now_ns, fresh, &sources_pending);
       if (options_.after_round) options_.after_round(result);
     } catch (const std::exception& e) {
       // No byte in the table or the FIFO may stop the watchdog: log, wait a full interval
@@ -208,7 +212,7 @@ void TimerServer::run_loop() {
     fresh = true;
     now_ns = options_.clock->now_ns();
     if (result.expired > 0) spin_until_ns = now_ns + spin_ns;
-    if (sources_pending_) continue;  // a flood: read on at once, reaping between chunks
+    if (sources_pending) continue;  // a flood: read on at once, reaping between chunks
     const IdleDecision idle = decide_idle(options_.policy, now_ns, result.next_deadline_ns, spin_until_ns,
                                           wake_lateness_.recent_max_ns());
     if (idle.spin) continue;

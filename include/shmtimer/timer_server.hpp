@@ -129,8 +129,9 @@ class TimerServer {
  private:
   void run_loop();
   // One round. `fresh`: publish a new wake-up marker first (src/server_wakeup.hpp); a
-  // rescan asked for by a client keeps the plan already published.
-  RoundResult round(std::uint64_t now_ns, bool fresh);
+  // rescan asked for by a client keeps the plan already published. `sources_pending`,
+  // if given, is set when a source has more to read (a flood).
+  RoundResult round(std::uint64_t now_ns, bool fresh, bool* sources_pending = nullptr);
   void write_heartbeat(std::uint64_t now_ns);
   bool drain_sources();  // true when a source has more pending
 
@@ -143,7 +144,6 @@ class TimerServer {
   int lock_fd_ = -1;
   std::atomic<std::int64_t> last_progress_epoch_s_{0};  // relaxed: a standalone value for readers
   std::vector<std::shared_ptr<RequestSource>> sources_;
-  bool sources_pending_ = false;
   WakeLateness wake_lateness_;  // how late the watchdog's timed sleeps end; used by its thread only
   // stop(): set the flag (release), then wake the thread sleeping on the table's futex;
   // the thread reads the flag (acquire) after every wake-up.
