@@ -79,7 +79,7 @@ class ShmTimerClient(_TimerClientBase):
             pass  # raised again at the first use, as torch's client fails at its first request
 
     def _open(self):
-        """The table's client, opened at the first use; from then on the per-step calls
+        """The table's client, opened now if it is not open yet; from then on the per-step calls
         are the C++ builtins, stored on the instance (one call from Python to C++ per
         acquire or release, with no Python frame and no pybind11 dispatch in between)."""
         if self._client is None:
