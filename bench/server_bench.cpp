@@ -37,7 +37,7 @@ using shmtimer::bench::quantile;
 // ahead (so a round scans them all and reaps none).
 void fill(const shmtimer::Table& table, std::uint64_t count) {
   const std::uint64_t step = std::max<std::uint64_t>(1, table.capacity() / std::max<std::uint64_t>(count, 1));
-  const shmtimer::detail::NewKey owner{shmtimer::current_pid(), shmtimer::current_start_time(), SIGKILL,
+  const shmtimer::detail::NewKey owner{shmtimer::current_pid(), shmtimer::current_identity(), SIGKILL,
                                        shmtimer::layout::Origin::kTable};
   const std::uint64_t deadline = shmtimer::monotonic_now_ns() + 3600ULL * 1'000'000'000ULL;
   for (std::uint64_t n = 0, i = 0; n < count && i < table.capacity(); ++n, i += step) {
@@ -276,8 +276,9 @@ void BM_SignalPath(benchmark::State& state) {
     for (int sample = 0; sample < kExpirySamples; ++sample) {
       const pid_t child = fork_paused_child([] {});  // has the table mapped, from this process
       shmtimer::LinuxProcessControl processes;
-      const shmtimer::SignalRequest request{child, shmtimer::read_process_stat(child)->start_time, SIGKILL, ::getuid(),
-                                            table};
+      shmtimer::ProcessInfo info;
+      if (!processes.inspect(child, std::nullopt, info).running()) throw std::runtime_error("the child does not run");
+      const shmtimer::SignalRequest request{child, info.identity, SIGKILL, ::getuid(), table, std::nullopt};
       std::this_thread::sleep_for(std::chrono::milliseconds(5));
       if (state.range(0) == 1) processes.prepare(request);
       std::this_thread::sleep_for(std::chrono::milliseconds(5));

@@ -29,29 +29,32 @@ FifoSenders::Verdict FifoSenders::judge(pid_t pid) {
   if (pid <= 1) return {0, FifoRefusal::kNotAWorker};
   if (const auto known = known_.find(pid); known != known_.end()) return known->second.verdict;
   ++from_proc_;
-  const auto pinned = pin_process(pid);
-  if (!pinned) return {0, FifoRefusal::kNoProcess};
-  Verdict verdict{pinned->start_time, std::nullopt};
+  PinnedProcess pinned;
+  if (const Probe probe = pin_process(pid, std::nullopt, pinned); !probe.running())
+    return probe.gone() ? Verdict{0, FifoRefusal::kNoProcess} : Verdict{0, std::nullopt, probe.error};
+  Verdict verdict{pinned.identity, std::nullopt};
   if (!any_uid_) {
-    struct stat st {};
-    const std::string dir = "/proc/" + std::to_string(pid);
-    if (::stat(dir.c_str(), &st) != 0 || st.st_uid != ::getuid()) verdict.refusal = FifoRefusal::kOtherUser;
+    uid_t uid = 0;
+    const Probe probe = effective_uid(pid, uid);
+    if (probe.running() && uid != ::getuid()) verdict.refusal = FifoRefusal::kOtherUser;
+    if (probe.gone()) verdict.refusal = FifoRefusal::kNoProcess;
+    if (probe.unknown()) verdict = {0, std::nullopt, probe.error};
   }
   // The uid was read while the pidfd held the process; if it has exited since, the pid
   // may name another process already, so that answer is not kept.
-  if (pinned->pidfd < 0 || epoll_fd_ < 0 || pidfd_exited(pinned->pidfd)) {
-    if (pinned->pidfd >= 0) ::close(pinned->pidfd);
+  if (pinned.pidfd < 0 || epoll_fd_ < 0 || verdict.unknown_error != 0 || pidfd_exited(pinned.pidfd)) {
+    if (pinned.pidfd >= 0) ::close(pinned.pidfd);
     return verdict;
   }
   if (known_.size() >= kMaxKnown) forget_all();
   epoll_event event{};
   event.events = EPOLLIN;
   event.data.u64 = static_cast<std::uint32_t>(pid);
-  if (::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, pinned->pidfd, &event) != 0) {
-    ::close(pinned->pidfd);
+  if (::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, pinned.pidfd, &event) != 0) {
+    ::close(pinned.pidfd);
     return verdict;
   }
-  known_.emplace(pid, Known{pinned->pidfd, verdict});
+  known_.emplace(pid, Known{pinned.pidfd, verdict});
   return verdict;
 }
 

@@ -1,4 +1,4 @@
-// What the FIFO shim knows of the processes that send it requests: each one's start time
+// What the FIFO shim knows of the processes that send it requests: each one's identity
 // and whether the server would signal it, learned from /proc once and kept while the
 // process runs. Reading /proc for every request cost the shim most of its time.
 //
@@ -6,7 +6,7 @@
 // readable when one of them exits. The shim calls forget_exited() after each read from
 // the FIFO and before applying what it read: a request from a process that reuses an
 // exited process's pid was written after that exit, so its entry is gone by then and the
-// newcomer is judged afresh, never with the old process's start time or verdict.
+// newcomer is judged afresh, never with the old process's identity or verdict.
 #pragma once
 
 #include <sys/types.h>
@@ -28,10 +28,13 @@ class FifoSenders {
   FifoSenders& operator=(const FifoSenders&) = delete;
 
   struct Verdict {
-    std::uint64_t start_time = 0;
+    std::uint64_t identity = 0;
     std::optional<FifoRefusal> refusal;  // set: no slot, no timer
+    // Not 0: the sender could not be looked at (this errno); neither refused nor judged,
+    // so its request waits to be judged again (FifoShim).
+    int unknown_error = 0;
   };
-  // From the cache, or learned now (and cached while the process runs).
+  // From the cache, or learned now (and cached while the process runs; never an unknown).
   Verdict judge(pid_t pid);
   // Drops every process that has exited since the last call. One epoll_wait.
   void forget_exited();

@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -13,6 +14,7 @@
 #include "shmtimer/printable.hpp"
 #include "shmtimer/process_identity.hpp"
 #include "fifo_senders.hpp"
+#include "server_wakeup.hpp"
 #include "slot_ops.hpp"
 
 namespace shmtimer {
@@ -177,6 +179,7 @@ DrainResult FifoShim::drain() {
   const std::uint64_t before = request_count();
   const std::uint64_t started_ns = monotonic_now_ns();
   table_full_ = false;  // a full table is searched at most once a round (slots may have been freed since)
+  retry_deferred();
   if (read_fd_ < 0) return {0, false};  // lost, and could not be made again
   std::size_t read_bytes = 0;
   char buf[16384];  // about 150 requests: the time budget is checked between chunks
@@ -204,9 +207,15 @@ void FifoShim::register_requests(const std::vector<fifo::Request>& requests) {
   const std::lock_guard lock(mutex_);
   table_full_ = false;
   senders_->forget_exited();
+  retry_deferred();
   // An assembler of their own: the FIFO's may hold the start of a line the next read ends.
   auto assembler = make_line_assembler();
   for (const auto& line : lines) assembler.feed(line);
+  // From another thread than the server's: a deadline before its planned wake-up wakes it,
+  // as a table client's arm does.
+  for (const auto& request : requests)
+    if (!request.is_release())
+      detail::wake_server_for(table_->header(), to_table_ns(deadline_from_epoch_seconds(request.expiration_time)));
 }
 
 std::uint64_t FifoShim::clear_timers(const std::set<pid_t>& pids) {
@@ -253,10 +262,42 @@ void FifoShim::recover(std::string_view line) {
 void FifoShim::apply(const fifo::Request& request) {
   stats_.requests.fetch_add(1, std::memory_order_relaxed);
   table_->header().fifo_requests.fetch_add(1, std::memory_order_relaxed);  // statistics
+  act(request);
+}
+
+void FifoShim::retry_deferred() {
+  if (deferred_.empty()) return;
+  std::deque<fifo::Request> waiting;
+  waiting.swap(deferred_);
+  for (const auto& request : waiting) act(request);  // in order; what still cannot be judged waits again
+  if (deferred_.empty() && unknown_in_episode_ > 0) {
+    spdlog::warn("FIFO {}: every deferred request is now applied, after {} look(s) at senders that could not tell",
+                 path_.string(), unknown_in_episode_);
+    unknown_in_episode_ = 0;
+  }
+}
+
+void FifoShim::act(const fifo::Request& request) {
+  const auto defer = [&] {
+    if (deferred_.size() < kMaxDeferred) return deferred_.push_back(request);
+    spdlog::error("FIFO {}: request from pid {} (scope '{}') dropped: {} requests already wait for their senders to "
+                  "be looked at",
+                  path_.string(), request.pid, printable(request.scope_id), kMaxDeferred);
+  };
+  if (std::any_of(deferred_.begin(), deferred_.end(), [&](const fifo::Request& r) { return r.pid == request.pid; }))
+    return defer();  // behind its sender's earlier requests
   // The timer is keyed by the process's identity at receipt, as a table client records
   // its own. A request the server would refuse to act on gets no slot at all, so refused
   // requests can never fill the table.
   const auto verdict = senders_->judge(request.pid);
+  if (verdict.unknown_error != 0) {
+    detail::count_liveness_unknown(*table_, verdict.unknown_error);
+    if (unknown_in_episode_++ == 0)
+      spdlog::error("FIFO {}: could not look at pid {}, the sender of a request (scope '{}'): {}. Its requests wait "
+                    "and are applied once it can be looked at",
+                    path_.string(), request.pid, printable(request.scope_id), std::strerror(verdict.unknown_error));
+    return defer();
+  }
   if (verdict.refusal) {
     stats_.count(*verdict.refusal);
     spdlog::info("FIFO request from pid {} (scope '{}') refused: {}", request.pid, printable(request.scope_id),
@@ -264,20 +305,20 @@ void FifoShim::apply(const fifo::Request& request) {
     return;
   }
   if (request.is_release())
-    release(request, verdict.start_time);
+    release(request, verdict.identity);
   else
-    acquire(request, verdict.start_time);
+    acquire(request, verdict.identity);
 }
 
-void FifoShim::acquire(const fifo::Request& request, std::uint64_t start_time) {
+void FifoShim::acquire(const fifo::Request& request, std::uint64_t identity) {
   const detail::ScopeKey key(request.scope_id);
-  detail::Ownership owner{0, start_time};
-  std::uint64_t index = detail::find_slot(*table_, request.pid, start_time, layout::Origin::kFifo, key, &owner.control);
+  detail::Ownership owner{0, identity};
+  std::uint64_t index = detail::find_slot(*table_, request.pid, identity, layout::Origin::kFifo, key, &owner.control);
   if (index == detail::kNoSlot) {
     // Fail fast on a table found full this round: searching every slot again for each
     // request of a flood would stall the round (and so every reap) for seconds.
     const auto claimed = table_full_ ? detail::Claimed{}
-                                     : detail::insert_slot(*table_, {request.pid, start_time, request.signal,
+                                     : detail::insert_slot(*table_, {request.pid, identity, request.signal,
                                                                      layout::Origin::kFifo}, key);
     table_full_ = !claimed.ok();
     if (!claimed.ok()) {
@@ -300,13 +341,13 @@ void FifoShim::acquire(const fifo::Request& request, std::uint64_t start_time) {
   emit("set timer", request, index);
 }
 
-void FifoShim::release(const fifo::Request& request, std::uint64_t start_time) {
+void FifoShim::release(const fifo::Request& request, std::uint64_t identity) {
   const detail::ScopeKey key(request.scope_id);
   std::uint64_t control = 0;
-  const std::uint64_t index = detail::find_slot(*table_, request.pid, start_time, layout::Origin::kFifo, key, &control);
+  const std::uint64_t index = detail::find_slot(*table_, request.pid, identity, layout::Origin::kFifo, key, &control);
   if (index == detail::kNoSlot) return;  // releasing an unknown scope does nothing
   auto& slot = table_->slot(index);
-  detail::disarm_slot(slot, {control, start_time});
+  detail::disarm_slot(slot, {control, identity});
   // Only the shim writes FIFO-origin slots, so it can give them back at once.
   if (slot.origin.load(std::memory_order_relaxed) == static_cast<std::uint32_t>(layout::Origin::kFifo))
     detail::free_slot(*table_, index, control);

@@ -1,100 +1,137 @@
 #include "shmtimer/process_identity.hpp"
 
-#include "process_maps.hpp"
-
 #include <dirent.h>
 #include <fcntl.h>
-#include <sys/stat.h>
-#include <sys/sysmacros.h>
 #include <poll.h>
 #include <pthread.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 
 #include <cerrno>
-
 #include <cstdio>
 #include <cstring>
 #include <string>
-#include <string_view>
+
+#include "process_maps.hpp"
 
 namespace shmtimer {
 
-std::optional<ProcessStat> read_process_stat(pid_t pid) noexcept {
-  if (pid <= 0) return std::nullopt;
+namespace {
+
+constexpr long kPidfsMagic = 0x50494446;  // PIDFS_MAGIC of <linux/magic.h> (6.9), which Debian 12's headers predate
+
+void close_quietly(int fd) {
+  if (fd >= 0) ::close(fd);
+}
+
+// The "Threads:" count of /proc/<pid>/status into `threads`, which counts a zombie main
+// thread until the whole group has exited: a process that is only a zombie shows 1. 0
+// when `pid` is a thread id that is not its group's leader (/proc answers for hidden
+// thread ids too, but they are not processes).
+Probe thread_count(pid_t pid, long& threads) noexcept {
+  char path[48];
+  std::snprintf(path, sizeof path, "/proc/%d/status", static_cast<int>(pid));
+  FILE* file = std::fopen(path, "re");
+  if (file == nullptr) return Probe::of_errno(errno);
+  char line[256];
+  long count = 0, tgid = 0;
+  while (std::fgets(line, sizeof line, file) != nullptr && count == 0)
+    if (std::sscanf(line, "Tgid: %ld", &tgid) != 1) std::sscanf(line, "Threads: %ld", &count);
+  const bool failed = std::ferror(file) != 0;
+  const int error = errno;
+  std::fclose(file);
+  if (failed) return Probe::of_errno(error);
+  threads = tgid == pid ? count : 0;
+  return {Presence::kRunning, 0};
+}
+
+// Do the start time's process still run, as /proc alone tells? (No pidfd to ask.)
+Probe running_from_proc(pid_t pid, const ProcessStat& stat) noexcept {
+  long threads = 0;
+  if (const Probe probe = thread_count(pid, threads); !probe.running()) return probe;
+  // 0 for a thread id that is not its group's leader: never taken for a process, so
+  // kill() is never aimed at a group through one of its threads.
+  return {threads > (stat.state == 'Z' || stat.state == 'X' ? 1 : 0) ? Presence::kRunning : Presence::kGone, 0};
+}
+
+// Does the maps file at `path` (a process's or one of its threads') list `file`?
+Mapping maps_list_file(const std::string& path, const FileId& file, int& error) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    error = errno;
+    // Gone (the liveness check after it says so) or, for a thread, exited: not here.
+    return error == ENOENT || error == ESRCH ? Mapping::kNotMapped : Mapping::kUnknown;
+  }
+  const Mapping mapping = detail::maps_list(fd, file, error);
+  ::close(fd);
+  return mapping;
+}
+
+void refresh_self() noexcept {
+  const pid_t pid = ::getpid();
+  std::uint64_t identity = 0;
+  if (const int pidfd = open_pidfd(pid); pidfd >= 0) {
+    identity = pidfs_identity_of(pidfd);
+    ::close(pidfd);
+  }
+  if (ProcessStat stat; identity == 0 && read_process_stat(pid, stat).running()) identity = stat.start_time;
+  // The identity's kind in the key's lowest bit above the pid, then its low 41 bits: a
+  // pidfs inode or a start time in ticks (2^41 ticks are 700 years at 100 Hz).
+  const std::uint64_t low = (identity & ((std::uint64_t{1} << (63 - kCacheKeyPidBits)) - 1)) << 1 |
+                            (is_pidfs_identity(identity) ? 1 : 0);
+  const bool fits = identity != 0 && static_cast<std::uint64_t>(pid) < (std::uint64_t{1} << kCacheKeyPidBits);
+  g_self_identity.identity.store(identity, std::memory_order_relaxed);
+  g_self_identity.cache_key.store(fits ? low << kCacheKeyPidBits | static_cast<std::uint64_t>(pid) : 0,
+                                  std::memory_order_relaxed);
+  // Publishes identity and cache_key; stays 0 when the identity is not known, so the next
+  // use tries again (and never finds a parent's identity after fork).
+  g_self_identity.pid.store(identity != 0 ? pid : 0, std::memory_order_release);
+}
+
+}  // namespace
+
+Probe Probe::of_errno(int error) {
+  return {error == ESRCH || error == ENOENT ? Presence::kGone : Presence::kUnknown, error};
+}
+
+Probe read_process_stat(pid_t pid, ProcessStat& out) noexcept {
+  if (pid <= 0) return {Presence::kGone, ESRCH};
   char path[48];
   std::snprintf(path, sizeof path, "/proc/%d/stat", static_cast<int>(pid));
   const int fd = ::open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return std::nullopt;
+  if (fd < 0) return Probe::of_errno(errno);
   char buf[1024];
   ssize_t n;
   do {
     n = ::read(fd, buf, sizeof buf - 1);
   } while (n < 0 && errno == EINTR);
+  const int error = errno;
   ::close(fd);
-  if (n <= 0) return std::nullopt;
+  if (n < 0) return Probe::of_errno(error);
+  if (n == 0) return {Presence::kGone, ESRCH};  // the kernel ends the file of a task that is gone
   buf[n] = '\0';
   // The command name (field 2) is in parentheses and may itself hold spaces or ')', so
-  // parse from the last ')'.
+  // parse from the last ')'. Text that does not parse is no proof of death.
   const char* p = std::strrchr(buf, ')');
-  if (p == nullptr || p[1] != ' ') return std::nullopt;
+  if (p == nullptr || p[1] != ' ') return {Presence::kUnknown, EPROTO};
   p += 2;
   ProcessStat stat;
   stat.state = *p;
   // Fields 3..21 are skipped; field 22 is starttime.
   for (int field = 3; field < 22; ++field) {
     p = std::strchr(p, ' ');
-    if (p == nullptr) return std::nullopt;
+    if (p == nullptr) return {Presence::kUnknown, EPROTO};
     ++p;
   }
+  if (*p < '0' || *p > '9') return {Presence::kUnknown, EPROTO};
   std::uint64_t value = 0;
-  if (*p < '0' || *p > '9') return std::nullopt;
   while (*p >= '0' && *p <= '9') value = value * 10 + static_cast<std::uint64_t>(*p++ - '0');
   stat.start_time = value;
-  return stat;
+  out = stat;
+  return {Presence::kRunning, 0};
 }
-
-namespace {
-
-// The "Threads:" count of /proc/<pid>/status, which counts a zombie main thread until the
-// whole group has exited: a process that is only a zombie shows 1. 0 when unreadable, and
-// when `pid` is a thread id that is not its group's leader (/proc answers for hidden
-// thread ids too, but they are not processes).
-long thread_count(pid_t pid) noexcept {
-  char path[48];
-  std::snprintf(path, sizeof path, "/proc/%d/status", static_cast<int>(pid));
-  FILE* file = std::fopen(path, "re");
-  if (file == nullptr) return 0;
-  char line[256];
-  long threads = 0, tgid = 0;
-  while (std::fgets(line, sizeof line, file) != nullptr && threads == 0)
-    if (std::sscanf(line, "Tgid: %ld", &tgid) != 1) std::sscanf(line, "Threads: %ld", &threads);
-  std::fclose(file);
-  return tgid == pid ? threads : 0;
-}
-
-// Does the maps file at `path` (a process's or one of its threads') list `file`?
-bool maps_list_file(const std::string& path, const FileId& file) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return false;
-  const bool listed = detail::maps_list(fd, file);
-  ::close(fd);
-  return listed;
-}
-
-void refresh_self() noexcept {
-  const pid_t pid = ::getpid();
-  const auto stat = read_process_stat(pid);
-  const std::uint64_t start_time = stat ? stat->start_time : 0;
-  const bool fits = stat && static_cast<std::uint64_t>(pid) < (std::uint64_t{1} << kCacheKeyPidBits) &&
-                    start_time < (std::uint64_t{1} << (64 - kCacheKeyPidBits));
-  g_self_identity.start_time.store(start_time, std::memory_order_relaxed);
-  g_self_identity.cache_key.store(fits ? start_time << kCacheKeyPidBits | static_cast<std::uint64_t>(pid) : 0,
-                                  std::memory_order_relaxed);
-  g_self_identity.pid.store(pid, std::memory_order_release);  // publishes start_time and cache_key
-}
-
-}  // namespace
 
 int open_pidfd(pid_t pid) noexcept { return static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)); }
 
@@ -107,38 +144,99 @@ bool pidfd_exited(int pidfd) noexcept {
   return rc > 0 && (p.revents & POLLIN) != 0;
 }
 
-std::optional<PinnedProcess> pin_process(pid_t pid) noexcept {
-  if (pid <= 0) return std::nullopt;
-  const int pidfd = open_pidfd(pid);
-  // ESRCH: no such process. EINVAL: a thread id that is not a thread-group leader.
-  if (pidfd < 0 && (errno == ESRCH || errno == EINVAL)) return std::nullopt;
-  // Opened first, so that while the pidfd's process runs the pid is still its own, and
-  // the start time read below is that process's.
-  const auto stat = read_process_stat(pid);
-  bool running = stat.has_value();
-  if (running && pidfd >= 0) running = !pidfd_exited(pidfd);
-  if (running && pidfd < 0) running = thread_count(pid) > (stat->state == 'Z' || stat->state == 'X' ? 1 : 0);
-  if (!running) {
-    if (pidfd >= 0) ::close(pidfd);
-    return std::nullopt;
+std::uint64_t pidfs_identity_of(int pidfd) noexcept {
+  // Whether pidfds live on pidfs is the kernel's, the same for every pidfd: asked once.
+  // Relaxed: racing first callers store the same answer.
+  static std::atomic<int> on_pidfs{0};  // 0: not asked yet, 1: yes, -1: no
+  if (on_pidfs.load(std::memory_order_relaxed) == 0) {
+    struct statfs fs {};
+    if (::fstatfs(pidfd, &fs) != 0) return 0;
+    on_pidfs.store(fs.f_type == kPidfsMagic ? 1 : -1, std::memory_order_relaxed);
   }
-  return PinnedProcess{pidfd, stat->start_time};
+  if (on_pidfs.load(std::memory_order_relaxed) < 0) {
+    errno = ENODEV;
+    return 0;
+  }
+  struct stat st {};
+  if (::fstat(pidfd, &st) != 0) return 0;
+  if (static_cast<std::uint64_t>(st.st_ino) >= kPidfsIdentity) {
+    errno = EOVERFLOW;
+    return 0;
+  }
+  return kPidfsIdentity | static_cast<std::uint64_t>(st.st_ino);
 }
 
-bool process_running(pid_t pid, std::optional<std::uint64_t> start_time) noexcept {
-  const auto pinned = pin_process(pid);
-  if (!pinned) return false;
-  if (pinned->pidfd >= 0) ::close(pinned->pidfd);
-  return !start_time || pinned->start_time == *start_time;
+Probe pin_process(pid_t pid, std::optional<std::uint64_t> expected, PinnedProcess& out) noexcept {
+  out = {};
+  if (pid <= 0) return {Presence::kGone, ESRCH};
+  const int pidfd = open_pidfd(pid);
+  // ESRCH: no such process. EINVAL (before 6.9) or ENOENT: a thread id that is not a
+  // thread-group leader, so not the process that was recorded, nor any process.
+  if (pidfd < 0 && (errno == ESRCH || errno == EINVAL || errno == ENOENT)) return {Presence::kGone, errno};
+  if (pidfd < 0 && errno != ENOSYS) return {Presence::kUnknown, errno};
+  const auto fail = [&](Probe probe) {
+    close_quietly(pidfd);
+    return probe;
+  };
+  // The identity is read after the pidfd is opened, so that while the pidfd's process runs
+  // (checked last) the pid is still its own and the identity is that process's.
+  const bool by_start_time = expected && !is_pidfs_identity(*expected);
+  std::uint64_t identity = pidfd >= 0 && !by_start_time ? pidfs_identity_of(pidfd) : 0;
+  if (identity == 0 && pidfd >= 0 && !by_start_time && errno != ENODEV) return fail({Presence::kUnknown, errno});
+  // A pidfs identity cannot be checked without a pidfd on pidfs (a sandbox that refuses
+  // pidfd_open, say): unknown, never a match and never a death.
+  if (identity == 0 && expected && is_pidfs_identity(*expected)) return fail({Presence::kUnknown, ENOSYS});
+  ProcessStat stat;
+  if (identity == 0) {
+    if (const Probe probe = read_process_stat(pid, stat); !probe.running()) return fail(probe);
+    identity = stat.start_time;
+  }
+  const Probe alive = pidfd >= 0 ? Probe{pidfd_exited(pidfd) ? Presence::kGone : Presence::kRunning, 0}
+                                 : running_from_proc(pid, stat);
+  if (!alive.running()) return fail(alive);
+  if (expected && identity != *expected) return fail({Presence::kReused, 0});
+  out = {pidfd, identity};
+  return alive;
 }
 
-bool process_running_without_pidfd(pid_t pid, std::optional<std::uint64_t> start_time) noexcept {
-  if (pid <= 0) return false;
-  const auto stat = read_process_stat(pid);
-  if (!stat || (start_time && stat->start_time != *start_time)) return false;
-  // thread_count() is 0 for a thread id that is not its group's leader: never taken for a
-  // process, so kill() is never aimed at a group through one of its threads.
-  return thread_count(pid) > (stat->state == 'Z' || stat->state == 'X' ? 1 : 0);
+Probe probe_process(pid_t pid, std::optional<std::uint64_t> expected) noexcept {
+  PinnedProcess pinned;
+  const Probe probe = pin_process(pid, expected, pinned);
+  close_quietly(pinned.pidfd);
+  return probe;
+}
+
+Probe probe_without_pidfd(pid_t pid, std::optional<std::uint64_t> expected) noexcept {
+  if (pid <= 0) return {Presence::kGone, ESRCH};
+  if (expected && is_pidfs_identity(*expected)) return {Presence::kUnknown, ENOSYS};
+  ProcessStat stat;
+  if (const Probe probe = read_process_stat(pid, stat); !probe.running()) return probe;
+  const Probe alive = running_from_proc(pid, stat);
+  if (alive.running() && expected && stat.start_time != *expected) return {Presence::kReused, 0};
+  return alive;
+}
+
+Probe effective_uid(pid_t pid, uid_t& uid) noexcept {
+  char path[48];
+  std::snprintf(path, sizeof path, "/proc/%d", static_cast<int>(pid));
+  struct stat st {};
+  if (::stat(path, &st) != 0) return Probe::of_errno(errno);
+  uid = st.st_uid;
+  if (uid != 0) return {Presence::kRunning, 0};
+  std::snprintf(path, sizeof path, "/proc/%d/status", static_cast<int>(pid));
+  FILE* status = std::fopen(path, "re");
+  if (status == nullptr) return Probe::of_errno(errno);
+  char line[256];
+  unsigned real = 0, effective = 0;
+  bool found = false;
+  errno = 0;
+  while (!found && std::fgets(line, sizeof line, status) != nullptr)
+    found = std::sscanf(line, "Uid: %u %u", &real, &effective) == 2;
+  const int error = errno;
+  std::fclose(status);
+  if (!found) return error == 0 ? Probe{Presence::kUnknown, EPROTO} : Probe::of_errno(error);
+  uid = static_cast<uid_t>(effective);
+  return {Presence::kRunning, 0};
 }
 
 std::uint32_t current_pid_namespace() noexcept {
@@ -147,23 +245,33 @@ std::uint32_t current_pid_namespace() noexcept {
   return ::stat("/proc/self/ns/pid", &st) == 0 ? static_cast<std::uint32_t>(st.st_ino) : 0;
 }
 
-bool process_maps_file(pid_t pid, const FileId& file) noexcept {
-  const std::string dir = "/proc/" + std::to_string(pid);
-  if (maps_list_file(dir + "/maps", file)) return true;
-  DIR* tasks = ::opendir((dir + "/task").c_str());
-  if (tasks == nullptr) return false;
-  bool found = false;
-  while (const dirent* entry = found ? nullptr : ::readdir(tasks))
-    if (entry->d_name[0] != '.') found = maps_list_file(dir + "/task/" + entry->d_name + "/maps", file);
-  ::closedir(tasks);
-  return found;
+Mapping process_maps_file(pid_t pid, const FileId& file, int& error) noexcept {
+  error = 0;
+  try {
+    const std::string dir = "/proc/" + std::to_string(pid);
+    Mapping answer = maps_list_file(dir + "/maps", file, error);
+    if (answer != Mapping::kNotMapped) return answer;
+    DIR* tasks = ::opendir((dir + "/task").c_str());
+    if (tasks == nullptr) {
+      error = errno;
+      return error == ENOENT || error == ESRCH ? Mapping::kNotMapped : Mapping::kUnknown;
+    }
+    errno = 0;
+    while (const dirent* entry = answer == Mapping::kNotMapped ? ::readdir(tasks) : nullptr)
+      if (entry->d_name[0] != '.') answer = maps_list_file(dir + "/task/" + entry->d_name + "/maps", file, error);
+    ::closedir(tasks);
+    return answer;
+  } catch (const std::bad_alloc&) {
+    error = ENOMEM;
+    return Mapping::kUnknown;
+  }
 }
 
 pid_t learn_self_identity() noexcept {
   static const bool registered = (::pthread_atfork(nullptr, nullptr, refresh_self), true);
   (void)registered;
   refresh_self();
-  return g_self_identity.pid.load(std::memory_order_relaxed);
+  return ::getpid();
 }
 
 }  // namespace shmtimer

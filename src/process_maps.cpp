@@ -87,8 +87,11 @@ MapsAnswer query_maps_for(int maps_fd, const FileId& file, std::uint64_t* near) 
 // more than the rest of the kill. So the text is read in pages and the search stops at
 // the first match (the kernel generates lines as they are read), and only lines whose
 // inode field is the file's (found as text) are parsed.
-bool search_maps_text_for(int maps_fd, const FileId& file) {
-  if (::lseek(maps_fd, 0, SEEK_SET) != 0) return false;
+Mapping search_maps_text_for(int maps_fd, const FileId& file, int& error) {
+  if (::lseek(maps_fd, 0, SEEK_SET) != 0) {
+    error = errno;
+    return Mapping::kUnknown;
+  }
   const std::string inode = " " + std::to_string(file.ino) + " ";
   const auto line_matches = [&](std::string_view line) {
     if (line.find(inode) == std::string_view::npos) return false;
@@ -101,22 +104,29 @@ bool search_maps_text_for(int maps_fd, const FileId& file) {
   std::string pending;  // the text read but not yet searched: whole lines and one partial
   char chunk[4096];
   bool found = false;
-  ssize_t n;
-  while (!found && (n = ::read(maps_fd, chunk, sizeof chunk)) > 0) {
+  ssize_t n = 0;
+  while (!found && ((n = ::read(maps_fd, chunk, sizeof chunk)) > 0 || (n < 0 && errno == EINTR))) {
+    if (n < 0) continue;
     pending.append(chunk, static_cast<std::size_t>(n));
     std::size_t start = 0;
     for (std::size_t end; !found && (end = pending.find('\n', start)) != std::string::npos; start = end + 1)
       found = line_matches(std::string_view(pending).substr(start, end - start));
     pending.erase(0, start);
   }
+  // A read that failed is no proof that the file is not mapped, except for ESRCH: the
+  // address space is gone.
+  if (!found && n < 0 && errno != ESRCH) {
+    error = errno;
+    return Mapping::kUnknown;
+  }
   if (!found && !pending.empty()) found = line_matches(pending);  // a last line without a newline
-  return found;
+  return found ? Mapping::kMapped : Mapping::kNotMapped;
 }
 
-bool maps_list(int maps_fd, const FileId& file, std::uint64_t* near) {
+Mapping maps_list(int maps_fd, const FileId& file, int& error, std::uint64_t* near) {
   const auto listed = query_maps_for(maps_fd, file, near);
-  if (listed != MapsAnswer::kUnsupported) return listed == MapsAnswer::kListed;
-  return search_maps_text_for(maps_fd, file);
+  if (listed != MapsAnswer::kUnsupported) return listed == MapsAnswer::kListed ? Mapping::kMapped : Mapping::kNotMapped;
+  return search_maps_text_for(maps_fd, file, error);
 }
 
 }  // namespace shmtimer::detail

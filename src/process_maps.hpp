@@ -20,11 +20,12 @@ enum class MapsAnswer { kListed, kNotListed, kUnsupported };
 MapsAnswer query_maps_for(int maps_fd, const FileId& file, std::uint64_t* near = nullptr) noexcept;
 
 // Through the text of an open /proc/<pid>/maps, read from its start: any kernel.
-bool search_maps_text_for(int maps_fd, const FileId& file);
+// kUnknown, errno in `error`, when it could not be read through.
+Mapping search_maps_text_for(int maps_fd, const FileId& file, int& error);
 
 // The query where the kernel has it, else the text. An open maps file keeps answering for
 // the address space it was opened on: for a process that has since called exec() it
-// answers "not listed", as that address space is gone.
-bool maps_list(int maps_fd, const FileId& file, std::uint64_t* near = nullptr);
+// answers "not mapped", as that address space is gone.
+Mapping maps_list(int maps_fd, const FileId& file, int& error, std::uint64_t* near = nullptr);
 
 }  // namespace shmtimer::detail

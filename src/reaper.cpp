@@ -55,7 +55,10 @@ Reaper::Reaper(const Table& table, const ServerOptions& options, ProcessControl&
       // armed within it, in the round that first sees it.
       prepare_horizon_ns_(2 * static_cast<std::uint64_t>(std::max<std::int64_t>(0, options.policy.max_interval.count()))) {
   struct stat st {};
-  if (::fstat(table.fd(), &st) == 0) table_file_ = {st.st_dev, st.st_ino};
+  if (::fstat(table.fd(), &st) == 0) {
+    table_file_ = {st.st_dev, st.st_ino};
+    if ((st.st_mode & (S_IWGRP | S_IWOTH)) == 0) sole_table_writer_ = st.st_uid;
+  }
 }
 
 void Reaper::emit(std::string_view name, const SlotSnapshot& timer, std::uint64_t at_ns) const {
@@ -98,9 +101,9 @@ void Reaper::scan(std::uint64_t now_ns, std::map<ProcessKey, std::vector<SlotSna
     // (src/server_wakeup.hpp). A plain load on x86-64 all the same.
     const std::uint64_t armed = slot.armed.load(std::memory_order_seq_cst);
     if (armed == layout::kDisarmed) return;
-    // Relaxed: start_time only groups the timer with its process here; cleanup acts on
+    // Relaxed: identity only groups the timer with its process here; cleanup acts on
     // the exact armed word, whose check names the owner.
-    seen_.push_back({index, {layout::Control::unpack(control).pid, slot.start_time.load(std::memory_order_relaxed)},
+    seen_.push_back({index, {layout::Control::unpack(control).pid, slot.identity.load(std::memory_order_relaxed)},
                      armed});
     const std::uint64_t deadline = layout::ArmWord::deadline_ns(armed);
     if (deadline > now_ns) {
@@ -131,14 +134,17 @@ void Reaper::consider_due(std::uint64_t index, std::uint64_t now_ns,
     spdlog::debug("slot {}: the timer of pid {} was not armed by its owner; not acting on it", index, snap.pid);
     return;
   }
-  expired[{snap.pid, snap.start_time}].push_back(std::move(snap));
+  expired[{snap.pid, snap.identity}].push_back(std::move(snap));
 }
 
 SignalRequest Reaper::request_for(const ProcessKey& process, int signal, std::uint32_t origin) const {
-  SignalRequest request{process.first, process.second, signal, std::nullopt, std::nullopt};
+  SignalRequest request{process.first, process.second, signal, std::nullopt, std::nullopt, std::nullopt};
   if (!options_.any_uid) request.required_uid = self_uid_;
   // A table client maps the table; the FIFO shim arms on behalf of processes that never do.
-  if (origin == static_cast<std::uint32_t>(layout::Origin::kTable)) request.required_mapping = table_file_;
+  if (origin == static_cast<std::uint32_t>(layout::Origin::kTable)) {
+    request.required_mapping = table_file_;
+    request.sole_table_writer = sole_table_writer_;
+  }
   return request;
 }
 
@@ -177,12 +183,35 @@ bool Reaper::refuse_target(pid_t pid, int signal) const {
   return false;
 }
 
-void Reaper::note_failed_kill(const ProcessKey& process, int signal, int error, std::uint64_t now_ns) {
-  table_.header().failed_kills.fetch_add(1, std::memory_order_relaxed);  // statistics
+Reaper::Backoff& Reaper::back_off(const ProcessKey& process, std::uint64_t now_ns) {
   Backoff& b = backoff_[process];
   b.delay_ns = b.delay_ns == 0 ? kFirstRetryNs : std::min(b.delay_ns * 2, kMaxRetryNs);
   b.next_try_ns = now_ns + b.delay_ns;
   ++b.failures;
+  return b;
+}
+
+void Reaper::note_unknown(pid_t pid, int error, std::string_view doing) {
+  detail::count_liveness_unknown(table_, error);
+  ++unknown_this_round_;
+  if (unknown_in_episode_++ == 0)
+    spdlog::error("could not tell whether pid {} {}: {}. Kept as alive (its timers and slots stay, and it is looked "
+                  "at again); further cases are counted in the table header's liveness_unknown until a round has "
+                  "none",
+                  pid, doing, std::strerror(error));
+}
+
+void Reaper::end_unknown_episode_if_over() {
+  if (looks_this_round_ > 0 && unknown_this_round_ == 0 && unknown_in_episode_ > 0) {
+    spdlog::warn("processes can be looked at again, after {} look(s) that could not tell", unknown_in_episode_);
+    unknown_in_episode_ = 0;
+  }
+  looks_this_round_ = unknown_this_round_ = 0;
+}
+
+void Reaper::note_failed_kill(const ProcessKey& process, int signal, int error, std::uint64_t now_ns) {
+  table_.header().failed_kills.fetch_add(1, std::memory_order_relaxed);  // statistics
+  const Backoff& b = back_off(process, now_ns);
   // One line at the first failure, then at the 2nd, 4th, 8th, ...: a kill that keeps
   // failing logs a few lines an hour, not one per round.
   if (is_power_of_two(b.failures))
@@ -212,6 +241,7 @@ std::optional<Reaper::Cleanup> Reaper::reap_process(const ProcessKey& process, s
   int error = 0;
   const SignalRequest request = request_for(process, signal, static_cast<std::uint32_t>(first_killing->origin));
   const std::string scope = printable(first_killing->scope);
+  ++looks_this_round_;
   switch (processes_.send(request, error)) {
     case SignalOutcome::kSent: {
       // When the signal was queued, if the ProcessControl knows it and it falls within
@@ -244,6 +274,17 @@ std::optional<Reaper::Cleanup> Reaper::reap_process(const ProcessKey& process, s
                     pid, scope);
       stats_.count(Refusal::kNotMapped);
       return Cleanup::kDisarm;
+    case SignalOutcome::kUnverifiable:
+      spdlog::error("refusing to signal pid {}: its memory map may not be read ({}: it is not dumpable, or this "
+                    "server lacks CAP_SYS_PTRACE), so nothing shows it armed timer '{}', and the table may be "
+                    "written by other users than its own (docs/security.md)",
+                    pid, std::strerror(error), scope);
+      stats_.count(Refusal::kUnverifiable);
+      return Cleanup::kDisarm;
+    case SignalOutcome::kUnknown:
+      note_unknown(pid, error, "may be signalled for timer '" + scope + "'");
+      back_off(process, now_ns);
+      return std::nullopt;
     case SignalOutcome::kFailed:
       note_failed_kill(process, signal, error, now_ns);
       return std::nullopt;
@@ -276,7 +317,7 @@ std::uint64_t Reaper::disarm_seen(const ProcessKey& process) {
   return cleared;
 }
 
-// Frees every slot of processes that are gone. Their identity (pid and start time) is
+// Frees every slot of processes that are gone. Their identity (pid and identity) is
 // gone for good, so this decision cannot go stale; each free is a CAS from the exact
 // control word read, so a slot claimed again meanwhile is left alone.
 std::uint64_t Reaper::free_all_of(const std::map<ProcessKey, Cleanup>& processes) {
@@ -284,7 +325,7 @@ std::uint64_t Reaper::free_all_of(const std::map<ProcessKey, Cleanup>& processes
   SlotSnapshot snap;
   detail::for_each_occupied(table_, [&](std::uint64_t index) {
     if (detail::read_slot(table_, index, snap) != detail::ReadResult::kReady) return;
-    const auto it = processes.find({snap.pid, snap.start_time});
+    const auto it = processes.find({snap.pid, snap.identity});
     if (it == processes.end() || it->second != Cleanup::kFree) return;
     if (detail::free_slot(table_, index, snap.control) && snap.armed != layout::kDisarmed) {
       emit("clear timer", snap);
@@ -295,14 +336,20 @@ std::uint64_t Reaper::free_all_of(const std::map<ProcessKey, Cleanup>& processes
 }
 
 // The sweep's judgement of one slot, made during the scan. Answers are memoized per
-// identity (pid and start time) for one sweep: "exited" never goes stale for an identity,
+// identity (pid and identity) for one sweep: "exited" never goes stale for an identity,
 // and a stale "running" only delays a free to the next sweep. Claiming slots are never
 // memoized.
 void Reaper::note_if_owner_gone(const layout::Slot& slot, std::uint64_t index, std::uint64_t control) {
-  const auto running = [&](pid_t pid, std::optional<std::uint64_t> start_time) {
-    if (!start_time) return processes_.running(pid, std::nullopt);
-    auto [it, inserted] = running_memo_.try_emplace({pid, *start_time}, false);
-    if (inserted) it->second = processes_.running(pid, start_time);
+  const auto look = [&](pid_t pid, std::optional<std::uint64_t> identity) {
+    ++looks_this_round_;
+    const Probe probe = processes_.running(pid, identity);
+    if (probe.unknown()) note_unknown(pid, probe.error, "still runs");
+    return probe;
+  };
+  const auto running = [&](pid_t pid, std::optional<std::uint64_t> identity) {
+    if (!identity) return look(pid, std::nullopt);
+    auto [it, inserted] = running_memo_.try_emplace({pid, *identity});
+    if (inserted) it->second = look(pid, identity);
     return it->second;
   };
   if (const auto gone = detail::gone_owner_control(slot, control, running)) gone_.push_back({index, *gone});
@@ -344,11 +391,7 @@ RoundResult Reaper::round(std::uint64_t now_ns) {
   scan(now_ns, expired, result, sweeping);
   std::map<ProcessKey, Cleanup> cleanups;
   for (auto& [process, timers] : expired) {
-    if (const auto b = backoff_.find(process); b != backoff_.end() && now_ns < b->second.next_try_ns) {
-      if (result.next_deadline_ns == 0 || b->second.next_try_ns < result.next_deadline_ns)
-        result.next_deadline_ns = b->second.next_try_ns;
-      continue;
-    }
+    if (const auto b = backoff_.find(process); b != backoff_.end() && now_ns < b->second.next_try_ns) continue;
     log_expired_debug(process.first, timers, now_ns);
     if (auto how = reap_process(process, timers, now_ns, result)) {
       cleanups.emplace(process, *how);
@@ -366,6 +409,11 @@ RoundResult Reaper::round(std::uint64_t now_ns) {
     next_sweep_ns_ = now_ns + static_cast<std::uint64_t>(options_.dead_owner_sweep_interval.count());
   }
   if (!approaching_.empty()) prepare_approaching(result.next_deadline_ns);
+  // Retries due after this round, for the idle policy (the scan sees them only when due).
+  for (const auto& [process, b] : backoff_)
+    if (b.next_try_ns > now_ns && (result.retry_at_ns == 0 || b.next_try_ns < result.retry_at_ns))
+      result.retry_at_ns = b.next_try_ns;
+  end_unknown_episode_if_over();
   return result;
 }
 

@@ -30,7 +30,7 @@ class Reaper {
   int take_self_signal() { return std::exchange(self_signal_, 0); }
 
  private:
-  // A process as the table knows it: pid plus start time, so two processes that had the
+  // A process as the table knows it: pid plus identity, so two processes that had the
   // same pid are two keys.
   using ProcessKey = std::pair<pid_t, std::uint64_t>;
   enum class Cleanup { kDisarm, kFree };
@@ -59,6 +59,10 @@ class Reaper {
   std::optional<Cleanup> reap_process(const ProcessKey& process, std::vector<detail::SlotSnapshot>& timers,
                                       std::uint64_t now_ns, RoundResult& result);
   void note_failed_kill(const ProcessKey& process, int signal, int error, std::uint64_t now_ns);
+  // A look at a process that could not tell: counted, and logged once per episode.
+  void note_unknown(pid_t pid, int error, std::string_view doing);
+  void end_unknown_episode_if_over();
+  Backoff& back_off(const ProcessKey& process, std::uint64_t now_ns);
   std::uint64_t disarm_seen(const ProcessKey& process);
   std::uint64_t free_all_of(const std::map<ProcessKey, Cleanup>& processes);
   void note_if_owner_gone(const layout::Slot& slot, std::uint64_t index, std::uint64_t control);
@@ -100,8 +104,16 @@ class Reaper {
     std::uint64_t control;
   };
   std::vector<GoneSlot> gone_;
-  std::map<ProcessKey, bool> running_memo_;
+  std::map<ProcessKey, Probe> running_memo_;
   std::map<ProcessKey, Backoff> backoff_;
+  // Looks at processes that could not tell: in this round, and since the last round that
+  // looked and had none (the episode, logged once at its start and once at its end).
+  std::uint64_t looks_this_round_ = 0;
+  std::uint64_t unknown_this_round_ = 0;
+  std::uint64_t unknown_in_episode_ = 0;
+  // The one uid, besides root, that may write the table (its owner, when the mode lets no
+  // one else write): see SignalRequest::sole_table_writer.
+  std::optional<uid_t> sole_table_writer_;
 };
 
 }  // namespace shmtimer

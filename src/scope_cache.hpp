@@ -6,9 +6,9 @@
 // against it before writing anything, and the key of a Ready slot is immutable until its
 // control word changes (free and re-claim bump the generation). So a slot freed or taken
 // since is a miss, never a write to the wrong slot. An entry is also keyed by the
-// caller's whole identity (current_cache_key: pid and start time): a forked child has
+// caller's whole identity (current_cache_key: pid and identity): a forked child has
 // another pid, and a descendant that inherited the cache and was given a recycled pid has
-// another start time, so neither ever matches its ancestor's entries.
+// another identity, so neither ever matches its ancestor's entries.
 #pragma once
 
 #include <algorithm>
@@ -30,18 +30,19 @@ class ScopeCache {
   // check; thread storage starts zeroed, and table_id 0 means empty (ids start at 1).
   struct Entry {
     std::uint64_t table_id;
-    std::uint64_t identity;  // current_cache_key() when remembered, never 0
+    std::uint64_t caller_key;  // current_cache_key() when remembered, never 0
     std::uint64_t index;
     std::uint64_t control;  // the slot's Ready word when remembered
     std::uint64_t len;
-    std::uint64_t owner_mix;  // layout::ArmWord::owner_mix(control, start time): for arm_slot_mixed
+    std::uint64_t identity;   // the caller's process identity, which the slot records
+    std::uint64_t owner_mix;  // layout::ArmWord::owner_mix(control, identity): for arm_slot_mixed
     char bytes[kCachedBytes];  // the scope, zero padded
 
-    Ownership ownership() const noexcept { return {control, identity >> kCacheKeyPidBits}; }
+    Ownership ownership() const noexcept { return {control, identity}; }
   };
 
-  // Was `e` remembered by the calling process as it is now (pid and start time)?
-  static bool made_by_caller(const Entry& e) noexcept { return e.identity == current_cache_key(); }
+  // Was `e` remembered by the calling process as it is now (pid and identity)?
+  static bool made_by_caller(const Entry& e) noexcept { return e.caller_key == current_cache_key(); }
 
   // The scopes find_common() takes: most, as "train.py#123" or "rank-3/step" are.
   static bool common_length(std::string_view scope) noexcept { return scope.size() - 8 <= 24; }  // 8..32 bytes
@@ -96,15 +97,16 @@ class ScopeCache {
   // this process as it is now (its identity is read here).
   static void remember(std::uint64_t table_id, std::uint64_t index, std::uint64_t control,
                        std::string_view scope) noexcept {
-    const std::uint64_t identity = current_cache_key();
-    if (identity == 0) return;  // unknown: an entry must never match a caller it was not made by
+    const std::uint64_t key = current_cache_key();
+    if (key == 0) return;  // unknown: an entry must never match a caller it was not made by
     Entry& e = entries_[set_of(scope.data(), scope.size())];
     e.table_id = table_id;
-    e.identity = identity;
+    e.caller_key = key;
+    e.identity = current_identity();
     e.index = index;
     e.control = control;
     e.len = scope.size();
-    e.owner_mix = layout::ArmWord::owner_mix(control, identity >> kCacheKeyPidBits);
+    e.owner_mix = layout::ArmWord::owner_mix(control, e.identity);
     std::memset(e.bytes, 0, kCachedBytes);
     std::memcpy(e.bytes, scope.data(), std::min<std::size_t>(scope.size(), kCachedBytes));
   }
@@ -135,10 +137,10 @@ class ScopeCache {
   // code (the Python module) would otherwise make on every lookup, and which made GCC
   // save six registers in every hot path even where the linker relaxed the call away.
   // GCC takes the model from the definition below, not from this declaration.
-  // 352 bytes in all.
+  // 384 bytes in all.
   static thread_local Entry entries_[kEntries];
 };
-static_assert(sizeof(ScopeCache::Entry) == 88);
+static_assert(sizeof(ScopeCache::Entry) == 96);
 
 __attribute__((tls_model("initial-exec"))) inline thread_local ScopeCache::Entry ScopeCache::entries_[ScopeCache::kEntries];
 

@@ -29,6 +29,7 @@ const char* refusal_label(Refusal refusal) {
     case Refusal::kOtherUser: return "other_user";
     case Refusal::kNotMapped: return "not_mapped";
     case Refusal::kPidReused: return "pid_reused";
+    case Refusal::kUnverifiable: return "maps_unreadable";
   }
   return "unknown";
 }

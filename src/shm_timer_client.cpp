@@ -3,6 +3,8 @@
 #include <pthread.h>
 #include <time.h>
 
+#include <cerrno>
+#include <cstring>
 #include <mutex>
 
 #include "shmtimer/error.hpp"
@@ -61,13 +63,28 @@ void check_pid_namespace(const Table& table) {
 
 // Frees slots whose owner has exited, so a table full of dead processes' slots does not
 // fail a live one while the server is down.
+// Only owners the kernel says are gone: one that could not be looked at (this process
+// out of descriptors, say) keeps its slot, and is counted in the header.
 std::uint64_t reclaim_dead_owners(const Table& table) {
+  const auto running = [&](pid_t pid, std::optional<std::uint64_t> identity) {
+    const Probe probe = probe_process(pid, identity);
+    if (probe.unknown()) detail::count_liveness_unknown(table, probe.error);
+    return probe;
+  };
   std::uint64_t freed = 0;
   detail::for_each_occupied(table, [&](std::uint64_t index) {
-    if (const auto control = detail::gone_owner_control(table, index, process_running))
+    if (const auto control = detail::gone_owner_control(table, index, running))
       freed += detail::free_slot(table, index, *control);
   });
   return freed;
+}
+
+// A slot is only ever claimed under an identity that names this process alone.
+[[noreturn]] void throw_unknown_identity() {
+  const int error = errno;
+  throw Error(ErrorCode::kIo, std::string("this process's identity could not be learned (pidfd_open and "
+                                          "/proc/self/stat failed, the last with: ") +
+                                  std::strerror(error) + "), so it cannot claim a timer slot");
 }
 
 std::uint64_t coarse_monotonic_ns() noexcept {
@@ -138,9 +155,9 @@ std::uint64_t ShmTimerClient::find_existing(std::string_view scope_id, detail::O
     return hit->index;
   }
   const detail::ScopeKey key(scope_id);
-  owner.start_time = current_start_time();
+  owner.identity = current_identity();
   const auto index =
-      detail::find_slot(*table_, current_pid(), owner.start_time, layout::Origin::kTable, key, &owner.control);
+      detail::find_slot(*table_, current_pid(), owner.identity, layout::Origin::kTable, key, &owner.control);
   if (index != detail::kNoSlot) detail::ScopeCache::remember(table_id_, index, owner.control, scope_id);
   return index;
 }
@@ -151,12 +168,13 @@ std::uint64_t ShmTimerClient::slot_for(std::string_view scope_id, detail::Owners
 
   const detail::ScopeKey key(scope_id);
   const pid_t pid = current_pid();
+  if (owner.identity == 0 && (owner.identity = current_identity()) == 0) throw_unknown_identity();
   std::lock_guard lock(insert_mutex());
   // Again under the lock: a sibling thread may have claimed it since.
-  if (const auto index = detail::find_slot(*table_, pid, owner.start_time, layout::Origin::kTable, key, &owner.control);
+  if (const auto index = detail::find_slot(*table_, pid, owner.identity, layout::Origin::kTable, key, &owner.control);
       index != detail::kNoSlot)
     return index;
-  const detail::NewKey key_owner{pid, owner.start_time, signal_, layout::Origin::kTable};
+  const detail::NewKey key_owner{pid, owner.identity, signal_, layout::Origin::kTable};
   if (recycle_keep_ != 0 && my_claims().size() >= recycle_keep_) recycle_idle(recycle_keep_ / 2);
   auto claimed = detail::insert_slot(*table_, key_owner, key);
   // A full table: this client's idle slots first (all of them), then dead processes'.
@@ -175,10 +193,10 @@ void ShmTimerClient::recycle_idle_slots(std::size_t keep) {
 }
 
 std::deque<ShmTimerClient::Claim>& ShmTimerClient::my_claims() {
-  if (claims_pid_ != current_pid() || claims_start_time_ != current_start_time()) {
+  if (claims_pid_ != current_pid() || claims_identity_ != current_identity()) {
     claims_.clear();  // none yet, or the parent's, inherited through fork()
     claims_pid_ = current_pid();
-    claims_start_time_ = current_start_time();
+    claims_identity_ = current_identity();
   }
   return claims_;
 }
@@ -257,7 +275,7 @@ bool ShmTimerClient::forget(std::string_view scope_id) {
   const detail::ScopeKey key(scope_id);
   std::lock_guard lock(insert_mutex());
   std::uint64_t control = 0;
-  const auto index = detail::find_slot(*table_, current_pid(), current_start_time(), layout::Origin::kTable, key, &control);
+  const auto index = detail::find_slot(*table_, current_pid(), current_identity(), layout::Origin::kTable, key, &control);
   if (index == detail::kNoSlot) return false;
   return detail::free_slot(*table_, index, control);
 }
@@ -273,14 +291,14 @@ void Timer::bind() {
   bound_pid_ = current_pid();
   header_ = &client_->table_->header();
   slot_ = &client_->table_->slot(client_->slot_for(scope_, owner_));
-  owner_mix_ = layout::ArmWord::owner_mix(owner_.control, owner_.start_time);
+  owner_mix_ = layout::ArmWord::owner_mix(owner_.control, owner_.identity);
 }
 
 // Inlined into arm() and disarm(): two loads of this process's identity and two compares.
 [[gnu::always_inline]] inline bool Timer::bound_here() const noexcept {
   // A forked child has another pid; a descendant given a recycled pid has another start
   // time. Either must bind its own slot, never write its ancestor's.
-  return current_pid() == bound_pid_ && current_start_time() == owner_.start_time;
+  return current_pid() == bound_pid_ && current_identity() == owner_.identity;
 }
 
 void Timer::arm(Deadline deadline) {

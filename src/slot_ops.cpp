@@ -1,6 +1,7 @@
 #include "slot_ops.hpp"
 
 #include <atomic>
+#include <cerrno>
 
 #include "shmtimer/error.hpp"
 
@@ -49,7 +50,7 @@ std::uint64_t home_index(std::uint64_t scope_hash, pid_t pid, std::uint64_t capa
   return static_cast<std::uint64_t>((static_cast<u128>(mixed) * capacity) >> 64);
 }
 
-std::uint64_t find_slot(const Table& table, pid_t pid, std::uint64_t start_time, layout::Origin origin,
+std::uint64_t find_slot(const Table& table, pid_t pid, std::uint64_t identity, layout::Origin origin,
                         const ScopeKey& key, std::uint64_t* control_out) noexcept {
   const std::uint64_t capacity = table.capacity();
   // Acquire pairs with the CAS-max in insert_slot; a stale value only sends a sibling
@@ -62,7 +63,7 @@ std::uint64_t find_slot(const Table& table, pid_t pid, std::uint64_t start_time,
     // Acquire pairs with the claimant's release publish of Ready: the key fields that
     // holds_key reads are the published ones.
     const std::uint64_t control = s.control.load(std::memory_order_acquire);
-    if (holds_key(s, control, pid, start_time, origin, key)) {
+    if (holds_key(s, control, pid, identity, origin, key)) {
       if (control_out != nullptr) *control_out = control;
       return index;
     }
@@ -108,7 +109,7 @@ std::uint64_t try_claim(const Table& table, std::uint64_t index, std::uint64_t d
   // of fences, because ThreadSanitizer does not model fences.)
   constexpr auto kField = std::memory_order_release;
   s.armed.store(layout::kDisarmed, kField);
-  s.start_time.store(owner.start_time, kField);
+  s.identity.store(owner.identity, kField);
   s.scope_hash.store(key.hash, kField);
   s.scope_len.store(key.len, kField);
   s.signal.store(owner.signal, kField);
@@ -178,8 +179,25 @@ bool free_slot(const Table& table, std::uint64_t index, std::uint64_t expected) 
   return true;
 }
 
+layout::LivenessUnknown liveness_unknown_reason(int error) {
+  switch (error) {
+    case EMFILE:
+    case ENFILE: return layout::LivenessUnknown::kDescriptors;
+    case ENOMEM: return layout::LivenessUnknown::kMemory;
+    case EACCES:
+    case EPERM: return layout::LivenessUnknown::kAccess;
+    default: return layout::LivenessUnknown::kOther;
+  }
+}
+
+void count_liveness_unknown(const Table& table, int error) {
+  // Relaxed: statistics.
+  table.header().liveness_unknown[static_cast<std::size_t>(liveness_unknown_reason(error))].fetch_add(
+      1, std::memory_order_relaxed);
+}
+
 TimerEvent event_of(const SlotSnapshot& s, std::uint64_t at_ns) {
-  return {s.pid, s.scope, s.deadline_ns, s.signal, s.index, s.origin, s.start_time, at_ns};
+  return {s.pid, s.scope, s.deadline_ns, s.signal, s.index, s.origin, s.identity, at_ns};
 }
 
 ReadResult read_slot(const Table& table, std::uint64_t index, SlotSnapshot& out, int attempts) {
@@ -201,7 +219,7 @@ ReadResult read_slot(const Table& table, std::uint64_t index, SlotSnapshot& out,
     out.armed = s.armed.load(kField);
     out.deadline_ns = out.armed == layout::kDisarmed ? 0 : layout::ArmWord::deadline_ns(out.armed);
     out.signal = s.signal.load(kField);
-    out.start_time = s.start_time.load(kField);
+    out.identity = s.identity.load(kField);
     const std::uint32_t origin = s.origin.load(kField);
     out.origin = origin == 1 ? layout::Origin::kFifo : layout::Origin::kTable;
     out.acquires = s.acquires.load(kField);

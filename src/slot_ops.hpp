@@ -5,7 +5,7 @@
 // takes a Free slot with a CAS that writes its own pid into the control word (so a dead
 // claimant is always attributable), sets the slot's occupancy bit, writes the key
 // fields, and publishes Ready with a CAS from its exact Claiming word. While Ready the
-// key (pid, start time, scope) is immutable; only the armed word, signal and the
+// key (pid, identity, scope) is immutable; only the armed word, signal and the
 // statistics change, written by the owning process (and the armed word cleared by the
 // server after a reap). A slot is freed by a CAS from its exact Ready or Claiming word, by
 // its owner or by anyone once the owner's process has exited. Only the server clears
@@ -83,18 +83,18 @@ std::uint64_t home_index(std::uint64_t scope_hash, pid_t pid, std::uint64_t capa
 
 inline SlotState state_of(std::uint64_t control) noexcept { return Control::unpack(control).state; }
 
-// Does slot `s` hold the published key (pid, start_time, origin, key)? The origin is part
+// Does slot `s` hold the published key (pid, identity, origin, key)? The origin is part
 // of the key: a table client and the FIFO shim acting for the same pid and scope are two
 // writers with two slots, so neither can free or arm the other's. The caller loaded
 // `control` with acquire, which pairs with the claimant's release publish, so the key
 // fields read here (relaxed) are the published ones.
-inline bool holds_key(const Slot& s, std::uint64_t control, pid_t pid, std::uint64_t start_time,
+inline bool holds_key(const Slot& s, std::uint64_t control, pid_t pid, std::uint64_t identity,
                       layout::Origin origin, const ScopeKey& key) noexcept {
   if (control != Control::pack(SlotState::kReady, Control::unpack(control).generation, pid)) return false;
   if (s.origin.load(std::memory_order_relaxed) != static_cast<std::uint32_t>(origin) ||
       s.scope_hash.load(std::memory_order_relaxed) != key.hash ||
       s.scope_len.load(std::memory_order_relaxed) != key.len ||
-      s.start_time.load(std::memory_order_relaxed) != start_time)
+      s.identity.load(std::memory_order_relaxed) != identity)
     return false;
   for (std::uint32_t i = 0; i < key.word_count; ++i)
     if (s.scope_words[i].load(std::memory_order_relaxed) != key.word(i)) return false;
@@ -106,12 +106,12 @@ inline bool holds_key(const Slot& s, std::uint64_t control, pid_t pid, std::uint
 // not std::optional: GCC returns an optional through the stack with a byte store then a
 // word load, and that failed store forwarding cost more than the whole lookup).
 inline constexpr std::uint64_t kNoSlot = ~std::uint64_t{0};
-std::uint64_t find_slot(const Table& table, pid_t pid, std::uint64_t start_time, layout::Origin origin,
+std::uint64_t find_slot(const Table& table, pid_t pid, std::uint64_t identity, layout::Origin origin,
                         const ScopeKey& key, std::uint64_t* control = nullptr) noexcept;
 
 struct NewKey {
   pid_t pid;
-  std::uint64_t start_time;
+  std::uint64_t identity;
   std::int32_t signal;
   layout::Origin origin;
 };
@@ -170,7 +170,7 @@ void set_occupancy(const Table& table, std::uint64_t index) noexcept;
 // race the signal and statistics stores below may also land in the new owner's slot. It
 // takes a slot freed under a live owner's arm: only the owner itself can do that, by
 // forget() with a handle still arming in another thread, which the API forbids.)
-// `owner_mix`: layout::ArmWord::owner_mix(control, the owner's start time), which a
+// `owner_mix`: layout::ArmWord::owner_mix(control, the owner's identity), which a
 // writer that arms often keeps (the scope cache does).
 inline bool arm_slot_mixed(Slot& s, std::uint64_t control, std::uint64_t owner_mix, std::uint64_t deadline_ns,
                            std::int32_t signal) noexcept {
@@ -198,7 +198,7 @@ inline bool arm_slot_mixed(Slot& s, std::uint64_t control, std::uint64_t owner_m
 }
 
 inline bool arm_slot(Slot& s, const Ownership& owner, std::uint64_t deadline_ns, std::int32_t signal) noexcept {
-  return arm_slot_mixed(s, owner.control, layout::ArmWord::owner_mix(owner.control, owner.start_time), deadline_ns,
+  return arm_slot_mixed(s, owner.control, layout::ArmWord::owner_mix(owner.control, owner.identity), deadline_ns,
                         signal);
 }
 
@@ -222,7 +222,7 @@ inline bool disarm_slot(Slot& s, const Ownership& owner) noexcept {
 inline bool arm_as_current_owner(const Table& table, std::uint64_t index, std::uint64_t deadline_ns,
                                  std::int32_t signal) noexcept {
   Slot& s = table.slot(index);
-  const Ownership owner{s.control.load(std::memory_order_acquire), s.start_time.load(std::memory_order_relaxed)};
+  const Ownership owner{s.control.load(std::memory_order_acquire), s.identity.load(std::memory_order_relaxed)};
   return arm_slot(s, owner, deadline_ns, signal);
 }
 
@@ -234,7 +234,7 @@ struct SlotSnapshot {
   std::uint32_t generation = 0;
   std::uint64_t armed = 0;        // the armed word as read: the server clears exactly this
   std::uint64_t deadline_ns = 0;  // its deadline (0: disarmed)
-  std::uint64_t start_time = 0;
+  std::uint64_t identity = 0;
   std::int32_t signal = 0;
   layout::Origin origin = layout::Origin::kTable;
   std::uint64_t acquires = 0;
@@ -242,8 +242,8 @@ struct SlotSnapshot {
   std::string scope;
   bool corrupt = false;  // scope_len or origin out of range: written by something not shmtimer
   // The deadline is the owner's: written under this very claim (or the slot is disarmed).
-  bool deadline_verified() const { return layout::ArmWord::verifies(armed, control, start_time); }
-  Ownership ownership() const { return {control, start_time}; }
+  bool deadline_verified() const { return layout::ArmWord::verifies(armed, control, identity); }
+  Ownership ownership() const { return {control, identity}; }
 };
 
 enum class ReadResult { kReady, kNotReady, kUnstable };
@@ -253,28 +253,33 @@ enum class ReadResult { kReady, kNotReady, kUnstable };
 // the slot kept changing for `attempts` tries.
 ReadResult read_slot(const Table& table, std::uint64_t index, SlotSnapshot& out, int attempts = 8);
 
+// Counts, in the table header, a look at a process that could not tell (errno `error`).
+void count_liveness_unknown(const Table& table, int error);
+layout::LivenessUnknown liveness_unknown_reason(int error);
+
 // The snapshot as the public event type (at_ns: when it happened, or 0).
 TimerEvent event_of(const SlotSnapshot& s, std::uint64_t at_ns = 0);
 
 // The control word to free slot `index` from when its owner's process is gone; nullopt
-// when it runs, or the slot is Free or changing. `control` is the slot's control word as
-// the caller just loaded it (acquire). `running(pid, start_time)` decides, with
-// start_time nullopt for a Claiming slot, which has no start time yet: its pid alone is
-// checked, right before the free. The free must be a CAS from exactly this word, so a
-// slot claimed again since is left alone; and "the process (pid, start time) has exited"
-// never goes stale, so the decision holds however late the free lands.
+// when it runs, when that could not be told, or when the slot is Free or changing.
+// `control` is the slot's control word as the caller just loaded it (acquire).
+// `running(pid, identity)` answers a Probe, with identity nullopt for a Claiming slot,
+// which has none yet: its pid alone is checked, right before the free. Only gone() frees:
+// a process that could not be looked at is kept. The free must be a CAS from exactly this
+// word, so a slot claimed again since is left alone; and "the process (pid, identity) has
+// exited" never goes stale, so the decision holds however late the free lands.
 template <typename Running>
 std::optional<std::uint64_t> gone_owner_control(const Slot& slot, std::uint64_t control, Running&& running) {
   const auto c = Control::unpack(control);
   if (c.state == SlotState::kClaiming)
-    return running(c.pid, std::optional<std::uint64_t>()) ? std::nullopt : std::optional(control);
+    return running(c.pid, std::optional<std::uint64_t>()).gone() ? std::optional(control) : std::nullopt;
   if (c.state != SlotState::kReady) return std::nullopt;
   // Relaxed, and on the line the caller already read: the acquire load of `control`
-  // pairs with the claim's release publish, so this is that claim's start time or a
+  // pairs with the claim's release publish, so this is that claim's identity or a
   // later claim's. A later one means the control word changed since, and the free's CAS
-  // from `control` then fails: a start time read from the wrong claim frees nothing.
-  const std::uint64_t start_time = slot.start_time.load(std::memory_order_relaxed);
-  return running(c.pid, std::optional(start_time)) ? std::nullopt : std::optional(control);
+  // from `control` then fails: an identity read from the wrong claim frees nothing.
+  const std::uint64_t identity = slot.identity.load(std::memory_order_relaxed);
+  return running(c.pid, std::optional(identity)).gone() ? std::optional(control) : std::nullopt;
 }
 
 template <typename Running>

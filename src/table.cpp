@@ -99,7 +99,9 @@ Geometry validate_header(const void* page, std::size_t page_bytes, std::uint64_t
     throw Error(ErrorCode::kVersionMismatch,
                 "table format version " + std::to_string(major) + "." + std::to_string(minor) +
                     ", this build reads " + std::to_string(layout::kVersionMajor) + ".x (it writes " +
-                    std::to_string(layout::kVersionMajor) + "." + std::to_string(layout::kVersionMinor) + ")");
+                    std::to_string(layout::kVersionMajor) + "." + std::to_string(layout::kVersionMinor) +
+                    "): a server and its clients must be of one format. Stop the other version's server and "
+                    "clients, remove the table, and start this version's server, which makes it anew");
   if (capacity == 0 || capacity > layout::kMaxCapacity)
     throw Error(ErrorCode::kNotATable, "header capacity " + std::to_string(capacity) + " is out of range 1.." +
                                            std::to_string(layout::kMaxCapacity));

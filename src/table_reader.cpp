@@ -77,12 +77,14 @@ void TableReader::check_not_truncated() const {
                                               std::to_string(st.st_size) + " bytes while it was being read");
 }
 
-bool TableReader::verify_server(pid_t pid, std::uint64_t start_time) const {
+bool TableReader::verify_server(pid_t pid, std::uint64_t identity) const {
   struct stat table_st {}, proc_st {};
   const std::string proc = "/proc/" + std::to_string(pid);
+  int error = 0;
   return pid > 0 && ::fstat(table_->fd(), &table_st) == 0 && ::stat(proc.c_str(), &proc_st) == 0 &&
-         proc_st.st_uid == table_st.st_uid && process_maps_file(pid, {table_st.st_dev, table_st.st_ino}) &&
-         process_running(pid, start_time);  // last: the reads above were of this very process
+         proc_st.st_uid == table_st.st_uid &&
+         process_maps_file(pid, {table_st.st_dev, table_st.st_ino}, error) == Mapping::kMapped &&
+         probe_process(pid, identity).running();  // last: the reads above were of this very process
 }
 
 HeaderInfo TableReader::header() const {
@@ -97,7 +99,7 @@ HeaderInfo TableReader::header() const {
   info.created_unix_ns = h.created_unix_ns;
   // Relaxed loads throughout: each word is a standalone statistic or liveness hint.
   info.server_pid = h.server_pid.load(std::memory_order_relaxed);
-  info.server_alive = verify_server(info.server_pid, h.server_start_time.load(std::memory_order_relaxed));
+  info.server_alive = verify_server(info.server_pid, h.server_identity.load(std::memory_order_relaxed));
   info.heartbeat_count = h.heartbeat_count.load(std::memory_order_relaxed);
   const std::uint64_t beat = h.heartbeat_mono_ns.load(std::memory_order_relaxed);
   if (beat != 0) info.heartbeat_age_ns = static_cast<std::int64_t>(monotonic_now_ns() - beat);
@@ -136,8 +138,8 @@ std::vector<TimerRow> TableReader::collect(bool all, bool scan_every_slot) const
     if (detail::read_slot(*table_, index, snap) == detail::ReadResult::kReady) {
       row.state = snap.deadline_ns == layout::kDisarmed ? RowState::kIdle : RowState::kArmed;
       row.pid = snap.pid;
-      row.start_time = snap.start_time;
-      row.pid_alive = process_running(snap.pid, snap.start_time);
+      row.identity = snap.identity;
+      row.set_liveness(probe_process(snap.pid, snap.identity));
       row.scope = snap.scope;
       row.deadline_ns = snap.deadline_ns;
       if (row.state == RowState::kArmed) row.remaining_ns = static_cast<std::int64_t>(snap.deadline_ns - now);
@@ -150,7 +152,7 @@ std::vector<TimerRow> TableReader::collect(bool all, bool scan_every_slot) const
       if (c.state == layout::SlotState::kReady) return;  // unstable: skip rather than show a torn row
       row.state = c.state == layout::SlotState::kClaiming ? RowState::kClaiming : RowState::kFree;
       row.pid = c.pid;
-      if (row.state == RowState::kClaiming) row.pid_alive = process_running(c.pid, std::nullopt);
+      if (row.state == RowState::kClaiming) row.set_liveness(probe_process(c.pid, std::nullopt));
     }
     if (row.state == RowState::kArmed || all) rows.push_back(std::move(row));
   };

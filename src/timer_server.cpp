@@ -104,7 +104,7 @@ TimerServer::TimerServer(std::shared_ptr<Table> table, ServerOptions options)
   reaper_ = std::make_unique<Reaper>(*table_, options_, *options_.processes, stats_);
   reaper_->rebuild_occupancy();
   // Relaxed: liveness words are read one at a time by tools; the flock is the real guard.
-  header.server_start_time.store(current_start_time(), std::memory_order_relaxed);
+  header.server_identity.store(current_identity(), std::memory_order_relaxed);
   header.server_pidns.store(current_pid_namespace(), std::memory_order_relaxed);
   const auto max_interval_ms = std::chrono::duration_cast<std::chrono::milliseconds>(options_.policy.max_interval).count();
   header.server_max_interval_ms.store(
@@ -214,7 +214,7 @@ void TimerServer::run_loop() {
     if (result.expired > 0) spin_until_ns = now_ns + spin_ns;
     if (sources_pending) continue;  // a flood: read on at once, reaping between chunks
     const IdleDecision idle = decide_idle(options_.policy, now_ns, result.next_deadline_ns, spin_until_ns,
-                                          wake_lateness_.recent_max_ns());
+                                          wake_lateness_.recent_max_ns(), result.retry_at_ns);
     if (idle.spin) continue;
     // Publish the plan; a wake-up asked for meanwhile may be for an arm this round's scan
     // had passed, so look again (keeping the plan) before sleeping.

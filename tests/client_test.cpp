@@ -37,7 +37,7 @@ TEST(ShmTimerClient, AcquireWritesTheSlot) {
   EXPECT_EQ(row.state, RowState::kArmed);
   EXPECT_EQ(us_of(row.deadline_ns), 123456789u);
   EXPECT_EQ(row.signal, SIGTERM);
-  EXPECT_EQ(row.start_time, current_start_time());
+  EXPECT_EQ(row.identity, current_identity());
   EXPECT_TRUE(row.pid_alive);
   EXPECT_EQ(row.origin, layout::Origin::kTable);
 }

@@ -252,7 +252,7 @@ TEST(Concurrency, ProcessesAndThreadsShareOneTable) {
 TEST(Concurrency, AnArmRacingAGiveBackOfItsIdleSlotIsNeverLost) {
   TempTable t(64);
   const detail::ScopeKey key(std::string_view("racer"));
-  const detail::NewKey me{::getpid(), current_start_time(), SIGKILL, layout::Origin::kTable};
+  const detail::NewKey me{::getpid(), current_identity(), SIGKILL, layout::Origin::kTable};
   auto first = detail::insert_slot(*t.table, me, key);
   ASSERT_TRUE(first.ok());
   // The current claim, for the giver: index and Ready word (read together under a seqlock
@@ -275,7 +275,7 @@ TEST(Concurrency, AnArmRacingAGiveBackOfItsIdleSlotIsNeverLost) {
   };
   const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(testing::kSanitized ? 3 : 2);
   while (std::chrono::steady_clock::now() < until) {
-    const detail::Ownership owner{control.load(), me.start_time};
+    const detail::Ownership owner{control.load(), me.identity};
     auto& slot = t.table->slot(index.load());
     if (detail::arm_slot(slot, owner, monotonic_now_ns() + 3'600'000'000'000ULL, SIGKILL)) {
       arms.fetch_add(1, std::memory_order_relaxed);

@@ -65,7 +65,7 @@ TEST(EarlyWake, EveryArmRacingTheServersRoundIsServedWithoutWaitingForTheInterva
       ShmTimerClient client(t.table, 0);  // signal 0: expired timers are cleared, never killed
       const std::string scope = "racer-" + std::to_string(n);
       client.acquire(scope, SteadyClock::now() + 1h);
-      const auto index = detail::find_slot(*t.table, current_pid(), current_start_time(), layout::Origin::kTable,
+      const auto index = detail::find_slot(*t.table, current_pid(), current_identity(), layout::Origin::kTable,
                                            detail::ScopeKey(scope));
       const auto& armed = t.table->slot(index).armed;
       for (int i = 1; i <= rounds; ++i) {
@@ -91,10 +91,10 @@ TEST(EarlyWake, EveryArmRacingTheServersRoundIsServedWithoutWaitingForTheInterva
 TEST(EarlyWake, AnArmDuringARoundAfterTheScanPassedItIsSeenBeforeTheRoundsPlan) {
   TempTable t(1 << 16);
   const pid_t parent = ::getppid();  // alive throughout: its planted timers are never due
-  const auto parent_stat = read_process_stat(parent);
-  ASSERT_TRUE(parent_stat.has_value());
+  const auto parent_identity = identity_of(parent);
+  ASSERT_NE(parent_identity, 0u);
   for (int i = 0; i < (1 << 16) - 16; ++i)
-    plant(*t.table, parent, "filler-" + std::to_string(i), monotonic_now_ns() + 3600 * kSecond, 0, parent_stat->start_time);
+    plant(*t.table, parent, "filler-" + std::to_string(i), monotonic_now_ns() + 3600 * kSecond, 0, parent_identity);
   TimerServer server(t.table, sleepy_options());
   HeldChild worker([&] {  // forked before the server's threads: see HeldChild
     ShmTimerClient client(t.table, 0);
@@ -104,7 +104,7 @@ TEST(EarlyWake, AnArmDuringARoundAfterTheScanPassedItIsSeenBeforeTheRoundsPlan) 
       client.acquire("plan", plan);  // wakes the server: a round starts
       std::this_thread::sleep_for(std::chrono::microseconds(rng() % 400));
       client.acquire("short", SteadyClock::now() + 1ms);
-      const auto index = detail::find_slot(*t.table, current_pid(), current_start_time(), layout::Origin::kTable,
+      const auto index = detail::find_slot(*t.table, current_pid(), current_identity(), layout::Origin::kTable,
                                            detail::ScopeKey("short"));
       while (t.table->slot(index).armed.load() != layout::kDisarmed)
         if (SteadyClock::now() > plan - 1s) ::_exit(2);  // missed: served only at the plan

@@ -26,7 +26,7 @@ struct RecordingProcesses final : ProcessControl {
   LinuxProcessControl real;
   std::mutex mutex;
   std::vector<std::pair<pid_t, int>> signalled;
-  bool running(pid_t pid, std::optional<std::uint64_t> start_time) override { return real.running(pid, start_time); }
+  Probe running(pid_t pid, std::optional<std::uint64_t> identity) override { return real.running(pid, identity); }
   SignalOutcome send(const SignalRequest& request, int& error) override {
     // The real checks with signal 0, which probes without signalling.
     SignalRequest probe = request;
@@ -117,12 +117,12 @@ TEST(HostileInput, ExpiredDeadlinesWrittenOverAnotherProcesssTimerNeverKillIt) {
   // check tells them from the owner's. (A random word verifies with probability 2^-18;
   // the few that would are skipped, so the test is deterministic in what it asserts.)
   auto& target = t.table->slot(slot);
-  const std::uint64_t control = target.control.load(), start_time = target.start_time.load();
+  const std::uint64_t control = target.control.load(), identity = target.identity.load();
   std::mt19937_64 rng(11);
   for (int i = 0; i < 2000; ++i) {
     const std::uint64_t forged = (1 + rng() % (monotonic_now_ns() / 1000)) << layout::ArmWord::kCheckBits |
                                  (rng() & layout::ArmWord::kCheckMask);
-    if (layout::ArmWord::verifies(forged, control, start_time)) continue;
+    if (layout::ArmWord::verifies(forged, control, identity)) continue;
     std::memcpy(reinterpret_cast<unsigned char*>(&target) + offsetof(layout::Slot, armed), &forged, sizeof forged);
     server.run_once();
   }
@@ -141,10 +141,10 @@ TEST(HostileInput, AForgedSlotNamingAnotherProcessWithoutItsStartTimeIsRefused) 
   TimerServer server(t.table, options);
   // The rogue writes a Ready slot naming the victim, with a valid deadline check (the
   // function is public) and every start time it might guess but the right one.
-  const auto real_start = read_process_stat(victim)->start_time;
+  const auto real_start = testing::identity_of(victim);
   for (std::uint64_t guess : {std::uint64_t{0}, real_start - 1, real_start + 1}) {
     auto& slot = t.table->slot(3);
-    slot.start_time.store(guess);
+    slot.identity.store(guess);
     slot.scope_len.store(1);
     slot.signal.store(SIGKILL);
     const auto control = layout::Control::pack(layout::SlotState::kReady, 5, victim);

@@ -44,11 +44,11 @@ pid_t fork_with_exited_main_thread(const std::shared_ptr<Table>& table, std::vec
   }
   // Wait until the main thread is gone (state Z) and only the second thread runs.
   for (int i = 0; i < 5000; ++i) {
-    const auto stat = read_process_stat(pid);
-    if (stat && stat->state == 'Z') break;
+    ProcessStat stat;
+    if (read_process_stat(pid, stat).running() && stat.state == 'Z') break;
     std::this_thread::sleep_for(1ms);
   }
-  EXPECT_EQ(read_process_stat(pid)->state, 'Z');
+  EXPECT_EQ(stat_of(pid).state, 'Z');
   return pid;
 }
 
@@ -57,41 +57,41 @@ bool still_running(pid_t child) { return ::waitpid(child, nullptr, WNOHANG) == 0
 TEST(Liveness, AProcessWhoseMainThreadExitedIsAliveWhileAThreadRuns) {
   TempTable t;
   const pid_t child = fork_with_exited_main_thread(t.table, {}, 0ms);
-  EXPECT_TRUE(process_running(child, read_process_stat(child)->start_time));
+  EXPECT_TRUE(is_running(child, identity_of(child)));
   ::kill(child, SIGKILL);
   wait_child(child);
-  EXPECT_FALSE(process_running(child, std::nullopt));
+  EXPECT_FALSE(is_running(child, std::nullopt));
 }
 
 TEST(Liveness, AZombieWithNoThreadLeftIsNotRunning) {
   const pid_t child = fork_child([] {});
   // Its main thread shows Z as soon as it exits; a runtime's helper thread (a sanitizer's)
   // may take a moment longer. Not yet waited for, it stays a zombie throughout.
-  for (int i = 0; i < 5000 && process_running(child, std::nullopt); ++i) std::this_thread::sleep_for(1ms);
-  EXPECT_FALSE(process_running(child, std::nullopt));
-  EXPECT_EQ(read_process_stat(child)->state, 'Z');
+  for (int i = 0; i < 5000 && is_running(child, std::nullopt); ++i) std::this_thread::sleep_for(1ms);
+  EXPECT_FALSE(is_running(child, std::nullopt));
+  EXPECT_EQ(stat_of(child).state, 'Z');
   wait_child(child);
 }
 
 TEST(Liveness, AThreadIdIsNotAProcess) {
   LiveThread thread;
-  EXPECT_FALSE(process_running(thread.tid(), std::nullopt));  // /proc answers for it, but it is a thread
-  EXPECT_TRUE(process_running(::getpid(), std::nullopt));
+  EXPECT_FALSE(is_running(thread.tid(), std::nullopt));  // /proc answers for it, but it is a thread
+  EXPECT_TRUE(is_running(::getpid(), std::nullopt));
 }
 
 TEST(Liveness, WithoutPidfdsAThreadIdIsNeverTakenForAProcess) {
   {
     LiveThread thread;
-    EXPECT_FALSE(process_running_without_pidfd(thread.tid(), std::nullopt));
-    EXPECT_FALSE(process_running_without_pidfd(thread.tid(), read_process_stat(thread.tid())->start_time));
-    EXPECT_TRUE(process_running_without_pidfd(::getpid(), current_start_time()));
+    EXPECT_FALSE(running_without_pidfd(thread.tid(), std::nullopt));
+    EXPECT_FALSE(running_without_pidfd(thread.tid(), stat_of(thread.tid()).start_time));
+    EXPECT_TRUE(running_without_pidfd(::getpid(), stat_of(::getpid()).start_time));
   }
   TempTable t;
   const pid_t child = fork_with_exited_main_thread(t.table, {}, 0ms);
-  EXPECT_TRUE(process_running_without_pidfd(child, std::nullopt));  // its main thread exited; it lives
+  EXPECT_TRUE(running_without_pidfd(child, std::nullopt));  // its main thread exited; it lives
   ::kill(child, SIGKILL);
   wait_child(child);
-  EXPECT_FALSE(process_running_without_pidfd(child, std::nullopt));
+  EXPECT_FALSE(running_without_pidfd(child, std::nullopt));
 }
 
 // The two ways the kill path searches a memory map for the table (the PROCMAP_QUERY
@@ -118,11 +118,12 @@ TEST(ProcessMaps, TheQueryAndTheTextFindExactlyTheMappedFiles) {
   } else {
     std::cout << "PROCMAP_QUERY is not supported here (Linux before 6.11): the text search alone is checked\n";
   }
-  EXPECT_TRUE(detail::search_maps_text_for(maps, mapped));
-  EXPECT_FALSE(detail::search_maps_text_for(maps, other_device));
-  EXPECT_FALSE(detail::search_maps_text_for(maps, unmapped));
-  EXPECT_TRUE(process_maps_file(::getpid(), mapped));
-  EXPECT_FALSE(process_maps_file(::getpid(), unmapped));
+  int error = 0;
+  EXPECT_EQ(detail::search_maps_text_for(maps, mapped, error), Mapping::kMapped);
+  EXPECT_EQ(detail::search_maps_text_for(maps, other_device, error), Mapping::kNotMapped);
+  EXPECT_EQ(detail::search_maps_text_for(maps, unmapped, error), Mapping::kNotMapped);
+  EXPECT_TRUE(maps_file(::getpid(), mapped));
+  EXPECT_FALSE(maps_file(::getpid(), unmapped));
   ::close(maps);
   ::close(unmapped_fd);
 }
@@ -258,7 +259,7 @@ TEST(StaleWriters, AnArmWrittenUnderAnotherIdentityNeverVerifies) {
   // another process: its word lands (the test bypasses the ownership check) but never verifies.
   const auto older = layout::Control::pack(layout::SlotState::kReady, layout::Control::unpack(claimed.control).generation - 1, 4242);
   for (const detail::Ownership stale : {detail::Ownership{older, 77}, detail::Ownership{claimed.control, 78}}) {
-    slot.armed.store(layout::ArmWord::make(1000, stale.control, stale.start_time));
+    slot.armed.store(layout::ArmWord::make(1000, stale.control, stale.identity));
     detail::SlotSnapshot snap;
     ASSERT_EQ(detail::read_slot(*t.table, claimed.index, snap), detail::ReadResult::kReady);
     EXPECT_FALSE(snap.deadline_verified());
@@ -273,11 +274,11 @@ TEST(StaleWriters, AnArmWrittenUnderAnotherIdentityNeverVerifies) {
 // asked about: the moment a sweep that remembered answers per pid went wrong.
 struct PidReusedDuringSweep final : ProcessControl {
   pid_t pid = 4242;
-  std::uint64_t start_time = 77;  // the first process; then 88
-  bool running(pid_t p, std::optional<std::uint64_t> start) override {
-    const bool answer = p == pid && (!start || *start == start_time);
-    start_time = 88;
-    return answer;
+  std::uint64_t identity = 77;  // the first process; then 88
+  Probe running(pid_t p, std::optional<std::uint64_t> expected) override {
+    const bool answer = p == pid && (!expected || *expected == identity);
+    identity = 88;
+    return testing::answer(answer);
   }
   SignalOutcome send(const SignalRequest&, int&) override { return SignalOutcome::kFailed; }
 };
@@ -295,7 +296,7 @@ TEST(Sweep, APidReusedDuringASweepNeverCostsTheNewcomerItsSlot) {
   server.run_once_at(now);  // the newcomer takes pid 4242 right after the first question
   const auto newcomer_kept = [&] {
     const auto rows = rows_of(t.table, 4242);
-    return std::any_of(rows.begin(), rows.end(), [](const TimerRow& row) { return row.start_time == 88; });
+    return std::any_of(rows.begin(), rows.end(), [](const TimerRow& row) { return row.identity == 88; });
   };
   EXPECT_TRUE(newcomer_kept());
   server.run_once_at(now + 2 * kSecond);  // the next sweep: the first process is gone now
@@ -309,10 +310,10 @@ TEST(Sweep, APidReusedDuringASweepNeverCostsTheNewcomerItsSlot) {
 // sweep's long pass over a large table.
 struct SlotClaimedAgainAfterTheSweepJudgedIt final : ProcessControl {
   std::function<void()> claim_again;
-  bool running(pid_t p, std::optional<std::uint64_t>) override {
-    if (p != 5151) return true;
+  Probe running(pid_t p, std::optional<std::uint64_t>) override {
+    if (p != 5151) return testing::answer(true);
     if (claim_again) std::exchange(claim_again, nullptr)();
-    return false;
+    return testing::answer(false);
   }
   SignalOutcome send(const SignalRequest&, int&) override { return SignalOutcome::kFailed; }
 };
@@ -474,7 +475,7 @@ TEST(Occupancy, AScanRacingNewClaimsNeverLeavesAClaimedSlotWithoutItsBit) {
   TempTable t(4);  // few slots: claims land in slots the server is clearing right now
   ShmTimerClient client(t.table);
   auto fake = std::make_shared<FakeProcesses>();
-  fake->alive[::getpid()] = {current_start_time(), ::getuid()};
+  fake->alive[::getpid()] = {current_identity(), ::getuid()};
   TimerServer server(t.table, fake_options(fake));
   std::atomic<bool> stop{false};
   std::thread scanner([&] {
@@ -488,7 +489,7 @@ TEST(Occupancy, AScanRacingNewClaimsNeverLeavesAClaimedSlotWithoutItsBit) {
     const std::string scope = "k" + std::to_string(i % 64);
     client.acquire(scope, SteadyClock::now() + 1h);
     std::uint64_t control = 0;
-    const auto index = detail::find_slot(*t.table, ::getpid(), current_start_time(), layout::Origin::kTable,
+    const auto index = detail::find_slot(*t.table, ::getpid(), current_identity(), layout::Origin::kTable,
                                            detail::ScopeKey(scope), &control);
     if (index == detail::kNoSlot) {
       ADD_FAILURE() << "the scope just acquired is not in the table";

@@ -82,13 +82,13 @@ void bystander_within_one_tick_is_never_signalled(const ServerOptions& options,
   TempTable t;
   for (int attempt = 0; attempt < 200; ++attempt) {
     const pid_t worker = fork_hung_worker(t.table, "work", 150ms);
-    const auto recorded = rows_of(t.table, worker).at(0).start_time;
+    const auto recorded = rows_of(t.table, worker).at(0).identity;
     while_alive(t.table);
     ::kill(worker, SIGKILL);
     wait_child(worker);
     const pid_t bystander = spawn_bystander_as(worker);
     ASSERT_EQ(bystander, worker);
-    if (read_process_stat(bystander)->start_time != recorded) {
+    if (identity_of(bystander) != recorded) {
       ::kill(bystander, SIGKILL);
       wait_child(bystander);
       TimerServer(t.table, options).run_once_at(monotonic_now_ns() + 2 * kSecond);  // clears the worker's slot
@@ -177,7 +177,7 @@ void descendant_on_recycled_pid_is_killed(Through how) {
   ASSERT_EQ(d, p) << "D did not get P's pid";
   TimerServer server(t.table);
   // Rounds until D is gone, 10 s at most: D arms whenever it gets the CPU.
-  for (const auto until = SteadyClock::now() + 10s; SteadyClock::now() < until && process_running(d, std::nullopt);) {
+  for (const auto until = SteadyClock::now() + 10s; SteadyClock::now() < until && is_running(d, std::nullopt);) {
     server.run_once_at(monotonic_now_ns() + kSecond);
     std::this_thread::sleep_for(20ms);
   }
@@ -206,7 +206,7 @@ TEST(PidReuse, AFifoRequestFromADeadSendersRecycledPidIsTheNewcomersTimer) {
   ASSERT_EQ(sender, 4242);
   send(fifo::format_acquire(sender, "first", epoch_now() + 600, SIGKILL));
   server.run_once();  // the shim now knows the sender
-  const auto first_start = read_process_stat(sender)->start_time;
+  const auto first_start = identity_of(sender);
   ::kill(sender, SIGKILL);
   wait_child(sender);
 
@@ -214,7 +214,7 @@ TEST(PidReuse, AFifoRequestFromADeadSendersRecycledPidIsTheNewcomersTimer) {
   const pid_t newcomer = spawn_bystander_as(sender);
   ASSERT_EQ(newcomer, sender);
   ASSERT_TRUE(wait_until_exec(newcomer));
-  ASSERT_NE(read_process_stat(newcomer)->start_time, first_start);
+  ASSERT_NE(identity_of(newcomer), first_start);
   send(fifo::format_acquire(newcomer, "hung", epoch_now() - 1, SIGKILL));
   server.run_once();  // applies the request
   server.run_once();  // reaps it

@@ -61,9 +61,9 @@ struct FakeProcesses final : ProcessControl {
   std::uint64_t last_signal_ns() const override { return issued_ns; }
   void prepare(const SignalRequest& request) override { prepared.push_back(request); }
   void drop_unprepared() override { ++drops; }
-  bool running(pid_t pid, std::optional<std::uint64_t> start_time) override {
+  Probe running(pid_t pid, std::optional<std::uint64_t> identity) override {
     auto it = alive.find(pid);
-    return it != alive.end() && (!start_time || it->second.start_time == *start_time);
+    return answer(it != alive.end() && (!identity || it->second.identity == *identity));
   }
   SignalOutcome send(const SignalRequest& request, int& error) override {
     const pid_t pid = request.pid;
@@ -79,14 +79,14 @@ struct FakeProcesses final : ProcessControl {
   }
 };
 
-// Writes a timer for an arbitrary (pid, start time) straight into the table, as a client
+// Writes a timer for an arbitrary (pid, identity) straight into the table, as a client
 // of that process would.
 inline std::uint64_t plant(const Table& table, pid_t pid, std::string_view scope, std::uint64_t deadline_ns, int signal,
-                    std::uint64_t start_time = 77) {
+                    std::uint64_t identity = 77) {
   const detail::ScopeKey key(scope);
-  const auto claimed = detail::insert_slot(table, {pid, start_time, signal, layout::Origin::kTable}, key);
+  const auto claimed = detail::insert_slot(table, {pid, identity, signal, layout::Origin::kTable}, key);
   EXPECT_TRUE(claimed.ok());
-  EXPECT_TRUE(detail::arm_slot(table.slot(claimed.index), {claimed.control, start_time}, deadline_ns, signal));
+  EXPECT_TRUE(detail::arm_slot(table.slot(claimed.index), {claimed.control, identity}, deadline_ns, signal));
   return claimed.index;
 }
 
@@ -134,6 +134,13 @@ inline std::unique_ptr<HeldChild> held_hung_worker(const std::shared_ptr<Table>&
     client.acquire(scope, SteadyClock::now() + timeout);
     std::this_thread::sleep_for(20s);
   });
+}
+
+// LinuxProcessControl::inspect for a process the test expects to run.
+inline std::optional<ProcessInfo> inspect(LinuxProcessControl& processes, pid_t pid) {
+  ProcessInfo info;
+  if (!processes.inspect(pid, std::nullopt, info).running()) return std::nullopt;
+  return info;
 }
 
 inline ServerOptions fake_options(const std::shared_ptr<FakeProcesses>& fake, Events* events = nullptr) {

@@ -191,7 +191,9 @@ TEST(TimerServer, AFailedKillIsRetriedAfterAnExponentialBackoffThatNeverRestarts
   // waits or retries counts as a new expiry, which would restart the spin window.
   const auto at = [&](std::uint64_t ms) { return server.run_once_at(now + ms * kMs); };
   EXPECT_EQ(at(5).expired, 0u);
-  EXPECT_EQ(at(5).next_deadline_ns, now + 10 * kMs);  // wakes for the retry
+  const RoundResult waiting = at(5);
+  EXPECT_EQ(waiting.retry_at_ns, now + 10 * kMs);  // wakes for the retry
+  EXPECT_EQ(waiting.next_deadline_ns, 0u);         // but it is no deadline: nothing spins before it
   EXPECT_EQ(fake->sends.size(), 1u);
   EXPECT_EQ(at(10).expired, 0u);  // retry 1 fails: next at 10 + 20
   EXPECT_EQ(fake->sends.size(), 2u);
@@ -236,7 +238,7 @@ TEST(TimerServer, AReusedPidIsNeverSignalled) {
   ready.wait();
   // Make the slot's recorded identity that of an earlier process with this pid.
   for (const auto& row : rows_of(t.table, child))
-    t.table->slot(row.slot).start_time.store(row.start_time - 1);
+    t.table->slot(row.slot).identity.store(row.identity - 1);
   server.run_once_at(monotonic_now_ns() + kSecond);
   EXPECT_TRUE(rows_of(t.table, child).empty());  // the stale timer is gone
   EXPECT_EQ(t.table->header().reaps.load(), 0u);
@@ -251,7 +253,7 @@ TEST(TimerServer, BadTargetsAndSignalsAreRefused) {
   TimerServer server(t.table, fake_options(fake));
   const auto now = monotonic_now_ns();
   plant(*t.table, 1, "init", now - kMicro, SIGKILL);
-  plant(*t.table, ::getpid(), "the-server", now - kMicro, SIGKILL, current_start_time());
+  plant(*t.table, ::getpid(), "the-server", now - kMicro, SIGKILL, current_identity());
   plant(*t.table, 4001, "signal-65", now - kMicro, 65);
   plant(*t.table, 4002, "signal-9999", now - kMicro, 9999);
   // pid 0 and -1 would signal process groups: they must never reach kill().
@@ -280,7 +282,7 @@ TEST(TimerServer, RefusalsAreCountedByReasonAndKillsByLateness) {
   TimerServer server(t.table, fake_options(fake));
   const auto now = monotonic_now_ns();
   plant(*t.table, 1, "init", now - kMicro, SIGKILL);
-  plant(*t.table, ::getpid(), "the-server", now - kMicro, SIGKILL, current_start_time());
+  plant(*t.table, ::getpid(), "the-server", now - kMicro, SIGKILL, current_identity());
   plant(*t.table, 4001, "signal-65", now - kMicro, 65);
   for (pid_t pid : {5001, 5002, 5003}) plant(*t.table, pid, "refused", now - kMicro, SIGKILL);
   plant(*t.table, 5004, "killed", now - 3'000'000, SIGKILL);  // due 3 ms before the round
@@ -360,7 +362,7 @@ TEST(TimerServer, PreparesAProcessWhoseTimerFallsDueSoonOncePerSweepAndNoneFarOf
   server.run_once_at(now);
   ASSERT_EQ(fake->prepared.size(), 1u);
   EXPECT_EQ(fake->prepared[0].pid, 4242);
-  EXPECT_EQ(fake->prepared[0].start_time, 77u);
+  EXPECT_EQ(fake->prepared[0].identity, 77u);
   EXPECT_EQ(fake->prepared[0].required_uid, std::optional<uid_t>(::getuid()));
   EXPECT_TRUE(fake->prepared[0].required_mapping.has_value());  // a table timer's kill asks for it
   server.run_once_at(now + kMs);
@@ -377,11 +379,11 @@ TEST(TimerServer, PreparesAProcessWhoseTimerFallsDueSoonOncePerSweepAndNoneFarOf
 // that overlapping rounds would overlap here.
 class OverlapDetector : public ProcessControl {
  public:
-  bool running(pid_t, std::optional<std::uint64_t>) override {
+  Probe running(pid_t, std::optional<std::uint64_t>) override {
     if (inside_.fetch_add(1) != 0) overlapped.store(true);
     std::this_thread::sleep_for(100us);
     inside_.fetch_sub(1);
-    return true;
+    return testing::answer(true);
   }
   SignalOutcome send(const SignalRequest&, int&) override { return SignalOutcome::kSent; }
   std::atomic<bool> overlapped{false};
@@ -414,18 +416,18 @@ TEST(LinuxProcessControl, RefusesAnotherUidAndAStaleIdentity) {
   Ready go;
   const pid_t child = testing::fork_child([&] { go.wait(); });
   LinuxProcessControl processes;
-  const auto info = processes.inspect(child);
+  const auto info = inspect(processes, child);
   ASSERT_TRUE(info.has_value());
   int error = 0;
-  EXPECT_EQ(processes.send({child, info->start_time, SIGKILL, ::getuid() + 1, {}}, error), SignalOutcome::kNotPermitted);
-  EXPECT_EQ(processes.send({child, info->start_time + 1, SIGKILL, {}, {}}, error),
+  EXPECT_EQ(processes.send({child, info->identity, SIGKILL, ::getuid() + 1, {}, {}}, error), SignalOutcome::kNotPermitted);
+  EXPECT_EQ(processes.send({child, info->identity + 1, SIGKILL, {}, {}, {}}, error),
             SignalOutcome::kIdentityMismatch);
-  EXPECT_EQ(processes.send({child, info->start_time, 0, ::getuid(), {}}, error), SignalOutcome::kSent);  // probe only
+  EXPECT_EQ(processes.send({child, info->identity, 0, ::getuid(), {}, {}}, error), SignalOutcome::kSent);  // probe only
   go.signal();
   EXPECT_TRUE(testing::exited_ok(testing::wait_child(child)));
-  EXPECT_EQ(processes.send({child, info->start_time, SIGKILL, {}, {}}, error), SignalOutcome::kNoProcess);
-  EXPECT_EQ(processes.send({0, 0, SIGKILL, {}, {}}, error), SignalOutcome::kNoProcess);
-  EXPECT_EQ(processes.send({-1, 0, SIGKILL, {}, {}}, error), SignalOutcome::kNoProcess);
+  EXPECT_EQ(processes.send({child, info->identity, SIGKILL, {}, {}, {}}, error), SignalOutcome::kNoProcess);
+  EXPECT_EQ(processes.send({0, 0, SIGKILL, {}, {}, {}}, error), SignalOutcome::kNoProcess);
+  EXPECT_EQ(processes.send({-1, 0, SIGKILL, {}, {}, {}}, error), SignalOutcome::kNoProcess);
 }
 
 // A worker that exited but is not yet waited for (a zombie) counts as gone, as the reference
@@ -437,14 +439,14 @@ TEST(LinuxProcessControl, AProcessThatExitedButIsNotWaitedForIsGoneNotRefused) {
   ASSERT_EQ(::fstat(t.table->fd(), &table), 0);
   const pid_t child = testing::fork_child([] {});
   LinuxProcessControl processes;
-  const auto info = processes.inspect(child);
+  const auto info = inspect(processes, child);
   ASSERT_TRUE(info.has_value());
-  for (int i = 0; i < 5000 && process_running(child, std::nullopt); ++i) std::this_thread::sleep_for(1ms);
-  ASSERT_FALSE(process_running(child, std::nullopt));
+  for (int i = 0; i < 5000 && is_running(child, std::nullopt); ++i) std::this_thread::sleep_for(1ms);
+  ASSERT_FALSE(is_running(child, std::nullopt));
   int error = 0;
-  EXPECT_EQ(processes.send({child, info->start_time, SIGKILL, ::getuid(), FileId{table.st_dev, table.st_ino}}, error),
+  EXPECT_EQ(processes.send({child, info->identity, SIGKILL, ::getuid(), FileId{table.st_dev, table.st_ino}, {}}, error),
             SignalOutcome::kNoProcess);
-  EXPECT_EQ(processes.send({child, info->start_time, SIGKILL, ::getuid() + 1, {}}, error), SignalOutcome::kNoProcess);
+  EXPECT_EQ(processes.send({child, info->identity, SIGKILL, ::getuid() + 1, {}, {}}, error), SignalOutcome::kNoProcess);
   testing::wait_child(child);
 }
 
@@ -454,17 +456,17 @@ TEST(LinuxProcessControl, APreparedProcessIsStillCheckedForItsUidAndWhetherItRun
   Ready go;
   const pid_t child = testing::fork_child([&] { go.wait(); });
   LinuxProcessControl processes;
-  const auto info = processes.inspect(child);
+  const auto info = inspect(processes, child);
   ASSERT_TRUE(info.has_value());
-  processes.prepare({child, info->start_time, 0, ::getuid(), {}});
+  processes.prepare({child, info->identity, 0, ::getuid(), {}, {}});
   ASSERT_EQ(processes.prepared(), 1u);
   int error = 0;
-  EXPECT_EQ(processes.send({child, info->start_time, SIGKILL, ::getuid() + 1, {}}, error), SignalOutcome::kNotPermitted);
-  EXPECT_EQ(processes.send({child, info->start_time, 0, ::getuid(), {}}, error), SignalOutcome::kSent);  // probe only
+  EXPECT_EQ(processes.send({child, info->identity, SIGKILL, ::getuid() + 1, {}, {}}, error), SignalOutcome::kNotPermitted);
+  EXPECT_EQ(processes.send({child, info->identity, 0, ::getuid(), {}, {}}, error), SignalOutcome::kSent);  // probe only
   go.signal();
-  for (int i = 0; i < 5000 && process_running(child, std::nullopt); ++i) std::this_thread::sleep_for(1ms);
-  ASSERT_FALSE(process_running(child, std::nullopt));  // exited, not yet waited for
-  EXPECT_EQ(processes.send({child, info->start_time, SIGKILL, ::getuid(), {}}, error), SignalOutcome::kNoProcess);
+  for (int i = 0; i < 5000 && is_running(child, std::nullopt); ++i) std::this_thread::sleep_for(1ms);
+  ASSERT_FALSE(is_running(child, std::nullopt));  // exited, not yet waited for
+  EXPECT_EQ(processes.send({child, info->identity, SIGKILL, ::getuid(), {}, {}}, error), SignalOutcome::kNoProcess);
   EXPECT_EQ(processes.prepared(), 1u);  // the answer came from the prepared process
   testing::wait_child(child);
 }
@@ -478,14 +480,14 @@ TEST(LinuxProcessControl, APreparedProcessVouchesOnlyForItsOwnIdentityAndWhatItH
   ASSERT_EQ(::fstat(t.table->fd(), &st), 0);
   const FileId table{st.st_dev, st.st_ino};
   LinuxProcessControl processes;
-  const auto info = processes.inspect(child);
+  const auto info = inspect(processes, child);
   ASSERT_TRUE(info.has_value());
-  processes.prepare({child, info->start_time, 0, {}, table});
-  processes.prepare({child, info->start_time + 1, 0, {}, {}});  // not who runs: not held
+  processes.prepare({child, info->identity, 0, {}, table, {}});
+  processes.prepare({child, info->identity + 1, 0, {}, {}, {}});  // not who runs: not held
   ASSERT_EQ(processes.prepared(), 1u);
   int error = 0;
-  EXPECT_EQ(processes.send({child, info->start_time, SIGKILL, {}, table}, error), SignalOutcome::kNotMapped);
-  EXPECT_EQ(processes.send({child, info->start_time + 1, SIGKILL, {}, {}}, error), SignalOutcome::kIdentityMismatch);
+  EXPECT_EQ(processes.send({child, info->identity, SIGKILL, {}, table, {}}, error), SignalOutcome::kNotMapped);
+  EXPECT_EQ(processes.send({child, info->identity + 1, SIGKILL, {}, {}, {}}, error), SignalOutcome::kIdentityMismatch);
   EXPECT_EQ(::waitpid(child, nullptr, WNOHANG), 0) << "the child was signalled";
   // One that has it mapped is signalled through what was prepared.
   Ready mapped, go_mapped;
@@ -495,10 +497,10 @@ TEST(LinuxProcessControl, APreparedProcessVouchesOnlyForItsOwnIdentityAndWhatItH
     go_mapped.wait();
   });
   mapped.wait();
-  const auto worker_info = processes.inspect(worker);
+  const auto worker_info = inspect(processes, worker);
   ASSERT_TRUE(worker_info.has_value());
-  processes.prepare({worker, worker_info->start_time, 0, {}, table});
-  EXPECT_EQ(processes.send({worker, worker_info->start_time, SIGKILL, {}, table}, error), SignalOutcome::kSent);
+  processes.prepare({worker, worker_info->identity, 0, {}, table, {}});
+  EXPECT_EQ(processes.send({worker, worker_info->identity, SIGKILL, {}, table, {}}, error), SignalOutcome::kSent);
   EXPECT_TRUE(testing::killed_by(testing::wait_child(worker), SIGKILL));
   go.signal();
   EXPECT_TRUE(testing::exited_ok(testing::wait_child(child)));
@@ -518,12 +520,12 @@ TEST(LinuxProcessControl, APreparedWorkerThatCalledExecIsNotSignalledForATableTi
     ::execl("/bin/sleep", "sleep", "30", static_cast<char*>(nullptr));
   });
   LinuxProcessControl processes;
-  const auto info = processes.inspect(worker);
+  const auto info = inspect(processes, worker);
   ASSERT_TRUE(info.has_value());
-  processes.prepare({worker, info->start_time, 0, {}, table});
+  processes.prepare({worker, info->identity, 0, {}, table, {}});
   ASSERT_EQ(processes.prepared(), 1u);
   int error = 0;
-  EXPECT_EQ(processes.send({worker, info->start_time, 0, {}, table}, error), SignalOutcome::kSent);  // probe only
+  EXPECT_EQ(processes.send({worker, info->identity, 0, {}, table, {}}, error), SignalOutcome::kSent);  // probe only
   go.signal();
   bool execed = false;
   for (int i = 0; i < 5000 && !execed; ++i) {
@@ -533,7 +535,7 @@ TEST(LinuxProcessControl, APreparedWorkerThatCalledExecIsNotSignalledForATableTi
     if (!execed) std::this_thread::sleep_for(1ms);
   }
   ASSERT_TRUE(execed);
-  EXPECT_EQ(processes.send({worker, info->start_time, SIGKILL, {}, table}, error), SignalOutcome::kNotMapped);
+  EXPECT_EQ(processes.send({worker, info->identity, SIGKILL, {}, table, {}}, error), SignalOutcome::kNotMapped);
   ::kill(worker, SIGKILL);
   testing::wait_child(worker);
 }
@@ -543,10 +545,10 @@ TEST(LinuxProcessControl, HoldsAtMostItsLimitAndLetsGoOfWhatIsNotPreparedAgain) 
   const pid_t a = testing::fork_child([&] { go.wait(); });
   const pid_t b = testing::fork_child([&] { go.wait(); });
   LinuxProcessControl processes(1);
-  const auto a_info = processes.inspect(a), b_info = processes.inspect(b);
+  const auto a_info = inspect(processes, a), b_info = inspect(processes, b);
   ASSERT_TRUE(a_info && b_info);
-  processes.prepare({a, a_info->start_time, 0, {}, {}});
-  processes.prepare({b, b_info->start_time, 0, {}, {}});
+  processes.prepare({a, a_info->identity, 0, {}, {}, {}});
+  processes.prepare({b, b_info->identity, 0, {}, {}, {}});
   EXPECT_EQ(processes.prepared(), 1u);
   processes.drop_unprepared();  // a was prepared since the last drop: kept
   EXPECT_EQ(processes.prepared(), 1u);

@@ -48,7 +48,7 @@ TEST(TableFormat, CreateWritesAValidHeader) {
   TempTable t(1000);
   const auto& h = t.table->header();
   EXPECT_EQ(h.magic.load(), layout::kMagic);
-  EXPECT_EQ(h.version_major, 2);
+  EXPECT_EQ(h.version_major, 3);
   EXPECT_EQ(h.version_minor, layout::kVersionMinor);
   EXPECT_EQ(h.capacity, 1000u);
   EXPECT_EQ(h.slot_bytes, sizeof(layout::Slot));
@@ -178,12 +178,12 @@ TEST(TableRefuse, WrongMagic) {
 
 TEST(TableRefuse, AnotherMajorVersionNamesBothVersions) {
   TempTable t(8);
-  const std::uint16_t v[2] = {1, 3};  // a table of the format before this one
+  const std::uint16_t v[2] = {2, 1};  // a table of the format before this one (start-time identities)
   write_bytes(t.file.path(), offsetof(layout::TableHeader, version_major), v, 4);
   EXPECT_EQ(open_error(t.file.path()), ErrorCode::kVersionMismatch);
   const std::string message = open_message(t.file.path());
-  EXPECT_NE(message.find("version 1.3"), std::string::npos) << message;
-  EXPECT_NE(message.find("reads 2.x"), std::string::npos) << message;
+  EXPECT_NE(message.find("version 2.1"), std::string::npos) << message;
+  EXPECT_NE(message.find("reads 3.x"), std::string::npos) << message;
 }
 
 TEST(TableRefuse, AnotherMinorVersionIsAccepted) {

@@ -15,9 +15,36 @@
 #include <string>
 #include <thread>
 
+#include "shmtimer/process_identity.hpp"
 #include "shmtimer/table.hpp"
 
 namespace shmtimer::testing {
+
+// Liveness answers as the tests ask them: yes or no, where the library answers a Probe.
+inline Probe answer(bool running) { return {running ? Presence::kRunning : Presence::kGone, 0}; }
+inline bool is_running(pid_t pid, std::optional<std::uint64_t> identity) {
+  return probe_process(pid, identity).running();
+}
+inline bool running_without_pidfd(pid_t pid, std::optional<std::uint64_t> identity) {
+  return probe_without_pidfd(pid, identity).running();
+}
+// /proc/<pid>/stat, which the test expects to be readable.
+inline ProcessStat stat_of(pid_t pid) {
+  ProcessStat stat;
+  EXPECT_TRUE(read_process_stat(pid, stat).running()) << "no /proc/" << pid << "/stat";
+  return stat;
+}
+// The identity a process records for itself (the strongest its kernel offers).
+inline std::uint64_t identity_of(pid_t pid) {
+  PinnedProcess pinned;
+  EXPECT_TRUE(pin_process(pid, std::nullopt, pinned).running()) << "pid " << pid << " does not run";
+  if (pinned.pidfd >= 0) ::close(pinned.pidfd);
+  return pinned.identity;
+}
+inline bool maps_file(pid_t pid, const FileId& file) {
+  int error = 0;
+  return process_maps_file(pid, file, error) == Mapping::kMapped;
+}
 
 // Now as wall-clock epoch seconds, the FIFO protocol's expiration_time.
 inline double epoch_now() {

@@ -95,7 +95,7 @@ TEST(TimerDumpCli, TextForKnownTimers) {
   ASSERT_EQ(result.exit_code, 0) << result.out;
   const std::string& text = result.out;
   EXPECT_NE(text.find("table      " + k.t.file.path().string() + "\n"), std::string::npos) << text;
-  EXPECT_NE(text.find("format     2.1, created "), std::string::npos) << text;
+  EXPECT_NE(text.find("format     3.0, created "), std::string::npos) << text;
   EXPECT_NE(text.find("capacity   256 slots, 4 used\n"), std::string::npos) << text;
   EXPECT_NE(text.find("server     none, no heartbeat yet\n"), std::string::npos) << text;
   EXPECT_NE(text.find("timers     3 live, 1 overdue\n"), std::string::npos) << text;
@@ -263,7 +263,7 @@ TEST(TimerDumpCli, CheckIsNotFooledByAForgedHeaderNamingAnotherLiveProcess) {
   // fresh heartbeat: init neither has the table mapped nor (as a rule) its owner's uid.
   auto& h = t.table->header();
   h.server_pid.store(1);
-  h.server_start_time.store(read_process_stat(1)->start_time);
+  h.server_identity.store(testing::identity_of(1));
   h.heartbeat_mono_ns.store(monotonic_now_ns());
   h.heartbeat_count.store(5);
   const auto forged = run_dump(table_arg(t) + " --check", true);
@@ -311,10 +311,10 @@ TEST(TimerDumpCli, ErrorExitCodes) {
   EXPECT_NE(not_table.out.find("not a shmtimer table"), std::string::npos) << not_table.out;
 
   TempTable future;
-  future.table->header().version_major = 3;  // a plain field of the mapped file
+  future.table->header().version_major = 4;  // a plain field of the mapped file
   const auto version = run_dump(table_arg(future) + " --json", true);
   EXPECT_EQ(version.exit_code, 2);
-  EXPECT_NE(version.out.find("table format version 3."), std::string::npos) << version.out;
+  EXPECT_NE(version.out.find("table format version 4."), std::string::npos) << version.out;
 
   for (const char* usage : {"--no-such-flag", "--pid", "--pid abc", "--pid 0", "--watch 0", "--json --prometheus",
                             "--check --watch 1", "stray-argument"}) {

@@ -30,8 +30,10 @@ struct Request {
 
 // The exact bytes PyTorch's FileTimerClient writes for this request, newline included:
 // json.dumps key order and separators, ensure_ascii escapes, Python's float repr, and a
-// release's expiration_time as the integer -1. Throws Error(kInvalidArgument) for a scope
-// that is not valid UTF-8 (Python strings cannot hold one).
+// release's expiration_time as the integer -1. A lone surrogate, held as its 3
+// "surrogatepass" bytes, is written as json.dumps writes it ("\udcff"). Throws
+// Error(kInvalidArgument) for a scope that is not UTF-8 with at most such lone surrogates
+// (no Python string could be written as it).
 std::string format_request(const Request& request);
 std::string format_acquire(pid_t pid, std::string_view scope_id, double expiration_time, int signal);
 std::string format_release(pid_t pid, std::string_view scope_id);

@@ -6,6 +6,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <deque>
 #include <cstdint>
 #include <optional>
 #include <filesystem>
@@ -87,8 +88,11 @@ class FifoShim final : public RequestSource {
   void recover(std::string_view line);
   void remove_fifo_if_ours() const;  // only the FIFO this shim made, by inode
   void apply(const fifo::Request& request);
-  void acquire(const fifo::Request& request, std::uint64_t start_time);
-  void release(const fifo::Request& request, std::uint64_t start_time);
+  // Judges the sender and applies the request, or defers it (see deferred_).
+  void act(const fifo::Request& request);
+  void retry_deferred();
+  void acquire(const fifo::Request& request, std::uint64_t identity);
+  void release(const fifo::Request& request, std::uint64_t identity);
   void emit(std::string_view name, const fifo::Request& request, std::uint64_t slot) const;
   void emit(std::string_view name, const TimerEvent& event) const;  // a throwing callback is logged
   fifo::LineAssembler make_line_assembler();  // lines go to on_line(), overlong ones are counted
@@ -112,8 +116,15 @@ class FifoShim final : public RequestSource {
   std::atomic<std::uint64_t> recreations_{0};
   fifo::LineAssembler lines_;
   FifoStats stats_;
-  std::unique_ptr<detail::FifoSenders> senders_;  // who sent requests: start time, verdict
+  std::unique_ptr<detail::FifoSenders> senders_;  // who sent requests: identity, verdict
   bool table_full_ = false;  // an insert failed in this drain
+  // Requests whose sender could not be looked at (no descriptor left, say: unknown is not
+  // gone, and not refused), in order of receipt, tried again before anything new at each
+  // drain. A later request of a pid waiting here waits behind it, so an acquire and its
+  // release keep their order. Bounded: past kMaxDeferred a request is dropped, and logged.
+  static constexpr std::size_t kMaxDeferred = 4096;
+  std::deque<fifo::Request> deferred_;
+  std::uint64_t unknown_in_episode_ = 0;  // looks that could not tell since deferred_ was last empty
   // drain() against register_requests() and clear_timers() from another thread: the
   // line assembler, the sender cache and table_full_ have one user at a time.
   std::mutex mutex_;

@@ -55,8 +55,10 @@ struct IdleDecision {
 // `next_deadline_ns` is the nearest armed deadline seen (0: none); `spin_until_ns` is the
 // end of the post-burst spin window (0: none); `wake_late_ns`, how late timed sleeps end
 // here lately (WakeLateness), is added to the lead before a deadline, up to
-// policy.max_wake_lead.
+// policy.max_wake_lead. `retry_at_ns` (0: none) is when a retry is due: slept until, never
+// spun before, as a retry is no deadline.
 IdleDecision decide_idle(const ScanPolicy& policy, std::uint64_t now_ns, std::uint64_t next_deadline_ns,
-                         std::uint64_t spin_until_ns, std::uint64_t wake_late_ns = 0) noexcept;
+                         std::uint64_t spin_until_ns, std::uint64_t wake_late_ns = 0,
+                         std::uint64_t retry_at_ns = 0) noexcept;
 
 }  // namespace shmtimer

@@ -47,9 +47,10 @@ enum class Refusal {
   kOtherUser,          // another uid than the server's, without any_uid
   kNotMapped,          // does not have the table mapped, so did not arm the timer
   kPidReused,          // the pid now belongs to another process
+  kUnverifiable,       // its maps may not be read (not dumpable), and no rule vouches for it
 };
-inline constexpr std::size_t kRefusals = 6;
-static_assert(static_cast<std::size_t>(Refusal::kPidReused) + 1 == kRefusals, "a Refusal without a counter");
+inline constexpr std::size_t kRefusals = 7;
+static_assert(static_cast<std::size_t>(Refusal::kUnverifiable) + 1 == kRefusals, "a Refusal without a counter");
 const char* refusal_label(Refusal refusal);  // "not_a_worker", ...: the metrics' `reason` label
 
 struct ServerStats {

@@ -106,7 +106,7 @@ class ShmTimerClient final : public TimerClient {
   std::size_t recycle_keep_ = 0;
   std::deque<Claim> claims_;
   pid_t claims_pid_ = 0;
-  std::uint64_t claims_start_time_ = 0;
+  std::uint64_t claims_identity_ = 0;
 };
 
 class Timer {

@@ -1,4 +1,4 @@
-// The shared-memory table, format version 2: the one place where its layout lives.
+// The shared-memory table, format version 3: the one place where its layout lives.
 //
 // A table is one file (usually under /dev/shm) mapped by every client, the server and
 // the inspector. Nothing else in shmtimer computes an offset; docs/table-format.md
@@ -14,15 +14,16 @@
 //   line 0  magic:u64 | version_major:u16 version_minor:u16 header_bytes:u32 | capacity:u64
 //           | slot_bytes:u32 max_scope_bytes:u32 | file_bytes:u64 | creator_uid:u32 reserved:u32
 //           | created_unix_ns:u64 | slots_offset:u64
-//   line 1  server_pid:i32 server_pidns:u32 | server_start_time:u64 | heartbeat_mono_ns:u64
+//   line 1  server_pid:i32 server_pidns:u32 | server_identity:u64 | heartbeat_mono_ns:u64
 //           | heartbeat_count:u64                                         (written by the server)
 //   line 2  max_probe:u32                                     (longest key displacement so far)
 //   line 3  retired_acquires | retired_releases | reaps | full_failures | fifo_requests
 //           | failed_kills (u64)
-//   line 4  wake_at_ns:u64 | wake_pending:u32 server_max_interval_ms:u32 | wake_requests:u64  (2.1)
+//   line 4  wake_at_ns:u64 | wake_pending:u32 server_max_interval_ms:u32 | wake_requests:u64
+//   line 5  liveness_unknown[4]:u64                         (by LivenessUnknown: why not known)
 //
 //   Slot (320 bytes = 5 lines, 64-byte aligned)
-//   line 0  control:u64 | armed:u64 | start_time:u64 | scope_hash:u64
+//   line 0  control:u64 | armed:u64 | identity:u64 | scope_hash:u64
 //           | scope_len:u32 signal:i32 | origin:u32 reserved:u32 | acquires:u64 | releases:u64
 //   line 1-4 scope bytes, 256 bytes as 32 u64 words, zero padded past scope_len
 //
@@ -42,8 +43,9 @@
 namespace shmtimer::layout {
 
 inline constexpr std::uint64_t kMagic = 0x52454d49544d4853ULL;  // "SHMTIMER" in memory
-inline constexpr std::uint16_t kVersionMajor = 2;
-inline constexpr std::uint16_t kVersionMinor = 1;  // 2.1: line 4, the early wake-up
+// 3.0: a slot's identity may be a pidfs inode (2.x: a start time alone), and line 5.
+inline constexpr std::uint16_t kVersionMajor = 3;
+inline constexpr std::uint16_t kVersionMinor = 0;
 inline constexpr std::size_t kCacheLineBytes = 64;  // fixed, not hardware_destructive_interference_size:
                                                     // the layout must not depend on compiler flags.
 inline constexpr std::size_t kPageBytes = 4096;
@@ -106,7 +108,7 @@ struct alignas(kCacheLineBytes) TableHeader {
   // The inode of the server's pid namespace (/proc/self/ns/pid): pids in the table mean
   // processes of that namespace, so a client in another one is refused at open.
   std::atomic<std::uint32_t> server_pidns;
-  std::atomic<std::uint64_t> server_start_time;
+  std::atomic<std::uint64_t> server_identity;  // the server's process identity (process_identity.hpp)
   std::atomic<std::uint64_t> heartbeat_mono_ns;
   std::atomic<std::uint64_t> heartbeat_count;
 
@@ -124,16 +126,29 @@ struct alignas(kCacheLineBytes) TableHeader {
   std::atomic<std::uint64_t> fifo_requests;
   std::atomic<std::uint64_t> failed_kills;  // signals that failed (each retry counts)
 
-  // Line 4 (format 2.1): the early wake-up. The server publishes when it will next look
-  // at the table; a client whose new deadline is earlier wakes it through the futex word
+  // Line 4: the early wake-up. The server publishes when it will next look at the table;
+  // a client whose new deadline is earlier wakes it through the futex word
   // `wake_pending`. The protocol and every ordering are argued in src/server_wakeup.hpp.
-  // A 2.0 table has zeros here, and zero means "never wake": the 2.0 behaviour.
+  // Zero means "never wake".
   alignas(kCacheLineBytes) std::atomic<std::uint64_t> wake_at_ns;  // CLOCK_MONOTONIC
   std::atomic<std::uint32_t> wake_pending;  // futex word: 1 = a wake was asked for since the server looked
   // The server's longest sleep, so a client can tell a stale heartbeat from a server
   // between rounds (0: unknown, a 2.0 server). Relaxed: a standalone value.
   std::atomic<std::uint32_t> server_max_interval_ms;
   std::atomic<std::uint64_t> wake_requests;  // FUTEX_WAKE calls made by clients (statistics)
+
+  // Line 5: looks at a process that could not tell whether it runs or may be signalled
+  // (so it was kept, not freed or reaped), by LivenessUnknown. Relaxed fetch_add:
+  // statistics, written by the server and by clients reclaiming a full table.
+  alignas(kCacheLineBytes) std::atomic<std::uint64_t> liveness_unknown[4];
+};
+
+// Why a look at a process could not tell: line 5's index.
+enum class LivenessUnknown : std::uint8_t {
+  kDescriptors = 0,  // EMFILE, ENFILE
+  kMemory = 1,       // ENOMEM
+  kAccess = 2,       // EACCES, EPERM (a sandbox, a process that is not dumpable)
+  kOther = 3,
 };
 
 struct alignas(kCacheLineBytes) Slot {
@@ -142,7 +157,7 @@ struct alignas(kCacheLineBytes) Slot {
   // The timer: ArmWord (deadline and check in one word, so every arm, disarm and server
   // clear is one atomic step), kDisarmed = no timer.
   std::atomic<std::uint64_t> armed;
-  std::atomic<std::uint64_t> start_time;   // owner's /proc/<pid>/stat starttime (clock ticks)
+  std::atomic<std::uint64_t> identity;     // the owner's process identity (process_identity.hpp)
   std::atomic<std::uint64_t> scope_hash;   // hash of the scope bytes alone
   std::atomic<std::uint32_t> scope_len;
   std::atomic<std::int32_t> signal;        // <= 0: never kill for this timer
@@ -156,8 +171,8 @@ struct alignas(kCacheLineBytes) Slot {
 
 // The armed word: the deadline in whole microseconds of CLOCK_MONOTONIC (rounded up, at
 // least 1, so an armed word is never 0) and an 18-bit check over that deadline and the
-// writer's identity: the Ready control word it owns (pid and generation) and its start
-// time. The server acts on an expired deadline only if the check matches the slot's
+// writer's identity: the Ready control word it owns (pid and generation) and its process
+// identity. The server acts on an expired deadline only if the check matches the slot's
 // current owner, so a word written by anyone else (a stale handle whose slot was freed
 // and claimed again, stray bytes) is never turned into a kill of that owner.
 // 46 bits of microseconds cover 814 days of uptime; a later deadline saturates to
@@ -171,11 +186,11 @@ struct ArmWord {
   static constexpr std::uint64_t kNeverNs = std::uint64_t{1} << 63;  // after any clock reading
 
   // The writer's part of the check, which a writer that arms often can keep.
-  static constexpr std::uint64_t owner_mix(std::uint64_t control, std::uint64_t start_time) {
-    return (control * 0x9e3779b97f4a7c15ULL) ^ (start_time * 0xc2b2ae3d27d4eb4fULL);
+  static constexpr std::uint64_t owner_mix(std::uint64_t control, std::uint64_t identity) {
+    return (control * 0x9e3779b97f4a7c15ULL) ^ (identity * 0xc2b2ae3d27d4eb4fULL);
   }
-  static constexpr std::uint64_t check(std::uint64_t ticks, std::uint64_t control, std::uint64_t start_time) {
-    return check_mixed(ticks, owner_mix(control, start_time));
+  static constexpr std::uint64_t check(std::uint64_t ticks, std::uint64_t control, std::uint64_t identity) {
+    return check_mixed(ticks, owner_mix(control, identity));
   }
   static constexpr std::uint64_t check_mixed(std::uint64_t ticks, std::uint64_t mix) {
     std::uint64_t k = ticks ^ mix;
@@ -188,9 +203,9 @@ struct ArmWord {
     const std::uint64_t ticks = deadline_ns / kTickNs + (deadline_ns % kTickNs != 0);
     return ticks == 0 ? 1 : (ticks > kMaxTicks ? kMaxTicks : ticks);
   }
-  // The word `owner` (a Ready control word) with `start_time` writes to arm at deadline_ns.
-  static constexpr std::uint64_t make(std::uint64_t deadline_ns, std::uint64_t owner, std::uint64_t start_time) {
-    return make_mixed(deadline_ns, owner_mix(owner, start_time));
+  // The word `owner` (a Ready control word) with `identity` writes to arm at deadline_ns.
+  static constexpr std::uint64_t make(std::uint64_t deadline_ns, std::uint64_t owner, std::uint64_t identity) {
+    return make_mixed(deadline_ns, owner_mix(owner, identity));
   }
   // The same from the writer's owner_mix().
   static constexpr std::uint64_t make_mixed(std::uint64_t deadline_ns, std::uint64_t mix) {
@@ -201,9 +216,9 @@ struct ArmWord {
     const std::uint64_t ticks = word >> kCheckBits;
     return ticks == kMaxTicks ? kNeverNs : ticks * kTickNs;
   }
-  // Was `word` written by the owner (control, start_time)? A disarmed word verifies.
-  static constexpr bool verifies(std::uint64_t word, std::uint64_t control, std::uint64_t start_time) {
-    return word == kDisarmed || (word & kCheckMask) == check(word >> kCheckBits, control, start_time);
+  // Was `word` written by the owner (control, identity)? A disarmed word verifies.
+  static constexpr bool verifies(std::uint64_t word, std::uint64_t control, std::uint64_t identity) {
+    return word == kDisarmed || (word & kCheckMask) == check(word >> kCheckBits, control, identity);
   }
 };
 
@@ -247,7 +262,7 @@ static_assert(offsetof(TableHeader, created_unix_ns) == 48);
 static_assert(offsetof(TableHeader, slots_offset) == 56);
 static_assert(offsetof(TableHeader, server_pid) == 64);
 static_assert(offsetof(TableHeader, server_pidns) == 68);
-static_assert(offsetof(TableHeader, server_start_time) == 72);
+static_assert(offsetof(TableHeader, server_identity) == 72);
 static_assert(offsetof(TableHeader, heartbeat_mono_ns) == 80);
 static_assert(offsetof(TableHeader, heartbeat_count) == 88);
 static_assert(offsetof(TableHeader, max_probe) == 128);
@@ -261,11 +276,12 @@ static_assert(offsetof(TableHeader, wake_at_ns) == 256);
 static_assert(offsetof(TableHeader, wake_pending) == 264);
 static_assert(offsetof(TableHeader, server_max_interval_ms) == 268);
 static_assert(offsetof(TableHeader, wake_requests) == 272);
-static_assert(sizeof(TableHeader) == 320 && sizeof(TableHeader) <= kHeaderBytes);
+static_assert(offsetof(TableHeader, liveness_unknown) == 320);
+static_assert(sizeof(TableHeader) == 384 && sizeof(TableHeader) <= kHeaderBytes);
 
 static_assert(offsetof(Slot, control) == 0);
 static_assert(offsetof(Slot, armed) == 8);
-static_assert(offsetof(Slot, start_time) == 16);
+static_assert(offsetof(Slot, identity) == 16);
 static_assert(offsetof(Slot, scope_hash) == 24);
 static_assert(offsetof(Slot, scope_len) == 32);
 static_assert(offsetof(Slot, signal) == 36);

@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "shmtimer/process_identity.hpp"
 #include "shmtimer/table.hpp"
 
 namespace shmtimer {
@@ -43,7 +44,7 @@ struct HeaderInfo {
   std::uint32_t creator_uid = 0;
   std::uint64_t created_unix_ns = 0;
   pid_t server_pid = 0;
-  // server_pid is a live server of this table: the process with the recorded start time,
+  // server_pid is a live server of this table: the process with the recorded identity,
   // of the table owner's uid, with the table mapped. A forged header naming some other
   // live process (init, say) is not taken for a server.
   bool server_alive = false;
@@ -64,8 +65,10 @@ struct TimerRow {
   std::uint64_t slot = 0;
   RowState state = RowState::kFree;
   pid_t pid = 0;
-  bool pid_alive = false;  // the pid exists, is not a zombie, and has the recorded start time
-  std::uint64_t start_time = 0;
+  bool pid_alive = false;  // the pid exists, is not a zombie, and has the recorded identity
+  bool pid_known = true;   // false: whether it runs could not be told (errno in pid_error)
+  int pid_error = 0;
+  std::uint64_t identity = 0;
   std::string scope;
   std::uint64_t deadline_ns = 0;   // CLOCK_MONOTONIC; 0 when not armed
   std::int64_t remaining_ns = 0;   // deadline - now; negative when overdue
@@ -73,7 +76,13 @@ struct TimerRow {
   layout::Origin origin = layout::Origin::kTable;
   std::uint64_t acquires = 0;
   std::uint64_t releases = 0;
-  bool reclaimable() const { return state != RowState::kFree && !pid_alive; }
+  // Only a process known to be gone: one that could not be looked at is not.
+  bool reclaimable() const { return state != RowState::kFree && !pid_alive && pid_known; }
+  void set_liveness(const Probe& probe) {
+    pid_alive = probe.running();
+    pid_known = !probe.unknown();
+    pid_error = probe.unknown() ? probe.error : 0;
+  }
 };
 
 // Readers detect a table truncated under them: before each pass they check the file's
@@ -99,7 +108,7 @@ class TableReader {
  private:
   std::vector<TimerRow> collect(bool all, bool scan_every_slot) const;
   void check_not_truncated() const;
-  bool verify_server(pid_t pid, std::uint64_t start_time) const;
+  bool verify_server(pid_t pid, std::uint64_t identity) const;
 
   std::shared_ptr<Table> table_;
 };

@@ -29,7 +29,7 @@ struct TimerEvent {
   int signal = 0;
   std::uint64_t slot = 0;
   layout::Origin origin = layout::Origin::kTable;
-  std::uint64_t start_time = 0;  // the owner's start time as the slot records it; 0: unknown
+  std::uint64_t identity = 0;  // the owner's identity as the slot records it; 0: unknown
   // When it happened, on the server's monotonic clock: the round's time for "timer
   // expired", the moment the signal was sent for "kill worker process"; 0 for the others.
   std::uint64_t at_ns = 0;
@@ -75,6 +75,9 @@ struct RoundResult {
   std::uint64_t signalled = 0;      // processes signalled
   std::uint64_t cleared = 0;        // timers cleared or slots freed
   std::uint64_t next_deadline_ns = 0;  // nearest armed, unexpired deadline (0: none)
+  // When a kill that failed, or a look at a process that could not tell, is next tried
+  // (0: none). A time to wake at, not a deadline: nothing spins before it.
+  std::uint64_t retry_at_ns = 0;
 };
 
 class Reaper;

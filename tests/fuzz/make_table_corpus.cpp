@@ -62,7 +62,7 @@ void fill_live(shmtimer::Table& table) {
   const NewKey worker{4242, 123456, 9, layout::Origin::kTable};
   const auto armed = insert_slot(table, worker, ScopeKey("/work/train.py#57"));
   if (armed.ok())
-    arm_slot(table.slot(armed.index), {armed.control, worker.start_time}, monotonic_ns() + 10'000'000'000ULL, 9);
+    arm_slot(table.slot(armed.index), {armed.control, worker.identity}, monotonic_ns() + 10'000'000'000ULL, 9);
   const NewKey fifo_worker{4243, 123457, 15, layout::Origin::kFifo};
   insert_slot(table, fifo_worker, ScopeKey("step/\xc3\xa9tape \xe2\x98\x83"));
   auto& claiming = table.slot(3);
@@ -70,7 +70,7 @@ void fill_live(shmtimer::Table& table) {
   set_occupancy(table, 3);
   auto& h = table.header();
   h.server_pid.store(1);
-  h.server_start_time.store(1);
+  h.server_identity.store(1);
   h.heartbeat_mono_ns.store(monotonic_ns());
   h.heartbeat_count.store(17);
   h.retired_acquires.store(5);

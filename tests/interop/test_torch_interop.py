@@ -81,6 +81,15 @@ class AgainstShmtimerd(unittest.TestCase):
             """, self.fifo)
         self.assertEqual(proc.returncode, -signal.SIGKILL)
 
+    def test_worker_whose_scope_holds_a_lone_surrogate_is_killed_by_sigkill(self):
+        # torch's default scope is "file#line"; a file name that is not UTF-8 decodes to
+        # lone surrogates, which json.dumps writes as "\udcff". torch's server takes it.
+        proc = run_worker("""
+            with timer.expires(after=0.1, scope="step-\\udcff"):
+                time.sleep(60)
+            """, self.fifo)
+        self.assertEqual(proc.returncode, -signal.SIGKILL)
+
     def test_worker_that_finishes_in_time_survives(self):
         proc = run_worker("""
             for _ in range(3):

@@ -160,9 +160,13 @@ class RegisterClearExpired(Hosted):
         self.assertEqual(self.server.get_expired_timers(time.time() + 3600), {})
         self.assertEqual(self.named("kill worker process"), [])
 
-    def test_a_scope_no_python_string_can_hold_is_a_value_error(self):
-        with self.assertRaises(ValueError):
-            self.server.register_timers([FileTimerRequest(self.sleeper.pid, "\udcff", time.time(), 0)])
+    def test_a_scope_with_a_lone_surrogate_is_registered_read_back_and_released(self):
+        later = time.time() + 3600
+        self.server.register_timers([FileTimerRequest(self.sleeper.pid, "step-\udcff", later, 0)])
+        expired = self.server.get_expired_timers(later + 1)
+        self.assertEqual([r.scope_id for r in expired[self.sleeper.pid]], ["step-\udcff"])
+        self.server.register_timers([FileTimerRequest(self.sleeper.pid, "step-\udcff", -1, 0)])
+        self.assertEqual(self.server.get_expired_timers(later + 1), {})
 
 
 class Lifecycle(unittest.TestCase):

@@ -51,7 +51,7 @@ bool is_reaping(std::string_view name) { return name == "timer expired" || name 
 
 }  // namespace
 
-JobLabels read_job_labels(pid_t pid, std::uint64_t start_time) {
+JobLabels read_job_labels(pid_t pid, std::uint64_t identity) {
   JobLabels labels;
   const std::string environ = read_environ(pid);
   std::string_view rest(environ);
@@ -67,10 +67,7 @@ JobLabels read_job_labels(pid_t pid, std::uint64_t start_time) {
   }
   // Read after the environment: if the pid now names another process, the labels may be
   // that process's.
-  if (start_time != 0) {
-    const auto stat = shmtimer::read_process_stat(pid);
-    if (!stat || stat->start_time != start_time) return {};
-  }
+  if (identity != 0 && !shmtimer::probe_process(pid, identity).running()) return {};
   return labels;
 }
 
@@ -91,12 +88,12 @@ JobLabelReader::JobLabelReader() : state_(std::make_shared<State>()) {
     for (;;) {
       state->changed.wait(lock, [&] { return state->stop || state->request; });
       if (state->stop) return;
-      const auto [pid, start_time] = *state->request;
+      const auto [pid, identity] = *state->request;
       state->request.reset();
       const std::uint64_t number = state->requests;
       state->busy = true;
       lock.unlock();
-      JobLabels labels = read_job_labels(pid, start_time);
+      JobLabels labels = read_job_labels(pid, identity);
       lock.lock();
       state->busy = false;
       state->answer = std::move(labels);
@@ -112,10 +109,10 @@ JobLabelReader::~JobLabelReader() {
   state_->changed.notify_all();
 }
 
-JobLabels JobLabelReader::read(pid_t pid, std::uint64_t start_time, std::chrono::milliseconds wait) {
+JobLabels JobLabelReader::read(pid_t pid, std::uint64_t identity, std::chrono::milliseconds wait) {
   std::unique_lock lock(state_->mutex);
   if (state_->busy || state_->request) return {};  // an earlier read is stuck: go on without
-  state_->request = {pid, start_time};
+  state_->request = {pid, identity};
   const std::uint64_t number = ++state_->requests;
   state_->changed.notify_all();
   if (!state_->changed.wait_for(lock, wait, [&] { return state_->answered == number; })) return {};
@@ -124,7 +121,7 @@ JobLabels JobLabelReader::read(pid_t pid, std::uint64_t start_time, std::chrono:
 
 JobLabels EventLog::job_of(std::string_view name, const shmtimer::TimerEvent& event) {
   if (name == "timer expired") {
-    JobLabels labels = reader_.read(event.pid, event.start_time, kLabelWait);
+    JobLabels labels = reader_.read(event.pid, event.identity, kLabelWait);
     if (jobs_.size() >= kMaxRememberedJobs) jobs_.clear();
     jobs_[event.pid] = labels;
     return labels;

@@ -29,9 +29,9 @@ struct JobLabels {
 
 // Reads the labels from /proc/<pid>/environ: empty when it is unreadable (another user's
 // process, or one that is gone), names none of them, or when the pid no longer has
-// `start_time` (0: not checked) after the read. Values are cut to 256 bytes and escaped
+// `identity` (0: not checked) after the read. Values are cut to 256 bytes and escaped
 // (printable()). May block: see JobLabelReader.
-JobLabels read_job_labels(pid_t pid, std::uint64_t start_time);
+JobLabels read_job_labels(pid_t pid, std::uint64_t identity);
 
 // Reads job labels on a thread of its own, so that the watchdog thread waits at most
 // `wait` for them. Reading /proc/<pid>/environ takes the target's memory-map lock and may
@@ -44,7 +44,7 @@ class JobLabelReader {
   JobLabelReader(const JobLabelReader&) = delete;
   JobLabelReader& operator=(const JobLabelReader&) = delete;
 
-  JobLabels read(pid_t pid, std::uint64_t start_time, std::chrono::milliseconds wait);
+  JobLabels read(pid_t pid, std::uint64_t identity, std::chrono::milliseconds wait);
 
  private:
   struct State;

@@ -56,7 +56,7 @@ json row_json(const DumpRow& row) {
   return {{"slot", t.slot},
           {"state", shmtimer::to_string(t.state)},
           {"pid", t.pid},
-          {"pid_alive", t.pid_alive},
+          {"pid_alive", t.pid_known ? nlohmann::json(t.pid_alive) : nlohmann::json(nullptr)},
           {"reclaimable", t.reclaimable()},
           {"scope", t.scope},
           {"deadline_unix_s", armed ? json(row.deadline_unix_s) : json(nullptr)},

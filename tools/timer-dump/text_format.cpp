@@ -96,7 +96,7 @@ std::string row_text(const DumpRow& row, bool all) {
   const bool armed = row.armed();
   const bool has_key = t.state == RowState::kArmed || t.state == RowState::kIdle;
   return (all ? pad(shmtimer::to_string(t.state), kStateWidth) : "") + pad(std::to_string(t.pid), kPidWidth) +
-         pad(t.pid_alive ? "yes" : "no", kAliveWidth) +
+         pad(t.pid_alive ? "yes" : t.pid_known ? "no" : "?", kAliveWidth) +
          pad(armed ? format_local_time(row.deadline_unix_s) : "-", kDeadlineWidth) +
          pad(armed ? format_duration(t.remaining_ns) : "-", kRemainingWidth) +
          pad(has_key ? signal_label(t.signal) : "-", kSignalWidth) +

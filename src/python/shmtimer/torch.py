@@ -177,10 +177,10 @@ class ShmTimerServer:
     def register_timers(self, timer_requests):
         """Applies requests as if each had come through the FIFO: an acquire per request
         with expiration_time >= 0, a release per negative one."""
-        # UTF-8 here: a scope that the FIFO protocol's JSON cannot carry yet (a lone
-        # surrogate) is a ValueError (docs/pytorch.md).
-        self._require_open().register([(int(r.worker_pid), str(r.scope_id).encode("utf-8"), float(r.expiration_time),
-                                        int(r.signal)) for r in timer_requests])
+        # "surrogatepass": a lone surrogate is taken as torch's FIFO takes it, as its
+        # 3 bytes, which the table client stores for the same scope (docs/pytorch.md).
+        self._require_open().register([(int(r.worker_pid), str(r.scope_id).encode("utf-8", "surrogatepass"),
+                                        float(r.expiration_time), int(r.signal)) for r in timer_requests])
 
     def clear_timers(self, worker_pids):
         """Disarms every timer of these processes."""
