@@ -110,7 +110,7 @@ Geometry validate_header(const void* page, std::size_t page_bytes, std::uint64_t
       max_scope != layout::kMaxScopeBytes || slots_offset != g.slots_offset)
     throw Error(ErrorCode::kNotATable, "header geometry (header " + std::to_string(header_bytes) + ", slot " +
                                            std::to_string(slot_bytes) + ", scope " + std::to_string(max_scope) +
-                                           " bytes) does not match format 1.x");
+                                           " bytes) does not match format " + std::to_string(layout::kVersionMajor) + ".x");
   if (file_bytes_field != g.file_bytes || file_bytes != g.file_bytes)
     throw Error(ErrorCode::kSizeMismatch, "a table of capacity " + std::to_string(capacity) + " is " +
                                               std::to_string(g.file_bytes) + " bytes; the header says " +

@@ -77,6 +77,12 @@ void TableReader::check_not_truncated() const {
                                               std::to_string(st.st_size) + " bytes while it was being read");
 }
 
+const char* liveness_unknown_label(std::size_t reason) {
+  static constexpr const char* kLabels[] = {"descriptors", "memory", "access", "other"};
+  static_assert(std::size(kLabels) == std::size(layout::TableHeader{}.liveness_unknown));
+  return reason < std::size(kLabels) ? kLabels[reason] : "other";
+}
+
 bool TableReader::verify_server(pid_t pid, std::uint64_t identity) const {
   struct stat table_st {}, proc_st {};
   const std::string proc = "/proc/" + std::to_string(pid);
@@ -109,6 +115,8 @@ HeaderInfo TableReader::header() const {
   info.counters.full_failures = h.full_failures.load(std::memory_order_relaxed);
   info.counters.fifo_requests = h.fifo_requests.load(std::memory_order_relaxed);
   info.counters.failed_kills = h.failed_kills.load(std::memory_order_relaxed);
+  for (std::size_t reason = 0; reason < info.counters.liveness_unknown.size(); ++reason)
+    info.counters.liveness_unknown[reason] = h.liveness_unknown[reason].load(std::memory_order_relaxed);
   detail::for_each_occupied(*table_, [&](std::uint64_t index) {
     const auto& slot = table_->slot(index);
     if (detail::state_of(slot.control.load(std::memory_order_relaxed)) == layout::SlotState::kFree) return;

@@ -105,6 +105,13 @@ TimerServer::TimerServer(std::shared_ptr<Table> table, ServerOptions options)
   reaper_->rebuild_occupancy();
   // Relaxed: liveness words are read one at a time by tools; the flock is the real guard.
   header.server_identity.store(current_identity(), std::memory_order_relaxed);
+  if (is_pidfs_identity(current_identity()))
+    spdlog::info("processes are identified by their pidfd inode (pidfs): a reused pid is never taken for its "
+                 "previous process");
+  else
+    spdlog::warn("this kernel has no pidfs (Linux 6.9+): processes are identified by pid and start time, and a pid "
+                 "reused within one clock tick (10 ms) by a client of this table is taken for its previous process "
+                 "(docs/security.md)");
   header.server_pidns.store(current_pid_namespace(), std::memory_order_relaxed);
   const auto max_interval_ms = std::chrono::duration_cast<std::chrono::milliseconds>(options_.policy.max_interval).count();
   header.server_max_interval_ms.store(

@@ -114,7 +114,7 @@ TEST(TimerDumpFormat, TextForKnownTimers) {
             "format     1.0, created 2023-11-14 22:13:20.000 by uid 1000\n"
             "capacity   4096 slots, 4 used\n"
             "server     pid 6281 (alive), last heartbeat 12.0ms ago, 1234 rounds\n"
-            "counters   acquires 5, releases 2, reaps 1, full failures 0, fifo requests 3, failed kills 0\n"
+            "counters   acquires 5, releases 2, reaps 1, full failures 0, fifo requests 3, failed kills 0, liveness unknown 0\n"
             "timers     2 live, 1 overdue\n"
             "\n"
             "PID     ALIVE DEADLINE                REMAINING  SIGNAL   ORIGIN SLOT     SCOPE\n"
@@ -171,7 +171,7 @@ TEST(TimerDumpFormat, CheckLine) {
 TEST(TimerDumpFormat, JsonForKnownTimers) {
   use_time_zone("UTC");
   const auto doc = nlohmann::json::parse(format_json(sample_snapshot(), true));
-  EXPECT_EQ(doc["schema"], 1);
+  EXPECT_EQ(doc["schema"], 2);
   EXPECT_EQ(doc["table"]["path"], "/dev/shm/shmtimer.1000.table");
   EXPECT_EQ(doc["table"]["format_version"], "1.0");
   EXPECT_EQ(doc["table"]["capacity"], 4096);
@@ -181,7 +181,7 @@ TEST(TimerDumpFormat, JsonForKnownTimers) {
   EXPECT_EQ(doc["server"], nlohmann::json::parse(R"({"pid":6281,"alive":true,"heartbeat_age_s":0.012,
                                                      "heartbeat_count":1234})"));
   EXPECT_EQ(doc["counters"], nlohmann::json::parse(R"({"acquires":5,"releases":2,"reaps":1,"full_failures":0,
-                                                       "fifo_requests":3,"failed_kills":0})"));
+                                                       "fifo_requests":3,"failed_kills":0,"liveness_unknown":{"descriptors":0,"memory":0,"access":0,"other":0}})"));
   EXPECT_EQ(doc["slots"], nlohmann::json::parse(R"({"live_timers":2,"overdue_timers":1,"idle":1,"claiming":1,
                                                     "reclaimable":1,"free":4092})"));
   EXPECT_EQ(doc["filter"], nlohmann::json::parse(R"({"pid":null,"scope":null,"expired":false,"all":false})"));

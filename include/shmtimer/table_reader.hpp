@@ -5,6 +5,7 @@
 
 #include <sys/types.h>
 
+#include <array>
 #include <cstdint>
 #include <filesystem>
 #include <memory>
@@ -33,7 +34,10 @@ struct TableCounters {
   std::uint64_t full_failures = 0;
   std::uint64_t fifo_requests = 0;
   std::uint64_t failed_kills = 0;  // signals the kernel refused (each retry counts)
+  // Looks at a process that could not tell (kept as alive), by layout::LivenessUnknown.
+  std::array<std::uint64_t, 4> liveness_unknown{};
 };
+const char* liveness_unknown_label(std::size_t reason);  // "descriptors", "memory", "access", "other"
 
 struct HeaderInfo {
   std::filesystem::path path;

@@ -459,9 +459,9 @@ class Errors(unittest.TestCase):
         # version_major is the u16 at offset 8 (docs/table-format.md).
         with open(path, "r+b") as f:
             f.seek(8)
-            f.write((3).to_bytes(2, "little"))
+            f.write((4).to_bytes(2, "little"))
         try:
-            self.assert_unusable(path, shmtimer.VersionMismatchError, r"version 3\.\d+, this build reads 2\.x")
+            self.assert_unusable(path, shmtimer.VersionMismatchError, r"version 4\.\d+, this build reads 3\.x")
         finally:
             os.remove(path)
 

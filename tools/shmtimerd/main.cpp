@@ -17,6 +17,7 @@
 #include "metrics_page.hpp"
 #include "systemd_notify.hpp"
 #include "shmtimer/fifo_shim.hpp"
+#include "shmtimer/process_control.hpp"
 #include "shmtimer/error.hpp"
 #include "shmtimer/table_reader.hpp"
 #include "shmtimer/timer_server.hpp"
@@ -89,6 +90,11 @@ int serve(const Flags& flags, std::shared_ptr<shmtimerd::JsonLogSink> json_log) 
   sigaddset(&stop_signals, SIGTERM);
   sigaddset(&stop_signals, SIGINT);
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+
+  // Whatever else this process opens (metrics clients, log files), the kill path has the
+  // most descriptors the system allows it, and a reserve besides (LinuxProcessControl).
+  const std::uint64_t descriptors = shmtimer::raise_open_file_limit();
+  spdlog::info("open file limit {}", descriptors);
 
   shmtimer::CreateOptions create;
   create.capacity = flags.capacity;

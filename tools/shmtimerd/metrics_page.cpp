@@ -59,6 +59,10 @@ void MetricsPage::never_decrease(shmtimer::TableCounters& c) {
     *now = std::max(*now, *before);
     *before = *now;
   }
+  for (std::size_t reason = 0; reason < c.liveness_unknown.size(); ++reason) {
+    c.liveness_unknown[reason] = std::max(c.liveness_unknown[reason], reported_.liveness_unknown[reason]);
+    reported_.liveness_unknown[reason] = c.liveness_unknown[reason];
+  }
 }
 
 std::string MetricsPage::render() {

@@ -17,8 +17,9 @@
 
 namespace timer_dump {
 
-// Bumped when a JSON field is renamed or removed (adding a field does not bump it).
-inline constexpr int kJsonSchema = 1;
+// Bumped when a JSON field is renamed, removed or takes a new type (adding a field does
+// not bump it). 2: timers[].pid_alive may be null ("could not tell").
+inline constexpr int kJsonSchema = 2;
 
 // ---- shared conversions (format_util.cpp)
 

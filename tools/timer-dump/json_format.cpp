@@ -29,12 +29,16 @@ json server_json(const shmtimer::HeaderInfo& h) {
 }
 
 json counters_json(const shmtimer::TableCounters& c) {
+  json unknown = json::object();
+  for (std::size_t reason = 0; reason < c.liveness_unknown.size(); ++reason)
+    unknown[shmtimer::liveness_unknown_label(reason)] = c.liveness_unknown[reason];
   return {{"acquires", c.acquires},
           {"releases", c.releases},
           {"reaps", c.reaps},
           {"full_failures", c.full_failures},
           {"fifo_requests", c.fifo_requests},
-          {"failed_kills", c.failed_kills}};
+          {"failed_kills", c.failed_kills},
+          {"liveness_unknown", unknown}};
 }
 
 json slots_json(const SlotCounts& s) {

@@ -46,6 +46,11 @@ void counter_metrics(ExpositionWriter& out, const shmtimer::TableCounters& c) {
   out.counter("shmtimer_fifo_requests_total", "Requests received through the FIFO shim.", number(c.fifo_requests));
   out.counter("shmtimer_failed_kills_total", "Signals the kernel refused to deliver (each retry counts).",
               number(c.failed_kills));
+  out.family("shmtimer_liveness_unknown_total", "counter",
+             "Looks at a process that could not tell whether it runs or may be signalled (it was kept as alive).");
+  for (std::size_t reason = 0; reason < c.liveness_unknown.size(); ++reason)
+    out.sample("shmtimer_liveness_unknown_total", number(c.liveness_unknown[reason]),
+               std::string("reason=\"") + shmtimer::liveness_unknown_label(reason) + '"');
 }
 
 }  // namespace

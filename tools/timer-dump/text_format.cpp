@@ -2,6 +2,7 @@
 // selected slot under column titles. Scope goes last because it is the only column of
 // unbounded width.
 #include <cstdio>
+#include <numeric>
 
 #include "format.hpp"
 
@@ -46,7 +47,9 @@ std::string server_text(const shmtimer::HeaderInfo& h) {
 std::string counters_text(const shmtimer::TableCounters& c) {
   return "acquires " + std::to_string(c.acquires) + ", releases " + std::to_string(c.releases) + ", reaps " +
          std::to_string(c.reaps) + ", full failures " + std::to_string(c.full_failures) + ", fifo requests " +
-         std::to_string(c.fifo_requests) + ", failed kills " + std::to_string(c.failed_kills);
+         std::to_string(c.fifo_requests) + ", failed kills " + std::to_string(c.failed_kills) +
+         ", liveness unknown " +
+         std::to_string(std::accumulate(c.liveness_unknown.begin(), c.liveness_unknown.end(), std::uint64_t{0}));
 }
 
 std::string slots_text(const SlotCounts& s) {
