@@ -197,9 +197,10 @@ TEST(Shmtimerd, ReapsAHungWorkerAndSparesAPunctualOne) {
   });
   const pid_t punctual = testing::fork_child([&] {
     ShmTimerClient client(table);
-    client.acquire("punctual", SteadyClock::now() + 2s);
+    client.acquire("punctual", SteadyClock::now() + 500ms);
     std::this_thread::sleep_for(50ms);
     client.release("punctual");
+    std::this_thread::sleep_for(1s);  // alive past the released deadline: a release that did nothing is seen
   });
   EXPECT_TRUE(testing::killed_by(testing::wait_child(hung), SIGKILL));
   EXPECT_TRUE(testing::exited_ok(testing::wait_child(punctual)));

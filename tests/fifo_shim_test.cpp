@@ -258,8 +258,11 @@ TEST(FifoShim, AWorkerThatOverrunsAFifoTimerIsKilled) {
   });
   testing::HeldChild punctual([&] {
     FifoTimerClient client(f.fifo_path.path());
-    Expires guard(2s, "punctual", client);
-    std::this_thread::sleep_for(50ms);
+    {
+      Expires guard(500ms, "punctual", client);
+      std::this_thread::sleep_for(50ms);
+    }
+    std::this_thread::sleep_for(1s);  // alive past the released deadline: a release that did nothing is seen
   });
   f.server.start();
   hung.go();
@@ -398,6 +401,27 @@ TEST(FifoShim, ClearTimersDisarmsEveryTimerOfTheNamedProcessesOnly) {
     ::kill(pid, SIGKILL);
     testing::wait_child(pid);
   }
+}
+
+// A server hosted in Python sleeps until its next known deadline; a timer registered
+// from the host's thread must wake it, as a table client's arm does, or a short hang is
+// reaped only when the long sleep ends.
+TEST(FifoShim, ARegisteredRequestWakesASleepingServer) {
+  TempTable t;
+  ServerOptions options;
+  options.policy.max_interval = std::chrono::hours(1);
+  options.dead_owner_sweep_interval = std::chrono::hours(1);
+  TimerServer server(t.table, options);
+  TempPath fifo_path{"shmtimer-fifo"};
+  auto shim = std::make_shared<FifoShim>(t.table, fifo_path.path());
+  server.add_source(shim);
+  testing::HeldChild hung([] { std::this_thread::sleep_for(30s); });  // forked before the server's threads
+  server.start();
+  std::this_thread::sleep_for(50ms);  // the server has planned its hour-long sleep
+  shim->register_requests({{hung.pid(), "short", epoch_now() + 0.1, SIGKILL}});
+  EXPECT_TRUE(testing::killed_by(testing::wait_child(hung.pid(), 10s), SIGKILL))
+      << "the registered timer did not wake the sleeping server";
+  server.stop();
 }
 
 // register_requests and clear_timers come from the host's thread while the watchdog

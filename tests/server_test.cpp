@@ -236,10 +236,16 @@ TEST(TimerServer, AReusedPidIsNeverSignalled) {
     go.wait();
   });
   ready.wait();
-  // Make the slot's recorded identity that of an earlier process with this pid.
-  for (const auto& row : rows_of(t.table, child))
-    t.table->slot(row.slot).identity.store(row.identity - 1);
+  // Make the slot's recorded identity that of an earlier process with this pid, with an
+  // armed word that verifies for it: the timer reaches send(), which must tell the two apart.
+  for (const auto& row : rows_of(t.table, child)) {
+    auto& slot = t.table->slot(row.slot);
+    slot.identity.store(row.identity - 1);
+    slot.armed.store(layout::ArmWord::make(row.deadline_ns, slot.control.load(), row.identity - 1));
+  }
   server.run_once_at(monotonic_now_ns() + kSecond);
+  EXPECT_EQ(server.stats().signals_refused[static_cast<std::size_t>(Refusal::kPidReused)].load(), 1u)
+      << "send() was not asked, or did not see the reuse";
   EXPECT_TRUE(rows_of(t.table, child).empty());  // the stale timer is gone
   EXPECT_EQ(t.table->header().reaps.load(), 0u);
   go.signal();
@@ -467,6 +473,8 @@ TEST(LinuxProcessControl, APreparedProcessIsStillCheckedForItsUidAndWhetherItRun
   for (int i = 0; i < 5000 && is_running(child, std::nullopt); ++i) std::this_thread::sleep_for(1ms);
   ASSERT_FALSE(is_running(child, std::nullopt));  // exited, not yet waited for
   EXPECT_EQ(processes.send({child, info->identity, SIGKILL, ::getuid(), {}, {}}, error), SignalOutcome::kNoProcess);
+  // Gone, whatever else the checks found: a zombie of another uid is gone, not refused.
+  EXPECT_EQ(processes.send({child, info->identity, SIGKILL, ::getuid() + 1, {}, {}}, error), SignalOutcome::kNoProcess);
   EXPECT_EQ(processes.prepared(), 1u);  // the answer came from the prepared process
   testing::wait_child(child);
 }

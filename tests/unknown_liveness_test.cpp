@@ -249,10 +249,10 @@ SignalOutcome send_to_non_dumpable_worker(mode_t table_mode, bool& killed) {
     (void)!::write(answer[1], &outcome, sizeof outcome);
   });
   EXPECT_TRUE(exited_ok(wait_child(server_process)));
+  ::close(answer[1]);  // so that a server process that answered nothing reads as end of file
   SignalOutcome outcome = SignalOutcome::kFailed;
   EXPECT_EQ(::read(answer[0], &outcome, sizeof outcome), static_cast<ssize_t>(sizeof outcome));
   ::close(answer[0]);
-  ::close(answer[1]);
   killed = killed_by(wait_child(worker, outcome == SignalOutcome::kSent ? 10s : 200ms), SIGKILL);
   return outcome;
 }
