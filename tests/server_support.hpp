@@ -55,6 +55,7 @@ struct FakeProcesses final : ProcessControl {
   std::function<void(const SignalRequest&)> on_send;  // runs inside send(), e.g. to act as the target
   std::deque<SignalOutcome> scripted;
   std::vector<std::tuple<pid_t, int, std::optional<uid_t>>> sends;
+  std::vector<SignalRequest> requests;  // every send(), whole
   std::vector<SignalRequest> prepared;  // every prepare() call
   int drops = 0;                        // drop_unprepared() calls
   std::uint64_t issued_ns = 0;          // what last_signal_ns() answers
@@ -68,6 +69,7 @@ struct FakeProcesses final : ProcessControl {
   SignalOutcome send(const SignalRequest& request, int& error) override {
     const pid_t pid = request.pid;
     sends.emplace_back(pid, request.signal, request.required_uid);
+    requests.push_back(request);
     if (on_send) on_send(request);
     error = EPERM;
     if (!scripted.empty()) {
