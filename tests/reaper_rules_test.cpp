@@ -10,16 +10,6 @@ namespace {
 
 using namespace testing;
 
-// A FIFO timer, as the shim arms it for a process that never maps the table.
-std::uint64_t plant_fifo(const Table& table, pid_t pid, std::string_view scope, std::uint64_t deadline_ns, int signal,
-                         std::uint64_t identity) {
-  const detail::ScopeKey key(scope);
-  const auto claimed = detail::insert_slot(table, {pid, identity, signal, layout::Origin::kFifo}, key);
-  EXPECT_TRUE(claimed.ok());
-  EXPECT_TRUE(detail::arm_slot(table.slot(claimed.index), {claimed.control, identity}, deadline_ns, signal));
-  return claimed.index;
-}
-
 TEST(ReaperRules, ATableTimersKillRequiresTheServersUidAndTheTableMapped) {
   TempTable t;
   auto fake = std::make_shared<FakeProcesses>();
@@ -45,7 +35,7 @@ TEST(ReaperRules, AFifoTimersKillRequiresTheServersUidAtSignalTimeAndNoMapping) 
   auto fake = std::make_shared<FakeProcesses>();
   fake->alive[4242] = {77, ::getuid()};
   TimerServer server(t.table, fake_options(fake));
-  plant_fifo(*t.table, 4242, "x", monotonic_now_ns() - kMicro, SIGKILL, 77);
+  plant(*t.table, 4242, "x", monotonic_now_ns() - kMicro, SIGKILL, 77, layout::Origin::kFifo);
   server.run_once();
   ASSERT_EQ(fake->requests.size(), 1u);
   EXPECT_EQ(fake->requests[0].required_uid, std::optional<uid_t>(::getuid()));

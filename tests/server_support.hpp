@@ -82,11 +82,11 @@ struct FakeProcesses final : ProcessControl {
 };
 
 // Writes a timer for an arbitrary (pid, identity) straight into the table, as a client
-// of that process would.
+// of that process would (or, with Origin::kFifo, as the FIFO shim arms for a sender).
 inline std::uint64_t plant(const Table& table, pid_t pid, std::string_view scope, std::uint64_t deadline_ns, int signal,
-                    std::uint64_t identity = 77) {
+                    std::uint64_t identity = 77, layout::Origin origin = layout::Origin::kTable) {
   const detail::ScopeKey key(scope);
-  const auto claimed = detail::insert_slot(table, {pid, identity, signal, layout::Origin::kTable}, key);
+  const auto claimed = detail::insert_slot(table, {pid, identity, signal, origin}, key);
   EXPECT_TRUE(claimed.ok());
   EXPECT_TRUE(detail::arm_slot(table.slot(claimed.index), {claimed.control, identity}, deadline_ns, signal));
   return claimed.index;
