@@ -315,7 +315,7 @@ def section_expiry(cpp):
 
 def section_signal_path(cpp):
     rows = []
-    for prepared, label in [(0, "cold: pidfd, start time, uid, maps, liveness, signal"),
+    for prepared, label in [(0, "cold: pidfd, identity, uid, maps, liveness, signal"),
                             (1, "prepared 5 ms ahead: uid, the open maps file, liveness, signal")]:
         run = cpp.find("BM_SignalPath", prepared=prepared)
         if run is not None:
