@@ -124,36 +124,29 @@ SignalOutcome LinuxProcessControl::send_once(const SignalRequest& request, int& 
   return outcome;
 }
 
-SignalOutcome LinuxProcessControl::check_conditions(const SignalRequest& request, uid_t owner, Prepared* prepared,
+SignalOutcome LinuxProcessControl::check_conditions(const SignalRequest& request, uid_t uid, Prepared* prepared,
                                                     int& error) {
-  const pid_t pid = request.pid;
-  bool answer = true;
-  if (request.required_uid) {
-    if (const Probe probe = runs_as(pid, owner, *request.required_uid, answer); !probe.running())
-      return outcome_of(probe, error);
-    if (!answer) return SignalOutcome::kNotPermitted;
-  }
+  if (request.required_uid && uid != *request.required_uid) return SignalOutcome::kNotPermitted;
   if (!request.required_mapping) return SignalOutcome::kSent;
-  switch (maps_file(pid, *request.required_mapping, prepared, error)) {
+  switch (maps_file(request.pid, *request.required_mapping, prepared, error)) {
     case Mapping::kMapped: return SignalOutcome::kSent;
     case Mapping::kNotMapped: return SignalOutcome::kNotMapped;
     case Mapping::kUnknown: break;
   }
   // The maps may not be read: a process that is not dumpable, to a server without
   // CAP_SYS_PTRACE. Signalled when only its own uid could have written the timer.
-  if (error != EACCES && error != EPERM) return SignalOutcome::kUnknown;
-  if (!request.sole_table_writer) return SignalOutcome::kUnverifiable;
-  if (const Probe probe = runs_as(pid, owner, *request.sole_table_writer, answer); !probe.running())
-    return outcome_of(probe, error);
-  return answer ? SignalOutcome::kSent : SignalOutcome::kUnverifiable;
+  if (error == EACCES || error == EPERM)
+    return request.sole_table_writer && uid == *request.sole_table_writer ? SignalOutcome::kSent
+                                                                           : SignalOutcome::kUnverifiable;
+  return SignalOutcome::kUnknown;
 }
 
 SignalOutcome LinuxProcessControl::check_and_signal(const SignalRequest& request, int pidfd,
                                                     Prepared* prepared, int& error) {
   const pid_t pid = request.pid;
-  uid_t owner = 0;
-  SignalOutcome outcome = outcome_of(proc_owner(pid, owner), error);
-  if (outcome == SignalOutcome::kSent) outcome = check_conditions(request, owner, prepared, error);
+  uid_t uid = 0;
+  SignalOutcome outcome = outcome_of(effective_uid(pid, uid), error);
+  if (outcome == SignalOutcome::kSent) outcome = check_conditions(request, uid, prepared, error);
   // Liveness last, after every read of /proc above: the reads described the pinned
   // process only if it still runs now (then the pid is still its own). A process whose
   // main thread exited while others run is alive, and is signalled; one that exited but
@@ -212,8 +205,8 @@ void LinuxProcessControl::prepare(const SignalRequest& request) {
     int error = 0;
     if (p.maps_fd >= 0) (void)detail::maps_list(p.maps_fd, *request.required_mapping, error, &p.map_at);
   }
-  uid_t owner = 0;
-  (void)proc_owner(request.pid, owner);  // brings /proc/<pid> into the dentry cache for send()
+  uid_t uid = 0;
+  (void)effective_uid(request.pid, uid);  // brings /proc/<pid> into the dentry cache for send()
   prepared_.emplace(std::pair{request.pid, request.identity}, p);
 }
 

@@ -216,41 +216,13 @@ Probe probe_without_pidfd(pid_t pid, std::optional<std::uint64_t> expected) noex
   return alive;
 }
 
-Probe proc_owner(pid_t pid, uid_t& owner) noexcept {
+Probe effective_uid(pid_t pid, uid_t& uid) noexcept {
   char path[48];
   std::snprintf(path, sizeof path, "/proc/%d", static_cast<int>(pid));
   struct stat st {};
   if (::stat(path, &st) != 0) return Probe::of_errno(errno);
-  owner = st.st_uid;
+  uid = st.st_uid;
   return {Presence::kRunning, 0};
-}
-
-Probe effective_uid(pid_t pid, uid_t& uid) noexcept {
-  if (const Probe owner = proc_owner(pid, uid); !owner.running() || uid != 0) return owner;
-  char path[48];
-  std::snprintf(path, sizeof path, "/proc/%d/status", static_cast<int>(pid));
-  FILE* status = std::fopen(path, "re");
-  if (status == nullptr) return Probe::of_errno(errno);
-  char line[256];
-  unsigned real = 0, effective = 0;
-  bool found = false;
-  errno = 0;
-  while (!found && std::fgets(line, sizeof line, status) != nullptr)
-    found = std::sscanf(line, "Uid: %u %u", &real, &effective) == 2;
-  const int error = errno;
-  std::fclose(status);
-  if (!found) return error == 0 ? Probe{Presence::kUnknown, EPROTO} : Probe::of_errno(error);
-  uid = static_cast<uid_t>(effective);
-  return {Presence::kRunning, 0};
-}
-
-Probe runs_as(pid_t pid, uid_t owner, uid_t wanted, bool& answer) noexcept {
-  answer = owner == wanted;
-  if (owner != 0 || wanted == 0) return {Presence::kRunning, 0};
-  uid_t uid = 0;
-  const Probe probe = effective_uid(pid, uid);
-  answer = probe.running() && uid == wanted;
-  return probe;
 }
 
 std::uint32_t current_pid_namespace() noexcept {

@@ -145,7 +145,7 @@ class LinuxProcessControl final : public ProcessControl {
   // The checks and the signal, on the process `pidfd` pins (-1: none, before Linux 5.3).
   SignalOutcome check_and_signal(const SignalRequest& request, int pidfd, Prepared* prepared, int& error);
   // The uid and mapping conditions; kSent when they hold.
-  SignalOutcome check_conditions(const SignalRequest& request, uid_t owner, Prepared* prepared, int& error);
+  SignalOutcome check_conditions(const SignalRequest& request, uid_t uid, Prepared* prepared, int& error);
 
   std::size_t max_prepared_;
   DescriptorReserve reserve_;

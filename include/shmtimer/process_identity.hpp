@@ -89,16 +89,10 @@ std::uint64_t pidfs_identity_of(int pidfd) noexcept;
 // without pidfds (before 5.3), and for start-time identities only.
 Probe probe_without_pidfd(pid_t pid, std::optional<std::uint64_t> expected) noexcept;
 
-// The owner of /proc/<pid> into `owner` (kRunning: read). That is the process's effective
-// uid, except for a process that is not dumpable: its /proc entries belong to root.
-Probe proc_owner(pid_t pid, uid_t& owner) noexcept;
-// Does `pid`, whose /proc entries belong to `owner`, run as `wanted`? An owner of root is
-// checked against the "Uid:" line of its status file, which anyone may read; that read costs
-// up to a millisecond on a large process, so it is made only when `wanted` is not root. Root
-// is not checked: a process that was root's when its timer was written and has dropped its
-// privileges since without exec is still the process that wrote it (its identity says so).
-Probe runs_as(pid_t pid, uid_t owner, uid_t wanted, bool& answer) noexcept;
-// The effective uid of `pid` into `uid`: the owner, or the status file's for an owner of root.
+// The effective uid of `pid` into `uid` (kRunning: read): the owner of the directory
+// /proc/<pid>. Since Linux 4.11 that directory belongs to the effective uid even for a process
+// that is not dumpable, whose files in it belong to root (task_dump_owner(): "stat /proc/pid"
+// is the kernel's own way to read it, and its status file costs up to a millisecond cold).
 Probe effective_uid(pid_t pid, uid_t& uid) noexcept;
 
 // The inode of this process's pid namespace (/proc/self/ns/pid), 0 if unknown. Pids are
