@@ -34,7 +34,7 @@ py::dict row_dict(const TimerRow& row) {
   d["slot"] = row.slot;
   d["state"] = to_string(row.state);
   d["pid"] = row.pid;
-  d["pid_alive"] = row.pid_alive;
+  d["pid_alive"] = row.pid_known ? py::object(py::bool_(row.pid_alive)) : py::object(py::none());  // None: could not tell
   d["reclaimable"] = row.reclaimable();
   d["scope"] = py::reinterpret_steal<py::str>(scope_to_python(row.scope));
   d["deadline_unix_s"] = armed ? py::object(py::float_(epoch_seconds_from_deadline(from_table_ns(row.deadline_ns))))

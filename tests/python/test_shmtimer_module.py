@@ -161,6 +161,26 @@ class WithoutTorch(WithServer):
         self.assertEqual(shmtimer.timers(self.table), [])  # released
         self.assertEqual(len(shmtimer.timers(self.table, all=True)), 1)  # the idle slot
 
+    def test_an_owner_that_could_not_be_looked_at_reads_as_none_not_as_gone(self):
+        # A reader out of descriptors: the one left opens the table, so no look at any
+        # process can be made. "Could not tell" is None, as timer-dump's null; never False.
+        client = shmtimer.ShmTimerClient(self.table)
+        with shmtimer.expires(30, "held", client):
+            reader = subprocess.run([PY, "-c", textwrap.dedent("""
+                import os, resource, sys, shmtimer
+                resource.setrlimit(resource.RLIMIT_NOFILE, (64, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+                print(shmtimer.timers(sys.argv[1])[0]["pid_alive"])
+                held = []
+                try:
+                    while True:
+                        held.append(os.open("/dev/null", os.O_RDONLY))
+                except OSError:
+                    os.close(held.pop())
+                print(shmtimer.timers(sys.argv[1])[0]["pid_alive"])
+                """), self.table], capture_output=True, text=True, timeout=60)
+        self.assertEqual(reader.returncode, 0, reader.stderr)
+        self.assertEqual(reader.stdout.split(), ["True", "None"])
+
     def test_default_table_comes_from_the_environment(self):
         os.environ["SHMTIMER_TABLE"] = self.table
         try:

@@ -224,7 +224,8 @@ class expires:  # noqa: N801 (named like the reference's function)
 
 
 def timers(table_path=None, all=False):  # noqa: A002 (mirrors timer-dump --all)
-    """The table's live timers as dicts, with timer-dump --json's row field names."""
+    """The table's live timers as dicts, with timer-dump --json's row fields: pid_alive is
+    None where the owner could not be looked at (timer-dump's null), never False then."""
     return _shmtimer.read_timers(table_path or default_table_path(), all)
 
 
