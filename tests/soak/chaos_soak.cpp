@@ -55,7 +55,10 @@ struct Config {
   unsigned seed = 1;
   std::string table;
   std::string fifo;
-  std::uint64_t kill_bound_ns = 1000 * kMs;  // deadline to death, plus any server downtime
+  // Deadline to signal, plus any server downtime: the server promises --max-interval-ms
+  // (20 ms, below) at worst; the rest is what a loaded 2-core machine's scheduling adds.
+  std::uint64_t kill_bound_ns = 500 * kMs;
+  std::uint64_t latency_p50_ns = 0;  // the hangs' median signal latency must not exceed this (0: not judged)
 };
 
 // ---- the worker side -------------------------------------------------------------
@@ -82,10 +85,13 @@ class WorkerOps {
   // Arms `scope` to expire at `deadline_ns`, or releases it (0).
   void apply(ScopeRecord& record, const std::string& scope, std::uint64_t deadline_ns) {
     const std::uint64_t held = record.done.load();
+    // A new timer: an older late release excuses nothing any more. (A scope is armed again
+    // only after the other watched scopes have had their turn, 150 ms at least, so no
+    // signal for the old timer can still be on its way.)
+    if (deadline_ns != 0) record.late_deadline_ns.store(0);
     record.intent.store(deadline_ns);
     record.done.store(fifo() ? apply_via_fifo(scope, deadline_ns) : apply_to_table(scope, deadline_ns));
-    if (const std::uint64_t now = monotonic_now_ns(); deadline_ns == 0 && held != 0 && now >= held)
-      record.late_release_ns.store(now);
+    if (deadline_ns == 0 && held != 0 && monotonic_now_ns() >= held) record.late_deadline_ns.store(held);
     log_.ops.fetch_add(1, std::memory_order_relaxed);
   }
 
@@ -166,8 +172,8 @@ class WorkerOps {
   std::optional<shmtimer::TableReader> reader_;  // FIFO workers: to see their requests applied
 };
 
-// One worker thread: cycles through its watched scopes (arm for 50-300 ms, release within
-// the first third, outlive the released deadline), with busy load in between on table workers.
+// One worker thread: cycles through its watched scopes (arm for 50-300 ms, release before
+// the deadline, outlive it), with busy load in between on table workers.
 class WorkerThread {
  public:
   WorkerThread(WorkerOps& ops, int thread, unsigned seed) : ops_(ops), thread_(thread), rng_(seed) {
@@ -189,9 +195,13 @@ class WorkerThread {
       released_[w] = 0;
     }
     const std::uint64_t armed = monotonic_now_ns();
-    const std::uint64_t deadline = armed + (50 + rng_() % 250) * kMs;
-    ops_.apply(record(w), scopes_[w], deadline);
-    pass_time_until(armed + rng_() % ((deadline - armed) / 3));
+    const std::uint64_t span = (50 + rng_() % 250) * kMs;
+    ops_.apply(record(w), scopes_[w], armed + span);
+    // Half the releases come in the first third of the timer, half anywhere after it up to
+    // the deadline itself: a server that signals early, by however little, then finds
+    // timers still armed that it must not act on (each signal is judged as it arrives).
+    const std::uint64_t third = span / 3;
+    pass_time_until(armed + (rng_() % 2 == 0 ? rng_() % third : third + rng_() % (span - third)));
     const std::uint64_t held = record(w).done.load();  // the table's deadline (FIFO: via wall-clock seconds)
     ops_.apply(record(w), scopes_[w], 0);
     if (monotonic_now_ns() < held)
@@ -202,9 +212,9 @@ class WorkerThread {
 
   // Sleeps (FIFO workers) or hammers the busy scopes (table workers) until `until_ns`.
   void pass_time_until(std::uint64_t until_ns) {
-    while (monotonic_now_ns() < until_ns) {
-      if (!ops_.fifo()) busy_burst();
-      std::this_thread::sleep_for(1ms);
+    for (std::uint64_t now = monotonic_now_ns(); now < until_ns; now = monotonic_now_ns()) {
+      if (!ops_.fifo() && until_ns - now > kMs) busy_burst();
+      std::this_thread::sleep_for(std::chrono::nanoseconds(std::min<std::uint64_t>(until_ns - now, kMs)));
     }
   }
 
@@ -223,7 +233,26 @@ class WorkerThread {
   std::uint64_t released_[soak::kWatchedScopes] = {};  // deadline released in time, still to outlive
 };
 
+WorkerLog* g_signalled_log = nullptr;
+std::uint64_t g_kill_bound_ns = 0;
+
+// The server's signal: judge what the worker held at this moment, then die of the signal
+// (SA_RESETHAND restores the default action; the raised signal is delivered once this
+// handler returns), so that the soak still tells a server kill from a chaos kill.
+void on_server_signal(int) {
+  const std::uint64_t now = monotonic_now_ns();
+  g_signalled_log->verdict.store(g_signalled_log->judge(now, g_kill_bound_ns));
+  g_signalled_log->signalled_ns.store(now);
+  ::raise(kServerSignal);
+}
+
 [[noreturn]] void worker_main(const Config& config, WorkerLog& log, unsigned seed) {
+  g_signalled_log = &log;
+  g_kill_bound_ns = config.kill_bound_ns;
+  struct sigaction action {};
+  action.sa_handler = on_server_signal;
+  action.sa_flags = SA_RESETHAND;
+  if (::sigaction(kServerSignal, &action, nullptr) != 0) ::_exit(4);
   std::mt19937 rng(seed);
   std::optional<WorkerOps> ops;
   try {
@@ -251,10 +280,11 @@ struct Outcome {
   std::uint64_t survived[2] = {}, late_releases = 0;
   std::uint64_t fifo_acquires = 0, fifo_releases = 0, fifo_refused = 0, fifo_resent = 0, fifo_unapplied = 0;
   std::uint64_t hangs_reaped[2] = {}, hangs_across_restart = 0, deserved_kills = 0;
-  std::uint64_t false_kills = 0, missed_kills = 0, missed_across_restart = 0, unexpected_exits = 0;
+  std::uint64_t false_kills = 0, missed_kills = 0, missed_across_restart = 0, late_kills = 0, unexpected_exits = 0;
   std::uint64_t stuck_slots = 0;
   std::uint64_t min_survived = kDefaultMinSurvivedPerPath;  // per path, for the run to count
-  std::vector<double> latencies_ms;
+  std::uint64_t latency_p50_ns = 0;
+  std::vector<double> signal_latencies_ms, reap_latencies_ms;  // hangs: deadline to the handler, to waitpid
 
   void add(const WorkerLog& log) {
     ops += log.ops.load();
@@ -270,9 +300,10 @@ struct Outcome {
     return survived[kTablePath] >= min_survived && survived[kFifoPath] >= min_survived &&
            hangs_reaped[kTablePath] > 0 && hangs_reaped[kFifoPath] > 0;
   }
+  bool latency_within_bound() const;
   bool passed() const {
-    return false_kills == 0 && missed_kills == 0 && unexpected_exits == 0 && fifo_unapplied == 0 && stuck_slots == 0 &&
-           exercised();
+    return false_kills == 0 && missed_kills == 0 && late_kills == 0 && unexpected_exits == 0 && fifo_unapplied == 0 &&
+           stuck_slots == 0 && latency_within_bound() && exercised();
   }
 };
 
@@ -385,7 +416,7 @@ class Soak {
       if (it == live_.end()) continue;
       const WorkerLog& log = logs_[it->second.log];
       outcome_.add(log);
-      if (WIFSIGNALED(status) && WTERMSIG(status) == kServerSignal) {
+      if (WIFSIGNALED(status) && WTERMSIG(status) == kServerSignal) {  // the server's (chaos kills are SIGKILL)
         judge_server_kill(pid, log, now);
       } else if (it->second.chaos) {
         ++outcome_.chaos_kills;
@@ -398,26 +429,37 @@ class Soak {
     }
   }
 
-  // A server kill seen at `now` is deserved only if the worker held a timer armed and
-  // expired: its hang, or a watched timer whose release took effect too late (the thread
-  // was descheduled past the deadline; or, around a server restart, a FIFO release died
-  // in the pipe and the next server reaped first, or a FIFO acquire reached the next
-  // server after its deadline). A worker whose timers were all released in time must
-  // never be killed: that is a false kill.
-  void judge_server_kill(pid_t pid, const WorkerLog& log, std::uint64_t now) {
+  // A server kill is deserved only if the worker held a timer armed and expired when the
+  // signal arrived (its handler judged that then): its hang, or a watched timer whose
+  // release took effect too late (the thread was descheduled past the deadline; or, around
+  // a server restart, a FIFO release died in the pipe and the next server reaped first, or
+  // a FIFO acquire reached the next server after its deadline). A signal that found every
+  // timer released in time or not yet due is a false kill, however early it came.
+  void judge_server_kill(pid_t pid, const WorkerLog& log, std::uint64_t reaped_ns) {
     const bool fifo = log.uses_fifo.load() != 0;
-    if (log.hang.expired_by(now, 0)) {
-      ++outcome_.hangs_reaped[fifo ? kFifoPath : kTablePath];
-      const std::uint64_t deadline = log.hang.intent.load();
-      outcome_.latencies_ms.push_back(static_cast<double>(now - deadline) / 1e6);
-      if (restarted_between(log.hang_started_ns.load(), deadline)) ++outcome_.hangs_across_restart;
-    } else if (log.held_expired_timer(now, config_.kill_bound_ns)) {
-      ++outcome_.deserved_kills;
-    } else {
-      ++outcome_.false_kills;
-      std::fprintf(stderr, "FALSE KILL: worker %d (%s) was signalled by the server while holding no expired timer\n",
-                   pid, fifo ? "fifo" : "table");
+    const std::uint64_t signalled = log.signalled_ns.load();
+    switch (log.verdict.load()) {
+      case soak::Verdict::kHangExpired: {
+        ++outcome_.hangs_reaped[fifo ? kFifoPath : kTablePath];
+        const std::uint64_t deadline = log.hang.done.load() != 0 ? log.hang.done.load() : log.hang.intent.load();
+        outcome_.signal_latencies_ms.push_back(static_cast<double>(signalled - deadline) / 1e6);
+        outcome_.reap_latencies_ms.push_back(static_cast<double>(reaped_ns - deadline) / 1e6);
+        const std::uint64_t started = log.hang_started_ns.load();
+        if (restarted_between(started, deadline)) ++outcome_.hangs_across_restart;
+        if (signalled > deadline + config_.kill_bound_ns + downtime_between(started, signalled)) {
+          ++outcome_.late_kills;
+          std::fprintf(stderr, "LATE KILL: worker %d (%s) was signalled %.1f ms after its deadline\n", pid,
+                       fifo ? "fifo" : "table", static_cast<double>(signalled - deadline) / 1e6);
+        }
+        return;
+      }
+      case soak::Verdict::kTimerExpired: ++outcome_.deserved_kills; return;
+      case soak::Verdict::kNothingExpired:
+      case soak::Verdict::kNotSignalled: break;
     }
+    ++outcome_.false_kills;
+    std::fprintf(stderr, "FALSE KILL: worker %d (%s) was signalled by the server while holding no expired timer\n",
+                 pid, fifo ? "fifo" : "table");
   }
 
   // A hang is owed its kill within the bound of its deadline, plus any server downtime
@@ -478,6 +520,10 @@ double percentile(std::vector<double> v, double q) {
   return v[std::min(v.size() - 1, static_cast<std::size_t>(q * static_cast<double>(v.size() - 1) + 0.5))];
 }
 
+bool Outcome::latency_within_bound() const {
+  return latency_p50_ns == 0 || percentile(signal_latencies_ms, 0.5) * 1e6 <= static_cast<double>(latency_p50_ns);
+}
+
 void print_summary(const Config& config, const Outcome& o) {
   fmt::print("chaos soak, {:.0f} s, seed {}\n", config.duration_s, config.seed);
   fmt::print("  operations            {} (acquire or release, logged before and after)\n", o.ops);
@@ -492,10 +538,17 @@ void print_summary(const Config& config, const Outcome& o) {
   fmt::print("  deserved kills        {} (a watched timer expired before its release took effect)\n", o.deserved_kills);
   fmt::print("  chaos kills           {} workers SIGKILLed at random points\n", o.chaos_kills);
   fmt::print("  server restarts       {} (SIGKILLed at random points)\n", o.server_restarts);
+  fmt::print("  signal latency        p50 {:.2f} ms, p99 {:.2f} ms, max {:.2f} ms (a hang's deadline to its handler){}\n",
+             percentile(o.signal_latencies_ms, 0.5), percentile(o.signal_latencies_ms, 0.99),
+             percentile(o.signal_latencies_ms, 1.0),
+             o.latency_p50_ns == 0 ? std::string() : fmt::format("; p50 bound {:.1f} ms", static_cast<double>(o.latency_p50_ns) / 1e6));
   fmt::print("  reap latency          p50 {:.2f} ms, p99 {:.2f} ms, max {:.2f} ms (deadline to waitpid)\n",
-             percentile(o.latencies_ms, 0.5), percentile(o.latencies_ms, 0.99), percentile(o.latencies_ms, 1.0));
+             percentile(o.reap_latencies_ms, 0.5), percentile(o.reap_latencies_ms, 0.99),
+             percentile(o.reap_latencies_ms, 1.0));
   fmt::print("  false kills           {}\n", o.false_kills);
-  fmt::print("  missed kills          {} ({} across a server restart)\n", o.missed_kills, o.missed_across_restart);
+  fmt::print("  missed kills          {} ({} across a server restart); bound {:.0f} ms past the deadline\n",
+             o.missed_kills, o.missed_across_restart, static_cast<double>(config.kill_bound_ns) / 1e6);
+  fmt::print("  late kills            {} (signalled, but past the bound)\n", o.late_kills);
   fmt::print("  FIFO unapplied        {} (a live server did not apply a request within the bound)\n", o.fifo_unapplied);
   fmt::print("  unexpected exits      {}\n", o.unexpected_exits);
   fmt::print("  stuck slots           {}\n", o.stuck_slots);
@@ -517,12 +570,17 @@ int main(int argc, char** argv) {
   app.add_option("--min-outlived", min_survived,
                  "Outlived releases needed on each path (table, FIFO) for the run to count")
       ->capture_default_str();
-  double kill_bound_ms = 1000;
+  double kill_bound_ms = 500;
   app.add_option("--kill-bound-ms", kill_bound_ms,
                  "How late after its deadline (plus server downtime) a kill may come before it counts as missed")
       ->capture_default_str();
+  double latency_p50_ms = 0;
+  app.add_option("--latency-p50-ms", latency_p50_ms,
+                 "The hangs' median signal latency may not exceed this (0: not judged)")
+      ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
   config.kill_bound_ns = static_cast<std::uint64_t>(kill_bound_ms * 1e6);
+  config.latency_p50_ns = static_cast<std::uint64_t>(latency_p50_ms * 1e6);
   spdlog::set_level(spdlog::level::off);
   // In its pid namespace the soak is always pid 1: a random part keeps two runs (two build
   // trees, two engineers) off each other's table and FIFO.
@@ -534,6 +592,7 @@ int main(int argc, char** argv) {
   try {
     o = Soak(config).run();
     o.min_survived = min_survived;
+    o.latency_p50_ns = config.latency_p50_ns;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "chaos_soak: %s\n", e.what());
     return 2;

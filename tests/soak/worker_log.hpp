@@ -24,16 +24,26 @@ struct ScopeRecord {
   // finished one (done); 0 = released. The table holds one of the two.
   std::atomic<std::uint64_t> intent;
   std::atomic<std::uint64_t> done;
-  // When a release finished after its deadline: the server may have seen the timer
-  // expired just before, so a kill that follows soon after is deserved.
-  std::atomic<std::uint64_t> late_release_ns;
+  // The deadline of a release that took effect after it (0: none since the scope was last
+  // armed). The server may have found that timer expired just before the release, and its
+  // signal may then come up to the kill bound after that deadline, not later.
+  std::atomic<std::uint64_t> late_deadline_ns;
 
-  bool expired_by(std::uint64_t when_ns, std::uint64_t late_window_ns) const {
+  bool expired_by(std::uint64_t when_ns, std::uint64_t kill_bound_ns) const {
     for (std::uint64_t d : {intent.load(), done.load()})
       if (d != 0 && d <= when_ns) return true;
-    const std::uint64_t late = late_release_ns.load();
-    return late != 0 && when_ns <= late + late_window_ns;
+    const std::uint64_t late = late_deadline_ns.load();
+    return late != 0 && late <= when_ns && when_ns <= late + kill_bound_ns;
   }
+};
+
+// What the worker held when the server's signal reached it, judged by its handler at that
+// moment (a judgement at reap time, a millisecond later, would excuse an early kill).
+enum class Verdict : int {
+  kNotSignalled = 0,
+  kHangExpired = 1,   // its hang's deadline had passed: the kill it is owed
+  kTimerExpired = 2,  // another timer it held may have been armed and expired: deserved
+  kNothingExpired = 3,  // every timer it held was released in time or not yet due: a false kill
 };
 
 struct WorkerLog {
@@ -50,19 +60,24 @@ struct WorkerLog {
   std::atomic<std::uint64_t> hang_started_ns;
   ScopeRecord hang;  // intent != 0 once the main thread has stopped to hang: the kill must come
   ScopeRecord scopes[kThreadsPerWorker][kScopesPerThread];
+  // Written once, by the handler of the server's signal (the worker dies right after).
+  std::atomic<std::uint64_t> signalled_ns;
+  std::atomic<Verdict> verdict;
 
   // Could the server have found one of the worker's timers armed and expired, given a
-  // death seen at `when_ns`? Any recorded deadline may be what the table held when the
-  // server looked; a late release excuses a kill within `late_window_ns` of it.
-  bool held_expired_timer(std::uint64_t when_ns, std::uint64_t late_window_ns) const {
-    if (hang.expired_by(when_ns, late_window_ns)) return true;
+  // signal that arrived at `when_ns`? Any recorded deadline may be what the table held
+  // when the server looked; a late release excuses a signal within the kill bound of its
+  // deadline. Lock-free atomics only: called from a signal handler.
+  Verdict judge(std::uint64_t when_ns, std::uint64_t kill_bound_ns) const {
+    if (hang.intent.load() != 0 && hang.expired_by(when_ns, 0)) return Verdict::kHangExpired;
     for (const auto& thread : scopes)
       for (const auto& s : thread)
-        if (s.expired_by(when_ns, late_window_ns)) return true;
-    return false;
+        if (s.expired_by(when_ns, kill_bound_ns)) return Verdict::kTimerExpired;
+    return Verdict::kNothingExpired;
   }
 };
 
-static_assert(std::atomic<std::uint64_t>::is_always_lock_free && std::atomic<pid_t>::is_always_lock_free);
+static_assert(std::atomic<std::uint64_t>::is_always_lock_free && std::atomic<pid_t>::is_always_lock_free &&
+              std::atomic<Verdict>::is_always_lock_free);
 
 }  // namespace soak
