@@ -14,6 +14,7 @@
 #include "shmtimer/error.hpp"
 #include "shmtimer/fifo_protocol.hpp"
 #include "shmtimer/printable.hpp"
+#include "test_support.hpp"
 
 namespace shmtimer::fifo {
 namespace {
@@ -73,7 +74,9 @@ TEST(FifoProtocol, BytesAreExactlyWhatTheReferenceClientWrites) {
 }
 
 TEST(FifoProtocol, InvalidUtf8ScopeIsAClearError) {
-  EXPECT_THROW(format_acquire(1, std::string("\xff\xfe", 2), 1.0, 9), Error);
+  const auto thrown = testing::thrown_by([] { format_acquire(1, std::string("\xff\xfe", 2), 1.0, 9); });
+  EXPECT_EQ(thrown.code, ErrorCode::kInvalidArgument);
+  EXPECT_NE(thrown.message.find("not valid UTF-8"), std::string::npos) << thrown.message;
 }
 
 TEST(FifoProtocol, ParsesTheReferenceLine) {
@@ -397,13 +400,18 @@ TEST(FifoProtocol, WritesALoneSurrogateScopeAsPythonDoesAndReadsItBack) {
 
 TEST(FifoProtocol, RefusesASurrogatePairSplitIntoTwoSequences) {
   // "\ud83d\ude00" is read back as U+1F600's 4 bytes, never as these 6: refused, not changed.
-  EXPECT_THROW(format_acquire(1, "\xed\xa0\xbd\xed\xb8\x80", 1.0, 9), Error);
+  const auto pair = testing::thrown_by([] { format_acquire(1, "\xed\xa0\xbd\xed\xb8\x80", 1.0, 9); });
+  EXPECT_EQ(pair.code, ErrorCode::kInvalidArgument);
+  EXPECT_NE(pair.message.find("surrogate pair"), std::string::npos) << pair.message;
   // Low before high is no pair, and reads back as it is.
   const std::string formatted = format_acquire(1, "\xed\xb8\x80\xed\xa0\xbd", 1.0, 9);
   EXPECT_NE(formatted.find(R"("\ude00\ud83d")"), std::string::npos) << formatted;
   // Invalid UTF-8 around a surrogate is still refused.
-  EXPECT_THROW(format_acquire(1, "\xed\xa0\x80\xff", 1.0, 9), Error);
-  EXPECT_THROW(format_acquire(1, "\xe2\x98\xed\xa0\x80", 1.0, 9), Error);
+  for (const char* scope : {"\xed\xa0\x80\xff", "\xe2\x98\xed\xa0\x80"}) {
+    const auto invalid = testing::thrown_by([&] { format_acquire(1, scope, 1.0, 9); });
+    EXPECT_EQ(invalid.code, ErrorCode::kInvalidArgument);
+    EXPECT_NE(invalid.message.find("not valid UTF-8"), std::string::npos) << invalid.message;
+  }
 }
 
 struct Collected {

@@ -368,7 +368,8 @@ TEST(FifoShim, RegisteredRequestsAreTakenAsTheirFifoLinesWouldBe) {
   EXPECT_EQ(f.shim->request_count(), 4u);
   EXPECT_EQ(std::count(f.events.begin(), f.events.end(), "set timer"), 2);
   EXPECT_EQ(std::count(f.events.begin(), f.events.end(), "clear timer"), 1);
-  EXPECT_THROW(f.shim->register_requests({{child, "\xff", later, SIGKILL}}), Error);  // not UTF-8
+  EXPECT_EQ(testing::thrown_by([&] { f.shim->register_requests({{child, "\xff", later, SIGKILL}}); }).code,
+            ErrorCode::kInvalidArgument);  // not UTF-8
   ::kill(child, SIGKILL);
   testing::wait_child(child);
 }
@@ -492,7 +493,9 @@ TEST(FifoShim, AnOldFifoIsReplacedButARegularFileOrSymlinkIsRefused) {
   TempPath target("shmtimer-target");
   std::ofstream(target.path()) << "x";
   std::filesystem::create_symlink(target.path(), p.path());
-  EXPECT_THROW(FifoShim(t.table, p.path()), Error);
+  const auto symlink = testing::thrown_by([&] { FifoShim(t.table, p.path()); });
+  EXPECT_EQ(symlink.code, ErrorCode::kUnsafeFile);
+  EXPECT_NE(symlink.message.find("a symlink"), std::string::npos) << symlink.message;
   EXPECT_TRUE(std::filesystem::is_symlink(p.path()));
 }
 

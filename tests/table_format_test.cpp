@@ -108,10 +108,10 @@ TEST(TableFormat, CreateRefusesABadCapacity) {
   TempPath p;
   CreateOptions zero;
   zero.capacity = 0;
-  EXPECT_THROW(Table::create(p.path(), zero), Error);
+  EXPECT_EQ(testing::thrown_by([&] { Table::create(p.path(), zero); }).code, ErrorCode::kInvalidArgument);
   CreateOptions huge;
   huge.capacity = layout::kMaxCapacity + 1;
-  EXPECT_THROW(Table::create(p.path(), huge), Error);
+  EXPECT_EQ(testing::thrown_by([&] { Table::create(p.path(), huge); }).code, ErrorCode::kInvalidArgument);
   EXPECT_FALSE(std::filesystem::exists(p.path()));
 }
 
@@ -207,9 +207,20 @@ TEST(TableRefuse, OversizedFile) {
 
 TEST(TableRefuse, HeaderCapacityThatDisagreesWithTheFile) {
   TempTable t(100);
-  const std::uint64_t capacity = 1u << 20;
+  const std::uint64_t capacity = 200;  // the same layout, a bigger file
+  ASSERT_EQ(layout::geometry_for(capacity).slots_offset, layout::geometry_for(100).slots_offset);
   write_bytes(t.file.path(), offsetof(layout::TableHeader, capacity), &capacity, 8);
-  EXPECT_NE(open_error(t.file.path()), ErrorCode::kIo);
+  EXPECT_EQ(open_error(t.file.path()), ErrorCode::kSizeMismatch);
+  EXPECT_NE(open_message(t.file.path()).find("a table of capacity 200 is"), std::string::npos);
+}
+
+TEST(TableRefuse, HeaderCapacityWhoseSlotsLieElsewhereIsNotATable) {
+  TempTable t(100);
+  const std::uint64_t capacity = 1u << 20;  // its occupancy bitmap would push the slots further
+  ASSERT_NE(layout::geometry_for(capacity).slots_offset, layout::geometry_for(100).slots_offset);
+  write_bytes(t.file.path(), offsetof(layout::TableHeader, capacity), &capacity, 8);
+  EXPECT_EQ(open_error(t.file.path()), ErrorCode::kNotATable);
+  EXPECT_NE(open_message(t.file.path()).find("header geometry"), std::string::npos);
 }
 
 TEST(TableRefuse, AbsurdCapacity) {
@@ -262,7 +273,8 @@ TEST(TableRefuse, ValidateHeaderRejectsGarbagePages) {
   unsigned char page[layout::kHeaderBytes];
   for (int i = 0; i < 1000; ++i) {
     for (auto& b : page) b = static_cast<unsigned char>(rng());
-    EXPECT_THROW(validate_header(page, sizeof page, rng() % (1u << 30)), Error);
+    EXPECT_EQ(testing::thrown_by([&] { validate_header(page, sizeof page, rng() % (1u << 30)); }).code,
+              ErrorCode::kNotATable);
   }
 }
 

@@ -10,15 +10,34 @@
 #include <chrono>
 #include <filesystem>
 #include <functional>
+#include <optional>
 #include <random>
 #include <stdexcept>
 #include <string>
 #include <thread>
 
+#include "shmtimer/error.hpp"
 #include "shmtimer/process_identity.hpp"
 #include "shmtimer/table.hpp"
 
 namespace shmtimer::testing {
+
+// The code of the shmtimer::Error that `fn` throws, and its message: a test that means one
+// error checks that one, never "some error". Throwing nothing is a test failure.
+struct Thrown {
+  std::optional<ErrorCode> code;
+  std::string message;
+};
+template <class Fn>
+Thrown thrown_by(Fn&& fn) {
+  try {
+    fn();
+  } catch (const Error& e) {
+    return {e.code(), e.what()};
+  }
+  ADD_FAILURE() << "no shmtimer::Error was thrown";
+  return {};
+}
 
 // Liveness answers as the tests ask them: yes or no, where the library answers a Probe.
 inline Probe answer(bool running) { return {running ? Presence::kRunning : Presence::kGone, 0}; }

@@ -233,7 +233,7 @@ class Lifecycle(unittest.TestCase):
         table = "/dev/shm/shmtimer-twice-%s.table" % SUITE
         self.addCleanup(lambda: os.path.exists(table) and os.unlink(table))
         first = ShmTimerServer(self.fifo, "twice", 0.1, table_path=table)
-        with self.assertRaises(shmtimer.ShmTimerError):
+        with self.assertRaisesRegex(shmtimer.ShmTimerError, r"is already served by a live server \(pid \d+\)"):
             ShmTimerServer(self.fifo + "2", "twice", 0.1, table_path=table)
         first.stop()
         second = ShmTimerServer(self.fifo, "twice", 0.1, table_path=table)  # taken over once stopped
