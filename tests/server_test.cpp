@@ -443,9 +443,11 @@ TEST(LinuxProcessControl, AProcessThatExitedButIsNotWaitedForIsGoneNotRefused) {
   TempTable t;
   struct stat table {};
   ASSERT_EQ(::fstat(t.table->fd(), &table), 0);
-  const pid_t child = testing::fork_child([] {});
+  Ready looked_at;  // the child exits only once its identity was read: it may not be gone before
+  const pid_t child = testing::fork_child([&] { looked_at.wait(); });
   LinuxProcessControl processes;
   const auto info = inspect(processes, child);
+  looked_at.signal();
   ASSERT_TRUE(info.has_value());
   for (int i = 0; i < 5000 && is_running(child, std::nullopt); ++i) std::this_thread::sleep_for(1ms);
   ASSERT_FALSE(is_running(child, std::nullopt));

@@ -3,6 +3,7 @@
 A mutant is a list of exact (find, replace) edits in one source file. `expect` names the
 tests that are meant to catch it (a ctest -R regex); they run first, and if none of them
 fails, the whole suite runs, so the table always shows which test really caught it.
+`python=True`: judged in the build tree with the Python module (run.py says why).
 """
 
 MUTANTS = [
@@ -373,7 +374,7 @@ MUTANTS = [
          file="src/python/module.cpp",
          edits=[('  d["pid_alive"] = row.pid_known ? py::object(py::bool_(row.pid_alive)) : py::object(py::none());',
                  '  d["pid_alive"] = row.pid_alive;')],
-         expect="python_module"),
+         expect="python_module", python=True),
     dict(name="23-signals-200us-early", why="the server takes a timer for due 0.2 ms before its deadline; a soak that judged kills at reap time, a millisecond later, never saw it",
          file="src/reaper.cpp",
          edits=[("    if (deadline > now_ns) {", "    if (deadline > now_ns + 200000) {"),

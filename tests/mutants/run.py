@@ -18,6 +18,11 @@ The mutant is caught iff a test is left after step 3; otherwise the table says w
 A mutant that does not build is not caught. `--repeat N` runs the whole list N times and
 requires every mutant caught in every pass.
 
+The gate's build has no Python module (relinking it costs every mutant half a minute, and
+the Python suites take minutes). A mutant marked `python=True` is judged in a second build
+tree, BUILD_DIR-python, with the module and its suites; it is configured only when such a
+mutant is selected.
+
 Before any mutant the unmutated tree must build, or the gate fails at once. The source tree
 is edited in place and always restored (also on Ctrl-C); a mutant whose text is not found
 exactly once is reported as stale, which fails the gate.
@@ -154,6 +159,15 @@ def judge(mutant, build_dir, unmutated):
     return False, "NOT CAUGHT: " + ("; ".join(why) or "no test failed")
 
 
+def configure(build_dir, python):
+    subprocess.run(["cmake", "-S", ".", "-B", build_dir, "-G", "Ninja", "-DCMAKE_BUILD_TYPE=RelWithDebInfo",
+                    "-DSHMTIMER_BUILD_BENCH=OFF", f"-DSHMTIMER_BUILD_PYTHON={'ON' if python else 'OFF'}",
+                    "-DPython3_EXECUTABLE=/usr/bin/python3"], cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
+    ok, log = build(build_dir)
+    if not ok:
+        sys.exit("the unmutated tree does not build; fix that first\n" + log)
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("build_dir", nargs="?", default="build-mutants")
@@ -166,21 +180,21 @@ def main():
     unknown = set(args.only or ()) - {m["name"] for m in MUTANTS}
     if unknown:
         parser.error(f"no such mutant: {', '.join(sorted(unknown))}")
-    subprocess.run(["cmake", "-S", ".", "-B", args.build_dir, "-G", "Ninja", "-DCMAKE_BUILD_TYPE=RelWithDebInfo",
-                    "-DSHMTIMER_BUILD_BENCH=OFF", "-DSHMTIMER_BUILD_PYTHON=OFF"], cwd=ROOT, check=True,
-                   stdout=subprocess.DEVNULL)
-    ok, log = build(args.build_dir)
-    if not ok:
-        sys.exit("the unmutated tree does not build; fix that first\n" + log)
     mutants = [m for m in MUTANTS if not args.only or m["name"] in args.only]
+    build_dirs = {python: args.build_dir + ("-python" if python else "")
+                  for python in sorted({bool(m.get("python")) for m in mutants})}
+    for python, build_dir in build_dirs.items():
+        configure(build_dir, python)
     verdicts = {m["name"]: [] for m in mutants}  # name -> [(caught, verdict)] one per pass
-    unmutated, started = {}, time.monotonic()
+    # test name -> passed on the unmutated tree, per build tree
+    unmutated, started = {build_dir: {} for build_dir in build_dirs.values()}, time.monotonic()
     try:
         for n in range(1, args.repeat + 1):
             for mutant in mutants:
                 t0 = time.monotonic()
                 try:
-                    caught, verdict = judge(mutant, args.build_dir, unmutated)
+                    build_dir = build_dirs[bool(mutant.get("python"))]
+                    caught, verdict = judge(mutant, build_dir, unmutated[build_dir])
                 except LookupError as e:
                     caught, verdict = False, f"STALE: {e}"
                 verdicts[mutant["name"]].append((caught, verdict))
@@ -188,7 +202,8 @@ def main():
                 print(f"  {label}{mutant['name']}: {verdict} ({time.monotonic() - t0:.0f} s)", flush=True)
     except UnmutatedBroken as e:
         sys.exit("the unmutated tree no longer builds (was it edited meanwhile?)\n" + str(e))
-    build(args.build_dir)  # leave the build matching the tree
+    for build_dir in build_dirs.values():
+        build(build_dir)  # leave the build matching the tree
     rows = []
     for name, passes in verdicts.items():
         missed = [(i, v) for i, (c, v) in enumerate(passes, 1) if not c]
@@ -201,7 +216,7 @@ def main():
     print(f"\n| {'mutant'.ljust(width)} | caught by |\n|{'-' * (width + 2)}|---|")
     for name, _, verdict in rows:
         print(f"| {name.ljust(width)} | {verdict} |")
-    broken = sorted(name for name, passed in unmutated.items() if not passed)
+    broken = sorted({name for tree in unmutated.values() for name, passed in tree.items() if not passed})
     if broken:
         print(f"\ntests that did not pass on the unmutated tree (never counted): {', '.join(broken)}")
     every_pass = f" in each of {args.repeat} passes" if args.repeat > 1 else ""
