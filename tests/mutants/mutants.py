@@ -374,7 +374,7 @@ MUTANTS = [
          file="src/python/module.cpp",
          edits=[('  d["pid_alive"] = row.pid_known ? py::object(py::bool_(row.pid_alive)) : py::object(py::none());',
                  '  d["pid_alive"] = row.pid_alive;')],
-         expect="python_module", python=True),
+         expect="python_module.torch-debian", python=True),
     dict(name="23-signals-200us-early", why="the server takes a timer for due 0.2 ms before its deadline; a soak that judged kills at reap time, a millisecond later, never saw it",
          file="src/reaper.cpp",
          edits=[("    if (deadline > now_ns) {", "    if (deadline > now_ns + 200000) {"),
