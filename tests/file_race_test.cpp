@@ -102,6 +102,21 @@ TEST(FileRace, OpeningATableNeverBlocksOnAFifoSwappedInAtThePath) {
   EXPECT_TRUE(testing::exited_ok(testing::wait_child(child, 60s))) << "an open blocked on the FIFO";
 }
 
+// The same guard without a race, so that it is caught every time: a FIFO that no one
+// writes to sits at the path, and every open of it is refused at once.
+TEST(FileRace, AFifoAtTheTablesPathIsRefusedAtOnceNeverWaitedOn) {
+  TempPath path;
+  ASSERT_EQ(::mkfifo(path.path().c_str(), 0600), 0);
+  // In a child, so that an open that blocks fails the test instead of hanging it.
+  const pid_t child = testing::fork_child([&] {
+    OpenOptions read_only;
+    read_only.read_only = true;
+    for (const OpenOptions& options : {OpenOptions{}, read_only})
+      if (testing::thrown_by([&] { Table::open(path.path(), options); }).code != ErrorCode::kNotATable) ::_exit(2);
+  });
+  EXPECT_TRUE(testing::exited_ok(testing::wait_child(child, 10s))) << "an open blocked on the FIFO, or was not refused";
+}
+
 TEST(FileRace, ServingAFifoNeverChangesTheModeOfAFileSwappedInAtThePath) {
   Victim victim;
   testing::TempTable t(8);
