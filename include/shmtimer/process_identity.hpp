@@ -90,9 +90,10 @@ std::uint64_t pidfs_identity_of(int pidfd) noexcept;
 Probe probe_without_pidfd(pid_t pid, std::optional<std::uint64_t> expected) noexcept;
 
 // The effective uid of `pid` into `uid` (kRunning: read): the owner of the directory
-// /proc/<pid>. Since Linux 4.11 that directory belongs to the effective uid even for a process
-// that is not dumpable, whose files in it belong to root (task_dump_owner(): "stat /proc/pid"
-// is the kernel's own way to read it, and its status file costs up to a millisecond cold).
+// /proc/<pid>. The kernel keeps that directory the effective uid's even for a process that
+// is not dumpable, whose files in it belong to root (task_dump_owner(): "stat /proc/pid" is
+// its own way to read it; the status file costs up to a millisecond cold). The test:
+// NonDumpable.AWorkerWhoseMapsTheServerMayNotReadIsKilledWhenOnlyItsOwnUidCanWriteTheTable.
 Probe effective_uid(pid_t pid, uid_t& uid) noexcept;
 
 // The inode of this process's pid namespace (/proc/self/ns/pid), 0 if unknown. Pids are
