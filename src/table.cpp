@@ -5,11 +5,13 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <cstring>
 #include <thread>
 
 #include "shmtimer/error.hpp"
+#include "shmtimer/table_fault_guard.hpp"
 
 namespace shmtimer {
 
@@ -39,12 +41,38 @@ void check_file_safety(const std::filesystem::path& path, int fd, const OpenOpti
                                             ", not by this user (uid " + std::to_string(::geteuid()) + ")");
 }
 
-// Removes `path` after a failed create, only if it is still the file `fd` created.
-void unlink_if_created(const std::filesystem::path& path, int fd) {
-  struct stat created {}, at_path {};
-  if (::fstat(fd, &created) == 0 && ::lstat(path.c_str(), &at_path) == 0 && created.st_ino == at_path.st_ino &&
-      created.st_dev == at_path.st_dev)
-    ::unlink(path.c_str());
+// An unnamed regular file in `path`'s directory (O_TMPFILE), to be linked at `path` once
+// it is a whole table.
+int open_unnamed(const std::filesystem::path& path, mode_t mode) {
+  const std::filesystem::path directory = path.has_parent_path() ? path.parent_path() : ".";
+  const int fd = ::open(directory.c_str(), O_TMPFILE | O_RDWR | O_CLOEXEC, mode);
+  if (fd < 0 && errno == EOPNOTSUPP)
+    throw Error(ErrorCode::kIo,
+                "cannot create table " + quoted(path) + ": its filesystem cannot make unnamed files (O_TMPFILE); "
+                "put the table on a tmpfs such as /dev/shm",
+                EOPNOTSUPP);
+  if (fd < 0) throw_errno("cannot create table " + quoted(path));
+  return fd;
+}
+
+// Gives every page of the file its memory now. A table sized by ftruncate alone is sparse:
+// on a full tmpfs its pages fail only when first touched, and then as a SIGBUS that kills
+// whoever touched them (the server, timer-dump, any worker).
+void allocate(const std::filesystem::path& path, int fd, std::uint64_t bytes) {
+  int err = 0;
+  do err = ::posix_fallocate(fd, 0, static_cast<off_t>(bytes));
+  while (err == EINTR);
+  if (err == 0) return;
+  throw Error(ErrorCode::kIo,
+              "cannot allocate table " + quoted(path) + " (" + std::to_string(bytes) + " bytes): " +
+                  std::strerror(err) + (err == ENOSPC ? " (is its filesystem, such as /dev/shm, full?)" : ""),
+              err);
+}
+
+// Whether the file holds fewer bytes of storage than it is long (ftruncate alone).
+bool sparse(int fd, std::uint64_t bytes) {
+  struct stat st {};
+  return ::fstat(fd, &st) == 0 && static_cast<std::uint64_t>(st.st_blocks) * 512 < bytes;
 }
 
 std::uint64_t file_size(int fd) {
@@ -129,6 +157,25 @@ Table::Table(std::filesystem::path path, File file, bool read_only)
   id_ = next_id.fetch_add(1, std::memory_order_relaxed);  // uniqueness only
 }
 
+Table::~Table() { detail::unregister_table_mapping(fault_registration_); }  // before the region is unmapped
+
+const char* to_string(FileChange change) {
+  static constexpr const char* kNames[] = {"none", "deleted", "resized", "replaced"};
+  static_assert(std::size(kNames) == kFileChanges);
+  return kNames[static_cast<std::size_t>(change)];
+}
+
+FileChange Table::file_change() const {
+  struct stat mapped {}, named {};
+  if (::fstat(fd(), &mapped) != 0) return FileChange::kNone;
+  if (mapped.st_nlink == 0) return FileChange::kDeleted;
+  if (static_cast<std::uint64_t>(mapped.st_size) != geometry_.file_bytes ||
+      detail::table_mapping_faulted(fault_registration_))
+    return FileChange::kResized;
+  if (::lstat(path_.c_str(), &named) != 0) return errno == ENOENT ? FileChange::kReplaced : FileChange::kNone;
+  return named.st_ino == mapped.st_ino && named.st_dev == mapped.st_dev ? FileChange::kNone : FileChange::kReplaced;
+}
+
 void Table::map(const Geometry& g) {
   try {
     region_ = bip::mapped_region(file_, read_only_ ? bip::read_only : bip::read_write, 0, g.file_bytes);
@@ -140,6 +187,7 @@ void Table::map(const Geometry& g) {
   header_ = reinterpret_cast<TableHeader*>(base);
   bitmap_ = reinterpret_cast<std::atomic<std::uint64_t>*>(base + g.bitmap_offset);
   slots_ = reinterpret_cast<layout::Slot*>(base + g.slots_offset);
+  fault_registration_ = detail::register_table_mapping(base, g.file_bytes, !read_only_);
 }
 
 std::shared_ptr<Table> Table::create(const std::filesystem::path& path, const CreateOptions& options) {
@@ -147,28 +195,26 @@ std::shared_ptr<Table> Table::create(const std::filesystem::path& path, const Cr
     throw Error(ErrorCode::kInvalidArgument, "capacity " + std::to_string(options.capacity) +
                                                  " is out of range 1.." + std::to_string(layout::kMaxCapacity));
   const Geometry g = layout::geometry_for(options.capacity);
-  // O_EXCL|O_NOFOLLOW: never adopt or follow something another user placed at the path;
-  // and this very descriptor is the one sized and mapped, so nothing swapped in at the
-  // path afterwards is ever written.
-  const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, options.mode);
-  if (fd < 0) throw_errno("cannot create table " + quoted(path));
+  // A table already there is opened by open_or_create: do not build a whole one to find
+  // that out (on a full tmpfs it could not be built). The linkat below is the real guard.
+  if (struct stat st {}; ::lstat(path.c_str(), &st) == 0) {
+    errno = EEXIST;
+    throw_errno("cannot create table " + quoted(path));
+  }
+  // The file is made without a name in the path's directory, so nobody can open it before
+  // it is whole, and a failure leaves nothing behind. This very descriptor is the one sized
+  // and mapped.
+  const int fd = open_unnamed(path, options.mode);
   File file(fd);
-  if (::fchmod(fd, options.mode) != 0 || ::ftruncate(fd, static_cast<off_t>(g.file_bytes)) != 0) {
-    const int err = errno;
-    unlink_if_created(path, fd);
-    errno = err;
+  if (::fchmod(fd, options.mode) != 0 || ::ftruncate(fd, static_cast<off_t>(g.file_bytes)) != 0)
     throw_errno("cannot size table " + quoted(path));
-  }
+  allocate(path, fd, g.file_bytes);
   std::shared_ptr<Table> table(new Table(path, std::move(file), false));
-  try {
-    table->map(g);
-  } catch (const Error&) {
-    unlink_if_created(path, fd);  // no header-less stub for the next open to wait on
-    throw;
-  }
+  table->map(g);
   TableHeader* h = table->header_;
   // The file is fresh from ftruncate, so every byte is zero: all slots are Free and every
-  // atomic already holds 0. Fill the geometry, then publish the magic last.
+  // atomic already holds 0. Fill the geometry, then publish the magic last (for openers of
+  // a table made by an older build, which did not link it whole; open() waits for it).
   h->version_major = layout::kVersionMajor;
   h->version_minor = layout::kVersionMinor;
   h->header_bytes = layout::kHeaderBytes;
@@ -180,6 +226,11 @@ std::shared_ptr<Table> Table::create(const std::filesystem::path& path, const Cr
   h->created_unix_ns = unix_now_ns();
   h->slots_offset = g.slots_offset;
   h->magic.store(layout::kMagic, std::memory_order_release);  // pairs with the acquire in open()
+  // The name last. linkat never replaces or follows what is at the path: EEXIST, as
+  // O_EXCL|O_NOFOLLOW would say, for open_or_create to open that file instead.
+  if (::linkat(AT_FDCWD, ("/proc/self/fd/" + std::to_string(fd)).c_str(), AT_FDCWD, path.c_str(),
+               AT_SYMLINK_FOLLOW) != 0)
+    throw_errno("cannot create table " + quoted(path));
   return table;
 }
 
@@ -213,6 +264,7 @@ std::shared_ptr<Table> Table::open(const std::filesystem::path& path, const Open
       std::this_thread::sleep_for(std::chrono::milliseconds(10));
     }
   }
+  if (!options.read_only && sparse(fd, g.file_bytes)) allocate(path, fd, g.file_bytes);
   table->map(g);  // the validated copy: later writes to the header's geometry are ignored
   // Pairs with the creator's release store: geometry fields are complete once seen.
   if (table->header_->magic.load(std::memory_order_acquire) != layout::kMagic)

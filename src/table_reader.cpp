@@ -70,9 +70,12 @@ TableReader TableReader::open(const std::filesystem::path& path) {
   return TableReader(Table::open(path, options));
 }
 
+// Before a read, so that a truncated table is not touched; and after it, so that what a
+// read found on the guard's zero pages (table_fault_guard.hpp) is never shown as the table.
 void TableReader::check_not_truncated() const {
   struct stat st {};
-  if (::fstat(table_->fd(), &st) != 0 || static_cast<std::uint64_t>(st.st_size) < table_->geometry().file_bytes)
+  if (::fstat(table_->fd(), &st) != 0 || static_cast<std::uint64_t>(st.st_size) < table_->geometry().file_bytes ||
+      table_->file_change() == FileChange::kResized)
     throw Error(ErrorCode::kSizeMismatch, "table " + table_->path().string() + " was truncated to " +
                                               std::to_string(st.st_size) + " bytes while it was being read");
 }
@@ -124,6 +127,7 @@ HeaderInfo TableReader::header() const {
     info.counters.acquires += slot.acquires.load(std::memory_order_relaxed);
     info.counters.releases += slot.releases.load(std::memory_order_relaxed);
   });
+  check_not_truncated();
   return info;
 }
 
@@ -169,6 +173,7 @@ std::vector<TimerRow> TableReader::collect(bool all, bool scan_every_slot) const
   } else {
     detail::for_each_occupied(*table_, add);
   }
+  check_not_truncated();
   std::stable_sort(rows.begin(), rows.end(), [](const TimerRow& a, const TimerRow& b) {
     const bool a_armed = a.state == RowState::kArmed, b_armed = b.state == RowState::kArmed;
     if (a_armed != b_armed) return a_armed;

@@ -18,6 +18,7 @@
 #include "shmtimer/clock.hpp"
 #include "shmtimer/error.hpp"
 #include "shmtimer/printable.hpp"
+#include "shmtimer/table_fault_guard.hpp"
 #include "shmtimer/process_identity.hpp"
 
 namespace shmtimer {
@@ -140,6 +141,21 @@ void TimerServer::write_heartbeat(std::uint64_t now_ns) {
   header.heartbeat_count.fetch_add(1, std::memory_order_relaxed);
 }
 
+void TimerServer::watch_table_file(std::uint64_t now_ns) {
+  const std::uint64_t faults = table_fault_count();
+  if (now_ns < next_file_check_ns_ && faults == faults_seen_) return;
+  next_file_check_ns_ = now_ns + static_cast<std::uint64_t>(options_.dead_owner_sweep_interval.count());
+  faults_seen_ = faults;
+  if (stats_.table_file_change.load(std::memory_order_relaxed) != FileChange::kNone) return;  // told once
+  const FileChange change = table_->file_change();
+  if (change == FileChange::kNone) return;
+  stats_.table_file_change.store(change, std::memory_order_relaxed);
+  spdlog::error("table {} was {}: no new worker can reach this server, and workers that arm in it are watched only "
+                "while it runs",
+                table_->path().string(), to_string(change));
+  if (options_.on_table_file_change) options_.on_table_file_change(change);
+}
+
 void TimerServer::add_source(std::shared_ptr<RequestSource> source) { sources_.push_back(std::move(source)); }
 
 bool TimerServer::drain_sources() {
@@ -156,6 +172,7 @@ RoundResult TimerServer::round(std::uint64_t now_ns, bool fresh, bool* sources_p
   const std::lock_guard lock(round_mutex_);
   if (fresh) wakeup_->publish_marker(now_ns, static_cast<std::uint64_t>(options_.policy.max_interval.count()));
   write_heartbeat(now_ns);
+  watch_table_file(now_ns);
   const bool pending = drain_sources();
   if (sources_pending != nullptr) *sources_pending = pending;
   if (watcher_) watcher_->rearm();

@@ -360,5 +360,25 @@ TEST(MetricsPage, CountersNeverDecreaseEvenWhenTheTablesSumDips) {
   EXPECT_EQ(sample(page.render(), "shmtimer_reaps_total"), 8);
 }
 
+// Once the server found its table deleted, a probe and a scrape say so: the server is
+// alive, but no new worker can reach it.
+TEST(MetricsPage, HealthFailsAndAGaugeNamesTheChangeOnceTheTableIsDeleted) {
+  testing::TempTable t;
+  ServerOptions options;
+  options.dead_owner_sweep_interval = std::chrono::nanoseconds(0);
+  TimerServer server(t.table, options);
+  shmtimerd::MetricsPage page(server, nullptr);
+  server.run_once();
+  EXPECT_TRUE(page.health().fresh);
+  EXPECT_EQ(sample(page.render(), "shmtimer_table_file_changed", "change=\"deleted\""), 0);
+  std::filesystem::remove(t.file.path());
+  server.run_once();
+  const auto health = page.health();
+  EXPECT_FALSE(health.fresh);
+  EXPECT_STREQ(health.table_file_change, "deleted");
+  EXPECT_EQ(sample(page.render(), "shmtimer_table_file_changed", "change=\"deleted\""), 1);
+  EXPECT_EQ(sample(page.render(), "shmtimer_table_file_changed", "change=\"resized\""), 0);
+}
+
 }  // namespace
 }  // namespace shmtimer

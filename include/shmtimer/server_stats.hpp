@@ -1,11 +1,12 @@
 // What a server counts about its own work, for its /metrics endpoint. The table header
 // holds what every reader of the table can see (acquires, reaps, failed kills); these live
 // in the server's process: why signals were refused, how late kills were, how long rounds
-// took, what the FIFO shim dropped and why.
+// took, whether the table's file is still the one served, what the FIFO shim dropped and why.
 //
 // Written by the watchdog thread, read by any thread. Every field is a relaxed atomic:
 // they are statistics, ordered with nothing, and a reader may see one a round ahead of
-// another. Each only ever grows, except last_round_end_ns, which is a standalone value.
+// another. Each only ever grows, except last_round_end_ns and table_file_change, which
+// are standalone values.
 #pragma once
 
 #include <array>
@@ -14,6 +15,7 @@
 #include <cstdint>
 
 #include "shmtimer/fifo_protocol.hpp"
+#include "shmtimer/table.hpp"
 
 namespace shmtimer {
 
@@ -58,6 +60,8 @@ struct ServerStats {
   Histogram kill_lateness;   // from a timer's deadline to its owner's signal being sent
   Histogram round_duration;  // one round: drain the sources, scan, reap
   std::atomic<std::uint64_t> last_round_end_ns{0};  // on the server's monotonic clock; 0: none yet
+  // What the watchdog found become of its table's file; kNone until then, and set once.
+  std::atomic<FileChange> table_file_change{FileChange::kNone};
 
   void count(Refusal refusal) {
     signals_refused[static_cast<std::size_t>(refusal)].fetch_add(1, std::memory_order_relaxed);

@@ -5,6 +5,7 @@
 #include <sys/types.h>
 
 #include <boost/interprocess/mapped_region.hpp>
+#include <cstddef>
 #include <cstdint>
 #include <filesystem>
 #include <memory>
@@ -28,15 +29,30 @@ struct OpenOptions {
   int init_wait_ms = 1000;
 };
 
+// What became of a table's file since it was mapped (Table::file_change()).
+enum class FileChange : std::uint8_t {
+  kNone,
+  kDeleted,   // unlinked: no new process can open it (systemd's RemoveIPC=, a stray rm)
+  kResized,   // truncated or grown, or a page of the mapping was lost to a truncation
+  kReplaced,  // the path names another file now, or nothing while the file still has a link
+};
+inline constexpr std::size_t kFileChanges = 4;
+const char* to_string(FileChange change);  // "none", "deleted", "resized", "replaced"
+
 class Table {
  public:
-  // Creates a new table file; fails with kIo (EEXIST) when the path exists.
+  // Creates a new table file; fails with kIo (EEXIST) when the path exists, and with kIo
+  // (ENOSPC) when its filesystem cannot hold it. The table appears at the path whole or not
+  // at all: it is made without a name, allocated, filled in, and only then linked.
   static std::shared_ptr<Table> create(const std::filesystem::path& path, const CreateOptions& options = {});
-  // Opens and validates an existing table, refusing anything that is not a v1.x table.
+  // Opens and validates an existing table, refusing anything that is not a table of this
+  // major format. A writer also allocates whatever the file lacks (a sparse table is made
+  // by ftruncate alone), failing with kIo (ENOSPC) instead of dying of SIGBUS later.
   static std::shared_ptr<Table> open(const std::filesystem::path& path, const OpenOptions& options = {});
   // Opens the table at path, creating it first when no file is there.
   static std::shared_ptr<Table> open_or_create(const std::filesystem::path& path, const CreateOptions& options = {});
 
+  ~Table();
   Table(const Table&) = delete;
   Table& operator=(const Table&) = delete;
 
@@ -47,6 +63,9 @@ class Table {
   // Unique among the Tables this process has opened (never 0), for per-thread caches.
   std::uint64_t id() const { return id_; }
   int fd() const { return file_.fd(); }  // the descriptor that was mapped (for flock by the server)
+  // Looks at the mapped file (fstat) and at the path (lstat). An error that shows nothing
+  // (anything but ENOENT at the path) is kNone: only what is seen counts as a change.
+  FileChange file_change() const;
 
   layout::TableHeader& header() const { return *header_; }
   layout::Slot& slot(std::uint64_t index) const { return slots_[index]; }
@@ -79,6 +98,7 @@ class Table {
   layout::Geometry geometry_{};
   bool read_only_ = false;
   std::uint64_t id_;
+  int fault_registration_ = -1;  // table_fault_guard.hpp
   layout::TableHeader* header_ = nullptr;
   std::atomic<std::uint64_t>* bitmap_ = nullptr;
   layout::Slot* slots_ = nullptr;

@@ -66,6 +66,12 @@ struct ServerOptions {
   // what a process that is about to be killed cannot do at exit, such as removing the
   // files it made. May be empty.
   std::function<void()> before_self_signal;
+  // Called once, by the first round that finds the table's file deleted, resized or
+  // replaced (Table::file_change(), looked at every dead_owner_sweep_interval and at once
+  // after a fault the guard absorbed). New workers cannot reach this server any more: the
+  // hook's job is to stop it, so that a supervisor starts a server on a fresh table
+  // (shmtimerd exits 4). The watchdog itself goes on serving the mapping. May be empty.
+  std::function<void(FileChange)> on_table_file_change;
   std::shared_ptr<MonotonicClock> clock;       // null: CLOCK_MONOTONIC
   std::shared_ptr<ProcessControl> processes;   // null: LinuxProcessControl
 };
@@ -136,6 +142,7 @@ class TimerServer {
   // if given, is set when a source has more to read (a flood).
   RoundResult round(std::uint64_t now_ns, bool fresh, bool* sources_pending = nullptr);
   void write_heartbeat(std::uint64_t now_ns);
+  void watch_table_file(std::uint64_t now_ns);
   bool drain_sources();  // true when a source has more pending
 
   std::shared_ptr<Table> table_;
@@ -148,6 +155,8 @@ class TimerServer {
   std::atomic<std::int64_t> last_progress_epoch_s_{0};  // relaxed: a standalone value for readers
   std::vector<std::shared_ptr<RequestSource>> sources_;
   WakeLateness wake_lateness_;  // how late the watchdog's timed sleeps end; used by its thread only
+  std::uint64_t next_file_check_ns_ = 0;  // watch_table_file's, under round_mutex_
+  std::uint64_t faults_seen_ = 0;         // idem: table_fault_count() at the last check
   // stop(): set the flag (release), then wake the thread sleeping on the table's futex;
   // the thread reads the flag (acquire) after every wake-up.
   std::atomic<bool> stop_requested_{false};

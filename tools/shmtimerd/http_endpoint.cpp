@@ -65,10 +65,13 @@ HttpEndpoint::HttpEndpoint(const ListenAddress& address, MetricsPage& page)
   server_->Get("/healthz", [&page](const httplib::Request&, httplib::Response& response) {
     const auto health = page.health();
     response.status = health.fresh ? 200 : 503;
-    response.set_content(health.last_round_age_s < 0 ? std::string("stalled: no watchdog round yet\n")
-                                                     : fmt::format("{}: last watchdog round {:.3f} s ago\n",
-                                                                   health.fresh ? "ok" : "stalled",
-                                                                   health.last_round_age_s),
+    response.set_content(health.table_file_change != nullptr
+                             ? fmt::format("table file {}: new workers cannot reach this server\n",
+                                           health.table_file_change)
+                         : health.last_round_age_s < 0
+                             ? std::string("stalled: no watchdog round yet\n")
+                             : fmt::format("{}: last watchdog round {:.3f} s ago\n", health.fresh ? "ok" : "stalled",
+                                           health.last_round_age_s),
                          "text/plain; charset=utf-8");
   });
   port_ = address.port == 0 ? server_->bind_to_any_port(address.host)

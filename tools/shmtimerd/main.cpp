@@ -1,4 +1,5 @@
-// shmtimerd: the watchdog daemon. Serves one table until SIGTERM or SIGINT.
+// shmtimerd: the watchdog daemon. Serves one table until SIGTERM or SIGINT, or until the
+// table's file is deleted, resized or replaced (exit 4).
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
 
@@ -19,6 +20,7 @@
 #include "shmtimer/fifo_shim.hpp"
 #include "shmtimer/process_control.hpp"
 #include "shmtimer/error.hpp"
+#include "shmtimer/table_fault_guard.hpp"
 #include "shmtimer/table_reader.hpp"
 #include "shmtimer/timer_server.hpp"
 
@@ -106,6 +108,12 @@ int serve(const Flags& flags, std::shared_ptr<shmtimerd::JsonLogSink> json_log) 
   options.log_event = [events](std::string_view name, const shmtimer::TimerEvent* event) { (*events)(name, event); };
   std::shared_ptr<shmtimer::FifoShim> fifo;  // set before the watchdog thread starts
   std::atomic<bool> fifo_lost{false};
+  // The table's file was deleted, resized or replaced: new workers would find no server (or
+  // another one), so stop with status 4 and let the supervisor start one on a fresh table.
+  std::atomic<bool> table_lost{false};
+  options.on_table_file_change = [&table_lost](shmtimer::FileChange) {
+    if (!table_lost.exchange(true)) ::kill(::getpid(), SIGTERM);
+  };
   options.after_round = [&notifier, &fifo, &fifo_lost](const shmtimer::RoundResult& round) {
     notifier.after_round(round);
     // Another server took the FIFO's path: serving on would look healthy and serve no one.
@@ -141,7 +149,8 @@ int serve(const Flags& flags, std::shared_ptr<shmtimerd::JsonLogSink> json_log) 
   notifier.stopping();
   http.reset();
   server.stop();
-  return fifo_lost ? 1 : 0;
+  if (table_lost) spdlog::error("stopped because the table file changed (exit status 4)");
+  return table_lost ? 4 : fifo_lost ? 1 : 0;
 }
 
 }  // namespace
@@ -216,6 +225,8 @@ int main(int argc, char** argv) {
     spdlog::critical("--any-uid needs root: a non-root server can only signal its own user's processes");
     return 1;
   }
+  // A truncated table must not kill the watchdog with SIGBUS before it can say so.
+  shmtimer::guard_table_faults();
   try {
     return serve(flags, std::move(json_log));
   } catch (const shmtimer::Error& e) {

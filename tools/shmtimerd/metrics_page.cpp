@@ -35,6 +35,14 @@ void server_metrics(ExpositionWriter& out, const shmtimer::ServerStats& stats) {
                 stats.kill_lateness.counts());
   out.histogram("shmtimer_round_duration_seconds", "One watchdog round: drain the FIFO, scan, reap.",
                 stats.round_duration.counts());
+  const shmtimer::FileChange found = stats.table_file_change.load(std::memory_order_relaxed);
+  out.family("shmtimer_table_file_changed", "gauge",
+             "1 when the served table's file was deleted, resized or replaced (the server then stops).");
+  for (std::size_t i = 1; i < shmtimer::kFileChanges; ++i) {
+    const auto change = static_cast<shmtimer::FileChange>(i);
+    out.sample("shmtimer_table_file_changed", found == change ? "1" : "0",
+               std::string("change=\"") + shmtimer::to_string(change) + '"');
+  }
 }
 
 void fifo_metrics(ExpositionWriter& out, const shmtimer::FifoStats& stats) {
@@ -78,11 +86,13 @@ std::string MetricsPage::render() {
 
 MetricsPage::Health MetricsPage::health() const {
   const std::uint64_t last = server_.stats().last_round_end_ns.load(std::memory_order_relaxed);
+  const shmtimer::FileChange change = server_.stats().table_file_change.load(std::memory_order_relaxed);
+  if (change != shmtimer::FileChange::kNone) return {false, -1, shmtimer::to_string(change)};
   if (last == 0) return {};
   const std::uint64_t now = server_.options().clock->now_ns();
   const std::uint64_t age = now > last ? now - last : 0;
   const auto allowed = static_cast<std::uint64_t>(server_.options().policy.max_interval.count()) + 1'000'000'000;
-  return {age <= allowed, static_cast<double>(age) / 1e9};
+  return {age <= allowed, static_cast<double>(age) / 1e9, nullptr};
 }
 
 }  // namespace shmtimerd

@@ -21,11 +21,13 @@ class MetricsPage {
 
   std::string render();  // thread-safe
 
-  // Rounds are fresh when the last one ended at most a sleep plus one second ago: a
-  // watchdog thread that is stuck (or a server that never started a round) is not.
+  // Healthy when rounds are fresh, the last one having ended at most a sleep plus one
+  // second ago (a watchdog thread that is stuck, or a server that never started a round,
+  // is not), and the table's file is still the one served.
   struct Health {
     bool fresh = false;
-    double last_round_age_s = -1;  // -1: no round yet
+    double last_round_age_s = -1;           // -1: no round yet
+    const char* table_file_change = nullptr;  // "deleted", ...: the table is no longer reachable
   };
   Health health() const;
 

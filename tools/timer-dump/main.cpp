@@ -12,6 +12,7 @@
 
 #include "format.hpp"
 #include "shmtimer/error.hpp"
+#include "shmtimer/table_fault_guard.hpp"
 #include "snapshot.hpp"
 
 namespace {
@@ -162,6 +163,8 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "timer-dump: %s\nRun with --help for more information.\n", problem.c_str());
     return kExitUsage;
   }
+  // A table truncated while it is read is reported (exit 2), not a SIGBUS.
+  shmtimer::guard_table_faults();
   try {
     return run(options);
   } catch (const std::exception& e) {  // shmtimer::Error says what is wrong with the file
