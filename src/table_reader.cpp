@@ -17,18 +17,16 @@
 
 namespace shmtimer {
 
-namespace {
 std::filesystem::path private_directory() { return "/dev/shm/shmtimer-" + std::to_string(::geteuid()); }
-}  // namespace
 
 std::filesystem::path default_table_path() {
   if (const char* env = std::getenv("SHMTIMER_TABLE"); env != nullptr && *env != '\0') return env;
   return private_directory() / "table";
 }
 
-void prepare_default_directory(const std::filesystem::path& table_path) {
+void prepare_private_directory(const std::filesystem::path& table_path) {
   const std::filesystem::path dir = private_directory();
-  if (table_path != dir / "table") return;
+  if (table_path.parent_path() != dir) return;
   if (::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) throw_errno("cannot create " + dir.string());
   const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
   if (fd < 0 && (errno == ELOOP || errno == ENOTDIR))

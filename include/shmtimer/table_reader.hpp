@@ -21,11 +21,15 @@ namespace shmtimer {
 // $SHMTIMER_TABLE, else /dev/shm/shmtimer-<uid>/table, in a directory private to the user.
 std::filesystem::path default_table_path();
 
-// Makes sure the default table's directory exists and is this user's alone (owner, mode
-// 0700, not a symlink), checked on its descriptor, so no other user can squat the default
-// path or swap the table under the server. Throws Error(kUnsafeFile) naming the owner and
-// the fix when it is not. A no-op for a path other than the default one.
-void prepare_default_directory(const std::filesystem::path& table_path);
+// /dev/shm/shmtimer-<uid>: the directory of the default table and of the tables that the
+// Python module's hosted servers make up for their jobs.
+std::filesystem::path private_directory();
+
+// Makes sure the private directory exists and is this user's alone (owner, mode 0700, not
+// a symlink), checked on its descriptor, so no other user can squat a table's name in it
+// or swap the table under the server. Throws Error(kUnsafeFile) naming the owner and the
+// fix when it is not. A no-op for a table outside that directory.
+void prepare_private_directory(const std::filesystem::path& table_path);
 
 struct TableCounters {
   std::uint64_t acquires = 0;  // retired (freed slots) + live slots

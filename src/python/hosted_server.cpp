@@ -63,6 +63,7 @@ class HostedServer {
                std::vector<std::string> remove_before_self_signal) {
     CreateOptions create;
     create.capacity = capacity;
+    prepare_private_directory(table_path);  // where table_path_for() puts a job's table
     table_ = Table::open_or_create(table_path, create);
     ServerOptions options;
     options.policy.max_interval =

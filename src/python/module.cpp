@@ -128,6 +128,9 @@ PYBIND11_MODULE(_shmtimer, m) {
 
   m.def("default_table_path", [] { return default_table_path().string(); },
         "$SHMTIMER_TABLE, else the path shmtimerd uses by default.");
+  m.def("private_directory", [] { return private_directory().string(); },
+        "/dev/shm/shmtimer-<uid>: the default table's directory, private to the user (made 0700 when a server "
+        "creates a table in it).");
 
   py::class_<ShmTimerClient, std::shared_ptr<ShmTimerClient>>(m, "Client")
       .def(py::init([](const std::string& path, int signal, bool require_server, std::size_t recycle_idle_slots) {

@@ -4,6 +4,7 @@ Run once per torch (tests/torch_suites.cmake), in a private pid namespace.
 """
 import os
 import signal
+import stat
 import subprocess
 import tempfile
 import textwrap
@@ -208,6 +209,26 @@ class Lifecycle(unittest.TestCase):
         self.assertNotEqual(table_path_for("none", self.fifo + "-next"), made_up.table_path)
         os.environ["SHMTIMER_TABLE"] = "/dev/shm/chosen.table"  # one the user chose is kept
         self.assertEqual(table_path_for("x", "/tmp/f"), "/dev/shm/chosen.table")
+
+    def test_a_made_up_table_lives_in_the_users_private_directory_where_no_one_else_can_take_its_name(self):
+        server = ShmTimerServer(self.fifo, "none", 0.1)
+        self.addCleanup(server.stop)
+        directory = os.path.dirname(server.table_path)
+        self.assertEqual(directory, shmtimer._shmtimer.private_directory())
+        st = os.lstat(directory)
+        self.assertEqual((stat.S_ISDIR(st.st_mode), st.st_uid, stat.S_IMODE(st.st_mode)), (True, os.geteuid(), 0o700))
+
+    def test_two_agents_with_the_same_run_id_and_fifo_path_get_tables_of_their_own(self):
+        read_end, write_end = os.pipe()
+        child = os.fork()
+        if child == 0:  # another agent on this host, as torchrun starts one per node
+            os.write(write_end, table_path_for("none", "/tmp/watchdog_timer").encode())
+            os._exit(0)
+        os.close(write_end)
+        theirs = os.read(read_end, 4096).decode()
+        os.close(read_end)
+        os.waitpid(child, 0)
+        self.assertNotEqual(theirs, table_path_for("none", "/tmp/watchdog_timer"))
 
     def test_stop_removes_the_fifo_and_the_made_up_table(self):
         server = ShmTimerServer(self.fifo, "lifecycle-%d" % os.getpid(), 0.1)

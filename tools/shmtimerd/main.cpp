@@ -100,7 +100,7 @@ int serve(const Flags& flags, std::shared_ptr<shmtimerd::JsonLogSink> json_log) 
 
   shmtimer::CreateOptions create;
   create.capacity = flags.capacity;
-  shmtimer::prepare_default_directory(flags.table);
+  shmtimer::prepare_private_directory(flags.table);
   auto table = shmtimer::Table::open_or_create(flags.table, create);
   shmtimerd::SystemdNotifier notifier(table);
   shmtimer::ServerOptions options = server_options(flags);

@@ -43,21 +43,24 @@ _made_up = set()  # table paths that table_path_for() made up in this process
 
 def table_path_for(run_id=None, file_path=None):
     """The table a job's server serves: ``$SHMTIMER_TABLE`` when the user set it, else a
-    path under /dev/shm named after the job's ``run_id`` and its FIFO path, for this user.
+    file named after the job's ``run_id``, its FIFO path and the agent's pid, in the
+    user's private directory (``/dev/shm/shmtimer-<uid>``, mode 0700), where no other user
+    can take the name first.
 
-    Both name it: torchrun's default run id is the same for every job ("none"), and each
-    agent makes its FIFO path anew (``watchdog_timer_<uuid>``), so two jobs on one host,
-    or two generations of one job, never share a table. A hash of the raw names keeps
-    two that sanitize alike apart."""
+    All three name it: torchrun's default run id is the same for every job ("none"), a
+    ``$RANDOM`` one has only 32,768 values, and a FIFO path may be chosen by hand; the
+    agent's pid makes the name unique per agent on the host, so two jobs, or two
+    generations of one job, never share a table. A hash of the raw names keeps two that
+    sanitize alike apart."""
     configured = os.environ.get("SHMTIMER_TABLE")
     if configured and configured not in _made_up:
         return configured
     fifo = os.path.abspath(file_path or "default")
     # torch 2.x passes "" when the agent has no workers' environment to take it from.
     label = re.sub(r"[^A-Za-z0-9._-]", "_", run_id or "fifo")[:48]
-    raw = "%s\0%s" % (run_id or "", fifo)
+    raw = "%s\0%s\0%d" % (run_id or "", fifo, os.getpid())
     digest = hashlib.sha256(raw.encode("utf-8", "surrogatepass")).hexdigest()[:16]
-    return "/dev/shm/shmtimer-%d-%s-%s.table" % (os.getuid(), label, digest)
+    return os.path.join(_shmtimer.private_directory(), "job-%s-%s.table" % (label, digest))
 
 
 def torch_server_signals_itself():
