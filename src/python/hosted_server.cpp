@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "shmtimer/fifo_shim.hpp"
+#include "shmtimer/table_reader.hpp"
 #include "shmtimer/timer_server.hpp"
 #include "scope_text.hpp"
 
