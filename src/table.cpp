@@ -1,13 +1,16 @@
 #include "shmtimer/table.hpp"
 
 #include <fcntl.h>
+#include <linux/magic.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
+#include <random>
 #include <thread>
 
 #include "shmtimer/error.hpp"
@@ -41,38 +44,68 @@ void check_file_safety(const std::filesystem::path& path, int fd, const OpenOpti
                                             ", not by this user (uid " + std::to_string(::geteuid()) + ")");
 }
 
-// An unnamed regular file in `path`'s directory (O_TMPFILE), to be linked at `path` once
-// it is a whole table.
-int open_unnamed(const std::filesystem::path& path, mode_t mode) {
-  const std::filesystem::path directory = path.has_parent_path() ? path.parent_path() : ".";
-  const int fd = ::open(directory.c_str(), O_TMPFILE | O_RDWR | O_CLOEXEC, mode);
-  if (fd < 0 && errno == EOPNOTSUPP)
-    throw Error(ErrorCode::kIo,
-                "cannot create table " + quoted(path) + ": its filesystem cannot make unnamed files (O_TMPFILE); "
-                "put the table on a tmpfs such as /dev/shm",
-                EOPNOTSUPP);
-  if (fd < 0) throw_errno("cannot create table " + quoted(path));
-  return fd;
-}
+// Where a new table is built before it gets its name: a file with no name (O_TMPFILE) in
+// the path's directory, or, where the filesystem cannot make one (overlayfs before Linux
+// 6.6, NFS, most FUSE), a hidden name of its own there (O_EXCL), removed whatever happens.
+// Either way nothing is at `path` until name() links it there whole.
+class Unnamed {
+ public:
+  Unnamed(const std::filesystem::path& path, mode_t mode) : path_(path) {
+    const std::filesystem::path directory = path.has_parent_path() ? path.parent_path() : ".";
+    fd_ = ::open(directory.c_str(), O_TMPFILE | O_RDWR | O_CLOEXEC, mode);
+    if (fd_ < 0 && (errno == EOPNOTSUPP || errno == EISDIR)) {
+      temp_ = directory / ("." + path.filename().string() + ".creating-" + std::to_string(std::random_device{}()));
+      fd_ = ::open(temp_.c_str(), O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
+      if (fd_ < 0) temp_.clear();
+    }
+    if (fd_ < 0) throw_errno("cannot create table " + quoted(path));
+  }
+  ~Unnamed() {
+    if (!temp_.empty()) ::unlink(temp_.c_str());
+  }
+  Unnamed(const Unnamed&) = delete;
+  Unnamed& operator=(const Unnamed&) = delete;
+  int fd() const { return fd_; }  // owned by the Table's File once made
+
+  // Links the file at the path. link and linkat never replace or follow what is there:
+  // EEXIST, as O_EXCL|O_NOFOLLOW would say, for open_or_create to open that file instead.
+  void name() const {
+    const bool linked = temp_.empty() ? ::linkat(AT_FDCWD, ("/proc/self/fd/" + std::to_string(fd_)).c_str(), AT_FDCWD,
+                                                 path_.c_str(), AT_SYMLINK_FOLLOW) == 0
+                                      : ::link(temp_.c_str(), path_.c_str()) == 0;
+    if (!linked) throw_errno("cannot create table " + quoted(path_));
+  }
+
+ private:
+  std::filesystem::path path_;
+  std::filesystem::path temp_;  // empty: the file has no name
+  int fd_ = -1;
+};
 
 // Gives every page of the file its memory now. A table sized by ftruncate alone is sparse:
 // on a full tmpfs its pages fail only when first touched, and then as a SIGBUS that kills
-// whoever touched them (the server, timer-dump, any worker).
+// whoever touched them (the server, timer-dump, any worker). fallocate(2) itself, not
+// posix_fallocate: where a filesystem cannot preallocate, glibc's emulation writes a byte
+// into every block, which on a live table could overwrite a concurrent writer's store.
 void allocate(const std::filesystem::path& path, int fd, std::uint64_t bytes) {
-  int err = 0;
-  do err = ::posix_fallocate(fd, 0, static_cast<off_t>(bytes));
-  while (err == EINTR);
-  if (err == 0) return;
+  int result = 0;
+  do result = ::fallocate(fd, 0, 0, static_cast<off_t>(bytes));
+  while (result != 0 && errno == EINTR);
+  if (result == 0 || errno == EOPNOTSUPP) return;  // a filesystem that cannot: nothing better to do
+  const int err = errno;
   throw Error(ErrorCode::kIo,
               "cannot allocate table " + quoted(path) + " (" + std::to_string(bytes) + " bytes): " +
                   std::strerror(err) + (err == ENOSPC ? " (is its filesystem, such as /dev/shm, full?)" : ""),
               err);
 }
 
-// Whether the file holds fewer bytes of storage than it is long (ftruncate alone).
-bool sparse(int fd, std::uint64_t bytes) {
+// Whether a table on tmpfs holds fewer bytes of memory than it is long (ftruncate alone).
+// Elsewhere st_blocks can undercount (compression), so only tmpfs, where tables live.
+bool sparse_on_tmpfs(int fd, std::uint64_t bytes) {
+  struct statfs fs {};
   struct stat st {};
-  return ::fstat(fd, &st) == 0 && static_cast<std::uint64_t>(st.st_blocks) * 512 < bytes;
+  return ::fstatfs(fd, &fs) == 0 && fs.f_type == TMPFS_MAGIC && ::fstat(fd, &st) == 0 &&
+         static_cast<std::uint64_t>(st.st_blocks) * 512 < bytes;
 }
 
 std::uint64_t file_size(int fd) {
@@ -165,13 +198,19 @@ const char* to_string(FileChange change) {
   return kNames[static_cast<std::size_t>(change)];
 }
 
+bool Table::unlink_if_still_named() const {
+  struct stat mapped {}, named {};
+  return ::fstat(fd(), &mapped) == 0 && ::lstat(path_.c_str(), &named) == 0 && named.st_ino == mapped.st_ino &&
+         named.st_dev == mapped.st_dev && ::unlink(path_.c_str()) == 0;
+}
+
+bool Table::lost_pages() const { return detail::table_mapping_faulted(fault_registration_); }
+
 FileChange Table::file_change() const {
   struct stat mapped {}, named {};
   if (::fstat(fd(), &mapped) != 0) return FileChange::kNone;
   if (mapped.st_nlink == 0) return FileChange::kDeleted;
-  if (static_cast<std::uint64_t>(mapped.st_size) != geometry_.file_bytes ||
-      detail::table_mapping_faulted(fault_registration_))
-    return FileChange::kResized;
+  if (static_cast<std::uint64_t>(mapped.st_size) != geometry_.file_bytes || lost_pages()) return FileChange::kResized;
   if (::lstat(path_.c_str(), &named) != 0) return errno == ENOENT ? FileChange::kReplaced : FileChange::kNone;
   return named.st_ino == mapped.st_ino && named.st_dev == mapped.st_dev ? FileChange::kNone : FileChange::kReplaced;
 }
@@ -187,7 +226,7 @@ void Table::map(const Geometry& g) {
   header_ = reinterpret_cast<TableHeader*>(base);
   bitmap_ = reinterpret_cast<std::atomic<std::uint64_t>*>(base + g.bitmap_offset);
   slots_ = reinterpret_cast<layout::Slot*>(base + g.slots_offset);
-  fault_registration_ = detail::register_table_mapping(base, g.file_bytes, !read_only_);
+  fault_registration_ = detail::register_table_mapping(base, g.file_bytes, file_.fd(), !read_only_);
 }
 
 std::shared_ptr<Table> Table::create(const std::filesystem::path& path, const CreateOptions& options) {
@@ -201,14 +240,24 @@ std::shared_ptr<Table> Table::create(const std::filesystem::path& path, const Cr
     errno = EEXIST;
     throw_errno("cannot create table " + quoted(path));
   }
-  // The file is made without a name in the path's directory, so nobody can open it before
-  // it is whole, and a failure leaves nothing behind. This very descriptor is the one sized
-  // and mapped.
-  const int fd = open_unnamed(path, options.mode);
+  // Nobody can open the file before it is whole, and a failure leaves nothing behind. This
+  // very descriptor is the one sized and mapped.
+  const Unnamed unnamed(path, options.mode);
+  const int fd = unnamed.fd();
   File file(fd);
   if (::fchmod(fd, options.mode) != 0 || ::ftruncate(fd, static_cast<off_t>(g.file_bytes)) != 0)
     throw_errno("cannot size table " + quoted(path));
-  allocate(path, fd, g.file_bytes);
+  try {
+    allocate(path, fd, g.file_bytes);
+  } catch (const Error& e) {
+    // Another creator may have taken the room, and the name, meanwhile: that table is to
+    // be opened, not reported as no space.
+    if (struct stat st {}; e.sys_errno() == ENOSPC && ::lstat(path.c_str(), &st) == 0) {
+      errno = EEXIST;
+      throw_errno("cannot create table " + quoted(path));
+    }
+    throw;
+  }
   std::shared_ptr<Table> table(new Table(path, std::move(file), false));
   table->map(g);
   TableHeader* h = table->header_;
@@ -226,11 +275,7 @@ std::shared_ptr<Table> Table::create(const std::filesystem::path& path, const Cr
   h->created_unix_ns = unix_now_ns();
   h->slots_offset = g.slots_offset;
   h->magic.store(layout::kMagic, std::memory_order_release);  // pairs with the acquire in open()
-  // The name last. linkat never replaces or follows what is at the path: EEXIST, as
-  // O_EXCL|O_NOFOLLOW would say, for open_or_create to open that file instead.
-  if (::linkat(AT_FDCWD, ("/proc/self/fd/" + std::to_string(fd)).c_str(), AT_FDCWD, path.c_str(),
-               AT_SYMLINK_FOLLOW) != 0)
-    throw_errno("cannot create table " + quoted(path));
+  unnamed.name();  // the name last
   return table;
 }
 
@@ -264,7 +309,7 @@ std::shared_ptr<Table> Table::open(const std::filesystem::path& path, const Open
       std::this_thread::sleep_for(std::chrono::milliseconds(10));
     }
   }
-  if (!options.read_only && sparse(fd, g.file_bytes)) allocate(path, fd, g.file_bytes);
+  if (!options.read_only && sparse_on_tmpfs(fd, g.file_bytes)) allocate(path, fd, g.file_bytes);
   table->map(g);  // the validated copy: later writes to the header's geometry are ignored
   // Pairs with the creator's release store: geometry fields are complete once seen.
   if (table->header_->magic.load(std::memory_order_acquire) != layout::kMagic)

@@ -72,10 +72,13 @@ TableReader TableReader::open(const std::filesystem::path& path) {
 // read found on the guard's zero pages (table_fault_guard.hpp) is never shown as the table.
 void TableReader::check_not_truncated() const {
   struct stat st {};
-  if (::fstat(table_->fd(), &st) != 0 || static_cast<std::uint64_t>(st.st_size) < table_->geometry().file_bytes ||
-      table_->file_change() == FileChange::kResized)
+  if (::fstat(table_->fd(), &st) != 0 || static_cast<std::uint64_t>(st.st_size) < table_->geometry().file_bytes)
     throw Error(ErrorCode::kSizeMismatch, "table " + table_->path().string() + " was truncated to " +
                                               std::to_string(st.st_size) + " bytes while it was being read");
+  if (table_->lost_pages())
+    throw Error(ErrorCode::kSizeMismatch, "table " + table_->path().string() +
+                                              " lost pages while it was being read (truncated, or its filesystem is "
+                                              "full); what was read there is not the table");
 }
 
 const char* liveness_unknown_label(std::size_t reason) {

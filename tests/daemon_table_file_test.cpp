@@ -59,6 +59,7 @@ TEST(ShmtimerdTableFile, ATruncatedTableStopsItWithExitFourNotSigbus) {
   testing::wait_child(worker);
   EXPECT_TRUE(exited_with(status, 4)) << status << "\n" << daemon.log();
   EXPECT_NE(daemon.log().find("was resized"), std::string::npos) << daemon.log();
+  EXPECT_FALSE(std::filesystem::exists(p.path())) << "the damaged table was left for the next server to refuse";
 }
 
 }  // namespace

@@ -66,6 +66,12 @@ class Table {
   // Looks at the mapped file (fstat) and at the path (lstat). An error that shows nothing
   // (anything but ENOENT at the path) is kNone: only what is seen counts as a change.
   FileChange file_change() const;
+  // Removes the file at path() if it is still the one mapped (a damaged table, so that the
+  // next server makes a new one); false when the path names another file or nothing.
+  bool unlink_if_still_named() const;
+  // Whether the fault guard replaced pages of this mapping (table_fault_guard.hpp): what
+  // is read there now is zeros, not the file.
+  bool lost_pages() const;
 
   layout::TableHeader& header() const { return *header_; }
   layout::Slot& slot(std::uint64_t index) const { return slots_[index]; }

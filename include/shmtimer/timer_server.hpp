@@ -70,7 +70,9 @@ struct ServerOptions {
   // replaced (Table::file_change(), looked at every dead_owner_sweep_interval and at once
   // after a fault the guard absorbed). New workers cannot reach this server any more: the
   // hook's job is to stop it, so that a supervisor starts a server on a fresh table
-  // (shmtimerd exits 4). The watchdog itself goes on serving the mapping. May be empty.
+  // (shmtimerd exits 4). The watchdog itself goes on serving the mapping. Runs on the
+  // watchdog thread inside a round: it may only hand off (set a flag, send a signal), never
+  // call stop(), which would join the very thread. May be empty.
   std::function<void(FileChange)> on_table_file_change;
   std::shared_ptr<MonotonicClock> clock;       // null: CLOCK_MONOTONIC
   std::shared_ptr<ProcessControl> processes;   // null: LinuxProcessControl

@@ -212,11 +212,13 @@ class Lifecycle(unittest.TestCase):
 
     def test_a_made_up_table_lives_in_the_users_private_directory_where_no_one_else_can_take_its_name(self):
         server = ShmTimerServer(self.fifo, "none", 0.1)
-        self.addCleanup(server.stop)
-        directory = os.path.dirname(server.table_path)
-        self.assertEqual(directory, shmtimer._shmtimer.private_directory())
-        st = os.lstat(directory)
-        self.assertEqual((stat.S_ISDIR(st.st_mode), st.st_uid, stat.S_IMODE(st.st_mode)), (True, os.geteuid(), 0o700))
+        try:
+            directory = os.path.dirname(server.table_path)
+            self.assertEqual(directory, shmtimer._shmtimer.private_directory())
+            st = os.lstat(directory)
+            self.assertEqual((stat.S_ISDIR(st.st_mode), st.st_uid, stat.S_IMODE(st.st_mode)), (True, os.geteuid(), 0o700))
+        finally:
+            server.stop()
 
     def test_two_agents_with_the_same_run_id_and_fifo_path_get_tables_of_their_own(self):
         read_end, write_end = os.pipe()

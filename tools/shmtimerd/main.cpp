@@ -111,7 +111,9 @@ int serve(const Flags& flags, std::shared_ptr<shmtimerd::JsonLogSink> json_log) 
   // The table's file was deleted, resized or replaced: new workers would find no server (or
   // another one), so stop with status 4 and let the supervisor start one on a fresh table.
   std::atomic<bool> table_lost{false};
-  options.on_table_file_change = [&table_lost](shmtimer::FileChange) {
+  std::atomic<shmtimer::FileChange> table_change{shmtimer::FileChange::kNone};
+  options.on_table_file_change = [&table_lost, &table_change](shmtimer::FileChange change) {
+    table_change.store(change);
     if (!table_lost.exchange(true)) ::kill(::getpid(), SIGTERM);
   };
   options.after_round = [&notifier, &fifo, &fifo_lost](const shmtimer::RoundResult& round) {
@@ -149,6 +151,10 @@ int serve(const Flags& flags, std::shared_ptr<shmtimerd::JsonLogSink> json_log) 
   notifier.stopping();
   http.reset();
   server.stop();
+  // A resized table is still at the path, and a restarted server would refuse it (exit 2)
+  // for good: remove it, so that the restart makes a new one.
+  if (table_change == shmtimer::FileChange::kResized && table->unlink_if_still_named())
+    spdlog::error("removed the damaged table {}, so that a restarted server makes it anew", table->path().string());
   if (table_lost) spdlog::error("stopped because the table file changed (exit status 4)");
   return table_lost ? 4 : fifo_lost ? 1 : 0;
 }

@@ -1,9 +1,11 @@
 #include "metrics_page.hpp"
 
 #include <algorithm>
+#include <optional>
 
 #include "format.hpp"
 #include "shmtimer/clock.hpp"
+#include "shmtimer/error.hpp"
 
 namespace shmtimerd {
 
@@ -75,10 +77,18 @@ void MetricsPage::never_decrease(shmtimer::TableCounters& c) {
 
 std::string MetricsPage::render() {
   const std::lock_guard lock(mutex_);
-  auto snapshot = timer_dump::take_snapshot(reader_, {});
-  never_decrease(snapshot.header.counters);
-  ExpositionWriter out(snapshot.header.path.string());
-  timer_dump::write_table_metrics(out, snapshot);
+  // A table that lost pages cannot be read, but the server's own metrics (among them what
+  // became of the table's file) are what a scrape then needs most.
+  std::optional<timer_dump::Snapshot> snapshot;
+  try {
+    snapshot = timer_dump::take_snapshot(reader_, {});
+  } catch (const shmtimer::Error&) {
+  }
+  ExpositionWriter out(server_.table()->path().string());
+  if (snapshot) {
+    never_decrease(snapshot->header.counters);
+    timer_dump::write_table_metrics(out, *snapshot);
+  }
   server_metrics(out, server_.stats());
   if (fifo_ != nullptr) fifo_metrics(out, fifo_->stats());
   return out.take();
