@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "shmtimer/fifo_shim.hpp"
+#include "shmtimer/table_fault_guard.hpp"
 #include "shmtimer/table_reader.hpp"
 #include "shmtimer/timer_server.hpp"
 #include "scope_text.hpp"
@@ -65,6 +66,7 @@ class HostedServer {
     CreateOptions create;
     create.capacity = capacity;
     prepare_private_directory(table_path);  // where table_path_for() puts a job's table
+    guard_table_faults();  // a truncated table must not kill the agent that hosts the watchdog
     table_ = Table::open_or_create(table_path, create);
     ServerOptions options;
     options.policy.max_interval =
