@@ -1,6 +1,10 @@
 // shmtimerd as a process: flags, exit codes, clean shutdown, and a reap end to end.
 #include <gtest/gtest.h>
+#include <linux/capability.h>
+#include <poll.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 
 #include <array>
@@ -183,6 +187,59 @@ TEST(Shmtimerd, ExitsOneWhenAnotherServerTakesItsFifoPath) {
   EXPECT_NE(daemon.log().find("was replaced by another file"), std::string::npos) << daemon.log();
   struct stat st {};
   EXPECT_EQ(::lstat(fifo.path().c_str(), &st), 0) << "the other server's FIFO was removed";
+}
+
+void write_or_exit(const std::string& path, const std::string& text, int code) {
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
+  if (fd < 0 || ::write(fd, text.data(), text.size()) != static_cast<ssize_t>(text.size())) ::_exit(code);
+  ::close(fd);
+}
+
+// systemd's PrivateUsers= as the kernel sees it: shmtimerd in a user namespace of its own
+// whose parent, of the same uid and without capabilities, is outside it (as a user's
+// service manager is). There it could signal its workers but never read their maps, and
+// so would refuse every kill: it must refuse to start instead, saying why.
+TEST(Shmtimerd, RefusesToStartInAUserNamespaceItsWorkersAreNotIn) {
+  TempPath p;
+  int log[2];
+  ASSERT_EQ(::pipe2(log, O_CLOEXEC), 0);
+  const pid_t manager = ::fork();
+  if (manager == 0) {
+    ::close(log[0]);
+    __user_cap_header_struct header{_LINUX_CAPABILITY_VERSION_3, 0};
+    __user_cap_data_struct none[2]{};
+    if (::syscall(SYS_capset, &header, none) != 0) ::_exit(20);
+    const uid_t uid = ::getuid();
+    const gid_t gid = ::getgid();
+    const pid_t daemon = ::fork();
+    if (daemon == 0) {
+      ::prctl(PR_SET_PDEATHSIG, SIGKILL);  // a daemon that starts dies with the test's manager
+      if (::unshare(CLONE_NEWUSER) != 0) ::_exit(21);
+      write_or_exit("/proc/self/setgroups", "deny", 22);
+      write_or_exit("/proc/self/uid_map", std::to_string(uid) + " " + std::to_string(uid) + " 1", 23);
+      write_or_exit("/proc/self/gid_map", std::to_string(gid) + " " + std::to_string(gid) + " 1", 24);
+      ::dup2(log[1], STDERR_FILENO);
+      testing::exec_daemon(p.path(), {});
+    }
+    ::close(log[1]);
+    int status = 0;
+    while (::waitpid(daemon, &status, 0) < 0 && errno == EINTR) {
+    }
+    ::_exit(WIFEXITED(status) ? WEXITSTATUS(status) : 100 + WTERMSIG(status));
+  }
+  ::close(log[1]);
+  std::string text;
+  char buf[4096];
+  for (pollfd pfd{log[0], POLLIN, 0}; ::poll(&pfd, 1, 20000) > 0;) {
+    const ssize_t n = ::read(log[0], buf, sizeof buf);
+    if (n <= 0) break;
+    text.append(buf, static_cast<std::size_t>(n));
+  }
+  ::close(log[0]);
+  const int status = testing::wait_child(manager, 5s);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 2) << status << "\n" << text;
+  EXPECT_NE(text.find("user namespace of its own"), std::string::npos) << text;
+  EXPECT_NE(text.find("PrivateUsers="), std::string::npos) << text;
 }
 
 TEST(Shmtimerd, ReapsAHungWorkerAndSparesAPunctualOne) {

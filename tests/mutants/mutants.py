@@ -468,4 +468,13 @@ MUTANTS = [
          edits=[("  if (table_change == shmtimer::FileChange::kResized && table->unlink_if_still_named())",
                  "  if (false && table->unlink_if_still_named())")],
          expect="ShmtimerdTableFile"),
+    dict(name="24-no-self-test", why="shmtimerd starts where it could signal its workers but never read their maps (systemd's PrivateUsers=)",
+         file="tools/shmtimerd/main.cpp",
+         edits=[("  if (const std::string problem = shmtimer::why_workers_cannot_be_watched(); !problem.empty())",
+                 "  if (const std::string problem = shmtimer::why_workers_cannot_be_watched(); false)")],
+         expect="Shmtimerd.RefusesToStart"),
+    dict(name="24-self-test-trusts-a-forked-child", why="the self-test looks only at a child of its own, which shares its user namespace",
+         file="src/process_access_check.cpp",
+         edits=[("  return try_the_parent_across_a_user_namespace();\n}", "  return \"\";\n}")],
+         expect="Shmtimerd.RefusesToStart"),
 ]

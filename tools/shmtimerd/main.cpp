@@ -18,6 +18,7 @@
 #include "metrics_page.hpp"
 #include "systemd_notify.hpp"
 #include "shmtimer/fifo_shim.hpp"
+#include "shmtimer/process_access_check.hpp"
 #include "shmtimer/process_control.hpp"
 #include "shmtimer/error.hpp"
 #include "shmtimer/table_fault_guard.hpp"
@@ -97,6 +98,9 @@ int serve(const Flags& flags, std::shared_ptr<shmtimerd::JsonLogSink> json_log) 
   // most descriptors the system allows it, and a reserve besides (LinuxProcessControl).
   const std::uint64_t descriptors = shmtimer::raise_open_file_limit();
   spdlog::info("open file limit {}", descriptors);
+  // A sandbox that takes the kill path away must stop the start, not every kill later.
+  if (const std::string problem = shmtimer::why_workers_cannot_be_watched(); !problem.empty())
+    throw shmtimer::Error(shmtimer::ErrorCode::kIo, "refusing to start: " + problem);
 
   shmtimer::CreateOptions create;
   create.capacity = flags.capacity;

@@ -1,0 +1,18 @@
+// The start-up self-test of a server: can it do to a worker of its own uid what the kill
+// path does? A sandbox can take that away without an error at start (a system call
+// filter, a hidden /proc, a user namespace from systemd's PrivateUsers=), and then every
+// kill fails or is refused while the server looks healthy. docs/server.md, "Self-test".
+#pragma once
+
+#include <string>
+
+namespace shmtimer {
+
+// Forks a child that waits, opens a pidfd to it, reads its /proc/<pid>/maps and kills it
+// through the pidfd. Then, in a user namespace other than the initial one, reads the maps
+// of its parent when that is of its uid and holds no capability. Returns what failed,
+// with the cause and the fix; empty when every check passed or could not tell. Call it
+// before starting threads: it forks.
+std::string why_workers_cannot_be_watched();
+
+}  // namespace shmtimer
