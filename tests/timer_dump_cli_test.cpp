@@ -353,6 +353,79 @@ TEST(TimerDumpCli, TheManualShowsTheCurrentHelpText) {
   EXPECT_EQ(copy, run_dump("--help").out);
 }
 
+// A directory under /dev/shm with tables in it, as the private directory holds them;
+// removed with everything in it when the test ends.
+class TableDirectory {
+ public:
+  TableDirectory() {
+    char dir[] = "/dev/shm/shmtimer-test-dir-XXXXXX";
+    if (::mkdtemp(dir) == nullptr) throw std::runtime_error("mkdtemp failed");
+    dir_ = dir;
+  }
+  ~TableDirectory() {
+    std::error_code ignored;
+    std::filesystem::remove_all(dir_, ignored);
+  }
+  std::shared_ptr<Table> add(const std::string& name) {
+    CreateOptions options;
+    options.capacity = 64;
+    return Table::create(dir_ / name, options);
+  }
+  const std::filesystem::path& path() const { return dir_; }
+  std::string arg() const { return " --dir " + dir_.string(); }
+
+ private:
+  std::filesystem::path dir_;
+};
+
+TEST(TimerDumpCli, ListShowsEveryTableInTheDirectoryWithItsArmedTimersAndServer) {
+  TableDirectory dir;
+  EXPECT_EQ(run_dump("--list" + dir.arg()).out, "no tables in " + dir.path().string() + "\n");
+  auto job = dir.add("job-train-0123456789abcdef.table");
+  dir.add("table");
+  std::ofstream(dir.path() / "notes.txt") << "not a table";
+  ShmTimerClient client(job);
+  client.acquire("step", SteadyClock::now() + 1h);
+  TimerServer server(job);  // a live server of its own process, with a fresh heartbeat
+  server.run_once();
+  const auto listed = run_dump("--list" + dir.arg());
+  ASSERT_EQ(listed.exit_code, 0) << listed.out;
+  const std::string p = dir.path().string() + "/";
+  const std::string& out = listed.out;
+  const auto job_line = out.find(p + "job-train-0123456789abcdef.table  capacity 64  armed 1  served by pid " +
+                                 std::to_string(::getpid()) + "\n");
+  const auto junk_line = out.find(p + "notes.txt  not a table: ");
+  const auto idle_line = out.find(p + "table  capacity 64  armed 0  not served\n");
+  EXPECT_EQ(job_line, 0u) << out;  // sorted by name
+  EXPECT_TRUE(junk_line != std::string::npos && junk_line > job_line) << out;
+  EXPECT_TRUE(idle_line != std::string::npos && idle_line > junk_line) << out;
+  EXPECT_EQ(std::count(out.begin(), out.end(), '\n'), 3) << out;
+  EXPECT_EQ(run_dump("--list --json" + dir.arg(), true).exit_code, 1);  // --list takes only --dir
+}
+
+TEST(TimerDumpCli, JobPicksTheTableMadeUpForThatRunIdAndNoOther) {
+  TableDirectory dir;
+  auto alpha = dir.add("job-alpha-0123456789abcdef.table");
+  dir.add("job-alpha-beta-0123456789abcdef.table");  // "alpha" is a prefix of its run id
+  dir.add("job-a_b-0123456789abcdef.table");          // "a/b" sanitized, as the Python module does
+  ShmTimerClient(alpha).acquire("only-in-alpha", SteadyClock::now() + 1h);
+  const auto picked = run_dump("--job alpha --json" + dir.arg());
+  ASSERT_EQ(picked.exit_code, 0) << picked.out;
+  EXPECT_EQ(json::parse(picked.out)["table"]["path"], (dir.path() / "job-alpha-0123456789abcdef.table").string());
+  EXPECT_EQ(json::parse(run_dump("--job alpha-beta --json" + dir.arg()).out)["table"]["path"],
+            (dir.path() / "job-alpha-beta-0123456789abcdef.table").string());
+  EXPECT_EQ(json::parse(run_dump("--job a/b --json" + dir.arg()).out)["table"]["path"],
+            (dir.path() / "job-a_b-0123456789abcdef.table").string());
+  const auto none = run_dump("--job gamma" + dir.arg(), true);
+  EXPECT_EQ(none.exit_code, 2);
+  EXPECT_NE(none.out.find("no table of job 'gamma'"), std::string::npos) << none.out;
+  dir.add("job-alpha-fedcba9876543210.table");  // a second agent of the same run id
+  const auto two = run_dump("--job alpha" + dir.arg(), true);
+  EXPECT_EQ(two.exit_code, 2);
+  EXPECT_NE(two.out.find("2 tables of job 'alpha'"), std::string::npos) << two.out;
+  EXPECT_EQ(run_dump("--job alpha --table /dev/shm/x" + dir.arg(), true).exit_code, 1);
+}
+
 // --watch into a pipe: one JSON document per line per refresh, until SIGINT, then exit 0.
 TEST(TimerDumpCli, WatchRefreshesUntilSigint) {
   KnownTable k;

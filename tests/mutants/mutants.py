@@ -489,4 +489,9 @@ MUTANTS = [
          file="tools/shmtimerd/prometheus/shmtimer-rules.yml",
          edits=[("        expr: absent(up{job=\"shmtimerd\"})", "        expr: up{job=\"shmtimerd\"} == 2")],
          expect="alert_rules"),
+    dict(name="24-job-matches-a-prefix", why="--job takes the table of any run id that starts with the one asked for",
+         file="tools/timer-dump/table_list.cpp",
+         edits=[("    if (name.size() == prefix.size() + 16 + 6 && name.rfind(prefix, 0) == 0 && name.ends_with(\".table\"))",
+                 "    if (name.rfind(prefix, 0) == 0 && name.ends_with(\".table\"))")],
+         expect="TimerDumpCli.JobPicks"),
 ]

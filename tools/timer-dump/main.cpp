@@ -14,6 +14,7 @@
 #include "shmtimer/error.hpp"
 #include "shmtimer/table_fault_guard.hpp"
 #include "snapshot.hpp"
+#include "table_list.hpp"
 
 namespace {
 
@@ -26,6 +27,10 @@ enum class Output { kText, kJson, kPrometheus };
 
 struct Options {
   std::string table;
+  bool table_given = false;
+  bool list = false;                 // --list: the tables in --dir
+  std::optional<std::string> job;    // --job: the table of this run id in --dir
+  std::string dir;                   // default: the user's private directory
   bool json = false;
   bool prometheus = false;
   bool check = false;
@@ -42,8 +47,20 @@ constexpr const char* kFooter =
 
 void add_options(CLI::App& app, Options& o) {
   app.set_version_flag("--version", std::string("timer-dump ") + SHMTIMER_VERSION);
-  app.add_option("--table", o.table, "Table file (default: $SHMTIMER_TABLE, else /dev/shm/shmtimer-<uid>/table)")
+  app.add_option_function<std::string>(
+         "--table", [&o](const std::string& value) {
+           o.table = value;
+           o.table_given = true;
+         },
+         "Table file (default: $SHMTIMER_TABLE, else /dev/shm/shmtimer-<uid>/table)")
       ->type_name("PATH");
+  app.add_flag("--list", o.list, "List the tables in --dir (path, capacity, armed timers, server) and exit");
+  app.add_option_function<std::string>(
+         "--job", [&o](const std::string& value) { o.job = value; },
+         "The table that a job's hosted server (python -m shmtimer.run, ShmTimerServer) made up for this run id, "
+         "found in --dir")
+      ->type_name("RUN_ID");
+  app.add_option("--dir", o.dir, "Where --list and --job look (default: /dev/shm/shmtimer-<uid>)")->type_name("DIR");
   app.add_flag("--json", o.json, "Print one JSON document (field names: docs/timer-dump.md)");
   app.add_flag("--prometheus", o.prometheus,
                "Print metrics in the Prometheus text format, for the node_exporter textfile collector");
@@ -67,6 +84,9 @@ void add_options(CLI::App& app, Options& o) {
 // Combinations the parser cannot express; "" when the options are consistent.
 std::string usage_problem(const Options& o) {
   if (o.json && o.prometheus) return "--json and --prometheus cannot be combined";
+  if (o.job && o.table_given) return "--job and --table cannot be combined: each names the table";
+  if (o.list && (o.job || o.table_given || o.watch_s || o.check || o.json || o.prometheus || o.filter.narrows()))
+    return "--list takes no other option but --dir";
   if (o.prometheus && (o.filter.narrows() || o.filter.all))
     return "--prometheus describes the whole table; it takes no --pid, --scope, --expired or --all";
   if (o.watch_s && !(std::isfinite(*o.watch_s) && *o.watch_s > 0))
@@ -137,7 +157,13 @@ int watch(const shmtimer::TableReader& reader, const Options& o) {
   }
 }
 
-int run(const Options& o) {
+int run(Options o) {
+  const std::filesystem::path dir = o.dir.empty() ? shmtimer::private_directory() : std::filesystem::path(o.dir);
+  if (o.list) {
+    write_stdout(timer_dump::format_table_list(timer_dump::list_tables(dir), dir));
+    return kExitOk;
+  }
+  if (o.job) o.table = timer_dump::table_of_job(dir, *o.job).string();
   const auto reader = shmtimer::TableReader::open(o.table);  // read-only mapping
   return o.watch_s ? watch(reader, o) : dump_once(reader, o);
 }
