@@ -219,6 +219,8 @@ class Torchrun(unittest.TestCase):
             worker = job.workers[(0, rank)]
             self.assertTrue(worker["table"].startswith("/dev/shm/shmtimer-"), worker)
             self.assertIn("watchdog_timer_", worker["fifo"])
+            # the launcher says where the table is, for timer-dump
+            self.assertIn("shmtimer: watching this job's workers; table %s " % worker["table"], job.output)
 
     def test_two_jobs_with_the_default_run_id_run_side_by_side(self):
         with tempfile.TemporaryDirectory() as a, tempfile.TemporaryDirectory() as b:

@@ -84,7 +84,15 @@ def _use_shmtimer_server():
 
     from .torch import ShmTimerServer
 
-    timer.FileTimerServer = ShmTimerServer
+    class AnnouncedShmTimerServer(ShmTimerServer):
+        """Says where the job's table is, for timer-dump, when its watchdog starts."""
+
+        def start(self):
+            super().start()
+            print("shmtimer: watching this job's workers; table %s (timer-dump --table %s), FIFO %s"
+                  % (self.table_path, self.table_path, self.file_path), file=sys.stderr, flush=True)
+
+    timer.FileTimerServer = AnnouncedShmTimerServer
 
 
 def main(argv=None):
