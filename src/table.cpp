@@ -262,8 +262,9 @@ std::shared_ptr<Table> Table::create(const std::filesystem::path& path, const Cr
   table->map(g);
   TableHeader* h = table->header_;
   // The file is fresh from ftruncate, so every byte is zero: all slots are Free and every
-  // atomic already holds 0. Fill the geometry, then publish the magic last (for openers of
-  // a table made by an older build, which did not link it whole; open() waits for it).
+  // atomic already holds 0. Fill the geometry, then publish the magic last: nobody can
+  // open the file before name() links it, but open() still waits for the magic of a table
+  // that an older build named before filling it in.
   h->version_major = layout::kVersionMajor;
   h->version_minor = layout::kVersionMinor;
   h->header_bytes = layout::kHeaderBytes;
