@@ -18,8 +18,8 @@
 #include "shmtimer/clock.hpp"
 #include "shmtimer/error.hpp"
 #include "shmtimer/printable.hpp"
-#include "shmtimer/table_fault_guard.hpp"
 #include "shmtimer/process_identity.hpp"
+#include "shmtimer/table_fault_guard.hpp"
 
 namespace shmtimer {
 
