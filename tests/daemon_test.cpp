@@ -1,4 +1,5 @@
 // shmtimerd as a process: flags, exit codes, clean shutdown, and a reap end to end.
+#include <grp.h>
 #include <gtest/gtest.h>
 #include <linux/capability.h>
 #include <poll.h>
@@ -206,6 +207,11 @@ TEST(Shmtimerd, RefusesToStartInAUserNamespaceItsWorkersAreNotIn) {
   const pid_t manager = ::fork();
   if (manager == 0) {
     ::close(log[0]);
+    // Without capabilities, as a user's service manager is. Root becomes nobody: a process
+    // without CAP_SETFCAP may not map uid 0 into a namespace (Linux 5.12+).
+    if (::geteuid() == 0 && (::setgroups(0, nullptr) != 0 || ::setresgid(65534, 65534, 65534) != 0 ||
+                             ::setresuid(65534, 65534, 65534) != 0))
+      ::_exit(19);
     __user_cap_header_struct header{_LINUX_CAPABILITY_VERSION_3, 0};
     __user_cap_data_struct none[2]{};
     if (::syscall(SYS_capset, &header, none) != 0) ::_exit(20);
