@@ -9,6 +9,7 @@
 #include <cctype>
 
 #include "daemon_support.hpp"
+#include "metrics_support.hpp"
 #include "metrics_page.hpp"
 #include "shmtimer/fifo_protocol.hpp"
 #include "shmtimer/shm_timer_client.hpp"
@@ -18,17 +19,11 @@ namespace {
 
 using namespace std::chrono_literals;
 using testing::LoggedDaemon;
+using testing::get;
+using testing::metrics_port;
 using testing::TempPath;
 
 constexpr auto kSlow = testing::kSanitized ? 4 : 1;  // sanitizer builds run several times slower
-
-// (No std::regex in this file: GCC 12 warns inside it under ASan, and -Werror fails.)
-int metrics_port(LoggedDaemon& daemon) {
-  EXPECT_TRUE(daemon.read_until("/metrics and /healthz")) << daemon.log();
-  const std::string prefix = "serving metrics on http://127.0.0.1:";
-  const std::size_t at = daemon.log().find(prefix);
-  return at == std::string::npos ? -1 : std::atoi(daemon.log().c_str() + at + prefix.size());
-}
 
 // The line of the log that starts with `start`, without its newline; empty when none.
 std::string line_starting(const std::string& log, const std::string& start) {
@@ -59,15 +54,6 @@ std::optional<double> sample(const std::string& page, const std::string& metric,
     if (page.compare(labels_end, tail.size(), tail) == 0) return std::stod(page.substr(labels_end + tail.size()));
   }
   return std::nullopt;
-}
-
-std::string get(int port, const std::string& path, int* status = nullptr) {
-  httplib::Client client("127.0.0.1", port);
-  client.set_read_timeout(10, 0);
-  const auto response = client.Get(path.c_str());
-  if (!response) return "no response";
-  if (status != nullptr) *status = response->status;
-  return response->body;
 }
 
 using testing::epoch_now;
