@@ -346,6 +346,22 @@ TEST(MetricsPage, CountersNeverDecreaseEvenWhenTheTablesSumDips) {
   EXPECT_EQ(sample(page.render(), "shmtimer_reaps_total"), 8);
 }
 
+TEST(MetricsPage, ExportsTheBuildAndTheProcessesOwnCpuMemoryDescriptorsAndStartTime) {
+  testing::TempTable t;
+  TimerServer server(t.table);
+  shmtimerd::MetricsPage page(server, nullptr);
+  const std::string text = page.render();
+  EXPECT_EQ(sample(text, "shmtimer_build_info", std::string("version=\"") + SHMTIMER_VERSION + "\""), 1) << text;
+  EXPECT_GE(sample(text, "process_cpu_seconds_total").value_or(-1), 0) << text;
+  EXPECT_GT(sample(text, "process_resident_memory_bytes").value_or(0), 1 << 20) << text;
+  EXPECT_GT(sample(text, "process_virtual_memory_bytes").value_or(0), 1 << 20) << text;
+  EXPECT_GE(sample(text, "process_open_fds").value_or(0), 3) << text;  // stdin, stdout, stderr, the table...
+  EXPECT_GE(sample(text, "process_max_fds").value_or(0), sample(text, "process_open_fds").value_or(1)) << text;
+  const double started = sample(text, "process_start_time_seconds").value_or(0);
+  EXPECT_LE(started, epoch_now() + 1) << text;
+  EXPECT_GT(started, epoch_now() - 3600) << "a test process started within the hour: " << text;
+}
+
 // Once the server found its table deleted, a probe and a scrape say so: the server is
 // alive, but no new worker can reach it.
 TEST(MetricsPage, HealthFailsAndAGaugeNamesTheChangeOnceTheTableIsDeleted) {

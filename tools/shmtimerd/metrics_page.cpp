@@ -4,6 +4,7 @@
 #include <optional>
 
 #include "format.hpp"
+#include "process_metrics.hpp"
 #include "shmtimer/clock.hpp"
 #include "shmtimer/error.hpp"
 
@@ -91,6 +92,7 @@ std::string MetricsPage::render() {
   }
   server_metrics(out, server_.stats());
   if (fifo_ != nullptr) fifo_metrics(out, fifo_->stats());
+  write_process_metrics(out, SHMTIMER_VERSION);
   return out.take();
 }
 
