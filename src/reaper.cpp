@@ -249,8 +249,10 @@ std::optional<Reaper::Cleanup> Reaper::reap_process(const ProcessKey& process, s
       const std::uint64_t returned_ns = options_.clock->now_ns();
       const std::uint64_t issued_ns = processes_.last_signal_ns();
       const std::uint64_t sent_ns = issued_ns >= now_ns && issued_ns <= returned_ns ? issued_ns : returned_ns;
-      stats_.kill_lateness.observe_ns(sent_ns > first_killing->deadline_ns ? sent_ns - first_killing->deadline_ns : 0);
-      spdlog::info("signalled pid {} with signal {}: timer '{}' expired", pid, signal, scope);
+      const std::uint64_t lateness_ns = sent_ns > first_killing->deadline_ns ? sent_ns - first_killing->deadline_ns : 0;
+      stats_.kill_lateness.observe_ns(lateness_ns);
+      spdlog::info("signalled pid {} with signal {}: timer '{}' expired ({:.3f} ms after its deadline)", pid, signal,
+                   scope, static_cast<double>(lateness_ns) / 1e6);
       emit("kill worker process", *first_killing, sent_ns);
       ++result.signalled;
       table_.header().reaps.fetch_add(1, std::memory_order_relaxed);  // statistics

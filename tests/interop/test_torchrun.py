@@ -118,7 +118,8 @@ class Job:
 
     def signalled(self):
         """Pids that shmtimer's watchdog killed (its log lines)."""
-        return [int(pid) for pid in re.findall(r"signalled pid (\d+) with signal 9: timer 'step' expired", self.output)]
+        return [int(pid) for pid in re.findall(
+            r"signalled pid (\d+) with signal 9: timer 'step' expired \(\d+\.\d{3} ms after its deadline\)", self.output)]
 
     def done(self):
         return sorted(key for key, worker in self.workers.items() if worker.get("done"))
