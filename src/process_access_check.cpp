@@ -84,9 +84,11 @@ std::string status_field(pid_t pid, const std::string& name) {
 // cap_ptrace_access_check). The parent (systemd's user manager, a shell) is outside it
 // when systemd set it up (PrivateUsers=); it tells only if it holds no capability, since a
 // process with capabilities is unreadable to one without for another reason.
+bool in_the_initial_user_namespace(const std::string& map) { return map.empty() || map == "0 0 4294967295"; }
+
 std::string try_the_parent_across_a_user_namespace() {
   const std::string map = uid_map();
-  if (map.empty() || map == "0 0 4294967295") return "";
+  if (in_the_initial_user_namespace(map)) return "";
   const pid_t parent = ::getppid();
   if (parent <= 1 || status_field(parent, "Uid") != std::to_string(::getuid()) ||
       status_field(parent, "CapPrm") != "0000000000000000")
@@ -101,6 +103,16 @@ std::string try_the_parent_across_a_user_namespace() {
 }
 
 }  // namespace
+
+std::string why_maps_are_unreadable(pid_t pid) {
+  if (const std::string map = uid_map(); !in_the_initial_user_namespace(map))
+    return "this server runs in a user namespace of its own (uid_map '" + map + "') that the worker is not in";
+  if (const std::string held = status_field(pid, "CapPrm"); !held.empty() && held != "0000000000000000")
+    return "the worker holds capabilities (CapPrm " + held +
+           ") and this server not all of them: give the worker none, or the server CAP_SYS_PTRACE";
+  return "the worker is not dumpable (PR_SET_DUMPABLE 0, or it changed its credentials), and this server lacks "
+         "CAP_SYS_PTRACE";
+}
 
 std::string why_workers_cannot_be_watched() {
   if (std::string problem = try_a_child_of_our_own(); !problem.empty()) return problem;

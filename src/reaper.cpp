@@ -11,6 +11,7 @@
 
 #include "shmtimer/clock.hpp"
 #include "shmtimer/printable.hpp"
+#include "shmtimer/process_access_check.hpp"
 
 namespace shmtimer {
 
@@ -277,10 +278,9 @@ std::optional<Reaper::Cleanup> Reaper::reap_process(const ProcessKey& process, s
       stats_.count(Refusal::kNotMapped);
       return Cleanup::kDisarm;
     case SignalOutcome::kUnverifiable:
-      spdlog::error("refusing to signal pid {}: its memory map may not be read ({}: it is not dumpable, or this "
-                    "server lacks CAP_SYS_PTRACE), so nothing shows it armed timer '{}', and the table may be "
-                    "written by other users than its own (docs/security.md)",
-                    pid, std::strerror(error), scope);
+      spdlog::error("refusing to signal pid {}: its memory map may not be read ({}: {}), so nothing shows it "
+                    "armed timer '{}', and the table may be written by other users than its own (docs/security.md)",
+                    pid, std::strerror(error), why_maps_are_unreadable(pid), scope);
       stats_.count(Refusal::kUnverifiable);
       return Cleanup::kDisarm;
     case SignalOutcome::kUnknown:

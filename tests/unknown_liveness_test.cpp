@@ -18,6 +18,7 @@
 #include "shmtimer/error.hpp"
 #include "shmtimer/fifo_protocol.hpp"
 #include "shmtimer/fifo_shim.hpp"
+#include "shmtimer/process_access_check.hpp"
 #include "shmtimer/process_control.hpp"
 
 namespace shmtimer {
@@ -269,6 +270,32 @@ TEST(NonDumpable, AWorkerWhoseMapsTheServerMayNotReadIsRefusedWhenOthersCouldWri
   bool killed = true;
   EXPECT_EQ(send_to_non_dumpable_worker(0660, killed), SignalOutcome::kUnverifiable);
   EXPECT_FALSE(killed);
+}
+
+// The refusal's log line names why the maps could not be read, from /proc/<pid>/status:
+// capabilities the worker holds, or a worker that is not dumpable.
+TEST(NonDumpable, TheCauseNamedIsTheWorkersCapabilitiesOrThatItIsNotDumpable) {
+  ASSERT_EQ(::geteuid(), 0u) << "needs root, for a worker with capabilities";
+  Ready ready_with_capabilities, ready_not_dumpable;
+  const pid_t privileged = fork_child([&] {  // root's child: all of root's capabilities
+    ready_with_capabilities.signal();
+    std::this_thread::sleep_for(30s);
+  });
+  const pid_t not_dumpable = fork_child([&] {
+    if (::setgid(65534) != 0 || ::setuid(65534) != 0 || ::prctl(PR_SET_DUMPABLE, 0) != 0) ::_exit(3);
+    ready_not_dumpable.signal();
+    std::this_thread::sleep_for(30s);
+  });
+  ready_with_capabilities.wait();
+  ready_not_dumpable.wait();
+  const std::string with_capabilities = why_maps_are_unreadable(privileged);
+  const std::string undumpable = why_maps_are_unreadable(not_dumpable);
+  ::kill(privileged, SIGKILL);
+  ::kill(not_dumpable, SIGKILL);
+  wait_child(privileged);
+  wait_child(not_dumpable);
+  EXPECT_NE(with_capabilities.find("holds capabilities"), std::string::npos) << with_capabilities;
+  EXPECT_NE(undumpable.find("not dumpable"), std::string::npos) << undumpable;
 }
 
 // A kill that keeps failing is retried with a back-off; the retry is a time to wake at,

@@ -4,6 +4,8 @@
 // kill fails or is refused while the server looks healthy. docs/server.md, "Self-test".
 #pragma once
 
+#include <sys/types.h>
+
 #include <string>
 
 namespace shmtimer {
@@ -14,5 +16,11 @@ namespace shmtimer {
 // with the cause and the fix; empty when every check passed or could not tell. Call it
 // before starting threads: it forks.
 std::string why_workers_cannot_be_watched();
+
+// Why the kernel refused this server a worker's /proc/<pid>/maps (EACCES): a user
+// namespace the worker is not in, capabilities the worker holds, or a worker that is not
+// dumpable; for the log line of the refusal. Reads /proc/<pid>/status, which is always
+// readable.
+std::string why_maps_are_unreadable(pid_t pid);
 
 }  // namespace shmtimer
