@@ -212,6 +212,10 @@ TEST(Shmtimerd, RefusesToStartInAUserNamespaceItsWorkersAreNotIn) {
     if (::geteuid() == 0 && (::setgroups(0, nullptr) != 0 || ::setresgid(65534, 65534, 65534) != 0 ||
                              ::setresuid(65534, 65534, 65534) != 0))
       ::_exit(19);
+    // Changing uid made it not dumpable: dumpable again, so that the namespace is the only
+    // reason its maps are hidden from the daemon (and so that the daemon may write its own
+    // /proc/self/uid_map, which would otherwise be root's).
+    if (::prctl(PR_SET_DUMPABLE, 1) != 0) ::_exit(18);
     __user_cap_header_struct header{_LINUX_CAPABILITY_VERSION_3, 0};
     __user_cap_data_struct none[2]{};
     if (::syscall(SYS_capset, &header, none) != 0) ::_exit(20);
