@@ -84,15 +84,8 @@ def _use_shmtimer_server():
 
     from .torch import ShmTimerServer
 
-    class AnnouncedShmTimerServer(ShmTimerServer):
-        """Says where the job's table is, for timer-dump, when its watchdog starts."""
-
-        def start(self):
-            super().start()
-            print("shmtimer: watching this job's workers; table %s (timer-dump --table %s), FIFO %s"
-                  % (self.table_path, self.table_path, self.file_path), file=sys.stderr, flush=True)
-
-    timer.FileTimerServer = AnnouncedShmTimerServer
+    ShmTimerServer.announce = True  # the launcher's user wants to know where the table is
+    timer.FileTimerServer = ShmTimerServer
 
 
 def main(argv=None):

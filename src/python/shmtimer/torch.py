@@ -12,6 +12,7 @@ import atexit
 import hashlib
 import os
 import re
+import sys
 import time
 import weakref
 
@@ -149,9 +150,16 @@ class ShmTimerServer:
     def file_path(self):
         return self._file_path
 
+    # Set by ``python -m shmtimer.run``: start() then says on stderr where the job's table
+    # is, for timer-dump.
+    announce = False
+
     def start(self):
         """Starts the watchdog thread."""
         self._require_open().start()
+        if self.announce:
+            print("shmtimer: watching this job's workers; table %s (timer-dump --table %s), FIFO %s"
+                  % (self._table_path, self._table_path, self._file_path), file=sys.stderr, flush=True)
 
     def stop(self):
         """Stops the watchdog and removes the FIFO (and a made-up table); idempotent."""
