@@ -21,7 +21,7 @@ namespace {
 // registers cannot find a lock held forever.
 struct Place {
   std::atomic<bool> in_use{false};         // claimed by a registration (acquire/release with its CAS)
-  std::atomic<std::uint64_t> sequence{0};  // odd while the fields below are being written
+  std::atomic<std::uint64_t> sequence{0};  // odd while the fields below are being written (seq_cst: rewrite())
   std::atomic<std::uintptr_t> begin{0};    // 0: no table
   std::atomic<std::uintptr_t> end{0};
   std::atomic<int> fd{-1};                 // the mapped file, to tell a truncation from a hole
@@ -37,16 +37,16 @@ std::atomic<std::uint64_t> g_faults{0};  // relaxed: a statistic
 std::uintptr_t g_page_bytes = 4096;      // written before the handler is first installed
 struct sigaction g_previous {};          // written only while SIGBUS is not ours (see guard_table_faults)
 
-// Writer side of the seqlock. Relaxed field stores between two fences: the release fence
-// orders the odd sequence before them, the final release store orders them before the
-// even one.
+// Writer side of the seqlock. Every access to a place's words is seq_cst: one total
+// order, in which the reader's two looks at an even, unchanged sequence bracket field
+// reads that no rewrite came between. (No fences: ThreadSanitizer does not model them;
+// registration and faults are rare, so the cost does not matter.)
 template <class Write>
 void rewrite(Place& place, Write&& write) {
-  const std::uint64_t sequence = place.sequence.load(std::memory_order_relaxed);
-  place.sequence.store(sequence + 1, std::memory_order_relaxed);
-  std::atomic_thread_fence(std::memory_order_release);
+  const std::uint64_t sequence = place.sequence.load();
+  place.sequence.store(sequence + 1);
   write();
-  place.sequence.store(sequence + 2, std::memory_order_release);
+  place.sequence.store(sequence + 2);
 }
 
 struct Seen {
@@ -57,12 +57,10 @@ struct Seen {
 
 // Reader side: false when the place is free or was being rewritten meanwhile.
 bool read_place(const Place& place, Seen& seen) {
-  const std::uint64_t before = place.sequence.load(std::memory_order_acquire);
+  const std::uint64_t before = place.sequence.load();
   if ((before & 1) != 0) return false;
-  seen = {place.begin.load(std::memory_order_relaxed), place.end.load(std::memory_order_relaxed),
-          place.fd.load(std::memory_order_relaxed), place.writable.load(std::memory_order_relaxed)};
-  std::atomic_thread_fence(std::memory_order_acquire);  // the loads above before the second look
-  return seen.begin != 0 && place.sequence.load(std::memory_order_relaxed) == before;
+  seen = {place.begin.load(), place.end.load(), place.fd.load(), place.writable.load()};
+  return seen.begin != 0 && place.sequence.load() == before;
 }
 
 // Gives the fault to whatever handled SIGBUS before the guard. With the default action,
@@ -146,10 +144,10 @@ int register_table_mapping(void* begin, std::uint64_t bytes, int fd, bool writab
     if (!place.in_use.compare_exchange_strong(free, true, std::memory_order_acquire, std::memory_order_relaxed))
       continue;
     rewrite(place, [&] {
-      place.begin.store(reinterpret_cast<std::uintptr_t>(begin), std::memory_order_relaxed);
-      place.end.store(reinterpret_cast<std::uintptr_t>(begin) + bytes, std::memory_order_relaxed);
-      place.fd.store(fd, std::memory_order_relaxed);
-      place.writable.store(writable, std::memory_order_relaxed);
+      place.begin.store(reinterpret_cast<std::uintptr_t>(begin));
+      place.end.store(reinterpret_cast<std::uintptr_t>(begin) + bytes);
+      place.fd.store(fd);
+      place.writable.store(writable);
       place.faulted.store(false, std::memory_order_relaxed);
     });
     return i;
@@ -160,7 +158,7 @@ int register_table_mapping(void* begin, std::uint64_t bytes, int fd, bool writab
 void unregister_table_mapping(int registration) {
   if (registration < 0) return;
   Place& place = g_places[registration];
-  rewrite(place, [&] { place.begin.store(0, std::memory_order_relaxed); });
+  rewrite(place, [&] { place.begin.store(0); });
   place.in_use.store(false, std::memory_order_release);  // pairs with the next claimant's CAS
 }
 
