@@ -43,6 +43,24 @@ class BenchTable {
   std::shared_ptr<Table> table_;
 };
 
+// A BenchTable with a started TimerServer (the default policy), as users run their
+// clients: a client's default require_server holds, so its hot path is timed with the
+// check that a server serves the table.
+class ServedTable {
+ public:
+  explicit ServedTable(std::uint64_t capacity, const std::string& name) : table_(capacity, name), server_(table_.table()) {
+    server_.start();
+  }
+  ~ServedTable() { server_.stop(); }
+  ServedTable(const ServedTable&) = delete;
+  ServedTable& operator=(const ServedTable&) = delete;
+  const std::shared_ptr<Table>& table() const { return table_.table(); }
+
+ private:
+  BenchTable table_;
+  TimerServer server_;
+};
+
 // A started TimerServer that also drains a FIFO (FifoShim), as `shmtimerd --fifo` does:
 // FIFO clients in a benchmark are timed against a real reader that parses and applies
 // every request to the table.

@@ -13,12 +13,12 @@
 namespace {
 
 using namespace std::chrono_literals;
-using shmtimer::bench::BenchTable;
+using shmtimer::bench::ServedTable;
 using shmtimer::bench::kBatch;
 using shmtimer::bench::scope30;
 
-BenchTable& expires_table() {
-  static BenchTable table(1 << 16, "expires");
+ServedTable& expires_table() {
+  static ServedTable table(1 << 16, "expires");
   return table;
 }
 

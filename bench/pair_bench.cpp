@@ -14,15 +14,15 @@
 
 namespace {
 
-using shmtimer::bench::BenchTable;
+using shmtimer::bench::ServedTable;
 using shmtimer::bench::FifoServer;
 using shmtimer::bench::kBatch;
 using shmtimer::bench::sample_pairs;
 using shmtimer::bench::scope30;
 using shmtimer::bench::set_latency_counters;
 
-BenchTable& pair_table() {
-  static BenchTable table(1 << 16, "pair-bench");
+ServedTable& pair_table() {
+  static ServedTable table(1 << 16, "pair-bench");
   return table;
 }
 

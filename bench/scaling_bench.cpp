@@ -20,7 +20,7 @@
 namespace {
 
 using namespace std::chrono_literals;
-using shmtimer::bench::BenchTable;
+using shmtimer::bench::ServedTable;
 using shmtimer::bench::elapsed_ns;
 using shmtimer::bench::kBatch;
 using shmtimer::bench::sorted_quantile;
@@ -43,8 +43,8 @@ struct Shared {
   WorkerResult workers[kMaxWorkers];
 };
 
-BenchTable& scaling_table() {
-  static BenchTable table(1 << 16, "scaling");
+ServedTable& scaling_table() {
+  static ServedTable table(1 << 16, "scaling");
   return table;
 }
 

@@ -240,7 +240,7 @@ void BM_KillToReap(benchmark::State& state) {
   for (auto _ : state) {
     for (int sample = 0; sample < kExpirySamples; ++sample) {
       const pid_t child = fork_paused_child([&] {
-        shmtimer::ShmTimerClient client(t.table());
+        shmtimer::ShmTimerClient client(t.table(), SIGKILL, /*require_server=*/false);  // no server, by design
         client.acquire("hang", shmtimer::SteadyClock::now() + std::chrono::hours(1));
       });
       std::this_thread::sleep_for(std::chrono::milliseconds(5));  // the child is in pause(), as a hung worker

@@ -40,6 +40,14 @@ void log_expired_debug(pid_t pid, const std::vector<SlotSnapshot>& timers, std::
   spdlog::debug("expired timers of pid {}: {}", pid, info.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
 }
 
+// " (rank 3, python3)": who a signalled process was, as far as its labels say.
+std::string who(const ProcessLabels& labels) {
+  std::string text;
+  if (labels.rank) text += "rank " + *labels.rank;
+  if (labels.command) text += (text.empty() ? "" : ", ") + *labels.command;
+  return text.empty() ? text : " (" + text + ")";
+}
+
 bool is_power_of_two(std::uint64_t n) { return n != 0 && (n & (n - 1)) == 0; }
 
 }  // namespace
@@ -62,10 +70,12 @@ Reaper::Reaper(const Table& table, const ServerOptions& options, ProcessControl&
   }
 }
 
-void Reaper::emit(std::string_view name, const SlotSnapshot& timer, std::uint64_t at_ns) const {
+void Reaper::emit(std::string_view name, const SlotSnapshot& timer, std::uint64_t at_ns,
+                  const ProcessLabels* labels) const {
   if (!options_.log_event) return;
   try {
-    const TimerEvent event = detail::event_of(timer, at_ns);
+    TimerEvent event = detail::event_of(timer, at_ns);
+    if (labels != nullptr) event.labels = *labels;
     options_.log_event(name, &event);
   } catch (const std::exception& e) {
     // A callback that throws must not leave a reap half done (a kill sent, its timer still
@@ -154,6 +164,8 @@ SignalRequest Reaper::request_for(const ProcessKey& process, int signal, std::ui
 // timer is first seen due soon: nearest deadline first, a few per round, and never while
 // a deadline is already due (the next round reaps it first).
 void Reaper::prepare_approaching(std::uint64_t next_deadline_ns) {
+  // All of them, whatever the cap below: a read is only queued here, never waited for.
+  for (const Approaching& a : approaching_) labels_.request(a.process.first, a.process.second);
   std::sort(approaching_.begin(), approaching_.end(),
             [](const Approaching& a, const Approaching& b) { return a.deadline_ns < b.deadline_ns; });
   int prepared = 0;
@@ -225,36 +237,49 @@ std::optional<Reaper::Cleanup> Reaper::reap_process(const ProcessKey& process, s
   const pid_t pid = process.first;
   std::stable_sort(timers.begin(), timers.end(),
                    [](const SlotSnapshot& a, const SlotSnapshot& b) { return a.deadline_ns < b.deadline_ns; });
-  const bool retry = backoff_.count(process) != 0;
-  if (!retry) {
-    for (const auto& t : timers) emit("timer expired", t, now_ns);
-    result.expired += timers.size();
-  }
+  // The labels read while the process was prepared, if that is done: never waited for.
+  const ProcessLabels labels = labels_.find(pid, process.second).value_or(ProcessLabels{});
+  const bool first_look = backoff_.count(process) == 0;  // a retry reported its expiry already
+  // Everything said about the expiry is said after the signal (or the decision not to
+  // send one): nothing stands between the decision and the kill.
+  const auto report_expired = [&] {
+    if (!first_look) return;
+    log_expired_debug(pid, timers, now_ns);
+    for (const auto& t : timers) emit("timer expired", t, now_ns, &labels);
+  };
+  if (first_look) result.expired += timers.size();
   const auto first_killing =
       std::find_if(timers.begin(), timers.end(), [](const SlotSnapshot& t) { return t.signal > 0; });
   if (first_killing == timers.end()) {
+    report_expired();
     spdlog::info("pid {} has {} expired timer(s), none with a signal > 0; not signalling it", pid, timers.size());
     return Cleanup::kDisarm;
   }
   const int signal = first_killing->signal;
-  if (refuse_target(pid, signal)) return Cleanup::kDisarm;
+  if (refuse_target(pid, signal)) {
+    report_expired();
+    return Cleanup::kDisarm;
+  }
 
   int error = 0;
   const SignalRequest request = request_for(process, signal, static_cast<std::uint32_t>(first_killing->origin));
-  const std::string scope = printable(first_killing->scope);
   ++looks_this_round_;
-  switch (processes_.send(request, error)) {
+  const SignalOutcome outcome = processes_.send(request, error);
+  // When the signal was queued, if the ProcessControl knows it and it falls within this
+  // round on the server's clock; else when send() returned.
+  const std::uint64_t returned_ns = options_.clock->now_ns();
+  report_expired();
+  const std::string scope = printable(first_killing->scope);
+  switch (outcome) {
     case SignalOutcome::kSent: {
-      // When the signal was queued, if the ProcessControl knows it and it falls within
-      // this round on the server's clock; else when send() returned.
-      const std::uint64_t returned_ns = options_.clock->now_ns();
       const std::uint64_t issued_ns = processes_.last_signal_ns();
       const std::uint64_t sent_ns = issued_ns >= now_ns && issued_ns <= returned_ns ? issued_ns : returned_ns;
       const std::uint64_t lateness_ns = sent_ns > first_killing->deadline_ns ? sent_ns - first_killing->deadline_ns : 0;
       stats_.kill_lateness.observe_ns(lateness_ns);
-      spdlog::info("signalled pid {} with signal {}: timer '{}' expired ({:.3f} ms after its deadline)", pid, signal,
-                   scope, static_cast<double>(lateness_ns) / 1e6);
-      emit("kill worker process", *first_killing, sent_ns);
+      spdlog::log(options_.log_kills ? spdlog::level::info : spdlog::level::debug,
+                  "signalled pid {}{} with signal {}: timer '{}' expired ({:.3f} ms after its deadline)", pid,
+                  who(labels), signal, scope, static_cast<double>(lateness_ns) / 1e6);
+      emit("kill worker process", *first_killing, sent_ns, &labels);
       ++result.signalled;
       table_.header().reaps.fetch_add(1, std::memory_order_relaxed);  // statistics
       self_signal_ = signal;
@@ -387,6 +412,7 @@ RoundResult Reaper::round(std::uint64_t now_ns) {
     gone_.clear();  // what a failed round left
     running_memo_.clear();
     processes_.drop_unprepared();  // what was not prepared again since the last sweep
+    labels_.forget_unrequested();
     prepared_.clear();
     walk_for_lost_bits();  // first, so this sweep already visits what it finds
   }
@@ -394,7 +420,6 @@ RoundResult Reaper::round(std::uint64_t now_ns) {
   std::map<ProcessKey, Cleanup> cleanups;
   for (auto& [process, timers] : expired) {
     if (const auto b = backoff_.find(process); b != backoff_.end() && now_ns < b->second.next_try_ns) continue;
-    log_expired_debug(process.first, timers, now_ns);
     if (auto how = reap_process(process, timers, now_ns, result)) {
       cleanups.emplace(process, *how);
       backoff_.erase(process);

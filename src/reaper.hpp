@@ -13,6 +13,7 @@
 
 #include "shmtimer/server_stats.hpp"
 #include "shmtimer/timer_server.hpp"
+#include "process_labels.hpp"
 #include "slot_ops.hpp"
 
 namespace shmtimer {
@@ -74,7 +75,8 @@ class Reaper {
   // value but the table's asks for no mapping, as for the FIFO shim's timers).
   SignalRequest request_for(const ProcessKey& process, int signal, std::uint32_t origin) const;
   bool refuse_target(pid_t pid, int signal) const;  // logs and counts why
-  void emit(std::string_view name, const detail::SlotSnapshot& timer, std::uint64_t at_ns = 0) const;
+  void emit(std::string_view name, const detail::SlotSnapshot& timer, std::uint64_t at_ns = 0,
+            const ProcessLabels* labels = nullptr) const;
 
   const Table& table_;
   const ServerOptions& options_;
@@ -97,6 +99,7 @@ class Reaper {
   std::uint64_t prepare_horizon_ns_;
   std::vector<Approaching> approaching_;
   std::set<ProcessKey> prepared_;
+  detail::ProcessLabelReader labels_;  // of the approaching processes, for the events
   // The sweep's findings: slots whose owner is gone, with the control word to free from,
   // and whether each identity runs, asked once per sweep (reused, cleared per sweep).
   struct GoneSlot {

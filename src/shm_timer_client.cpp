@@ -106,23 +106,28 @@ std::uint64_t heartbeat_stale_after_ns(const layout::TableHeader& header) {
 }  // namespace
 
 void ShmTimerClient::check_server() const {
-  const std::uint64_t now = coarse_monotonic_ns();
-  if (now < server_checked_until_ns_.load(std::memory_order_relaxed)) [[likely]]
-    return;
   const auto& header = table_->header();
+  // Acquire: pairs with the release store of zero by a server that stops, made after it
+  // zeroed its pid; so a client that sees the zero also sees no pid, and refuses at once.
+  const bool between_servers = header.wake_at_ns.load(std::memory_order_acquire) == 0;
   // Acquire: pairs with the server's release store of its pid, published after its first
   // heartbeat (src/timer_server.cpp). The other words are liveness hints, read relaxed.
   const pid_t pid = header.server_pid.load(std::memory_order_acquire);
+  const std::uint64_t now = coarse_monotonic_ns();
+  if (pid != 0 && now < server_checked_until_ns_.load(std::memory_order_relaxed)) [[likely]]
+    return;
   const std::uint64_t beat = header.heartbeat_mono_ns.load(std::memory_order_relaxed);
   const std::uint64_t age = now > beat ? now - beat : 0;  // the coarse clock may lag a tick
   if (pid == 0 || beat == 0 || age > heartbeat_stale_after_ns(header))
     throw Error(ErrorCode::kNoServer,
                 "no live server holds timer table " + table_->path().string() +
-                    (pid == 0 ? std::string(" (none is serving it)")
+                    (pid == 0 ? std::string(between_servers ? " (none is serving it: its last server stopped, or none "
+                                                              "ever started)"
+                                                            : " (none is serving it)")
                               : " (the last heartbeat of server pid " + std::to_string(pid) + " is " +
                                     std::to_string(age / 1'000'000) + " ms old)") +
                     ": a timer armed now would not be enforced. Start shmtimerd on it, or create the client "
-                    "with require_server=False");
+                    "with require_server=false");
   server_checked_until_ns_.store(now + 100'000'000, std::memory_order_relaxed);
 }
 
@@ -302,7 +307,8 @@ void Timer::bind() {
 }
 
 void Timer::arm(Deadline deadline) {
-  if (client_->require_server_) client_->check_server();
+  if (!client_->served_or_not_required()) [[unlikely]]
+    client_->check_server();
   const std::uint64_t deadline_ns = to_table_ns(deadline);
   if (bound_here() && detail::arm_slot_mixed(*slot_, owner_.control, owner_mix_, deadline_ns, signal_)) [[likely]] {
     detail::wake_server_for(*header_, deadline_ns);
@@ -312,6 +318,7 @@ void Timer::arm(Deadline deadline) {
 }
 
 void Timer::rebind_and_arm(std::uint64_t deadline_ns) {
+  if (client_->require_server_) client_->check_server();
   for (int attempt = 0; attempt < kArmAttempts; ++attempt) {  // rebind: see kArmAttempts
     bind();
     if (detail::arm_slot_mixed(*slot_, owner_.control, owner_mix_, deadline_ns, signal_)) {

@@ -214,6 +214,8 @@ void TimerServer::run_loop() {
   // The kernel may defer a timed wake-up by the thread's timer slack (50 us by default);
   // 1 us keeps a sleep until a deadline close to the deadline.
   ::prctl(PR_SET_TIMERSLACK, 1000UL, 0UL, 0UL, 0UL);
+  // Named, so that top -H, a stack dump and the tests (StoppedThread) can tell it apart.
+  ::pthread_setname_np(::pthread_self(), "shmtimer-watch");
   if (options_.log_event) options_.log_event("watchdog started", nullptr);
   std::uint64_t spin_until_ns = 0;
   const auto spin_ns = static_cast<std::uint64_t>(options_.policy.spin.count());

@@ -12,6 +12,8 @@
 namespace shmtimer {
 namespace {
 
+using shmtimer::testing::kArmWithoutServer;
+
 using namespace std::chrono_literals;
 using testing::TempTable;
 
@@ -29,7 +31,7 @@ std::uint64_t us_of(std::uint64_t ns) { return ns / 1000; }
 
 TEST(ShmTimerClient, AcquireWritesTheSlot) {
   TempTable t;
-  ShmTimerClient client(t.table, SIGTERM);
+  ShmTimerClient client(t.table, SIGTERM, kArmWithoutServer);
   client.acquire("train.py#42", at_us(123456789));
   const auto rows = my_rows(t.table);
   ASSERT_EQ(rows.size(), 1u);
@@ -44,7 +46,7 @@ TEST(ShmTimerClient, AcquireWritesTheSlot) {
 
 TEST(ShmTimerClient, ReacquireUpdatesTheSameSlotInPlace) {
   TempTable t;
-  ShmTimerClient client(t.table);
+  ShmTimerClient client(t.table, SIGKILL, kArmWithoutServer);
   client.acquire("scope", at_us(1000));
   const auto first = my_rows(t.table).at("scope").slot;
   client.acquire("scope", at_us(2000));
@@ -57,7 +59,7 @@ TEST(ShmTimerClient, ReacquireUpdatesTheSameSlotInPlace) {
 
 TEST(ShmTimerClient, ReleaseDisarmsAndKeepsTheSlotForReuse) {
   TempTable t;
-  ShmTimerClient client(t.table);
+  ShmTimerClient client(t.table, SIGKILL, kArmWithoutServer);
   client.acquire("scope", at_us(1000));
   client.release("scope");
   auto rows = my_rows(t.table);
@@ -69,14 +71,14 @@ TEST(ShmTimerClient, ReleaseDisarmsAndKeepsTheSlotForReuse) {
 
 TEST(ShmTimerClient, ReleasingAnUnknownScopeDoesNothing) {
   TempTable t;
-  ShmTimerClient client(t.table);
+  ShmTimerClient client(t.table, SIGKILL, kArmWithoutServer);
   EXPECT_NO_THROW(client.release("never-acquired"));
   EXPECT_TRUE(my_rows(t.table).empty());
 }
 
 TEST(ShmTimerClient, ScopesAreDistinctKeys) {
   TempTable t;
-  ShmTimerClient client(t.table);
+  ShmTimerClient client(t.table, SIGKILL, kArmWithoutServer);
   client.acquire("a", at_us(1));
   client.acquire("b", at_us(2));
   client.acquire("", at_us(3));
@@ -89,7 +91,7 @@ TEST(ShmTimerClient, ScopesAreDistinctKeys) {
 
 TEST(ShmTimerClient, ScopeOf256BytesFitsAnd257IsAnError) {
   TempTable t;
-  ShmTimerClient client(t.table);
+  ShmTimerClient client(t.table, SIGKILL, kArmWithoutServer);
   const std::string fits(256, 's');
   client.acquire(fits, at_us(5));
   EXPECT_EQ(my_rows(t.table).at(fits).scope, fits);  // never truncated
@@ -106,7 +108,7 @@ TEST(ShmTimerClient, ScopeOf256BytesFitsAnd257IsAnError) {
 
 TEST(ShmTimerClient, FullTableIsAClearErrorAndCounted) {
   TempTable t(4);
-  ShmTimerClient client(t.table);
+  ShmTimerClient client(t.table, SIGKILL, kArmWithoutServer);
   for (int i = 0; i < 4; ++i) client.acquire("s" + std::to_string(i), at_us(9));
   try {
     client.acquire("one-too-many", at_us(9));
@@ -123,18 +125,18 @@ TEST(ShmTimerClient, FullTableIsAClearErrorAndCounted) {
 TEST(ShmTimerClient, FullTableReclaimsSlotsOfDeadProcesses) {
   TempTable t(4);
   const pid_t child = testing::fork_child([&] {
-    ShmTimerClient client(t.table);
+    ShmTimerClient client(t.table, SIGKILL, kArmWithoutServer);
     for (int i = 0; i < 4; ++i) client.acquire("child" + std::to_string(i), at_us(1ULL << 45));
   });
   ASSERT_TRUE(testing::exited_ok(testing::wait_child(child)));
-  ShmTimerClient client(t.table);
+  ShmTimerClient client(t.table, SIGKILL, kArmWithoutServer);
   EXPECT_NO_THROW(client.acquire("mine", at_us(1)));
   EXPECT_EQ(my_rows(t.table).size(), 1u);
 }
 
 TEST(ShmTimerClient, ForgetFreesTheSlot) {
   TempTable t(2);
-  ShmTimerClient client(t.table);
+  ShmTimerClient client(t.table, SIGKILL, kArmWithoutServer);
   client.acquire("a", at_us(1));
   client.acquire("b", at_us(1));
   EXPECT_TRUE(client.forget("a"));
@@ -146,21 +148,21 @@ TEST(ShmTimerClient, ForgetFreesTheSlot) {
 
 TEST(ShmTimerClient, RejectsASignalAboveSigrtmaxAndAReadOnlyTable) {
   TempTable t;
-  const auto above = testing::thrown_by([&] { ShmTimerClient(t.table, SIGRTMAX + 1); });
+  const auto above = testing::thrown_by([&] { ShmTimerClient(t.table, SIGRTMAX + 1, kArmWithoutServer); });
   EXPECT_EQ(above.code, ErrorCode::kInvalidArgument);
   EXPECT_NE(above.message.find("above SIGRTMAX"), std::string::npos) << above.message;
   OpenOptions ro;
   ro.read_only = true;
-  const auto read_only = testing::thrown_by([&] { ShmTimerClient(Table::open(t.file.path(), ro)); });
+  const auto read_only = testing::thrown_by([&] { ShmTimerClient(Table::open(t.file.path(), ro), SIGKILL, kArmWithoutServer); });
   EXPECT_EQ(read_only.code, ErrorCode::kInvalidArgument);
   EXPECT_NE(read_only.message.find("needs a writable table"), std::string::npos) << read_only.message;
-  EXPECT_NO_THROW(ShmTimerClient(t.table, 0));   // signal 0: a timer that never kills
-  EXPECT_NO_THROW(ShmTimerClient(t.table, -1));
+  EXPECT_NO_THROW(ShmTimerClient(t.table, 0, kArmWithoutServer));   // signal 0: a timer that never kills
+  EXPECT_NO_THROW(ShmTimerClient(t.table, -1, kArmWithoutServer));
 }
 
 TEST(Timer, ArmAndDisarmWriteTheBoundSlot) {
   TempTable t;
-  ShmTimerClient client(t.table, SIGUSR1);
+  ShmTimerClient client(t.table, SIGUSR1, kArmWithoutServer);
   auto timer = client.timer("hot-loop");
   timer.arm(at_us(777));
   EXPECT_EQ(us_of(my_rows(t.table).at("hot-loop").deadline_ns), 777u);
@@ -176,7 +178,7 @@ TEST(Timer, ArmAndDisarmWriteTheBoundSlot) {
 
 TEST(Timer, AForkedChildGetsItsOwnSlot) {
   TempTable t;
-  ShmTimerClient client(t.table);
+  ShmTimerClient client(t.table, SIGKILL, kArmWithoutServer);
   auto timer = client.timer("forked");
   timer.arm(at_us(100));
   const pid_t child = testing::fork_child([&] {
@@ -196,7 +198,7 @@ TEST(Timer, AForkedChildGetsItsOwnSlot) {
 
 TEST(ScopeCache, AForkedChildNeverWritesItsParentsCachedSlot) {
   TempTable t;
-  ShmTimerClient client(t.table);
+  ShmTimerClient client(t.table, SIGKILL, kArmWithoutServer);
   client.acquire("cached", at_us(100));  // now in this thread's cache
   client.acquire("cached", at_us(101));
   const pid_t child = testing::fork_child([&] {
@@ -219,7 +221,7 @@ TEST(ScopeCache, AFreedAndReclaimedSlotIsNotMistakenForTheOldKey) {
                                       {"/work/job/train.py#first", "/work/job/train.py#other"}}) {
     SCOPED_TRACE(first);
     TempTable t(1);  // one slot: the next key must reuse it
-    ShmTimerClient client(t.table);
+    ShmTimerClient client(t.table, SIGKILL, kArmWithoutServer);
     client.acquire(first, at_us(1));
     ASSERT_TRUE(client.forget(first));
     client.acquire(second, at_us(2));
@@ -234,7 +236,7 @@ TEST(ScopeCache, AFreedAndReclaimedSlotIsNotMistakenForTheOldKey) {
 
 TEST(ScopeCache, ScopesThatDifferInAnyOneByteAreNeverConfused) {
   TempTable t(8);
-  ShmTimerClient client(t.table);
+  ShmTimerClient client(t.table, SIGKILL, kArmWithoutServer);
   // Every length the cache handles differently (under 8, 8-15, 16-32, 33-40, longer) and
   // every byte position: the two scopes share a cache set whenever the byte is not among
   // the first or last eight, so only the byte compare tells them apart.
@@ -256,7 +258,7 @@ TEST(ScopeCache, ScopesThatDifferInAnyOneByteAreNeverConfused) {
 
 TEST(ScopeCache, ScopesThatShareACacheSetStayDistinct) {
   TempTable t;
-  ShmTimerClient client(t.table);
+  ShmTimerClient client(t.table, SIGKILL, kArmWithoutServer);
   // Many scopes through a 4-entry cache, long and short, twice over.
   for (int round = 0; round < 2; ++round)
     for (int i = 0; i < 40; ++i) {
@@ -273,7 +275,7 @@ TEST(ScopeCache, ScopesThatShareACacheSetStayDistinct) {
 
 TEST(Expires, AcquiresForTheBlockAndReleasesAfter) {
   TempTable t;
-  auto client = std::make_shared<ShmTimerClient>(t.table);
+  auto client = std::make_shared<ShmTimerClient>(t.table, SIGKILL, kArmWithoutServer);
   const auto before = monotonic_now_ns();
   {
     Expires guard(10s, "block", client);
@@ -287,7 +289,7 @@ TEST(Expires, AcquiresForTheBlockAndReleasesAfter) {
 
 TEST(Expires, ReleasesWhenTheBlockThrows) {
   TempTable t;
-  auto client = std::make_shared<ShmTimerClient>(t.table);
+  auto client = std::make_shared<ShmTimerClient>(t.table, SIGKILL, kArmWithoutServer);
   try {
     Expires guard(10s, "throws", client);
     throw std::runtime_error("boom");
@@ -304,7 +306,7 @@ void recurse(const std::shared_ptr<TimerClient>& client, int depth, std::vector<
 
 TEST(Expires, DefaultScopeIsFileAndLineAndRecursionReacquiresIt) {
   TempTable t;
-  auto client = std::make_shared<ShmTimerClient>(t.table);
+  auto client = std::make_shared<ShmTimerClient>(t.table, SIGKILL, kArmWithoutServer);
   std::vector<std::string> scopes;
   recurse(client, 3, scopes);
   ASSERT_EQ(scopes.size(), 4u);
@@ -328,7 +330,7 @@ TEST(Configure, ExpiresWithoutAClientIsAClearError) {
 
 TEST(Configure, ExpiresUsesTheConfiguredClient) {
   TempTable t;
-  configure(std::make_shared<ShmTimerClient>(t.table));
+  configure(std::make_shared<ShmTimerClient>(t.table, SIGKILL, kArmWithoutServer));
   { Expires guard(1s, "configured"); }
   EXPECT_EQ(my_rows(t.table).count("configured"), 1u);
   configure(nullptr);
@@ -374,19 +376,40 @@ TEST(ShmTimerClient, RequireServerRefusesATableNoLiveServerHolds) {
   header.server_max_interval_ms.store(100);
   header.heartbeat_mono_ns.store(monotonic_now_ns() - 60 * 1'000'000'000ULL);
   expect_refused("stale-heartbeat");
-  ShmTimerClient opted_out(t.table);  // require_server defaults to false in C++
+  ShmTimerClient opted_out(t.table, SIGKILL, false);
   opted_out.acquire("opted-out", SteadyClock::now() + 10s);
   EXPECT_EQ(my_rows(t.table).at("opted-out").state, RowState::kArmed);
+}
+
+// The default requires a server, and a server's stop is seen by the very next arm, through
+// the hot paths too (a scope already in the cache, a bound Timer): no 100 ms of trust.
+TEST(ShmTimerClient, ByDefaultTheNextArmAfterTheServerStopsIsRefusedOnTheHotPathToo) {
+  TempTable t;
+  ShmTimerClient client(t.table);  // require_server, by default
+  EXPECT_TRUE(client.require_server());
+  auto server = std::make_unique<TimerServer>(t.table);
+  server->run_once();
+  client.acquire("cached", SteadyClock::now() + 10s);
+  client.release("cached");
+  auto timer = client.timer("bound");
+  timer.arm_after(10s);
+  timer.disarm();
+  server.reset();  // a clean stop, as shmtimerd's on SIGTERM or on a deleted table
+  EXPECT_EQ(testing::thrown_by([&] { client.acquire("cached", SteadyClock::now() + 10s); }).code,
+            ErrorCode::kNoServer);
+  EXPECT_EQ(testing::thrown_by([&] { timer.arm_after(10s); }).code, ErrorCode::kNoServer);
+  EXPECT_EQ(my_rows(t.table).at("cached").state, RowState::kIdle);
+  EXPECT_EQ(my_rows(t.table).at("bound").state, RowState::kIdle);
 }
 
 // Guards hold the configured client by pointer: configure() keeps every client it was
 // given, so a guard whose client was replaced meanwhile still releases through it.
 TEST(Configure, AGuardOutlivesTheConfigureThatReplacedItsClient) {
   TempTable first, second;
-  configure(std::make_shared<ShmTimerClient>(first.table));
+  configure(std::make_shared<ShmTimerClient>(first.table, SIGKILL, kArmWithoutServer));
   {
     Expires guard(10s, "outlives");
-    configure(std::make_shared<ShmTimerClient>(second.table));  // the first client has no other owner now
+    configure(std::make_shared<ShmTimerClient>(second.table, SIGKILL, kArmWithoutServer));  // the first client has no other owner now
     EXPECT_EQ(my_rows(first.table).at("outlives").state, RowState::kArmed);
   }
   EXPECT_EQ(my_rows(first.table).at("outlives").state, RowState::kIdle);
@@ -398,7 +421,7 @@ TEST(Configure, AGuardOutlivesTheConfigureThatReplacedItsClient) {
 // temporary that is gone when the guard releases.
 TEST(Expires, ATemporaryScopeOfAnyLengthIsReleasedUnderItsOwnName) {
   TempTable t;
-  ShmTimerClient client(t.table);
+  ShmTimerClient client(t.table, SIGKILL, kArmWithoutServer);
   for (const std::size_t length : {std::size_t{5}, Expires::kInlineScopeBytes, Expires::kInlineScopeBytes + 1,
                                    std::size_t{256}}) {
     const std::string name(length, 'q');
@@ -414,7 +437,7 @@ TEST(Expires, ATemporaryScopeOfAnyLengthIsReleasedUnderItsOwnName) {
 TEST(SlotOps, LookupsFindKeysPlacedFarFromHome) {
   // A tiny table at full load forces long probe sequences.
   TempTable t(16);
-  ShmTimerClient client(t.table);
+  ShmTimerClient client(t.table, SIGKILL, kArmWithoutServer);
   for (int i = 0; i < 16; ++i) client.acquire("k" + std::to_string(i), at_us(static_cast<std::uint64_t>(i + 1)));
   for (int i = 0; i < 16; ++i) client.acquire("k" + std::to_string(i), at_us(static_cast<std::uint64_t>(i + 100)));
   const auto rows = my_rows(t.table);
@@ -426,7 +449,7 @@ TEST(SlotOps, LookupsFindKeysPlacedFarFromHome) {
 // scope per step holds a bounded number of slots, and an armed slot is never given back.
 TEST(Recycling, ANewScopePerStepStaysWithinItsBoundAndAnArmedTimerStands) {
   TempTable t(64);
-  ShmTimerClient client(t.table);
+  ShmTimerClient client(t.table, SIGKILL, kArmWithoutServer);
   client.recycle_idle_slots(16);
   client.acquire("hung", at_us(1ULL << 45));
   std::size_t most = 0;
@@ -447,7 +470,7 @@ TEST(Recycling, ANewScopePerStepStaysWithinItsBoundAndAnArmedTimerStands) {
 // table, as before.
 TEST(Recycling, IsOffByDefaultSoReleasedSlotsStayClaimed) {
   TempTable t(64);
-  ShmTimerClient client(t.table);
+  ShmTimerClient client(t.table, SIGKILL, kArmWithoutServer);
   const auto thrown = testing::thrown_by([&] {
     for (int i = 0; i < 100; ++i) {
       client.acquire("step-" + std::to_string(i), at_us(1ULL << 44));
@@ -461,7 +484,7 @@ TEST(Recycling, IsOffByDefaultSoReleasedSlotsStayClaimed) {
 // A handle whose idle slot was given back arms again (on a new slot) and its timer holds.
 TEST(Recycling, AHandleWhoseIdleSlotWasGivenBackArmsOnANewSlot) {
   TempTable t(64);
-  ShmTimerClient client(t.table);
+  ShmTimerClient client(t.table, SIGKILL, kArmWithoutServer);
   client.recycle_idle_slots(4);
   Timer handle = client.timer("handle");
   for (int i = 0; i < 10; ++i) client.acquire("other-" + std::to_string(i), at_us(1ULL << 44));  // kept: armed
@@ -478,7 +501,7 @@ TEST(Recycling, AHandleWhoseIdleSlotWasGivenBackArmsOnANewSlot) {
 // child's recycling gives back only slots it claimed itself.
 TEST(Recycling, AForkedChildNeverGivesBackItsParentsSlots) {
   TempTable t(256);
-  ShmTimerClient client(t.table);
+  ShmTimerClient client(t.table, SIGKILL, kArmWithoutServer);
   client.recycle_idle_slots(4);
   for (int i = 0; i < 3; ++i) {
     client.acquire("parent-" + std::to_string(i), at_us(1ULL << 44));

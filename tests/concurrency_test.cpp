@@ -20,6 +20,8 @@
 namespace shmtimer {
 namespace {
 
+using shmtimer::testing::kArmWithoutServer;
+
 using testing::TempTable;
 
 constexpr int kScopesPerWorker = 12;
@@ -36,7 +38,7 @@ int tag_of(std::uint64_t deadline_ns) { return static_cast<int>(deadline_ns / 10
 
 TEST(Concurrency, ThreadsRacingOnNewScopesClaimOneSlotEach) {
   TempTable t(4096);
-  ShmTimerClient client(t.table);
+  ShmTimerClient client(t.table, SIGKILL, kArmWithoutServer);
   constexpr int kThreads = 4, kScopes = 200;
   std::barrier start(kThreads);
   std::vector<std::thread> threads;
@@ -55,7 +57,7 @@ TEST(Concurrency, ThreadsRacingOnNewScopesClaimOneSlotEach) {
 
 TEST(Concurrency, ThreadsWritersAndAReaderNeverSeeATornRow) {
   TempTable t(4096);
-  ShmTimerClient client(t.table);
+  ShmTimerClient client(t.table, SIGKILL, kArmWithoutServer);
   constexpr int kThreads = 3, kOps = 20000;
   std::atomic<bool> done{false};
   std::atomic<std::uint64_t> torn{0}, rows_seen{0}, passes{0};
@@ -118,7 +120,7 @@ struct WorkerLog {
 static_assert(std::atomic<std::int32_t>::is_always_lock_free);
 
 [[noreturn]] void worker_main(const std::shared_ptr<Table>& table, WorkerLog& log, unsigned seed) {
-  ShmTimerClient client(table);
+  ShmTimerClient client(table, SIGKILL, kArmWithoutServer);
   std::mt19937 rng(seed);
   std::vector<std::optional<Timer>> timers(kScopesPerWorker);
   for (std::uint64_t op = 1;; ++op) {
@@ -214,7 +216,7 @@ TEST(Concurrency, ProcessesAndThreadsShareOneTable) {
   std::vector<pid_t> pids;
   for (int p = 0; p < kProcesses; ++p)
     pids.push_back(testing::fork_child([&, p] {
-      ShmTimerClient client(t.table);
+      ShmTimerClient client(t.table, SIGKILL, kArmWithoutServer);
       std::vector<std::thread> threads;
       for (int th = 0; th < kThreads; ++th)
         threads.emplace_back([&, th] {

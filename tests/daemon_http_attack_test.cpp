@@ -24,11 +24,11 @@ namespace shmtimer {
 namespace {
 
 using namespace std::chrono_literals;
+using testing::HungWorker;
 using testing::LoggedDaemon;
 using testing::TempPath;
 
 constexpr auto kSlow = testing::kSanitized ? 4 : 1;  // sanitizer builds run several times slower
-const auto kKillBound = 500ms * kSlow;                // from the deadline to the worker's death, at most
 
 int connect_to(int port, bool blocking = false) {
   const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | (blocking ? 0 : SOCK_NONBLOCK), 0);
@@ -56,51 +56,6 @@ std::size_t resident_kib(pid_t pid) {
     if (line.rfind("VmRSS:", 0) == 0) return std::stoul(line.substr(6));
   return 0;
 }
-
-// A worker that arms a 500 ms timer and hangs. A thread of the test waits for its death
-// and notes when it came, so the attack can go on meanwhile.
-class HungWorker {
- public:
-  explicit HungWorker(const std::filesystem::path& table) : deadline_(SteadyClock::now() + 500ms) {
-    pid_ = testing::fork_child([&] {
-      ShmTimerClient client(Table::open(table));
-      client.acquire("hung", deadline_);
-      std::this_thread::sleep_for(60s);
-    });
-    waiter_ = std::thread([this] {
-      while (::waitpid(pid_, &status_, 0) < 0 && errno == EINTR) {
-      }
-      died_at_ = SteadyClock::now();
-      dead_.store(true, std::memory_order_release);  // status_ and died_at_ before it
-    });
-  }
-  ~HungWorker() {
-    ::kill(pid_, SIGKILL);
-    if (waiter_.joinable()) waiter_.join();
-  }
-  // Killed with SIGKILL within kKillBound of its deadline.
-  ::testing::AssertionResult killed_on_time() {
-    const auto give_up = SteadyClock::now() + 30s;
-    while (!dead_.load(std::memory_order_acquire) && SteadyClock::now() < give_up) std::this_thread::sleep_for(10ms);
-    if (!dead_.load(std::memory_order_acquire)) return ::testing::AssertionFailure() << "never killed";
-    waiter_.join();
-    const auto late = died_at_ - deadline_;
-    if (!testing::killed_by(status_, SIGKILL)) return ::testing::AssertionFailure() << "status " << status_;
-    if (late > kKillBound)
-      return ::testing::AssertionFailure() << "killed "
-                                           << std::chrono::duration_cast<std::chrono::milliseconds>(late).count()
-                                           << " ms after its deadline";
-    return ::testing::AssertionSuccess();
-  }
-
- private:
-  SteadyClock::time_point deadline_;
-  pid_t pid_ = -1;
-  int status_ = 0;
-  SteadyClock::time_point died_at_{};
-  std::atomic<bool> dead_{false};
-  std::thread waiter_;
-};
 
 class EndpointUnderAttack : public ::testing::Test {
  protected:

@@ -139,26 +139,9 @@ TEST(ShmtimerdMetrics, ABadAddressIsAUsageErrorAndABusyPortAClearError) {
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 2) << second.log();
 }
 
-// The daemon's log is a pipe of one page that the test stops reading: FIFO requests
-// logged at debug then fill it, and the watchdog loop blocks in its next log write.
-// (The kernel rounds the pipe up to a page: 1000 lines of about 150 bytes fill even a
-// 64 KiB page.)
-struct StalledLog {
-  static constexpr int kPipeBytes = 4096;
-  static void stall(const std::filesystem::path& fifo) {
-    std::string requests;
-    for (int i = 0; i < 1000; ++i)  // one scope re-armed: one slot, a "set timer" line each
-      requests += fifo::format_acquire(::getpid(), "stall", epoch_now() + 600, SIGKILL);
-    write_fifo(fifo, requests);
-  }
-};
-
 TEST(ShmtimerdMetrics, HealthzIsOkWhileRoundsAreFreshAndUnavailableWhenTheLoopStalls) {
   TempPath table_path;
-  TempPath fifo{"shmtimer-fifo"};
-  LoggedDaemon daemon(table_path.path(),
-                      {"--metrics-address", "127.0.0.1:0", "--fifo", fifo.path().string(), "--log-level", "debug"},
-                      {}, StalledLog::kPipeBytes);
+  LoggedDaemon daemon(table_path.path(), {"--metrics-address", "127.0.0.1:0"});
   const int port = metrics_port(daemon);
   ASSERT_TRUE(daemon.read_until("watchdog started")) << daemon.log();
   int status = 0;
@@ -170,7 +153,7 @@ TEST(ShmtimerdMetrics, HealthzIsOkWhileRoundsAreFreshAndUnavailableWhenTheLoopSt
   EXPECT_EQ(status, 200) << ok;
   EXPECT_EQ(ok.rfind("ok: last watchdog round", 0), 0u) << ok;
 
-  StalledLog::stall(fifo.path());
+  testing::StoppedThread stalled(daemon.pid(), "shmtimer-watch");
   // The loop may sleep 100 ms; after that plus 1 s without a round it is stalled.
   std::string body;
   for (int i = 0; i < 100 * kSlow && status != 503; ++i) {
@@ -179,9 +162,8 @@ TEST(ShmtimerdMetrics, HealthzIsOkWhileRoundsAreFreshAndUnavailableWhenTheLoopSt
   }
   EXPECT_EQ(status, 503) << body;
   EXPECT_EQ(body.rfind("stalled: last watchdog round", 0), 0u) << body;
-  daemon.drain();  // unblocks the loop
+  stalled.release();
   for (int i = 0; i < 100 * kSlow && status != 200; ++i) {
-    daemon.drain();
     std::this_thread::sleep_for(50ms);
     body = get(port, "/healthz", &status);
   }
@@ -234,11 +216,9 @@ TEST(SystemdNotify, ReadyOnceThenWatchdogWellWithinHalfTheTimeoutFromTheLoopAndS
   const auto watchdog = std::chrono::milliseconds(1000 * kSlow);
   NotifySocket socket;
   TempPath table_path;
-  TempPath fifo{"shmtimer-fifo"};
-  LoggedDaemon daemon(table_path.path(), {"--fifo", fifo.path().string(), "--log-level", "debug"},
+  LoggedDaemon daemon(table_path.path(), {},
                       {{"NOTIFY_SOCKET", socket.path()},
-                       {"WATCHDOG_USEC", std::to_string(std::chrono::microseconds(watchdog).count())}},
-                      StalledLog::kPipeBytes);
+                       {"WATCHDOG_USEC", std::to_string(std::chrono::microseconds(watchdog).count())}});
   ASSERT_TRUE(daemon.read_until("watchdog started")) << daemon.log();
   const auto before = socket.receive_for(4 * watchdog);
 
@@ -257,11 +237,12 @@ TEST(SystemdNotify, ReadyOnceThenWatchdogWellWithinHalfTheTimeoutFromTheLoopAndS
   ASSERT_GE(pings.size(), 4u);
   for (std::size_t i = 1; i < pings.size(); ++i) EXPECT_LE(pings[i] - pings[i - 1], watchdog / 2) << "ping " << i;
 
-  StalledLog::stall(fifo.path());
-  socket.receive_for(watchdog / 2);  // a ping already on its way
-  const auto during = socket.receive_for(2 * watchdog);
-  for (const auto& m : during) EXPECT_FALSE(has_line(m.text, "WATCHDOG=1")) << "pinged while stalled";
-  daemon.drain();
+  {
+    testing::StoppedThread stalled(daemon.pid(), "shmtimer-watch");
+    socket.receive_for(watchdog / 2);  // a ping already on its way
+    const auto during = socket.receive_for(2 * watchdog);
+    for (const auto& m : during) EXPECT_FALSE(has_line(m.text, "WATCHDOG=1")) << "pinged while stalled";
+  }
   EXPECT_TRUE(testing::exited_ok(daemon.stop()));
 }
 
@@ -301,7 +282,11 @@ TEST(ShmtimerdEvents, JsonEventsAreObjectsWithTheirOwnFieldsAndTheTargetsJob) {
     EXPECT_EQ(e["run_id"], "job-7");
     EXPECT_EQ(e["rank"], "3");
     EXPECT_EQ(e["local_rank"], "1");
+    EXPECT_EQ(e["command"], "sleep");
+    EXPECT_EQ(e["table"], table_path.path().string());
   }
+  // One line per kill: the event, without the watchdog's own unstructured line besides.
+  EXPECT_EQ(daemon.log().find("signalled pid"), std::string::npos) << daemon.log();
 }
 
 TEST(ShmtimerdEvents, TextEventsAreOneLineOfKeyValueFieldsThatNoValueCanForge) {
@@ -316,7 +301,8 @@ TEST(ShmtimerdEvents, TextEventsAreOneLineOfKeyValueFieldsThatNoValueCanForge) {
   EXPECT_TRUE(testing::exited_ok(daemon.stop()));
   // A quote in a value is escaped, so it cannot close the value and forge a field.
   // Expected, with N for numbers: kill worker process pid=N scope='a\\x0ab' signal=9
-  // slot=N origin=fifo deadline=N.NNNNNN lateness_ms=N.NNN rank='5\' forged=\'1'
+  // slot=N origin=fifo deadline=N.NNNNNN lateness_ms=N.NNN command='sleep'
+  // rank='5\' forged=\'1' table='<path>'
   const std::string line = line_starting(daemon.log(), "kill worker process pid=");
   const auto expect_text = [&](std::size_t& at, const std::string& text) {
     const bool ok = line.compare(at, text.size(), text) == 0;
@@ -326,9 +312,40 @@ TEST(ShmtimerdEvents, TextEventsAreOneLineOfKeyValueFieldsThatNoValueCanForge) {
   std::size_t at = 0;
   EXPECT_TRUE(expect_text(at, "kill worker process pid=" + std::to_string(hung) + " scope='a\\\\x0ab' signal=9 slot=") &&
               is_number_at(line, at) && expect_text(at, " origin=fifo deadline=") && is_number_at(line, at, 6) &&
-              expect_text(at, " lateness_ms=") && is_number_at(line, at, 3) &&
-              expect_text(at, " rank='5\\' forged=\\'1'") && at == line.size())
+              expect_text(at, " lateness_ms=") && is_number_at(line, at, 3) && expect_text(at, " command='sleep'") &&
+              expect_text(at, " rank='5\\' forged=\\'1' table='" + table_path.path().string() + "'") &&
+              at == line.size())
       << line;
+}
+
+// The daemon's log is a pipe of one page that nobody reads, as a journald that stopped
+// draining, while 300 timers expire every 10 ms (signal 0: logged, never killed): tens of
+// thousands of lines, past the pipe and the log's queue. The watchdog only queues lines,
+// so a hung worker is still killed on time, the lines that did not fit are counted as
+// dropped, and the daemon still stops on SIGTERM.
+TEST(ShmtimerdLog, ASinkThatNeverDrainsNeitherDelaysNorStopsAKill) {
+  TempPath table_path;
+  LoggedDaemon daemon(table_path.path(), {"--metrics-address", "127.0.0.1:0", "--log-level", "debug"}, {}, 4096);
+  const int port = metrics_port(daemon);
+  ASSERT_GT(port, 0);
+  ASSERT_TRUE(testing::wait_for_server(table_path.path()));
+  std::atomic<bool> noisy{true};
+  std::thread noise([&] {
+    ShmTimerClient quiet(Table::open(table_path.path()), 0);
+    while (noisy.load()) {
+      for (int i = 0; i < 300; ++i) quiet.acquire("noise-" + std::to_string(i), SteadyClock::now());
+      std::this_thread::sleep_for(10ms);
+    }
+  });
+  std::this_thread::sleep_for(1s);  // the pipe and the log's queue are long full
+  {
+    testing::HungWorker hung(table_path.path());
+    EXPECT_TRUE(hung.killed_on_time());
+  }
+  noisy.store(false);
+  noise.join();
+  EXPECT_GT(sample(get(port, "/metrics"), "shmtimer_log_lines_dropped_total").value_or(0), 0);
+  EXPECT_TRUE(testing::exited_ok(daemon.stop()));
 }
 
 // The page's counters are sums read one slot at a time; a sum that dips must not reach

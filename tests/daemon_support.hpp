@@ -3,16 +3,22 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <sys/ptrace.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <cerrno>
 #include <chrono>
+#include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <map>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "shmtimer/shm_timer_client.hpp"
 #include "shmtimer/table_reader.hpp"
 #include "test_support.hpp"
 
@@ -129,6 +135,86 @@ class LoggedDaemon {
   pid_t pid_ = -1;
   int log_fd_ = -1;
   std::string log_;
+};
+
+// From a worker's deadline to its death, at most, for a daemon under attack or a hostile
+// neighbour: a correctness bound (the kill happened, and not rounds late), not a figure.
+inline const auto kKillBound = std::chrono::milliseconds(500) * (kSanitized ? 4 : 1);
+
+// A worker that arms a 500 ms timer and hangs. A thread of the test waits for its death
+// and notes when it came, so the attack can go on meanwhile.
+class HungWorker {
+ public:
+  explicit HungWorker(const std::filesystem::path& table) : deadline_(SteadyClock::now() + std::chrono::milliseconds(500)) {
+    pid_ = fork_child([&] {
+      ShmTimerClient client(Table::open(table));  // require_server: the daemon serves it
+      client.acquire("hung", deadline_);
+      std::this_thread::sleep_for(std::chrono::seconds(60));
+    });
+    waiter_ = std::thread([this] {
+      while (::waitpid(pid_, &status_, 0) < 0 && errno == EINTR) {
+      }
+      died_at_ = SteadyClock::now();
+      dead_.store(true, std::memory_order_release);  // status_ and died_at_ before it
+    });
+  }
+  ~HungWorker() {
+    ::kill(pid_, SIGKILL);
+    if (waiter_.joinable()) waiter_.join();
+  }
+  // Killed with SIGKILL within kKillBound of its deadline.
+  ::testing::AssertionResult killed_on_time() {
+    const auto give_up = SteadyClock::now() + std::chrono::seconds(30);
+    while (!dead_.load(std::memory_order_acquire) && SteadyClock::now() < give_up) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    if (!dead_.load(std::memory_order_acquire)) return ::testing::AssertionFailure() << "never killed";
+    waiter_.join();
+    const auto late = died_at_ - deadline_;
+    if (!killed_by(status_, SIGKILL)) return ::testing::AssertionFailure() << "status " << status_;
+    if (late > kKillBound)
+      return ::testing::AssertionFailure() << "killed "
+                                           << std::chrono::duration_cast<std::chrono::milliseconds>(late).count()
+                                           << " ms after its deadline";
+    return ::testing::AssertionSuccess();
+  }
+
+ private:
+  SteadyClock::time_point deadline_;
+  pid_t pid_ = -1;
+  int status_ = 0;
+  SteadyClock::time_point died_at_{};
+  std::atomic<bool> dead_{false};
+  std::thread waiter_;
+};
+
+// Stops one thread of a daemon (its watchdog thread, "shmtimer-watch"), leaving the rest
+// running: the loop stalls as it would in a hung system call, while the process still
+// answers HTTP and signals. ptrace stops a single thread where SIGSTOP stops them all;
+// the test is the daemon's parent, so the kernel lets it trace. Resumed by release().
+class StoppedThread {
+ public:
+  StoppedThread(pid_t pid, const std::string& name) {
+    std::error_code error;
+    for (const auto& task : std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/task", error)) {
+      std::ifstream comm(task.path() / "comm");
+      std::string line;
+      if (std::getline(comm, line) && line == name) tid_ = static_cast<pid_t>(std::stol(task.path().filename()));
+    }
+    if (tid_ <= 0) throw std::runtime_error("no thread named " + name + " in pid " + std::to_string(pid));
+    if (::ptrace(PTRACE_SEIZE, tid_, nullptr, nullptr) != 0 || ::ptrace(PTRACE_INTERRUPT, tid_, nullptr, nullptr) != 0)
+      throw std::runtime_error(std::string("ptrace: ") + std::strerror(errno));
+    int status = 0;
+    if (::waitpid(tid_, &status, __WALL) != tid_) throw std::runtime_error("waitpid on the stopped thread");
+  }
+  ~StoppedThread() { release(); }
+  StoppedThread(const StoppedThread&) = delete;
+  StoppedThread& operator=(const StoppedThread&) = delete;
+  void release() {
+    if (tid_ > 0) ::ptrace(PTRACE_DETACH, tid_, nullptr, nullptr);
+    tid_ = -1;
+  }
+
+ private:
+  pid_t tid_ = -1;
 };
 
 }  // namespace shmtimer::testing

@@ -37,7 +37,7 @@ TEST(EarlyWake, AHangShorterThanTheServersSleepIsKilledWithoutWaitingForIt) {
   TempTable t;
   TimerServer server(t.table, sleepy_options());
   HeldChild child([&] {  // forked before the server's threads: see HeldChild
-    ShmTimerClient client(t.table);
+    ShmTimerClient client(t.table, SIGKILL, kArmWithoutServer);
     client.acquire("short", SteadyClock::now() + 30ms);
     std::this_thread::sleep_for(20s);
   });
@@ -62,7 +62,7 @@ TEST(EarlyWake, EveryArmRacingTheServersRoundIsServedWithoutWaitingForTheInterva
   std::vector<std::unique_ptr<HeldChild>> workers;  // forked before the server's threads: see HeldChild
   for (int n = 0; n < kWorkers; ++n)
     workers.push_back(std::make_unique<HeldChild>([&, n] {
-      ShmTimerClient client(t.table, 0);  // signal 0: expired timers are cleared, never killed
+      ShmTimerClient client(t.table, 0, kArmWithoutServer);  // signal 0: expired timers are cleared, never killed
       const std::string scope = "racer-" + std::to_string(n);
       client.acquire(scope, SteadyClock::now() + 1h);
       const auto index = detail::find_slot(*t.table, current_pid(), current_identity(), layout::Origin::kTable,
@@ -97,7 +97,7 @@ TEST(EarlyWake, AnArmDuringARoundAfterTheScanPassedItIsSeenBeforeTheRoundsPlan) 
     plant(*t.table, parent, "filler-" + std::to_string(i), monotonic_now_ns() + 3600 * kSecond, 0, parent_identity);
   TimerServer server(t.table, sleepy_options());
   HeldChild worker([&] {  // forked before the server's threads: see HeldChild
-    ShmTimerClient client(t.table, 0);
+    ShmTimerClient client(t.table, 0, kArmWithoutServer);
     std::mt19937 rng(7);
     for (int i = 0; i < (kSanitized ? 10 : 40); ++i) {
       const auto plan = SteadyClock::now() + 10s;
@@ -121,7 +121,7 @@ TEST(EarlyWake, ASteadyArmDisarmLoopOfLongTimersMakesNoWakeUpCall) {
   TempTable t;
   TimerServer server(t.table);  // the default policy: a look every 100 ms at the latest
   server.start();
-  ShmTimerClient client(t.table);
+  ShmTimerClient client(t.table, SIGKILL, kArmWithoutServer);
   Timer timer = client.timer("steady");
   client.acquire("steady-scope", SteadyClock::now() + 60s);
   client.release("steady-scope");

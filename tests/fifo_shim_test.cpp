@@ -19,6 +19,8 @@
 namespace shmtimer {
 namespace {
 
+using shmtimer::testing::kArmWithoutServer;
+
 using namespace std::chrono_literals;
 using testing::kSanitized;
 using testing::Ready;
@@ -201,7 +203,7 @@ TEST(FifoShim, AFloodOnAFullTableDoesNotStallTheWatchdog) {
   ASSERT_EQ(::pipe(deadline_pipe), 0);
   Ready victim_ready;
   const pid_t victim = testing::fork_child([&] {
-    ShmTimerClient client(t.table);
+    ShmTimerClient client(t.table, SIGKILL, kArmWithoutServer);
     client.acquire("victim", SteadyClock::now() + 1h);
     victim_ready.signal();
     char c;
@@ -213,7 +215,7 @@ TEST(FifoShim, AFloodOnAFullTableDoesNotStallTheWatchdog) {
     std::this_thread::sleep_for(30s);
   });
   victim_ready.wait();
-  ShmTimerClient filler(t.table);
+  ShmTimerClient filler(t.table, SIGKILL, kArmWithoutServer);
   try {
     for (int i = 0;; ++i) filler.acquire("fill-" + std::to_string(i), SteadyClock::now() + 1h);
   } catch (const Error& e) {
@@ -382,7 +384,7 @@ TEST(FifoShim, ClearTimersDisarmsEveryTimerOfTheNamedProcessesOnly) {
   Ready armed;
   auto table_worker = [&](const char* scope) {
     return testing::fork_child([&, scope] {
-      ShmTimerClient client(f.t.table);
+      ShmTimerClient client(f.t.table, SIGKILL, kArmWithoutServer);
       client.acquire(scope, SteadyClock::now() + 1h);
       armed.signal();
       std::this_thread::sleep_for(30s);

@@ -17,6 +17,8 @@
 namespace shmtimer {
 namespace {
 
+using shmtimer::testing::kArmWithoutServer;
+
 using namespace std::chrono_literals;
 using testing::TempTable;
 
@@ -66,7 +68,7 @@ TEST(HostileInput, RandomBytesFromARogueWriterNeverSignalAnInnocentProcess) {
   std::vector<pid_t> innocents;
   for (int i = 0; i < 3; ++i)
     innocents.push_back(testing::fork_child([&] {
-      ShmTimerClient client(t.table);
+      ShmTimerClient client(t.table, SIGKILL, kArmWithoutServer);
       client.acquire("innocent", SteadyClock::now() + 1000h);  // far past any round time below
       std::this_thread::sleep_for(30s);
     }));
@@ -99,7 +101,7 @@ TEST(HostileInput, ExpiredDeadlinesWrittenOverAnotherProcesssTimerNeverKillIt) {
   TempTable t(16);
   testing::TempPath unused;
   const pid_t innocent = testing::fork_child([&] {
-    ShmTimerClient client(t.table);
+    ShmTimerClient client(t.table, SIGKILL, kArmWithoutServer);
     client.acquire("innocent", SteadyClock::now() + 1000h);
     std::this_thread::sleep_for(30s);
   });

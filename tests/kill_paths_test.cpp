@@ -32,7 +32,7 @@ pid_t fork_with_exited_main_thread(const std::shared_ptr<Table>& table, std::vec
                                    std::chrono::milliseconds timeout) {
   const pid_t pid = ::fork();
   if (pid == 0) {
-    ShmTimerClient client(table);
+    ShmTimerClient client(table, SIGKILL, kArmWithoutServer);
     for (const auto& scope : scopes) client.acquire(scope, SteadyClock::now() + timeout);
     std::thread([] {
       std::this_thread::sleep_for(20s);
@@ -192,7 +192,7 @@ TEST(Liveness, TheSweepKeepsTheSlotsOfAProcessWhoseMainThreadExited) {
 TEST(Liveness, AFullTableNeverReclaimsTheSlotsOfALiveProcessWhoseMainThreadExited) {
   TempTable t(2);
   const pid_t child = fork_with_exited_main_thread(t.table, {"a", "b"}, 1h);
-  ShmTimerClient client(t.table);
+  ShmTimerClient client(t.table, SIGKILL, kArmWithoutServer);
   try {
     client.acquire("mine", SteadyClock::now() + 1h);
     ADD_FAILURE() << "took a slot of a live process";
@@ -210,7 +210,7 @@ pid_t fork_bystander(const std::shared_ptr<Table>& table) { return fork_hung_wor
 
 TEST(StaleWriters, AHandleWhoseSlotWentToAnotherProcessNeverArmsThatProcess) {
   TempTable t(1);  // one slot: the bystander lands in the one the handle was bound to
-  ShmTimerClient client(t.table);
+  ShmTimerClient client(t.table, SIGKILL, kArmWithoutServer);
   Timer timer = client.timer("mine");
   ASSERT_TRUE(client.forget("mine"));  // the slot is given back while the handle lives
   const pid_t bystander = fork_bystander(t.table);
@@ -233,7 +233,7 @@ TEST(StaleWriters, AHandleWhoseSlotWentToAnotherProcessNeverArmsThatProcess) {
 
 TEST(StaleWriters, AHandleWhoseSlotWasTakenRebindsToASlotOfItsOwn) {
   TempTable t(2);
-  ShmTimerClient client(t.table);
+  ShmTimerClient client(t.table, SIGKILL, kArmWithoutServer);
   Timer timer = client.timer("mine");
   const auto bound = rows_of(t.table, ::getpid()).at(0).slot;
   client.acquire("filler", SteadyClock::now() + 1h);  // the other slot, for now
@@ -338,7 +338,7 @@ TEST(Sweep, ASlotClaimedAgainAfterTheSweepJudgedItIsLeftAlone) {
 
 TEST(ConcurrentArms, EveryRaceOfTwoArmsLeavesOneWholeVerifiableArm) {
   TempTable t;
-  ShmTimerClient client(t.table);
+  ShmTimerClient client(t.table, SIGKILL, kArmWithoutServer);
   Timer first = client.timer("shared"), second = client.timer("shared");
   const std::uint64_t index = rows_of(t.table, ::getpid()).at(0).slot;
   constexpr int kRounds = 20000;
@@ -473,7 +473,7 @@ TEST(Occupancy, AClaimingSlotWhoseBitWasLostIsFoundAndFreedOnceItsClaimantIsGone
 
 TEST(Occupancy, AScanRacingNewClaimsNeverLeavesAClaimedSlotWithoutItsBit) {
   TempTable t(4);  // few slots: claims land in slots the server is clearing right now
-  ShmTimerClient client(t.table);
+  ShmTimerClient client(t.table, SIGKILL, kArmWithoutServer);
   auto fake = std::make_shared<FakeProcesses>();
   fake->alive[::getpid()] = {current_identity(), ::getuid()};
   TimerServer server(t.table, fake_options(fake));

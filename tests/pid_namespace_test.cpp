@@ -94,7 +94,7 @@ void punctual_client_within_one_tick_keeps_its_timer(
     Ready armed;
     const pid_t b = fork_as(a);
     if (b == 0) {
-      ShmTimerClient client(t.table);
+      ShmTimerClient client(t.table, SIGKILL, kArmWithoutServer);
       client.acquire("punctual", SteadyClock::now() + 1h);
       armed.signal();
       std::this_thread::sleep_for(30s);
@@ -165,7 +165,7 @@ void descendant_on_recycled_pid_is_killed(Through how) {
   PidPipe armed;            // D says it has armed, before any server exists
   const pid_t p = ::fork();
   if (p == 0) {
-    ShmTimerClient client(t.table);
+    ShmTimerClient client(t.table, SIGKILL, kArmWithoutServer);
     Timer timer = client.timer("handle");
     // Claimed by the first acquire, found (and so cached in this thread) by the second,
     // after the handle's claim, so nothing evicts it.
@@ -252,7 +252,7 @@ TEST(PidNamespaces, AClientInAnotherPidNamespaceThanTheServersIsRefused) {
     const pid_t inner = ::fork();  // pid 1 of a namespace nested in the server's
     if (inner == 0) {
       try {
-        ShmTimerClient client(t.table);
+        ShmTimerClient client(t.table, SIGKILL, kArmWithoutServer);
         ::_exit(1);
       } catch (const Error& e) {
         ::_exit(std::string(e.what()).find("another pid namespace") != std::string::npos ? 0 : 2);
@@ -261,7 +261,7 @@ TEST(PidNamespaces, AClientInAnotherPidNamespaceThanTheServersIsRefused) {
     if (!exited_ok(wait_child(inner))) throw std::runtime_error("the client was not refused");
   });
   EXPECT_TRUE(exited_ok(wait_child(child)));
-  EXPECT_NO_THROW(ShmTimerClient client(t.table));  // in the server's own namespace: welcome
+  EXPECT_NO_THROW(ShmTimerClient client(t.table, SIGKILL, kArmWithoutServer));  // in the server's own namespace: welcome
 }
 
 }  // namespace

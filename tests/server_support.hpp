@@ -118,7 +118,7 @@ struct Ready {
 inline pid_t fork_hung_worker(const std::shared_ptr<Table>& table, const char* scope, std::chrono::milliseconds timeout) {
   Ready ready;
   const pid_t pid = fork_child([&] {
-    ShmTimerClient client(table);
+    ShmTimerClient client(table, SIGKILL, kArmWithoutServer);
     client.acquire(scope, SteadyClock::now() + timeout);
     ready.signal();
     std::this_thread::sleep_for(20s);
@@ -132,7 +132,7 @@ inline pid_t fork_hung_worker(const std::shared_ptr<Table>& table, const char* s
 inline std::unique_ptr<HeldChild> held_hung_worker(const std::shared_ptr<Table>& table, const char* scope,
                                                    std::chrono::milliseconds timeout) {
   return std::make_unique<HeldChild>([table, scope, timeout] {
-    ShmTimerClient client(table);
+    ShmTimerClient client(table, SIGKILL, kArmWithoutServer);
     client.acquire(scope, SteadyClock::now() + timeout);
     std::this_thread::sleep_for(20s);
   });

@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 
 #include <deque>
+#include <filesystem>
 #include <fstream>
 #include <mutex>
 #include <thread>
@@ -15,6 +16,7 @@
 #include "shmtimer/shm_timer_client.hpp"
 #include "shmtimer/table_reader.hpp"
 #include "shmtimer/timer_server.hpp"
+#include "process_labels.hpp"
 #include "slot_ops.hpp"
 #include "server_support.hpp"
 
@@ -50,11 +52,78 @@ TEST(TimerServer, OverrunningWorkerIsKilledBySigkill) {
     }
 }
 
+// Nothing stands between the decision to kill and the signal: the events of an expiry
+// (and the log_event callback, which may take its time) come after it. The worker blocks
+// SIGUSR1, so a signal sent stays pending, where the callback looks for it.
+TEST(TimerServer, TheEventsOfAnExpiryComeAfterItsSignalNeverBetweenTheDecisionAndIt) {
+  TempTable t;
+  Ready ready;
+  const pid_t child = fork_child([&] {
+    sigset_t usr1;
+    sigemptyset(&usr1);
+    sigaddset(&usr1, SIGUSR1);
+    ::sigprocmask(SIG_BLOCK, &usr1, nullptr);
+    ShmTimerClient client(t.table, SIGUSR1, kArmWithoutServer);
+    client.acquire("expired", SteadyClock::now());
+    ready.signal();
+    std::this_thread::sleep_for(20s);
+  });
+  ready.wait();
+  std::map<std::string, bool> pending_at;  // by event: was the signal pending already?
+  ServerOptions options;
+  options.log_event = [&](std::string_view name, const TimerEvent* event) {
+    if (event == nullptr || event->pid != child) return;
+    std::ifstream status("/proc/" + std::to_string(child) + "/status");
+    for (std::string line; std::getline(status, line);)
+      if (line.rfind("ShdPnd:", 0) == 0)
+        pending_at[std::string(name)] = (std::stoull(line.substr(7), nullptr, 16) >> (SIGUSR1 - 1)) & 1;
+  };
+  TimerServer server(t.table, options);
+  server.run_once();
+  EXPECT_EQ(pending_at, (std::map<std::string, bool>{{"timer expired", true}, {"kill worker process", true}}));
+  ::kill(child, SIGKILL);
+  testing::wait_child(child);
+}
+
+// The labels of a timer's owner are its own: read from its /proc entry, and none at all
+// when the pid names another identity by the end of the read. The reader thread answers
+// without the server ever waiting on it.
+TEST(ProcessLabels, AreTheOwnersOwnAndNoneWhenThePidNamesAnotherIdentity) {
+  const pid_t child = ::fork();
+  if (child == 0) {
+    char rank[] = "RANK=7", run[] = "TORCHELASTIC_RUN_ID=job-9";
+    char* env[] = {rank, run, nullptr};
+    ::execle("/bin/sleep", "sleep", "30", static_cast<char*>(nullptr), env);
+    ::_exit(127);
+  }
+  for (int i = 0; i < 1000 && std::filesystem::read_symlink("/proc/" + std::to_string(child) + "/exe").filename() != "sleep"; ++i)
+    std::this_thread::sleep_for(5ms);
+  PinnedProcess pinned;
+  ASSERT_TRUE(pin_process(child, std::nullopt, pinned).running());
+  ::close(pinned.pidfd);
+  const std::uint64_t identity = pinned.identity;
+  const ProcessLabels labels = detail::read_process_labels(child, identity);
+  EXPECT_EQ(labels.rank, "7");
+  EXPECT_EQ(labels.run_id, "job-9");
+  EXPECT_EQ(labels.command, "sleep");
+  EXPECT_FALSE(labels.local_rank);
+  const ProcessLabels other = detail::read_process_labels(child, identity ^ 1);  // another process's identity
+  EXPECT_FALSE(other.rank || other.run_id || other.command);
+  detail::ProcessLabelReader reader;
+  reader.request(child, identity);
+  std::optional<ProcessLabels> read;
+  for (int i = 0; i < 1000 && !(read = reader.find(child, identity)); ++i) std::this_thread::sleep_for(10ms);
+  ASSERT_TRUE(read);
+  EXPECT_EQ(read->rank, "7");
+  ::kill(child, SIGKILL);
+  testing::wait_child(child);
+}
+
 TEST(TimerServer, PunctualWorkerSurvives) {
   TempTable t;
   TimerServer server(t.table);
   testing::HeldChild child([&] {  // forked before the server's threads: see HeldChild
-    ShmTimerClient client(t.table);
+    ShmTimerClient client(t.table, SIGKILL, kArmWithoutServer);
     for (int i = 0; i < 5; ++i) {
       Expires guard(100ms, "step", client);
       std::this_thread::sleep_for(20ms);
@@ -79,7 +148,7 @@ TEST(TimerServer, SendsTheSignalOfTheEarliestExpiredTimerWithPositiveSignal) {
   Ready ready;
   const auto base = SteadyClock::now();
   const pid_t child = testing::fork_child([&] {
-    ShmTimerClient never(t.table, 0), term(t.table, SIGTERM), kill(t.table, SIGKILL);
+    ShmTimerClient never(t.table, 0, kArmWithoutServer), term(t.table, SIGTERM), kill(t.table, SIGKILL);
     kill.acquire("c-kill", base + 30ms);
     never.acquire("a-never", base + 10ms);
     term.acquire("b-term", base + 20ms);
@@ -105,7 +174,7 @@ TEST(TimerServer, SignalZeroOrNegativeNeverKillsButTheTimersAreCleared) {
   TimerServer server(t.table);
   Ready ready, go;
   const pid_t child = testing::fork_child([&] {
-    ShmTimerClient zero(t.table, 0), negative(t.table, -1);
+    ShmTimerClient zero(t.table, 0, kArmWithoutServer), negative(t.table, -1);
     zero.acquire("zero", SteadyClock::now());
     negative.acquire("negative", SteadyClock::now());
     ready.signal();
@@ -126,7 +195,7 @@ TEST(TimerServer, ADeadProcessCountsAsReapedAndAllItsSlotsAreFreed) {
   TimerServer server(t.table, options);
   server.run_once();  // the first round's sweep
   const pid_t child = testing::fork_child([&] {
-    ShmTimerClient client(t.table);
+    ShmTimerClient client(t.table, SIGKILL, kArmWithoutServer);
     client.acquire("expired", SteadyClock::now());
     client.acquire("later", SteadyClock::now() + 1h);
     client.acquire("idle", SteadyClock::now() + 1h);
@@ -143,7 +212,7 @@ TEST(TimerServer, SlotsOfExitedProcessesAreFreedByTheSweep) {
   TempTable t;
   TimerServer server(t.table);
   const pid_t child = testing::fork_child([&] {
-    ShmTimerClient client(t.table);
+    ShmTimerClient client(t.table, SIGKILL, kArmWithoutServer);
     client.acquire("armed-not-expired", SteadyClock::now() + 1h);
     client.acquire("idle", SteadyClock::now() + 1h);
     client.release("idle");
@@ -230,7 +299,7 @@ TEST(TimerServer, AReusedPidIsNeverSignalled) {
   TimerServer server(t.table);  // the real LinuxProcessControl
   Ready ready, go;
   const pid_t child = testing::fork_child([&] {
-    ShmTimerClient client(t.table);
+    ShmTimerClient client(t.table, SIGKILL, kArmWithoutServer);
     client.acquire("x", SteadyClock::now());
     ready.signal();
     go.wait();
@@ -502,7 +571,7 @@ TEST(LinuxProcessControl, APreparedProcessVouchesOnlyForItsOwnIdentityAndWhatItH
   // One that has it mapped is signalled through what was prepared.
   Ready mapped, go_mapped;
   const pid_t worker = testing::fork_child([&] {
-    ShmTimerClient client(t.table);
+    ShmTimerClient client(t.table, SIGKILL, kArmWithoutServer);
     mapped.signal();
     go_mapped.wait();
   });
@@ -622,7 +691,7 @@ TEST(TimerServer, ADeadServersTableIsTakenOverWithItsTimers) {
   TempTable t;
   const pid_t dead_server = testing::fork_child([&] {
     new TimerServer(Table::open(t.file.path()));  // never destroyed: dies holding the table
-    ShmTimerClient client(t.table);
+    ShmTimerClient client(t.table, SIGKILL, kArmWithoutServer);
     ::_exit(0);
   });
   ASSERT_TRUE(testing::exited_ok(testing::wait_child(dead_server)));

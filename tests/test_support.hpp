@@ -104,6 +104,11 @@ class TempPath {
   std::filesystem::path path_;
 };
 
+// ShmTimerClient's require_server = false, for a test that arms a table no server holds
+// (yet): a worker forked before the test builds its server, a client-only test. Tests of
+// the default itself, and every test against a real shmtimerd, keep require_server.
+inline constexpr bool kArmWithoutServer = false;
+
 struct TempTable {
   explicit TempTable(std::uint64_t capacity = 1024) {
     CreateOptions options;

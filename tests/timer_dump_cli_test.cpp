@@ -24,6 +24,8 @@
 namespace shmtimer {
 namespace {
 
+using shmtimer::testing::kArmWithoutServer;
+
 using namespace std::chrono_literals;
 using testing::TempPath;
 using testing::TempTable;
@@ -74,7 +76,7 @@ pid_t dead_pid() {
 //   gamma/idle      this process, claimed and released (idle)
 struct KnownTable {
   TempTable t{256};
-  ShmTimerClient client{t.table};
+  ShmTimerClient client{t.table, SIGKILL, kArmWithoutServer};
   pid_t dead = dead_pid();
 
   KnownTable() {
@@ -384,7 +386,7 @@ TEST(TimerDumpCli, ListShowsEveryTableInTheDirectoryWithItsArmedTimersAndServer)
   auto job = dir.add("job-train-0123456789abcdef.table");
   dir.add("table");
   std::ofstream(dir.path() / "notes.txt") << "not a table";
-  ShmTimerClient client(job);
+  ShmTimerClient client(job, SIGKILL, kArmWithoutServer);
   client.acquire("step", SteadyClock::now() + 1h);
   TimerServer server(job);  // a live server of its own process, with a fresh heartbeat
   server.run_once();
@@ -408,7 +410,7 @@ TEST(TimerDumpCli, JobPicksTheTableMadeUpForThatRunIdAndNoOther) {
   auto alpha = dir.add("job-alpha-0123456789abcdef.table");
   dir.add("job-alpha-beta-0123456789abcdef.table");  // "alpha" is a prefix of its run id
   dir.add("job-a_b-0123456789abcdef.table");          // "a/b" sanitized, as the Python module does
-  ShmTimerClient(alpha).acquire("only-in-alpha", SteadyClock::now() + 1h);
+  ShmTimerClient(alpha, SIGKILL, kArmWithoutServer).acquire("only-in-alpha", SteadyClock::now() + 1h);
   const auto picked = run_dump("--job alpha --json" + dir.arg());
   ASSERT_EQ(picked.exit_code, 0) << picked.out;
   EXPECT_EQ(json::parse(picked.out)["table"]["path"], (dir.path() / "job-alpha-0123456789abcdef.table").string());

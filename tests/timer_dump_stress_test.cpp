@@ -19,6 +19,8 @@
 namespace shmtimer {
 namespace {
 
+using shmtimer::testing::kArmWithoutServer;
+
 using testing::TempTable;
 
 constexpr int kScopes = 12;
@@ -41,7 +43,7 @@ std::string scope_name(char kind, int writer, int scope) {
 // Process writers claim, arm, disarm and give back slots, so slots change keys under
 // the reader (forget frees the slot; the next acquire claims one, often another).
 void process_writer(const std::shared_ptr<Table>& table, int writer, const std::atomic<int>& stop) {
-  ShmTimerClient client(table);
+  ShmTimerClient client(table, SIGKILL, kArmWithoutServer);
   std::mt19937 rng(static_cast<unsigned>(writer));
   for (std::uint64_t op = 0; stop.load(std::memory_order_relaxed) == 0; ++op) {
     const int s = static_cast<int>(rng() % kScopes);
@@ -117,7 +119,7 @@ TEST(TimerDumpStress, DumpsOfATableBeingWrittenNeverShowATornRow) {
   std::vector<pid_t> pids;
   for (int p = 0; p < kProcesses; ++p)
     pids.push_back(testing::fork_child([&, p] { process_writer(t.table, p, *stop_processes); }));
-  ShmTimerClient client(t.table);
+  ShmTimerClient client(t.table, SIGKILL, kArmWithoutServer);
   std::atomic<bool> stop_threads{false};
   std::vector<std::thread> threads;
   for (int w = 0; w < kThreads; ++w) threads.emplace_back([&, w] { thread_writer(client, w, stop_threads); });

@@ -163,7 +163,7 @@ TEST(ClientReclaim, AFullTableOutOfDescriptorsNeverTakesALiveWorkersSlot) {
   const pid_t worker = fork_hung_worker(t.table, "the-only-slot", 1h);
   ChildReport report;
   const pid_t client_process = report.run([&] {
-    ShmTimerClient client(t.table);
+    ShmTimerClient client(t.table, SIGKILL, kArmWithoutServer);
     check(current_identity() != 0, "no identity before the descriptors ran out");
     DescriptorFiller full;
     try {

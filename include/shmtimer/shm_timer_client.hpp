@@ -20,11 +20,14 @@ class Timer;
 class ShmTimerClient final : public TimerClient {
  public:
   // `signal` is what the server sends when one of this client's timers expires; <= 0
-  // means never kill (as in the reference). `require_server`: an acquire (or a Timer's
-  // arm) throws Error(kNoServer) while no live server holds the table, as PyTorch's
-  // client fails without a server, instead of arming a timer nobody enforces. Judged by
-  // the server's heartbeat, read at most every 100 ms per client, without a system call.
-  explicit ShmTimerClient(std::shared_ptr<Table> table, int signal = SIGKILL, bool require_server = false);
+  // means never kill (as in the reference). `require_server` (the default): an acquire
+  // (or a Timer's arm) throws Error(kNoServer) while no live server holds the table, as
+  // PyTorch's client fails without a server, instead of arming a timer nobody enforces.
+  // On the hot path that costs one load of a header word the arm reads anyway (a server
+  // that stopped, or never ran, left it zero); the slow paths also judge the server's
+  // heartbeat, at most every 100 ms per client. A server that crashed leaves the word
+  // set: its timers are enforced by the server that takes the table over (docs/client.md).
+  explicit ShmTimerClient(std::shared_ptr<Table> table, int signal = SIGKILL, bool require_server = true);
 
   // Lock-free and syscall-free once the scope has a slot in this process. The first
   // acquire of a new scope claims a slot (slow path, see docs/table-format.md); a full
@@ -33,7 +36,7 @@ class ShmTimerClient final : public TimerClient {
   // that save no register: the caller already holds the arguments for the slow path.
   void acquire(std::string_view scope_id, Deadline deadline) override {
     const std::uint64_t deadline_ns = to_table_ns(deadline);
-    if (require_server_ || !try_arm_cached(scope_id, deadline_ns)) [[unlikely]]
+    if (!served_or_not_required() || !try_arm_cached(scope_id, deadline_ns)) [[unlikely]]
       acquire_slow(scope_id, deadline_ns);
   }
   void release(std::string_view scope_id) override {
@@ -77,6 +80,12 @@ class ShmTimerClient final : public TimerClient {
   void acquire_slow(std::string_view scope_id, std::uint64_t deadline_ns);
   void release_slow(std::string_view scope_id);
   std::uint64_t slot_for(std::string_view scope_id, detail::Ownership& owner);  // find, else claim
+  // False when this client requires a server and the table says that none serves it:
+  // wake_at_ns is zero until a server's first round and after it stops (server_wakeup.hpp).
+  // Relaxed: a hint that only sends the call to the slow path, which decides.
+  bool served_or_not_required() const noexcept {
+    return !require_server_ || header_->wake_at_ns.load(std::memory_order_relaxed) != 0;
+  }
   // Throws Error(kNoServer) when require_server_ and no live server holds the table.
   void check_server() const;
   // Under the insert lock: gives back idle claims, oldest first, until at most `down_to`

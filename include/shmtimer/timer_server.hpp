@@ -9,6 +9,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -20,6 +21,17 @@
 #include "shmtimer/table.hpp"
 
 namespace shmtimer {
+
+// Who a timer's owner is, read from its /proc entry ahead of its deadline (the server
+// reads it while it prepares the kill, never between its decision and the signal), so
+// unset when it could not be read in time. Values are cut to 256 bytes and escaped
+// (printable()). Test: ShmtimerdEvents.JsonEventsAreObjectsWithTheirOwnFieldsAndTheTargetsJob.
+struct ProcessLabels {
+  std::optional<std::string> run_id;      // TORCHELASTIC_RUN_ID
+  std::optional<std::string> rank;        // RANK
+  std::optional<std::string> local_rank;  // LOCAL_RANK
+  std::optional<std::string> command;     // its command name (/proc/<pid>/comm)
+};
 
 // The data an event is about: one timer, as the table holds it.
 struct TimerEvent {
@@ -33,6 +45,7 @@ struct TimerEvent {
   // When it happened, on the server's monotonic clock: the round's time for "timer
   // expired", the moment the signal was sent for "kill worker process"; 0 for the others.
   std::uint64_t at_ns = 0;
+  ProcessLabels labels;  // for "timer expired" and "kill worker process"; empty for the others
   double expiration_time() const;  // the deadline as wall-clock epoch seconds, as the reference reports it
 };
 
@@ -58,7 +71,12 @@ struct ServerOptions {
   bool any_uid = false;
   // How often slots of processes that exited (or whose pid was reused) are freed.
   std::chrono::nanoseconds dead_owner_sweep_interval{std::chrono::seconds(1)};
+  // Called after the signal, never between the decision and it ("timer expired" too),
+  // from the watchdog thread: what it does delays later kills of the same round.
   EventCallback log_event;                     // may be empty
+  // The watchdog's own line for each kill ("signalled pid ..."), at info; at debug when
+  // false, for a log_event that already logs each kill (shmtimerd), so a kill is one line.
+  bool log_kills = true;
   // Called by the watchdog thread after each of its rounds (not by run_once): the hook
   // for a liveness signal that must stop when the loop stalls (systemd's WATCHDOG=1).
   std::function<void(const RoundResult&)> after_round;  // may be empty

@@ -2,6 +2,7 @@
 #include <shmtimer/shm_timer_client.hpp>
 #include <shmtimer/table_reader.hpp>
 
+#include <csignal>
 #include <cstdio>
 #include <unistd.h>
 
@@ -10,7 +11,8 @@ int main() {
   shmtimer::CreateOptions options;
   options.capacity = 8;
   auto table = shmtimer::Table::create(path, options);
-  shmtimer::ShmTimerClient client(table);
+  // No server runs here: this only checks that the installed package links and works.
+  shmtimer::ShmTimerClient client(table, SIGKILL, /*require_server=*/false);
   client.acquire("consumer", shmtimer::SteadyClock::now() + std::chrono::seconds(5));
   const auto armed = shmtimer::TableReader(table).rows().size();
   client.release("consumer");

@@ -117,9 +117,10 @@ class Job:
         return sorted({w["table"] for w in self.workers.values() if w["table"] and os.path.exists(w["table"])})
 
     def signalled(self):
-        """Pids that shmtimer's watchdog killed (its log lines)."""
+        """Pids that shmtimer's watchdog killed (its log lines, which name the rank and the lateness)."""
         return [int(pid) for pid in re.findall(
-            r"signalled pid (\d+) with signal 9: timer 'step' expired \(\d+\.\d{3} ms after its deadline\)", self.output)]
+            r"signalled pid (\d+) \(rank \d+, [^)]+\) with signal 9: timer 'step' expired "
+            r"\(\d+\.\d{3} ms after its deadline\)", self.output)]
 
     def done(self):
         return sorted(key for key, worker in self.workers.items() if worker.get("done"))

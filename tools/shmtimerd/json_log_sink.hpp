@@ -1,6 +1,7 @@
 // An spdlog sink that writes one JSON object per line, so log shippers need no parsing
 // rules: {"ts": ..., "level": "info", "msg": "..."}. Events add their own fields to the
-// object (write_object), so a shipper can filter on "event" or "pid" directly.
+// object, so a shipper can filter on "event" or "pid" directly: the logger kEventLogger's
+// lines are JSON objects of those fields, merged in here, on the log thread.
 #pragma once
 
 #include <spdlog/details/log_msg.h>
@@ -16,15 +17,16 @@ namespace shmtimerd {
 
 class JsonLogSink final : public spdlog::sinks::base_sink<std::mutex> {
  public:
-  // Writes `fields` with "ts" and "level" added, as one line among the logger's lines.
-  void write_object(spdlog::level::level_enum level, nlohmann::json fields) {
-    const std::lock_guard lock(mutex_);
-    write_line(std::chrono::system_clock::now(), level, std::move(fields));
-  }
+  static constexpr const char* kEventLogger = "shmtimerd-events";
 
  protected:
   void sink_it_(const spdlog::details::log_msg& msg) override {
-    write_line(msg.time, msg.level, {{"msg", std::string(msg.payload.data(), msg.payload.size())}});
+    const std::string payload(msg.payload.data(), msg.payload.size());
+    if (msg.logger_name == kEventLogger) {
+      nlohmann::json fields = nlohmann::json::parse(payload, nullptr, /*allow_exceptions=*/false);
+      if (fields.is_object()) return write_line(msg.time, msg.level, std::move(fields));
+    }
+    write_line(msg.time, msg.level, {{"msg", payload}});
   }
   void flush_() override { std::fflush(stderr); }
 

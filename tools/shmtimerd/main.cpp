@@ -1,6 +1,5 @@
 // shmtimerd: the watchdog daemon. Serves one table until SIGTERM or SIGINT, or until the
 // table's file is deleted, resized or replaced (exit 4).
-#include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
 
 #include <unistd.h>
@@ -10,11 +9,12 @@
 #include <cmath>
 #include <csignal>
 #include <cstdlib>
+#include <chrono>
 #include <optional>
 
 #include "event_log.hpp"
 #include "http_endpoint.hpp"
-#include "json_log_sink.hpp"
+#include "log_setup.hpp"
 #include "metrics_page.hpp"
 #include "systemd_notify.hpp"
 #include "shmtimer/fifo_shim.hpp"
@@ -44,20 +44,6 @@ struct Flags {
   std::optional<shmtimerd::ListenAddress> metrics_address;
 };
 
-// Returns the JSON sink, so events can write their own fields; null in the text format.
-std::shared_ptr<shmtimerd::JsonLogSink> setup_logging(const Flags& flags) {
-  std::shared_ptr<shmtimerd::JsonLogSink> json;
-  spdlog::sink_ptr sink;
-  if (flags.log_format == "json")
-    sink = json = std::make_shared<shmtimerd::JsonLogSink>();
-  else
-    sink = std::make_shared<spdlog::sinks::stderr_sink_mt>();
-  auto logger = std::make_shared<spdlog::logger>("shmtimerd", sink);
-  logger->set_level(spdlog::level::from_str(flags.log_level));
-  logger->flush_on(spdlog::level::trace);
-  spdlog::set_default_logger(logger);
-  return json;
-}
 
 shmtimer::ServerOptions server_options(const Flags& flags) {
   shmtimer::ServerOptions options;
@@ -84,7 +70,7 @@ void fit_sleep_to_watchdog(shmtimer::ServerOptions& options, const shmtimerd::Sy
   options.policy.max_interval = cap;
 }
 
-int serve(const Flags& flags, std::shared_ptr<shmtimerd::JsonLogSink> json_log) {
+int serve(const Flags& flags, const shmtimerd::Loggers& loggers) {
   // Block the stop signals before any thread starts (threads inherit the mask), then wait
   // for them here: no thread runs a handler, none dies of the default action, and
   // shutdown is ordinary code.
@@ -108,7 +94,8 @@ int serve(const Flags& flags, std::shared_ptr<shmtimerd::JsonLogSink> json_log) 
   auto table = shmtimer::Table::open_or_create(flags.table, create);
   shmtimerd::SystemdNotifier notifier(table);
   shmtimer::ServerOptions options = server_options(flags);
-  auto events = std::make_shared<shmtimerd::EventLog>(std::move(json_log));
+  auto events = std::make_shared<shmtimerd::EventLog>(loggers.json_events, table->path().string());
+  options.log_kills = false;  // the events say it all: one line per kill
   options.log_event = [events](std::string_view name, const shmtimer::TimerEvent* event) { (*events)(name, event); };
   std::shared_ptr<shmtimer::FifoShim> fifo;  // set before the watchdog thread starts
   std::atomic<bool> fifo_lost{false};
@@ -161,6 +148,26 @@ int serve(const Flags& flags, std::shared_ptr<shmtimerd::JsonLogSink> json_log) 
     spdlog::error("removed the damaged table {}, so that a restarted server makes it anew", table->path().string());
   if (table_lost) spdlog::error("stopped because the table file changed (exit status 4)");
   return table_lost ? 4 : fifo_lost ? 1 : 0;
+}
+
+int run(const Flags& flags, const shmtimerd::Loggers& loggers) {
+  if (flags.any_uid && ::geteuid() != 0) {
+    // Without root it could signal no other user's process anyway; refusing says so
+    // instead of letting the flag look like it does something.
+    spdlog::critical("--any-uid needs root: a non-root server can only signal its own user's processes");
+    return 1;
+  }
+  // A truncated table must not kill the watchdog with SIGBUS before it can say so.
+  shmtimer::guard_table_faults();
+  try {
+    return serve(flags, loggers);
+  } catch (const shmtimer::Error& e) {
+    spdlog::critical("{}", e.what());
+    return e.code() == shmtimer::ErrorCode::kServerRunning ? 3 : 2;
+  } catch (const std::exception& e) {
+    spdlog::critical("{}", e.what());
+    return 2;
+  }
 }
 
 }  // namespace
@@ -228,22 +235,11 @@ int main(int argc, char** argv) {
     return app.exit(e) == 0 ? 0 : 1;  // --help and --version exit 0; a usage error exits 1
   }
 
-  auto json_log = setup_logging(flags);
-  if (flags.any_uid && ::geteuid() != 0) {
-    // Without root it could signal no other user's process anyway; refusing says so
-    // instead of letting the flag look like it does something.
-    spdlog::critical("--any-uid needs root: a non-root server can only signal its own user's processes");
-    return 1;
-  }
-  // A truncated table must not kill the watchdog with SIGBUS before it can say so.
-  shmtimer::guard_table_faults();
-  try {
-    return serve(flags, std::move(json_log));
-  } catch (const shmtimer::Error& e) {
-    spdlog::critical("{}", e.what());
-    return e.code() == shmtimer::ErrorCode::kServerRunning ? 3 : 2;
-  } catch (const std::exception& e) {
-    spdlog::critical("{}", e.what());
-    return 2;
-  }
+  const shmtimerd::Loggers loggers = shmtimerd::setup_logging(flags.log_format, flags.log_level);
+  const int status = run(flags, loggers);
+  // What is queued gets written, unless the log's reader is stuck: then exit without it.
+  if (!shmtimerd::drain_logs(std::chrono::seconds(2))) ::_exit(status);
+  spdlog::shutdown();
+  return status;
 }
+

@@ -4,6 +4,7 @@
 #include <optional>
 
 #include "format.hpp"
+#include "log_setup.hpp"
 #include "process_metrics.hpp"
 #include "shmtimer/clock.hpp"
 #include "shmtimer/error.hpp"
@@ -93,6 +94,9 @@ std::string MetricsPage::render() {
   server_metrics(out, server_.stats());
   if (fifo_ != nullptr) fifo_metrics(out, fifo_->stats());
   write_process_metrics(out, SHMTIMER_VERSION);
+  out.counter("shmtimer_log_lines_dropped_total",
+              "Log lines dropped because the log's sink did not drain (the watchdog never waits on it).",
+              std::to_string(log_lines_dropped()));
   return out.take();
 }
 
