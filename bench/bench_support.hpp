@@ -48,7 +48,8 @@ class BenchTable {
 // check that a server serves the table.
 class ServedTable {
  public:
-  explicit ServedTable(std::uint64_t capacity, const std::string& name) : table_(capacity, name), server_(table_.table()) {
+  explicit ServedTable(std::uint64_t capacity, const std::string& name)
+      : table_(capacity, name), server_(table_.table()) {
     server_.start();
   }
   ~ServedTable() { server_.stop(); }

@@ -356,12 +356,14 @@ void FifoShim::release(const fifo::Request& request, std::uint64_t identity) {
 
 void FifoShim::emit(std::string_view name, const fifo::Request& request, std::uint64_t slot) const {
   if (!log_event_) return;
-  emit(name, TimerEvent{request.pid,
-                        request.scope_id,
-                        request.is_release() ? 0 : to_table_ns(deadline_from_epoch_seconds(request.expiration_time)),
-                        request.signal,
-                        slot,
-                        layout::Origin::kFifo});
+  TimerEvent event;
+  event.pid = request.pid;
+  event.scope = request.scope_id;
+  event.deadline_ns = request.is_release() ? 0 : to_table_ns(deadline_from_epoch_seconds(request.expiration_time));
+  event.signal = request.signal;
+  event.slot = slot;
+  event.origin = layout::Origin::kFifo;
+  emit(name, event);
 }
 
 void FifoShim::emit(std::string_view name, const TimerEvent& event) const {

@@ -197,7 +197,7 @@ void count_liveness_unknown(const Table& table, int error) {
 }
 
 TimerEvent event_of(const SlotSnapshot& s, std::uint64_t at_ns) {
-  return {s.pid, s.scope, s.deadline_ns, s.signal, s.index, s.origin, s.identity, at_ns};
+  return {s.pid, s.scope, s.deadline_ns, s.signal, s.index, s.origin, s.identity, at_ns, {}};
 }
 
 ReadResult read_slot(const Table& table, std::uint64_t index, SlotSnapshot& out, int attempts) {

@@ -153,7 +153,8 @@ TEST(ShmTimerClient, RejectsASignalAboveSigrtmaxAndAReadOnlyTable) {
   EXPECT_NE(above.message.find("above SIGRTMAX"), std::string::npos) << above.message;
   OpenOptions ro;
   ro.read_only = true;
-  const auto read_only = testing::thrown_by([&] { ShmTimerClient(Table::open(t.file.path(), ro), SIGKILL, kArmWithoutServer); });
+  const auto read_only =
+      testing::thrown_by([&] { ShmTimerClient(Table::open(t.file.path(), ro), SIGKILL, kArmWithoutServer); });
   EXPECT_EQ(read_only.code, ErrorCode::kInvalidArgument);
   EXPECT_NE(read_only.message.find("needs a writable table"), std::string::npos) << read_only.message;
   EXPECT_NO_THROW(ShmTimerClient(t.table, 0, kArmWithoutServer));   // signal 0: a timer that never kills
@@ -409,7 +410,8 @@ TEST(Configure, AGuardOutlivesTheConfigureThatReplacedItsClient) {
   configure(std::make_shared<ShmTimerClient>(first.table, SIGKILL, kArmWithoutServer));
   {
     Expires guard(10s, "outlives");
-    configure(std::make_shared<ShmTimerClient>(second.table, SIGKILL, kArmWithoutServer));  // the first client has no other owner now
+    // The first client has no other owner now.
+    configure(std::make_shared<ShmTimerClient>(second.table, SIGKILL, kArmWithoutServer));
     EXPECT_EQ(my_rows(first.table).at("outlives").state, RowState::kArmed);
   }
   EXPECT_EQ(my_rows(first.table).at("outlives").state, RowState::kIdle);

@@ -319,7 +319,7 @@ TEST(ShmtimerdEvents, TextEventsAreOneLineOfKeyValueFieldsThatNoValueCanForge) {
 }
 
 // The daemon's log is a pipe of one page that nobody reads, as a journald that stopped
-// draining, while 300 timers expire every 10 ms (signal 0: logged, never killed): tens of
+// draining, while 200 timers expire every 10 ms (signal 0: logged, never killed): tens of
 // thousands of lines, past the pipe and the log's queue. The watchdog only queues lines,
 // so a hung worker is still killed on time, the lines that did not fit are counted as
 // dropped, and the daemon still stops on SIGTERM.
@@ -333,7 +333,7 @@ TEST(ShmtimerdLog, ASinkThatNeverDrainsNeitherDelaysNorStopsAKill) {
   std::thread noise([&] {
     ShmTimerClient quiet(Table::open(table_path.path()), 0);
     while (noisy.load()) {
-      for (int i = 0; i < 300; ++i) quiet.acquire("noise-" + std::to_string(i), SteadyClock::now());
+      for (int i = 0; i < 200; ++i) quiet.acquire("noise-" + std::to_string(i), SteadyClock::now());  // of 256 slots
       std::this_thread::sleep_for(10ms);
     }
   });

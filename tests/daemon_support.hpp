@@ -145,7 +145,8 @@ inline const auto kKillBound = std::chrono::milliseconds(500) * (kSanitized ? 4 
 // and notes when it came, so the attack can go on meanwhile.
 class HungWorker {
  public:
-  explicit HungWorker(const std::filesystem::path& table) : deadline_(SteadyClock::now() + std::chrono::milliseconds(500)) {
+  explicit HungWorker(const std::filesystem::path& table)
+      : deadline_(SteadyClock::now() + std::chrono::milliseconds(500)) {
     pid_ = fork_child([&] {
       ShmTimerClient client(Table::open(table));  // require_server: the daemon serves it
       client.acquire("hung", deadline_);
@@ -165,7 +166,8 @@ class HungWorker {
   // Killed with SIGKILL within kKillBound of its deadline.
   ::testing::AssertionResult killed_on_time() {
     const auto give_up = SteadyClock::now() + std::chrono::seconds(30);
-    while (!dead_.load(std::memory_order_acquire) && SteadyClock::now() < give_up) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    while (!dead_.load(std::memory_order_acquire) && SteadyClock::now() < give_up)
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
     if (!dead_.load(std::memory_order_acquire)) return ::testing::AssertionFailure() << "never killed";
     waiter_.join();
     const auto late = died_at_ - deadline_;

@@ -80,7 +80,8 @@ TEST(TimerServer, TheEventsOfAnExpiryComeAfterItsSignalNeverBetweenTheDecisionAn
   };
   TimerServer server(t.table, options);
   server.run_once();
-  EXPECT_EQ(pending_at, (std::map<std::string, bool>{{"timer expired", true}, {"kill worker process", true}}));
+  EXPECT_TRUE(pending_at["timer expired"]) << "the expiry was reported before its signal was sent";
+  EXPECT_TRUE(pending_at["kill worker process"]);
   ::kill(child, SIGKILL);
   testing::wait_child(child);
 }
