@@ -73,11 +73,16 @@ struct ProcessLabelReader::State {
   mutable std::mutex mutex;  // never held across a read
   std::condition_variable queued;
   bool stop = false;
+  bool started = false;  // the thread
   std::deque<Key> queue;
   std::map<Key, Entry> entries;
 };
 
-ProcessLabelReader::ProcessLabelReader() : state_(std::make_shared<State>()) {
+ProcessLabelReader::ProcessLabelReader() : state_(std::make_shared<State>()) {}
+
+// Started at the first request, not with the server: a server that never prepares a kill
+// (a test that forks after building one, say) keeps a single thread.
+void ProcessLabelReader::start_thread() {
   std::thread([state = state_] {
     ::pthread_setname_np(::pthread_self(), "shmtimer-labels");
     std::unique_lock lock(state->mutex);
@@ -110,6 +115,7 @@ void ProcessLabelReader::request(pid_t pid, std::uint64_t identity) {
   if (state_->entries.size() >= kMaxRemembered || state_->queue.size() >= kMaxRemembered) return;
   state_->entries.emplace(State::Key{pid, identity}, State::Entry{});
   state_->queue.emplace_back(pid, identity);
+  if (!std::exchange(state_->started, true)) start_thread();
   state_->queued.notify_one();
 }
 

@@ -39,6 +39,7 @@ class ProcessLabelReader {
   void forget_unrequested();
 
  private:
+  void start_thread();  // with state_->mutex held
   struct State;
   std::shared_ptr<State> state_;  // shared with the thread, which may outlive this object
 };

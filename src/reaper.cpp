@@ -237,12 +237,12 @@ std::optional<Reaper::Cleanup> Reaper::reap_process(const ProcessKey& process, s
   const pid_t pid = process.first;
   std::stable_sort(timers.begin(), timers.end(),
                    [](const SlotSnapshot& a, const SlotSnapshot& b) { return a.deadline_ns < b.deadline_ns; });
-  // The labels read while the process was prepared, if that is done: never waited for.
-  const ProcessLabels labels = labels_.find(pid, process.second).value_or(ProcessLabels{});
+  ProcessLabels labels;  // read while the process was prepared; looked up after the signal
   const bool first_look = backoff_.count(process) == 0;  // a retry reported its expiry already
   // Everything said about the expiry is said after the signal (or the decision not to
   // send one): nothing stands between the decision and the kill.
   const auto report_expired = [&] {
+    labels = labels_.find(pid, process.second).value_or(ProcessLabels{});  // never waited for
     if (!first_look) return;
     log_expired_debug(pid, timers, now_ns);
     for (const auto& t : timers) emit("timer expired", t, now_ns, &labels);

@@ -110,6 +110,8 @@ HeaderInfo TableReader::header() const {
   // Relaxed loads throughout: each word is a standalone statistic or liveness hint.
   info.server_pid = h.server_pid.load(std::memory_order_relaxed);
   info.server_alive = verify_server(info.server_pid, h.server_identity.load(std::memory_order_relaxed));
+  info.server_starts = h.server_starts.load(std::memory_order_relaxed);
+  info.server_takeovers = h.server_takeovers.load(std::memory_order_relaxed);
   info.heartbeat_count = h.heartbeat_count.load(std::memory_order_relaxed);
   const std::uint64_t beat = h.heartbeat_mono_ns.load(std::memory_order_relaxed);
   if (beat != 0) info.heartbeat_age_ns = static_cast<std::int64_t>(monotonic_now_ns() - beat);

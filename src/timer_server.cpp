@@ -100,8 +100,11 @@ TimerServer::TimerServer(std::shared_ptr<Table> table, ServerOptions options)
   wakeup_ = std::make_unique<detail::ServerWakeup>(*table_);
   auto& header = table_->header();
   const pid_t previous = header.server_pid.load(std::memory_order_relaxed);
-  if (previous != 0 && previous != ::getpid())
+  header.server_starts.fetch_add(1, std::memory_order_relaxed);  // statistics
+  if (previous != 0 && previous != ::getpid()) {
     spdlog::warn("taking over table {} from server pid {}, which is gone", table_->path().string(), previous);
+    header.server_takeovers.fetch_add(1, std::memory_order_relaxed);  // statistics
+  }
   reaper_ = std::make_unique<Reaper>(*table_, options_, *options_.processes, stats_);
   reaper_->rebuild_occupancy();
   // Relaxed: liveness words are read one at a time by tools; the flock is the real guard.
@@ -118,6 +121,11 @@ TimerServer::TimerServer(std::shared_ptr<Table> table, ServerOptions options)
   header.server_max_interval_ms.store(
       static_cast<std::uint32_t>(std::clamp<std::int64_t>(max_interval_ms, 1, std::numeric_limits<std::uint32_t>::max())),
       std::memory_order_relaxed);
+  publish_presence();
+}
+
+void TimerServer::publish_presence() {
+  auto& header = table_->header();
   // A heartbeat now, published before the pid: a client that requires a server judges it
   // by the pid and the heartbeat's age, and must not find this server's pid without one
   // in the moments before its first round (test RequireServerCountsAServerLiveBeforeItsFirstRound).
@@ -126,11 +134,19 @@ TimerServer::TimerServer(std::shared_ptr<Table> table, ServerOptions options)
   header.server_pid.store(::getpid(), std::memory_order_release);
 }
 
+void TimerServer::withdraw_presence() {
+  auto& header = table_->header();
+  header.server_pid.store(0, std::memory_order_relaxed);
+  // Zero: no server looks at the table, so no client asks for a wake-up, and a client
+  // that requires a server refuses its next arm, even on its hot path
+  // (ShmTimerClient::check_server). Release: a client that acquire-loads this zero also
+  // sees the pid's zero, stored before it. The watchdog thread is stopped: no round
+  // publishes a new plan after it.
+  header.wake_at_ns.store(0, std::memory_order_release);
+}
+
 TimerServer::~TimerServer() {
   stop();
-  table_->header().server_pid.store(0, std::memory_order_relaxed);
-  // Zero: no server looks at the table, so no client asks for a wake-up.
-  table_->header().wake_at_ns.store(0, std::memory_order_relaxed);
   forget_lock_fd(lock_fd_);
   ::close(lock_fd_);
 }
@@ -198,6 +214,7 @@ std::int64_t TimerServer::get_last_progress_time() const {
 
 void TimerServer::start() {
   if (thread_.joinable()) return;
+  publish_presence();  // again, after a stop()
   stop_requested_.store(false, std::memory_order_relaxed);
   if (!sources_.empty()) watcher_ = std::make_unique<detail::SourceWatcher>(sources_, *wakeup_);
   thread_ = std::thread([this] { run_loop(); });
@@ -208,6 +225,7 @@ void TimerServer::stop() {
   wakeup_->wake();
   if (thread_.joinable()) thread_.join();
   watcher_.reset();
+  withdraw_presence();
 }
 
 void TimerServer::run_loop() {

@@ -395,12 +395,22 @@ TEST(ShmTimerClient, ByDefaultTheNextArmAfterTheServerStopsIsRefusedOnTheHotPath
   auto timer = client.timer("bound");
   timer.arm_after(10s);
   timer.disarm();
-  server.reset();  // a clean stop, as shmtimerd's on SIGTERM or on a deleted table
-  EXPECT_EQ(testing::thrown_by([&] { client.acquire("cached", SteadyClock::now() + 10s); }).code,
-            ErrorCode::kNoServer);
-  EXPECT_EQ(testing::thrown_by([&] { timer.arm_after(10s); }).code, ErrorCode::kNoServer);
-  EXPECT_EQ(my_rows(t.table).at("cached").state, RowState::kIdle);
-  EXPECT_EQ(my_rows(t.table).at("bound").state, RowState::kIdle);
+  for (const bool destroyed : {false, true}) {
+    // A stop (a Python agent's ShmTimerServer.stop()), then the end of the server, as
+    // shmtimerd's on SIGTERM or on a deleted table.
+    if (destroyed) server.reset(); else server->stop();
+    EXPECT_EQ(testing::thrown_by([&] { client.acquire("cached", SteadyClock::now() + 10s); }).code,
+              ErrorCode::kNoServer);
+    EXPECT_EQ(testing::thrown_by([&] { timer.arm_after(10s); }).code, ErrorCode::kNoServer);
+    EXPECT_EQ(my_rows(t.table).at("cached").state, RowState::kIdle);
+    EXPECT_EQ(my_rows(t.table).at("bound").state, RowState::kIdle);
+    if (destroyed) break;
+    server->start();  // serving again: the same arms are taken
+    EXPECT_NO_THROW(client.acquire("cached", SteadyClock::now() + 10s));
+    EXPECT_NO_THROW(timer.arm_after(10s));
+    client.release("cached");
+    timer.disarm();
+  }
 }
 
 // Guards hold the configured client by pointer: configure() keeps every client it was

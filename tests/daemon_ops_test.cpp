@@ -252,7 +252,8 @@ TEST(ShmtimerdEvents, JsonEventsAreObjectsWithTheirOwnFieldsAndTheTargetsJob) {
   LoggedDaemon daemon(table_path.path(), {"--fifo", fifo.path().string(), "--log-format", "json"});
   ASSERT_TRUE(daemon.read_until("watchdog started")) << daemon.log();
   const pid_t hung = spawn_sleeper({{"TORCHELASTIC_RUN_ID", "job-7"}, {"RANK", "3"}, {"LOCAL_RANK", "1"}});
-  write_fifo(fifo.path(), fifo::format_acquire(hung, "step\n{\"forged\": 1}", epoch_now() + 0.05, SIGKILL));
+  // 0.5 s ahead: the server reads the target's labels while it prepares the kill.
+  write_fifo(fifo.path(), fifo::format_acquire(hung, "step\n{\"forged\": 1}", epoch_now() + 0.5, SIGKILL));
   EXPECT_TRUE(testing::killed_by(testing::wait_child(hung), SIGKILL));
   ASSERT_TRUE(daemon.read_until("\"event\":\"kill worker process\"")) << daemon.log();
   EXPECT_TRUE(testing::exited_ok(daemon.stop()));
@@ -295,7 +296,7 @@ TEST(ShmtimerdEvents, TextEventsAreOneLineOfKeyValueFieldsThatNoValueCanForge) {
   LoggedDaemon daemon(table_path.path(), {"--fifo", fifo.path().string()});
   ASSERT_TRUE(daemon.read_until("watchdog started")) << daemon.log();
   const pid_t hung = spawn_sleeper({{"RANK", "5' forged='1"}});
-  write_fifo(fifo.path(), fifo::format_acquire(hung, "a\nb", epoch_now() + 0.05, SIGKILL));
+  write_fifo(fifo.path(), fifo::format_acquire(hung, "a\nb", epoch_now() + 0.5, SIGKILL));  // labels: see above
   EXPECT_TRUE(testing::killed_by(testing::wait_child(hung), SIGKILL));
   ASSERT_TRUE(daemon.read_until("kill worker process pid=")) << daemon.log();
   EXPECT_TRUE(testing::exited_ok(daemon.stop()));
@@ -329,11 +330,13 @@ TEST(ShmtimerdLog, ASinkThatNeverDrainsNeitherDelaysNorStopsAKill) {
   const int port = metrics_port(daemon);
   ASSERT_GT(port, 0);
   ASSERT_TRUE(testing::wait_for_server(table_path.path()));
+  std::vector<std::string> scopes;  // made here: the loop allocates nothing while the worker is forked
+  for (int i = 0; i < 200; ++i) scopes.push_back("noise-" + std::to_string(i));  // of the table's 256 slots
   std::atomic<bool> noisy{true};
   std::thread noise([&] {
     ShmTimerClient quiet(Table::open(table_path.path()), 0);
     while (noisy.load()) {
-      for (int i = 0; i < 200; ++i) quiet.acquire("noise-" + std::to_string(i), SteadyClock::now());  // of 256 slots
+      for (const auto& scope : scopes) quiet.acquire(scope, SteadyClock::now());
       std::this_thread::sleep_for(10ms);
     }
   });

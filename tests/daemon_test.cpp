@@ -190,12 +190,6 @@ TEST(Shmtimerd, ExitsOneWhenAnotherServerTakesItsFifoPath) {
   EXPECT_EQ(::lstat(fifo.path().c_str(), &st), 0) << "the other server's FIFO was removed";
 }
 
-void write_or_exit(const std::string& path, const std::string& text, int code) {
-  const int fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
-  if (fd < 0 || ::write(fd, text.data(), text.size()) != static_cast<ssize_t>(text.size())) ::_exit(code);
-  ::close(fd);
-}
-
 // systemd's PrivateUsers= as the kernel sees it: shmtimerd in a user namespace of its own
 // whose parent, of the same uid and without capabilities, is outside it (as a user's
 // service manager is). There it could signal its workers but never read their maps, and
@@ -224,12 +218,17 @@ TEST(Shmtimerd, RefusesToStartInAUserNamespaceItsWorkersAreNotIn) {
     const pid_t daemon = ::fork();
     if (daemon == 0) {
       ::prctl(PR_SET_PDEATHSIG, SIGKILL);  // a daemon that starts dies with the test's manager
-      if (::unshare(CLONE_NEWUSER) != 0) ::_exit(21);
-      write_or_exit("/proc/self/setgroups", "deny", 22);
-      write_or_exit("/proc/self/uid_map", std::to_string(uid) + " " + std::to_string(uid) + " 1", 23);
-      write_or_exit("/proc/self/gid_map", std::to_string(gid) + " " + std::to_string(gid) + " 1", 24);
       ::dup2(log[1], STDERR_FILENO);
-      testing::exec_daemon(p.path(), {});
+      // util-linux's unshare makes the namespace and maps the uid and gid to themselves, then
+      // runs the daemon: a single-threaded program (unshare(CLONE_NEWUSER) refuses a process
+      // with threads, as a sanitizer's runtime may give this test's children).
+      std::vector<std::string> args{"unshare", "--map-user=" + std::to_string(uid), "--map-group=" + std::to_string(gid),
+                                    "--", SHMTIMERD_PATH, "--table", p.path().string(), "--capacity", "256"};
+      std::vector<char*> argv;
+      for (auto& a : args) argv.push_back(a.data());
+      argv.push_back(nullptr);
+      ::execvp(argv[0], argv.data());
+      ::_exit(127);
     }
     ::close(log[1]);
     int status = 0;

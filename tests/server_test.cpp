@@ -704,6 +704,21 @@ TEST(TimerServer, ADeadServersTableIsTakenOverWithItsTimers) {
   EXPECT_TRUE(testing::killed_by(testing::wait_child(worker), SIGKILL));
 }
 
+// Restarts are counted in the table, where they outlive the servers they count: every
+// start, and apart those that found a server's pid that died holding the table.
+TEST(TimerServer, StartsAndTakeoversAreCountedInTheTableItself) {
+  TempTable t;
+  { TimerServer first(t.table); }  // a clean stop zeroes the pid: the next start takes nothing over
+  const pid_t dead = fork_child([] {});
+  testing::wait_child(dead);
+  { TimerServer second(t.table); }
+  t.table->header().server_pid.store(dead);  // a server that died holding the table
+  TimerServer third(t.table);
+  const HeaderInfo header = TableReader(t.table).header();
+  EXPECT_EQ(header.server_starts, 3u);
+  EXPECT_EQ(header.server_takeovers, 1u);
+}
+
 TEST(TimerServer, ARestartLosesNoTimer) {
   TempTable t;
   auto server = std::make_unique<TimerServer>(t.table);

@@ -97,7 +97,7 @@ TEST(TimerDumpCli, TextForKnownTimers) {
   ASSERT_EQ(result.exit_code, 0) << result.out;
   const std::string& text = result.out;
   EXPECT_NE(text.find("table      " + k.t.file.path().string() + "\n"), std::string::npos) << text;
-  EXPECT_NE(text.find("format     3.0, created "), std::string::npos) << text;
+  EXPECT_NE(text.find("format     3.1, created "), std::string::npos) << text;
   EXPECT_NE(text.find("capacity   256 slots, 4 used\n"), std::string::npos) << text;
   EXPECT_NE(text.find("server     none, no heartbeat yet\n"), std::string::npos) << text;
   EXPECT_NE(text.find("timers     3 live, 1 overdue\n"), std::string::npos) << text;

@@ -64,6 +64,8 @@ Snapshot sample_snapshot(Filter filter = {}) {
   s.header.server_pid = 6281;
   s.header.server_alive = true;
   s.header.heartbeat_count = 1234;
+  s.header.server_starts = 3;
+  s.header.server_takeovers = 1;
   s.header.heartbeat_age_ns = 12'000'000;
   s.header.counters = {5, 2, 1, 0, 3};
   s.filter = filter;
@@ -179,7 +181,7 @@ TEST(TimerDumpFormat, JsonForKnownTimers) {
   EXPECT_EQ(doc["table"]["creator_uid"], 1000);
   EXPECT_DOUBLE_EQ(doc["table"]["created_unix_s"].get<double>(), kT0);
   EXPECT_EQ(doc["server"], nlohmann::json::parse(R"({"pid":6281,"alive":true,"heartbeat_age_s":0.012,
-                                                     "heartbeat_count":1234})"));
+                                                     "heartbeat_count":1234,"starts":3,"takeovers":1})"));
   EXPECT_EQ(doc["counters"], nlohmann::json::parse(R"({"acquires":5,"releases":2,"reaps":1,"full_failures":0,
                                                        "fifo_requests":3,"failed_kills":0,"liveness_unknown":{"descriptors":0,"memory":0,"access":0,"other":0}})"));
   EXPECT_EQ(doc["slots"], nlohmann::json::parse(R"({"live_timers":2,"overdue_timers":1,"idle":1,"claiming":1,
@@ -281,6 +283,8 @@ TEST(TimerDumpFormat, PrometheusExposition) {
   EXPECT_EQ(samples["shmtimer_server_pid"], "6281");
   EXPECT_EQ(samples["shmtimer_heartbeat_age_seconds"], "0.012");
   EXPECT_EQ(samples["shmtimer_heartbeats_total"], "1234");
+  EXPECT_EQ(samples["shmtimer_server_starts_total"], "3");
+  EXPECT_EQ(samples["shmtimer_server_takeovers_total"], "1");
   EXPECT_EQ(samples["shmtimer_capacity_slots"], "4096");
   EXPECT_EQ(samples["shmtimer_used_slots"], "4");
   EXPECT_EQ(samples["shmtimer_live_timers"], "2");

@@ -26,7 +26,8 @@ class ShmTimerClient final : public TimerClient {
   // On the hot path that costs one load of a header word the arm reads anyway (a server
   // that stopped, or never ran, left it zero); the slow paths also judge the server's
   // heartbeat, at most every 100 ms per client. A server that crashed leaves the word
-  // set: its timers are enforced by the server that takes the table over (docs/client.md).
+  // set: its timers are enforced by the server that takes the table over (README.md,
+  // "Python"; TimerServer::withdraw_presence).
   explicit ShmTimerClient(std::shared_ptr<Table> table, int signal = SIGKILL, bool require_server = true);
 
   // Lock-free and syscall-free once the scope has a slot in this process. The first

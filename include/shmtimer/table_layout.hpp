@@ -1,4 +1,4 @@
-// The shared-memory table, format version 3: the one place where its layout lives.
+// The shared-memory table, format version 3.1: the one place where its layout lives.
 //
 // A table is one file (usually under /dev/shm) mapped by every client, the server and
 // the inspector. Nothing else in shmtimer computes an offset; docs/table-format.md
@@ -21,6 +21,7 @@
 //           | failed_kills (u64)
 //   line 4  wake_at_ns:u64 | wake_pending:u32 server_max_interval_ms:u32 | wake_requests:u64
 //   line 5  liveness_unknown[4]:u64                         (by LivenessUnknown: why not known)
+//           | server_starts:u64 | server_takeovers:u64                  (3.1; zero in 3.0 tables)
 //
 //   Slot (320 bytes = 5 lines, 64-byte aligned)
 //   line 0  control:u64 | armed:u64 | identity:u64 | scope_hash:u64
@@ -44,8 +45,10 @@ namespace shmtimer::layout {
 
 inline constexpr std::uint64_t kMagic = 0x52454d49544d4853ULL;  // "SHMTIMER" in memory
 // 3.0: a slot's identity may be a pidfs inode (2.x: a start time alone), and line 5.
+// 3.1: line 5 counts server starts and takeovers (a 3.0 reader ignores them, and a 3.1
+// reader of a 3.0 table reads zeros until a 3.1 server starts on it).
 inline constexpr std::uint16_t kVersionMajor = 3;
-inline constexpr std::uint16_t kVersionMinor = 0;
+inline constexpr std::uint16_t kVersionMinor = 1;
 inline constexpr std::size_t kCacheLineBytes = 64;  // fixed, not hardware_destructive_interference_size:
                                                     // the layout must not depend on compiler flags.
 inline constexpr std::size_t kPageBytes = 4096;
@@ -141,6 +144,11 @@ struct alignas(kCacheLineBytes) TableHeader {
   // (so it was kept, not freed or reaped), by LivenessUnknown. Relaxed fetch_add:
   // statistics, written by the server and by clients reclaiming a full table.
   alignas(kCacheLineBytes) std::atomic<std::uint64_t> liveness_unknown[4];
+  // Servers that started on this table, and of them those that took it over from a server
+  // that died holding it (its pid still in line 1): restarts, counted where they outlive
+  // the servers they count. Relaxed fetch_add by each server at its start (statistics).
+  std::atomic<std::uint64_t> server_starts;
+  std::atomic<std::uint64_t> server_takeovers;
 };
 
 // Why a look at a process could not tell: line 5's index.
@@ -277,6 +285,8 @@ static_assert(offsetof(TableHeader, wake_pending) == 264);
 static_assert(offsetof(TableHeader, server_max_interval_ms) == 268);
 static_assert(offsetof(TableHeader, wake_requests) == 272);
 static_assert(offsetof(TableHeader, liveness_unknown) == 320);
+static_assert(offsetof(TableHeader, server_starts) == 352);
+static_assert(offsetof(TableHeader, server_takeovers) == 360);
 static_assert(sizeof(TableHeader) == 384 && sizeof(TableHeader) <= kHeaderBytes);
 
 static_assert(offsetof(Slot, control) == 0);

@@ -58,6 +58,8 @@ struct HeaderInfo {
   bool server_alive = false;
   std::uint64_t heartbeat_count = 0;
   std::int64_t heartbeat_age_ns = -1;  // -1: never
+  std::uint64_t server_starts = 0;     // servers that started on the table, ever (format 3.1)
+  std::uint64_t server_takeovers = 0;  // of them, those that found a dead server's pid there
   TableCounters counters;
 
   // A live server beats at least every max_interval (100 ms by default, 60 s at most).

@@ -162,6 +162,10 @@ class TimerServer {
   // if given, is set when a source has more to read (a flood).
   RoundResult round(std::uint64_t now_ns, bool fresh, bool* sources_pending = nullptr);
   void write_heartbeat(std::uint64_t now_ns);
+  // The words that tell clients whether a server holds the table: published at
+  // construction and start(), withdrawn by stop() (and so by the destructor).
+  void publish_presence();
+  void withdraw_presence();
   void watch_table_file(std::uint64_t now_ns);
   bool drain_sources();  // true when a source has more pending
 

@@ -539,4 +539,12 @@ MUTANTS = [
          edits=[("  if (identity != 0 && !probe_process(pid, identity).running()) return {};", "")],
          expect="ProcessLabels"),
 
+    dict(name="24-takeover-uncounted", why="a server that takes a dead server's table over is not counted as a takeover",
+         file="src/timer_server.cpp",
+         edits=[("    header.server_takeovers.fetch_add(1, std::memory_order_relaxed);  // statistics\n", "")],
+         expect="TimerServer.StartsAndTakeovers"),
+    dict(name="24-stop-keeps-presence", why="a stopped (not destroyed) server still looks served to clients on their hot path",
+         file="src/timer_server.cpp",
+         edits=[("  watcher_.reset();\n  withdraw_presence();\n", "  watcher_.reset();\n")],
+         expect="ShmTimerClient.ByDefault"),
 ]

@@ -27,8 +27,8 @@ Loggers setup_logging(const std::string& format, const std::string& level);
 // Lines dropped because the queue was full (the sink did not drain); 0 before setup.
 std::uint64_t log_lines_dropped();
 
-// Gives the log thread up to `limit` to write what is queued. False if lines are left:
-// the caller then exits without waiting on the log thread (it may never return).
+// Gives the log thread up to `limit` to write every line queued before the call (a flush
+// queued behind them marks the end). False if it did not: a sink that does not drain.
 bool drain_logs(std::chrono::milliseconds limit);
 
 }  // namespace shmtimerd

@@ -70,15 +70,18 @@ void fit_sleep_to_watchdog(shmtimer::ServerOptions& options, const shmtimerd::Sy
   options.policy.max_interval = cap;
 }
 
+// SIGTERM and SIGINT, blocked by main() before any thread starts (threads inherit the
+// mask) and waited for by serve(): no thread runs a handler, none dies of the default
+// action (the log's thread included), and shutdown is ordinary code.
+sigset_t stop_signals() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  return set;
+}
+
 int serve(const Flags& flags, const shmtimerd::Loggers& loggers) {
-  // Block the stop signals before any thread starts (threads inherit the mask), then wait
-  // for them here: no thread runs a handler, none dies of the default action, and
-  // shutdown is ordinary code.
-  sigset_t stop_signals;
-  sigemptyset(&stop_signals);
-  sigaddset(&stop_signals, SIGTERM);
-  sigaddset(&stop_signals, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
 
   // Whatever else this process opens (metrics clients, log files), the kill path has the
   // most descriptors the system allows it, and a reserve besides (LinuxProcessControl).
@@ -137,7 +140,8 @@ int serve(const Flags& flags, const shmtimerd::Loggers& loggers) {
   spdlog::info("serving table {} (capacity {}, pid {})", table->path().string(), table->capacity(), ::getpid());
   server.start();
   int received = 0;
-  sigwait(&stop_signals, &received);
+  const sigset_t stopping = stop_signals();
+  sigwait(&stopping, &received);
   spdlog::info("received {}; stopping", received == SIGTERM ? "SIGTERM" : "SIGINT");
   notifier.stopping();
   http.reset();
@@ -235,11 +239,13 @@ int main(int argc, char** argv) {
     return app.exit(e) == 0 ? 0 : 1;  // --help and --version exit 0; a usage error exits 1
   }
 
+  const sigset_t stopping = stop_signals();
+  pthread_sigmask(SIG_BLOCK, &stopping, nullptr);
   const shmtimerd::Loggers loggers = shmtimerd::setup_logging(flags.log_format, flags.log_level);
   const int status = run(flags, loggers);
-  // What is queued gets written, unless the log's reader is stuck: then exit without it.
-  if (!shmtimerd::drain_logs(std::chrono::seconds(2))) ::_exit(status);
-  spdlog::shutdown();
-  return status;
+  // What is queued gets written, unless the log's reader is stuck; either way the exit
+  // never waits on the log's thread, which may be stuck in a write for good.
+  shmtimerd::drain_logs(std::chrono::seconds(2));
+  ::_exit(status);
 }
 

@@ -25,7 +25,9 @@ json server_json(const shmtimer::HeaderInfo& h) {
   return {{"pid", h.server_pid},
           {"alive", h.server_alive},
           {"heartbeat_age_s", h.heartbeat_age_ns < 0 ? json(nullptr) : json(static_cast<double>(h.heartbeat_age_ns) / 1e9)},
-          {"heartbeat_count", h.heartbeat_count}};
+          {"heartbeat_count", h.heartbeat_count},
+          {"starts", h.server_starts},
+          {"takeovers", h.server_takeovers}};
 }
 
 json counters_json(const shmtimer::TableCounters& c) {

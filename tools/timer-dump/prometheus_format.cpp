@@ -24,6 +24,11 @@ void server_metrics(ExpositionWriter& out, const shmtimer::HeaderInfo& h) {
   out.gauge("shmtimer_heartbeat_age_seconds", "Seconds since the server's last scan round.",
             h.heartbeat_age_ns < 0 ? "" : ExpositionWriter::number(static_cast<double>(h.heartbeat_age_ns) / 1e9));
   out.counter("shmtimer_heartbeats_total", "Scan rounds done by the table's servers.", number(h.heartbeat_count));
+  out.counter("shmtimer_server_starts_total", "Servers that started on the table (a restart counts one).",
+              number(h.server_starts));
+  out.counter("shmtimer_server_takeovers_total",
+              "Server starts that took the table over from a server that died holding it.",
+              number(h.server_takeovers));
 }
 
 void slot_metrics(ExpositionWriter& out, const shmtimer::HeaderInfo& h, const SlotCounts& s) {
