@@ -108,10 +108,13 @@ class LoggedDaemon {
     return status;
   }
   // SIGTERM, reading the log meanwhile so that a blocked writer can finish; the status.
+  // SIGKILL after 20 s (a time, not a count of reads: a daemon with much log left to
+  // write keeps every read short).
   int stop() {
     ::kill(pid_, SIGTERM);
     int status = -1;
-    for (int i = 0; i < 2000 && ::waitpid(pid_, &status, WNOHANG) == 0; ++i) read_some(5);
+    const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+    while (::waitpid(pid_, &status, WNOHANG) == 0 && std::chrono::steady_clock::now() < give_up) read_some(5);
     if (::waitpid(pid_, &status, WNOHANG) == 0) {
       ::kill(pid_, SIGKILL);
       ::waitpid(pid_, &status, 0);
