@@ -306,8 +306,11 @@ TEST(FifoShim, AFifoReplacedByAnotherServersIsReportedLostAndLeftAlone) {
   auto shim = std::make_shared<FifoShim>(t.table, fifo_path.path());
   server.add_source(shim);
   server.start();
-  ASSERT_EQ(::unlink(fifo_path.path().c_str()), 0);
-  ASSERT_EQ(::mkfifo(fifo_path.path().c_str(), 0600), 0);  // as torch's FileTimerServer does
+  // Another server's FIFO, put in place in one step: with an unlink and a mkfifo the
+  // running shim could remake its own FIFO in between (it remakes a removed one).
+  const std::string theirs_path = fifo_path.path().string() + ".theirs";
+  ASSERT_EQ(::mkfifo(theirs_path.c_str(), 0600), 0);  // as torch's FileTimerServer does
+  ASSERT_EQ(::rename(theirs_path.c_str(), fifo_path.path().c_str()), 0);
   struct stat theirs {};
   ASSERT_EQ(::lstat(fifo_path.path().c_str(), &theirs), 0);
   const auto until = std::chrono::steady_clock::now() + 30s;
