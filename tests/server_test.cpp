@@ -219,10 +219,12 @@ TEST(TimerServer, SlotsOfExitedProcessesAreFreedByTheSweep) {
     client.release("idle");
   });
   ASSERT_TRUE(testing::exited_ok(testing::wait_child(child)));
-  // A claimant that died mid-claim leaves a Claiming slot with its pid.
-  auto& slot = t.table->slot(7);
-  slot.control.store(layout::Control::pack(layout::SlotState::kClaiming, 1, child));
-  detail::set_occupancy(*t.table, 7);
+  // A claimant that died mid-claim leaves a Claiming slot with its pid: in a slot the child's
+  // two timers left free (their homes depend on its pid, so no fixed index is always free).
+  std::uint64_t index = 0;
+  while (detail::state_of(t.table->slot(index).control.load()) != layout::SlotState::kFree) ++index;
+  t.table->slot(index).control.store(layout::Control::pack(layout::SlotState::kClaiming, 1, child));
+  detail::set_occupancy(*t.table, index);
   ASSERT_EQ(TableReader(t.table).header().used_slots, 3u);
   server.run_once();
   EXPECT_EQ(TableReader(t.table).header().used_slots, 0u);

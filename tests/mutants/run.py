@@ -3,6 +3,11 @@
 and prints which test caught it. Exits 0 only when every mutant is caught.
 
   tests/mutants/run.py [BUILD_DIR] [--only NAME ...] [--repeat N]
+  tests/mutants/run.py [BUILD_DIR] --check
+
+`--check` builds nothing: it fails on any mutant that would be stale, and (given a
+configured BUILD_DIR) on an `expect` that selects no registered test. CTest runs it
+(`mutants_apply`), so a change that makes a mutant stale fails the ordinary suite.
 
 A mutant is caught only when some test fails on the mutated tree twice (two separate ctest
 runs of that test, both failing) and that same test passes on the unmutated tree in the
@@ -29,6 +34,7 @@ exactly once is reported as stale, which fails the gate.
 """
 import argparse
 import contextlib
+import json
 import pathlib
 import re
 import signal
@@ -168,13 +174,53 @@ def configure(build_dir, python):
         sys.exit("the unmutated tree does not build; fix that first\n" + log)
 
 
+def registered_tests(build_dir):
+    out = subprocess.run(["ctest", "--test-dir", build_dir, "-N", "--show-only=json-v1"], check=True,
+                         capture_output=True, text=True).stdout
+    return [test["name"] for test in json.loads(out)["tests"]]
+
+
+def check(build_dir):
+    """What the gate would find wrong before building anything: a mutant whose text is not in
+    its file exactly once (stale) or changes nothing, a name used twice, and (with a configured
+    BUILD_DIR) an `expect` that selects no registered test, which would send the gate to the
+    whole suite for that mutant. Python-lane mutants' tests exist only in builds with the
+    module, so their `expect` is checked only where some test matches it."""
+    problems, names = [], set()
+    tests = registered_tests(build_dir) if build_dir else None
+    for mutant in MUTANTS:
+        name = mutant["name"]
+        if name in names:
+            problems.append(f"{name}: the name is used twice")
+        names.add(name)
+        try:
+            original = (ROOT / mutant["file"]).read_text()
+            if mutated_text(mutant, original) == original:
+                problems.append(f"{name}: its edits change nothing")
+        except (LookupError, OSError) as e:
+            problems.append(f"{name}: STALE: {e}")
+        if tests is not None and not mutant.get("python") and \
+                not any(re.search(mutant["expect"], test) for test in tests):
+            problems.append(f"{name}: expect {mutant['expect']!r} selects no test registered in {build_dir}")
+    for problem in problems:
+        print(problem)
+    print(f"{len(MUTANTS)} mutants, {len(problems)} problems")
+    sys.exit(1 if problems else 0)
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("build_dir", nargs="?", default="build-mutants")
     parser.add_argument("--only", nargs="*", default=None)
     parser.add_argument("--repeat", type=int, default=1, metavar="N",
                         help="run the whole list N times; a mutant must be caught in every pass")
+    parser.add_argument("--check", action="store_true",
+                        help="build nothing: check that every mutant applies (and, given a configured "
+                             "BUILD_DIR, that its expect selects a registered test)")
     args = parser.parse_args()
+    if args.check:
+        build_dir = pathlib.Path(args.build_dir)
+        check(build_dir if (build_dir / "CTestTestfile.cmake").exists() else None)
     if args.repeat < 1:
         parser.error("--repeat must be at least 1")
     unknown = set(args.only or ()) - {m["name"] for m in MUTANTS}
