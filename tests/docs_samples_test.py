@@ -1,4 +1,5 @@
-"""The documentation's samples match what the programs print today.
+"""The documentation's samples match what the programs print today, and
+docs/table-format.md's layout tables match the code's offset asserts.
 
 Runs the demo (as `./dev.sh demo` does: shmtimerd on a fresh table, then shmtimer-demo)
 and timer-dump on a served table with three timers, and compares each with the README's
@@ -106,3 +107,46 @@ class ReadmeSamples(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class TableFormatPage(unittest.TestCase):
+    """docs/table-format.md's offset tables and version are a second copy of the layout:
+    they must say what include/shmtimer/table_layout.hpp's static_asserts say."""
+    ROOT = os.path.dirname(README)
+
+    def read(self, path):
+        with open(os.path.join(self.ROOT, path), encoding="utf-8") as f:
+            return f.read()
+
+    def code_offsets(self, struct):
+        layout = self.read("include/shmtimer/table_layout.hpp")
+        return {field: int(offset) for field, offset in
+                re.findall(rf"static_assert\(offsetof\({struct}, (\w+)\) == (\d+)\);", layout)}
+
+    def page_offsets(self, heading):
+        page = self.read("docs/table-format.md")
+        section = page[page.index(heading):]
+        section = section[:section.index("\n## ", 1)] if "\n## " in section[1:] else section
+        rows = re.findall(r"^\| (\d+) \| \d+ \| `?(\w+)(?:\[\d+\])?`? \|", section, re.M)
+        return {field: int(offset) for offset, field in rows}
+
+    def check(self, struct, heading):
+        code, page = self.code_offsets(struct), self.page_offsets(heading)
+        self.assertGreater(len(code), 8, f"no offsetof asserts found for {struct}")
+        if "reserved" not in code:
+            page.pop("reserved", None)  # padding the struct does not name
+        self.assertEqual(page, code, f"docs/table-format.md's '{heading}' table disagrees with table_layout.hpp")
+
+    def test_the_header_table_gives_every_field_at_its_asserted_offset(self):
+        self.check("TableHeader", "## Header")
+
+    def test_the_slot_table_gives_every_field_at_its_asserted_offset(self):
+        self.check("Slot", "## Slot")
+
+    def test_the_page_states_the_version_the_code_writes(self):
+        layout = self.read("include/shmtimer/table_layout.hpp")
+        major, minor = (re.search(rf"kVersion{part} = (\d+);", layout).group(1) for part in ("Major", "Minor"))
+        page = self.read("docs/table-format.md")
+        self.assertIn(f"# Table format, version {major}.{minor}\n", page)
+        self.assertRegex(page, rf"\| 8 \| 2 \| `version_major` \| creator \| {major}\b")
+        self.assertRegex(page, rf"\| 10 \| 2 \| `version_minor` \| creator \| {minor}\b")

@@ -255,7 +255,7 @@ static_assert(std::atomic<std::uint32_t>::is_always_lock_free);
 static_assert(std::atomic<std::int32_t>::is_always_lock_free);
 static_assert(sizeof(std::atomic<std::uint64_t>) == 8 && alignof(std::atomic<std::uint64_t>) == 8);
 static_assert(sizeof(std::atomic<std::uint32_t>) == 4 && sizeof(std::atomic<std::int32_t>) == 4);
-static_assert(std::endian::native == std::endian::little, "the v1 layout is defined little-endian");
+static_assert(std::endian::native == std::endian::little, "the table layout is defined little-endian");
 
 static_assert(offsetof(TableHeader, magic) == 0);
 static_assert(offsetof(TableHeader, version_major) == 8);

@@ -6,7 +6,7 @@
 // Input layout. Byte 0 chooses the mode:
 //  - odd (a real table starts with 'S' = 0x53, the magic's first byte): raw mode, the
 //    whole input is the file;
-//  - even: structured mode, a valid v1 header is built so that the fuzzer reaches the
+//  - even: structured mode, a valid header of this build's version is built so that the fuzzer reaches the
 //    reader. Byte 1 picks the capacity (1..130, so the bitmap has 1 to 3 words); then
 //    come the bitmap words, the slots, the header's bytes 64..255 (server pid, heartbeat,
 //    max_probe, counters) and version_minor, creator_uid, created_unix_ns. Whatever the
