@@ -105,10 +105,6 @@ class ReadmeSamples(unittest.TestCase):
                 w.wait()
 
 
-if __name__ == "__main__":
-    unittest.main()
-
-
 class TableFormatPage(unittest.TestCase):
     """docs/table-format.md's offset tables and version are a second copy of the layout:
     they must say what include/shmtimer/table_layout.hpp's static_asserts say."""
@@ -150,3 +146,7 @@ class TableFormatPage(unittest.TestCase):
         self.assertIn(f"# Table format, version {major}.{minor}\n", page)
         self.assertRegex(page, rf"\| 8 \| 2 \| `version_major` \| creator \| {major}\b")
         self.assertRegex(page, rf"\| 10 \| 2 \| `version_minor` \| creator \| {minor}\b")
+
+
+if __name__ == "__main__":
+    unittest.main()

@@ -185,7 +185,7 @@ def check(build_dir):
     its file exactly once (stale) or changes nothing, a name used twice, and (with a configured
     BUILD_DIR) an `expect` that selects no registered test, which would send the gate to the
     whole suite for that mutant. Python-lane mutants' tests exist only in builds with the
-    module, so their `expect` is checked only where some test matches it."""
+    module, so their `expect` is not checked here."""
     problems, names = [], set()
     tests = registered_tests(build_dir) if build_dir else None
     for mutant in MUTANTS:
