@@ -21,8 +21,9 @@
 #include <thread>
 
 #include "bench_support.hpp"
-#include "shmtimer/process_control.hpp"
-#include "shmtimer/process_identity.hpp"
+#include "process_control.hpp"
+#include "process_maps.hpp"
+#include "self_identity.hpp"
 #include "shmtimer/shm_timer_client.hpp"
 #include "shmtimer/timer_server.hpp"
 #include "slot_ops.hpp"

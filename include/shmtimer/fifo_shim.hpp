@@ -16,8 +16,7 @@
 #include <vector>
 
 #include "shmtimer/fifo_protocol.hpp"
-#include "shmtimer/process_identity.hpp"
-#include "shmtimer/server_stats.hpp"
+#include "shmtimer/fifo_stats.hpp"
 #include "shmtimer/table.hpp"
 #include "shmtimer/timer_server.hpp"
 
@@ -76,9 +75,10 @@ class FifoShim final : public RequestSource {
   // for a scope that is not UTF-8 (no Python string is), before applying any request.
   void register_requests(const std::vector<fifo::Request>& requests);
   // FileTimerServer's clear_timers: disarms every armed timer of these processes, from
-  // the FIFO or the table, emitting "clear timer" for each, and gives their FIFO slots
-  // back. A table client keeps its slot (it may arm it again). Returns the timers disarmed.
-  std::uint64_t clear_timers(const std::set<pid_t>& pids);
+  // the FIFO and from the table alike, emitting "clear timer" for each, and gives their
+  // FIFO slots back. A table client keeps its slot (it may arm it again). Returns the
+  // timers disarmed.
+  std::uint64_t disarm_timers_of(const std::set<pid_t>& pids);
 
  private:
   static constexpr std::uint64_t kPathCheckNs = 100'000'000;
@@ -94,7 +94,6 @@ class FifoShim final : public RequestSource {
   void acquire(const fifo::Request& request, std::uint64_t identity);
   void release(const fifo::Request& request, std::uint64_t identity);
   void emit(std::string_view name, const fifo::Request& request, std::uint64_t slot) const;
-  void emit(std::string_view name, const TimerEvent& event) const;  // a throwing callback is logged
   fifo::LineAssembler make_line_assembler();  // lines go to on_line(), overlong ones are counted
   template <std::size_t N>
   static std::uint64_t total(const std::array<std::atomic<std::uint64_t>, N>& counters) {
@@ -125,7 +124,7 @@ class FifoShim final : public RequestSource {
   static constexpr std::size_t kMaxDeferred = 4096;
   std::deque<fifo::Request> deferred_;
   std::uint64_t unknown_in_episode_ = 0;  // looks that could not tell since deferred_ was last empty
-  // drain() against register_requests() and clear_timers() from another thread: the
+  // drain() against register_requests() and disarm_timers_of() from another thread: the
   // line assembler, the sender cache and table_full_ have one user at a time.
   std::mutex mutex_;
 };

@@ -1,7 +1,8 @@
 // What a server counts about its own work, for its /metrics endpoint. The table header
 // holds what every reader of the table can see (acquires, reaps, failed kills); these live
 // in the server's process: why signals were refused, how late kills were, how long rounds
-// took, whether the table's file is still the one served, what the FIFO shim dropped and why.
+// took, whether the table's file is still the one served. What the FIFO shim counts is
+// fifo_stats.hpp.
 //
 // Written by the watchdog thread, read by any thread. Every field is a relaxed atomic:
 // they are statistics, ordered with nothing, and a reader may see one a round ahead of
@@ -14,7 +15,6 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "shmtimer/fifo_protocol.hpp"
 #include "shmtimer/table.hpp"
 
 namespace shmtimer {
@@ -66,28 +66,6 @@ struct ServerStats {
   void count(Refusal refusal) {
     signals_refused[static_cast<std::size_t>(refusal)].fetch_add(1, std::memory_order_relaxed);
   }
-};
-
-// Why a FIFO request was refused at receipt (it takes no slot; see FifoShim).
-enum class FifoRefusal {
-  kNotAWorker,  // pid <= 1
-  kNoProcess,   // no such process, or a thread id
-  kOtherUser,   // another uid than the server's, without any_uid
-};
-inline constexpr std::size_t kFifoRefusals = 3;
-static_assert(static_cast<std::size_t>(FifoRefusal::kOtherUser) + 1 == kFifoRefusals, "a FifoRefusal without a counter");
-const char* refusal_label(FifoRefusal refusal);
-
-struct FifoStats {
-  std::atomic<std::uint64_t> requests{0};   // valid requests applied (refused ones included)
-  std::atomic<std::uint64_t> recovered{0};  // requests saved from the tail of a malformed line
-  std::array<std::atomic<std::uint64_t>, fifo::kParseErrorReasons> malformed{};
-  std::array<std::atomic<std::uint64_t>, kFifoRefusals> refused{};
-
-  void count(fifo::ParseErrorReason reason) {
-    malformed[static_cast<std::size_t>(reason)].fetch_add(1, std::memory_order_relaxed);
-  }
-  void count(FifoRefusal refusal) { refused[static_cast<std::size_t>(refusal)].fetch_add(1, std::memory_order_relaxed); }
 };
 
 }  // namespace shmtimer

@@ -9,7 +9,6 @@
 #include <string>
 #include <string_view>
 
-#include "shmtimer/slot_ownership.hpp"
 #include "shmtimer/table.hpp"
 #include "shmtimer/timer_client.hpp"
 
@@ -72,7 +71,7 @@ class ShmTimerClient final : public TimerClient {
   friend class Timer;
   // The slot index of this process's key, with the identity it is owned under; kNoSlot
   // when there is none. Per-thread cache, then the table.
-  std::uint64_t find_existing(std::string_view scope_id, detail::Ownership& owner) const;
+  std::uint64_t find_existing(std::string_view scope_id, layout::Ownership& owner) const;
   // The hot paths: a scope of the common length found in this thread's cache, and the
   // slot write. False when that does not apply or does not take; the slow paths then
   // do the whole work (they also check for a server, for a client that requires one).
@@ -80,7 +79,7 @@ class ShmTimerClient final : public TimerClient {
   bool try_disarm_cached(std::string_view scope_id) noexcept;
   void acquire_slow(std::string_view scope_id, std::uint64_t deadline_ns);
   void release_slow(std::string_view scope_id);
-  std::uint64_t slot_for(std::string_view scope_id, detail::Ownership& owner);  // find, else claim
+  std::uint64_t slot_for(std::string_view scope_id, layout::Ownership& owner);  // find, else claim
   // False when this client requires a server and the table says that none serves it:
   // wake_at_ns is zero until a server's first round and after it stops (server_wakeup.hpp).
   // Relaxed: a hint that only sends the call to the slow path, which decides.
@@ -143,7 +142,7 @@ class Timer {
   int signal_;  // the client's, kept here so arm() reads one line of this handle
   layout::TableHeader* header_ = nullptr;  // for the early wake-up after an arm
   layout::Slot* slot_ = nullptr;
-  detail::Ownership owner_;
+  layout::Ownership owner_;
   std::uint64_t owner_mix_ = 0;  // layout::ArmWord::owner_mix of owner_, kept for arm()
   pid_t bound_pid_ = 0;
 };

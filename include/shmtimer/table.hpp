@@ -39,6 +39,20 @@ enum class FileChange : std::uint8_t {
 inline constexpr std::size_t kFileChanges = 4;
 const char* to_string(FileChange change);  // "none", "deleted", "resized", "replaced"
 
+// The table that shmtimerd, timer-dump and the clients use when given no path:
+// $SHMTIMER_TABLE, else /dev/shm/shmtimer-<uid>/table, in a directory private to the user.
+std::filesystem::path default_table_path();
+
+// /dev/shm/shmtimer-<uid>: the directory of the default table and of the tables that the
+// Python module's hosted servers make up for their jobs.
+std::filesystem::path private_directory();
+
+// Makes sure the private directory exists and is this user's alone (owner, mode 0700, not
+// a symlink), checked on its descriptor, so no other user can squat a table's name in it
+// or swap the table under the server. Throws Error(kUnsafeFile) naming the owner and the
+// fix when it is not. A no-op for a table outside that directory.
+void prepare_private_directory(const std::filesystem::path& table_path);
+
 class Table {
  public:
   // Creates a new table file; fails with kIo (EEXIST) when the path exists, and with kIo

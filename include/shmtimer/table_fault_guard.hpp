@@ -23,13 +23,4 @@ inline constexpr int kGuardedTables = 256;
 // Faults the guard has absorbed in this process, in every table.
 std::uint64_t table_fault_count();
 
-namespace detail {
-// For Table: every mapping is registered, whether or not the guard is installed, so that
-// installing it later covers tables mapped before. Returns a registration to pass back,
-// or -1 when all kGuardedTables places are taken.
-int register_table_mapping(void* begin, std::uint64_t bytes, int fd, bool writable);
-void unregister_table_mapping(int registration);
-bool table_mapping_faulted(int registration);  // since it was registered
-}  // namespace detail
-
 }  // namespace shmtimer

@@ -111,7 +111,7 @@ struct alignas(kCacheLineBytes) TableHeader {
   // The inode of the server's pid namespace (/proc/self/ns/pid): pids in the table mean
   // processes of that namespace, so a client in another one is refused at open.
   std::atomic<std::uint32_t> server_pidns;
-  std::atomic<std::uint64_t> server_identity;  // the server's process identity (process_identity.hpp)
+  std::atomic<std::uint64_t> server_identity;  // the server's process identity (src/os/process_liveness.hpp)
   std::atomic<std::uint64_t> heartbeat_mono_ns;
   std::atomic<std::uint64_t> heartbeat_count;
 
@@ -131,12 +131,13 @@ struct alignas(kCacheLineBytes) TableHeader {
 
   // Line 4: the early wake-up. The server publishes when it will next look at the table;
   // a client whose new deadline is earlier wakes it through the futex word
-  // `wake_pending`. The protocol and every ordering are argued in src/server_wakeup.hpp.
+  // `wake_pending`. The protocol and every ordering are argued in src/table/server_wakeup.hpp.
   // Zero means "never wake".
   alignas(kCacheLineBytes) std::atomic<std::uint64_t> wake_at_ns;  // CLOCK_MONOTONIC
   std::atomic<std::uint32_t> wake_pending;  // futex word: 1 = a wake was asked for since the server looked
   // The server's longest sleep, so a client can tell a stale heartbeat from a server
-  // between rounds (0: unknown, a 2.0 server). Relaxed: a standalone value.
+  // between rounds (heartbeat_stale_after_ns; 0: no server has said yet). Relaxed: a
+  // standalone value.
   std::atomic<std::uint32_t> server_max_interval_ms;
   std::atomic<std::uint64_t> wake_requests;  // FUTEX_WAKE calls made by clients (statistics)
 
@@ -161,11 +162,11 @@ enum class LivenessUnknown : std::uint8_t {
 
 struct alignas(kCacheLineBytes) Slot {
   // Line 0: everything the hot path and the scan touch.
-  std::atomic<std::uint64_t> control;      // Control; orderings are argued in src/slot_ops.hpp
+  std::atomic<std::uint64_t> control;      // Control; orderings are argued in src/table/slot_ops.hpp
   // The timer: ArmWord (deadline and check in one word, so every arm, disarm and server
   // clear is one atomic step), kDisarmed = no timer.
   std::atomic<std::uint64_t> armed;
-  std::atomic<std::uint64_t> identity;     // the owner's process identity (process_identity.hpp)
+  std::atomic<std::uint64_t> identity;     // the owner's process identity (src/os/process_liveness.hpp)
   std::atomic<std::uint64_t> scope_hash;   // hash of the scope bytes alone
   std::atomic<std::uint32_t> scope_len;
   std::atomic<std::int32_t> signal;        // <= 0: never kill for this timer
@@ -175,6 +176,14 @@ struct alignas(kCacheLineBytes) Slot {
   std::atomic<std::uint64_t> releases;
   // Lines 1-4: the scope, as words so a racing reader never reads a byte non-atomically.
   std::atomic<std::uint64_t> scope_words[kScopeWords];
+};
+
+// Who a writer is in a slot: the Ready control word it claimed or found (its pid and the
+// claim's generation) and its identity. Arms are bound to this, not to what the slot holds
+// when the arm lands (src/table/slot_ops.hpp). A writer's own copy, never in the file.
+struct Ownership {
+  std::uint64_t control = 0;
+  std::uint64_t identity = 0;
 };
 
 // The armed word: the deadline in whole microseconds of CLOCK_MONOTONIC (rounded up, at
@@ -229,6 +238,18 @@ struct ArmWord {
     return word == kDisarmed || (word & kCheckMask) == check(word >> kCheckBits, control, identity);
   }
 };
+
+// How old a live server's heartbeat may get, the one rule by which clients (before they
+// arm) and readers (timer-dump --check, "served") tell a live server from a dead or hung
+// one. A server beats every round, at most server_max_interval_ms apart. A false "no
+// server" fails a healthy job, so the margin is wide: four intervals plus 5 s absorb a
+// slow round and a starved, loaded machine, and a dead server is still noticed within
+// seconds. 0 (no server has said): the 60 s most a shmtimerd sleeps, plus 5 s.
+constexpr std::uint64_t heartbeat_stale_after_ns(std::uint32_t server_max_interval_ms) {
+  constexpr std::uint64_t kMargin = 5'000'000'000;
+  return server_max_interval_ms == 0 ? 60'000'000'000 + kMargin
+                                     : 4 * std::uint64_t{server_max_interval_ms} * 1'000'000 + kMargin;
+}
 
 // Where the pieces of a table of a given capacity live.
 struct Geometry {

@@ -12,24 +12,9 @@
 #include <string>
 #include <vector>
 
-#include "shmtimer/process_identity.hpp"
 #include "shmtimer/table.hpp"
 
 namespace shmtimer {
-
-// The table that shmtimerd, timer-dump and the clients use when given no path:
-// $SHMTIMER_TABLE, else /dev/shm/shmtimer-<uid>/table, in a directory private to the user.
-std::filesystem::path default_table_path();
-
-// /dev/shm/shmtimer-<uid>: the directory of the default table and of the tables that the
-// Python module's hosted servers make up for their jobs.
-std::filesystem::path private_directory();
-
-// Makes sure the private directory exists and is this user's alone (owner, mode 0700, not
-// a symlink), checked on its descriptor, so no other user can squat a table's name in it
-// or swap the table under the server. Throws Error(kUnsafeFile) naming the owner and the
-// fix when it is not. A no-op for a table outside that directory.
-void prepare_private_directory(const std::filesystem::path& table_path);
 
 struct TableCounters {
   std::uint64_t acquires = 0;  // retired (freed slots) + live slots
@@ -58,14 +43,17 @@ struct HeaderInfo {
   bool server_alive = false;
   std::uint64_t heartbeat_count = 0;
   std::int64_t heartbeat_age_ns = -1;  // -1: never
+  std::uint32_t server_max_interval_ms = 0;  // the server's longest sleep; 0: not said
   std::uint64_t server_starts = 0;     // servers that started on the table, ever (format 3.1)
   std::uint64_t server_takeovers = 0;  // of them, those that found a dead server's pid there
   TableCounters counters;
 
-  // A live server beats at least every max_interval (100 ms by default, 60 s at most).
-  static constexpr std::int64_t kFreshHeartbeatNs = 65'000'000'000;
-  // Served: a live server whose last round is recent (a hung one is not serving).
-  bool served() const { return server_alive && heartbeat_age_ns >= 0 && heartbeat_age_ns <= kFreshHeartbeatNs; }
+  // Served: a live server whose last round is recent (a hung one is not serving), by the
+  // rule a client applies before it arms (layout::heartbeat_stale_after_ns).
+  bool served() const {
+    return server_alive && heartbeat_age_ns >= 0 &&
+           static_cast<std::uint64_t>(heartbeat_age_ns) <= layout::heartbeat_stale_after_ns(server_max_interval_ms);
+  }
 };
 
 enum class RowState { kArmed, kIdle, kClaiming, kFree };
@@ -88,11 +76,6 @@ struct TimerRow {
   std::uint64_t releases = 0;
   // Only a process known to be gone: one that could not be looked at is not.
   bool reclaimable() const { return state != RowState::kFree && !pid_alive && pid_known; }
-  void set_liveness(const Probe& probe) {
-    pid_alive = probe.running();
-    pid_known = !probe.unknown();
-    pid_error = probe.unknown() ? probe.error : 0;
-  }
 };
 
 // Readers detect a table truncated under them: before each pass they check the file's

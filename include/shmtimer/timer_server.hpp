@@ -15,43 +15,14 @@
 #include <thread>
 #include <vector>
 
-#include "shmtimer/process_control.hpp"
 #include "shmtimer/scan_policy.hpp"
 #include "shmtimer/server_stats.hpp"
 #include "shmtimer/table.hpp"
+#include "shmtimer/timer_event.hpp"
 
 namespace shmtimer {
 
-// Who a timer's owner is, read from its /proc entry ahead of its deadline (the server
-// reads it while it prepares the kill, never between its decision and the signal), so
-// unset when it could not be read in time. Values are cut to 256 bytes and escaped
-// (printable()). Test: ShmtimerdEvents.JsonEventsAreObjectsWithTheirOwnFieldsAndTheTargetsJob.
-struct ProcessLabels {
-  std::optional<std::string> run_id;      // TORCHELASTIC_RUN_ID
-  std::optional<std::string> rank;        // RANK
-  std::optional<std::string> local_rank;  // LOCAL_RANK
-  std::optional<std::string> command;     // its command name (/proc/<pid>/comm)
-};
-
-// The data an event is about: one timer, as the table holds it.
-struct TimerEvent {
-  pid_t pid = 0;
-  std::string scope;
-  std::uint64_t deadline_ns = 0;  // CLOCK_MONOTONIC
-  int signal = 0;
-  std::uint64_t slot = 0;
-  layout::Origin origin = layout::Origin::kTable;
-  std::uint64_t identity = 0;  // the owner's identity as the slot records it; 0: unknown
-  // When it happened, on the server's monotonic clock: the round's time for "timer
-  // expired", the moment the signal was sent for "kill worker process"; 0 for the others.
-  std::uint64_t at_ns = 0;
-  ProcessLabels labels;  // for "timer expired" and "kill worker process"; empty for the others
-  double expiration_time() const;  // the deadline as wall-clock epoch seconds, as the reference reports it
-};
-
-// The reference's event names: "watchdog started", "watchdog stopped", "set timer",
-// "clear timer", "timer expired", "kill worker process". `event` is null for the first two.
-using EventCallback = std::function<void(std::string_view name, const TimerEvent* event)>;
+class ProcessControl;  // src/os/process_control.hpp: how the server looks at and signals processes
 
 class MonotonicClock {
  public:
@@ -157,7 +128,7 @@ class TimerServer {
 
  private:
   void run_loop();
-  // One round. `fresh`: publish a new wake-up marker first (src/server_wakeup.hpp); a
+  // One round. `fresh`: publish a new wake-up marker first (src/table/server_wakeup.hpp); a
   // rescan asked for by a client keeps the plan already published. `sources_pending`,
   // if given, is set when a source has more to read (a flood).
   RoundResult round(std::uint64_t now_ns, bool fresh, bool* sources_pending = nullptr);

@@ -16,7 +16,7 @@
 #include <cstring>
 #include <string_view>
 
-#include "shmtimer/process_identity.hpp"
+#include "self_identity.hpp"
 #include "slot_ops.hpp"
 
 namespace shmtimer::detail {

@@ -8,7 +8,8 @@
 #include <mutex>
 
 #include "shmtimer/error.hpp"
-#include "shmtimer/process_identity.hpp"
+#include "process_liveness.hpp"
+#include "self_identity.hpp"
 #include "shmtimer/printable.hpp"
 #include "scope_cache.hpp"
 #include "server_wakeup.hpp"
@@ -93,16 +94,6 @@ std::uint64_t coarse_monotonic_ns() noexcept {
   return static_cast<std::uint64_t>(now.tv_sec) * 1'000'000'000 + static_cast<std::uint64_t>(now.tv_nsec);
 }
 
-// How old a live server's heartbeat may get: it beats every round, at most
-// server_max_interval_ms apart. A false "no server" fails a healthy job, so the margin
-// is wide: four intervals plus 5 s absorb a slow round and a starved, loaded machine,
-// and a dead server is still noticed within seconds. A 2.0 server does not say: the
-// 60 s most a shmtimerd sleeps, plus 5 s.
-std::uint64_t heartbeat_stale_after_ns(const layout::TableHeader& header) {
-  const std::uint64_t interval_ms = header.server_max_interval_ms.load(std::memory_order_relaxed);
-  return interval_ms == 0 ? 65'000'000'000ULL : 4 * interval_ms * 1'000'000 + 5'000'000'000ULL;
-}
-
 }  // namespace
 
 void ShmTimerClient::check_server() const {
@@ -111,14 +102,14 @@ void ShmTimerClient::check_server() const {
   // zeroed its pid; so a client that sees the zero also sees no pid, and refuses at once.
   const bool between_servers = header.wake_at_ns.load(std::memory_order_acquire) == 0;
   // Acquire: pairs with the server's release store of its pid, published after its first
-  // heartbeat (src/timer_server.cpp). The other words are liveness hints, read relaxed.
+  // heartbeat (src/server/timer_server.cpp). The other words are liveness hints, read relaxed.
   const pid_t pid = header.server_pid.load(std::memory_order_acquire);
   const std::uint64_t now = coarse_monotonic_ns();
   if (pid != 0 && now < server_checked_until_ns_.load(std::memory_order_relaxed)) [[likely]]
     return;
   const std::uint64_t beat = header.heartbeat_mono_ns.load(std::memory_order_relaxed);
   const std::uint64_t age = now > beat ? now - beat : 0;  // the coarse clock may lag a tick
-  if (pid == 0 || beat == 0 || age > heartbeat_stale_after_ns(header))
+  if (pid == 0 || beat == 0 || age > layout::heartbeat_stale_after_ns(header.server_max_interval_ms.load(std::memory_order_relaxed)))
     throw Error(ErrorCode::kNoServer,
                 "no live server holds timer table " + table_->path().string() +
                     (pid == 0 ? std::string(between_servers ? " (none is serving it: its last server stopped, or none "
@@ -151,7 +142,7 @@ ShmTimerClient::ShmTimerClient(std::shared_ptr<Table> table, int signal, bool re
   insert_mutex();  // registers the fork handlers before any thread can fork
 }
 
-std::uint64_t ShmTimerClient::find_existing(std::string_view scope_id, detail::Ownership& owner) const {
+std::uint64_t ShmTimerClient::find_existing(std::string_view scope_id, layout::Ownership& owner) const {
   // The cache, checked here against the slot: unlike the hot path, whose slot write
   // checks the entry, a caller of this keeps the answer (a Timer binds to it).
   const auto* hit = detail::ScopeCache::find(table_id_, slots_, scope_id);
@@ -167,7 +158,7 @@ std::uint64_t ShmTimerClient::find_existing(std::string_view scope_id, detail::O
   return index;
 }
 
-std::uint64_t ShmTimerClient::slot_for(std::string_view scope_id, detail::Ownership& owner) {
+std::uint64_t ShmTimerClient::slot_for(std::string_view scope_id, layout::Ownership& owner) {
   if (const auto index = find_existing(scope_id, owner); index != detail::kNoSlot) [[likely]]
     return index;
 
@@ -258,7 +249,7 @@ void ShmTimerClient::acquire_slow(std::string_view scope_id, std::uint64_t deadl
       return;
   }
   for (int attempt = 0; attempt < kArmAttempts; ++attempt) {
-    detail::Ownership owner;
+    layout::Ownership owner;
     const auto index = slot_for(scope_id, owner);
     if (detail::arm_slot(slots_[index], owner, deadline_ns, signal_)) {
       detail::wake_server_for(*header_, deadline_ns);
@@ -270,7 +261,7 @@ void ShmTimerClient::acquire_slow(std::string_view scope_id, std::uint64_t deadl
 
 void ShmTimerClient::release_slow(std::string_view scope_id) {
   for (int attempt = 0; attempt < kArmAttempts; ++attempt) {
-    detail::Ownership owner;
+    layout::Ownership owner;
     const auto index = find_existing(scope_id, owner);
     if (index == detail::kNoSlot || detail::disarm_slot(slots_[index], owner)) return;
   }

@@ -6,7 +6,7 @@
 
 #include <string>
 
-#include "shmtimer/process_identity.hpp"
+#include "process_liveness.hpp"
 
 namespace shmtimer::detail {
 

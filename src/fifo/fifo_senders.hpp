@@ -15,7 +15,7 @@
 #include <optional>
 #include <unordered_map>
 
-#include "shmtimer/server_stats.hpp"
+#include "shmtimer/fifo_stats.hpp"
 
 namespace shmtimer::detail {
 

@@ -12,8 +12,8 @@
 #include "shmtimer/clock.hpp"
 #include "shmtimer/error.hpp"
 #include "shmtimer/printable.hpp"
-#include "shmtimer/process_identity.hpp"
 #include "fifo_senders.hpp"
+#include "server_events.hpp"
 #include "server_wakeup.hpp"
 #include "slot_ops.hpp"
 
@@ -218,20 +218,15 @@ void FifoShim::register_requests(const std::vector<fifo::Request>& requests) {
       detail::wake_server_for(table_->header(), to_table_ns(deadline_from_epoch_seconds(request.expiration_time)));
 }
 
-std::uint64_t FifoShim::clear_timers(const std::set<pid_t>& pids) {
+std::uint64_t FifoShim::disarm_timers_of(const std::set<pid_t>& pids) {
   const std::lock_guard lock(mutex_);
   std::uint64_t cleared = 0;
   detail::for_each_occupied(*table_, [&](std::uint64_t index) {
     detail::SlotSnapshot snap;
     if (detail::read_slot(*table_, index, snap) != detail::ReadResult::kReady || !pids.contains(snap.pid)) return;
-    std::uint64_t expected = snap.armed;
-    // acq_rel, from exactly the word read: a timer armed again since (its word has
-    // changed) stands; the word's check names this claim, so a later owner's cannot match.
-    if (expected != layout::kDisarmed &&
-        table_->slot(index).armed.compare_exchange_strong(expected, layout::kDisarmed, std::memory_order_acq_rel,
-                                                          std::memory_order_relaxed)) {
+    if (detail::disarm_if_unchanged(*table_, index, snap.armed)) {
       ++cleared;
-      emit("clear timer", detail::event_of(snap));
+      emit_event(log_event_, "clear timer", [&] { return event_of(snap); });
     }
     // Only the shim writes FIFO slots, so it gives them back at once, as on a release.
     if (snap.origin == layout::Origin::kFifo) detail::free_slot(*table_, index, snap.control);
@@ -312,7 +307,7 @@ void FifoShim::act(const fifo::Request& request) {
 
 void FifoShim::acquire(const fifo::Request& request, std::uint64_t identity) {
   const detail::ScopeKey key(request.scope_id);
-  detail::Ownership owner{0, identity};
+  layout::Ownership owner{0, identity};
   std::uint64_t index = detail::find_slot(*table_, request.pid, identity, layout::Origin::kFifo, key, &owner.control);
   if (index == detail::kNoSlot) {
     // Fail fast on a table found full this round: searching every slot again for each
@@ -355,24 +350,17 @@ void FifoShim::release(const fifo::Request& request, std::uint64_t identity) {
 }
 
 void FifoShim::emit(std::string_view name, const fifo::Request& request, std::uint64_t slot) const {
-  if (!log_event_) return;
-  TimerEvent event;
-  event.pid = request.pid;
-  event.scope = request.scope_id;
-  event.deadline_ns = request.is_release() ? 0 : to_table_ns(deadline_from_epoch_seconds(request.expiration_time));
-  event.signal = request.signal;
-  event.slot = slot;
-  event.origin = layout::Origin::kFifo;
-  emit(name, event);
-}
-
-void FifoShim::emit(std::string_view name, const TimerEvent& event) const {
-  if (!log_event_) return;
-  try {
-    log_event_(name, &event);
-  } catch (const std::exception& e) {  // the request was applied; a failing log must not undo the drain
-    spdlog::error("event callback failed for '{}': {}", name, printable(e.what()));
-  }
+  // The request was applied; a failing log must not undo the drain: emit_event catches.
+  emit_event(log_event_, name, [&] {
+    TimerEvent event;
+    event.pid = request.pid;
+    event.scope = request.scope_id;
+    event.deadline_ns = request.is_release() ? 0 : to_table_ns(deadline_from_epoch_seconds(request.expiration_time));
+    event.signal = request.signal;
+    event.slot = slot;
+    event.origin = layout::Origin::kFifo;
+    return event;
+  });
 }
 
 }  // namespace shmtimer

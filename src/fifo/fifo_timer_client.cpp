@@ -11,7 +11,7 @@
 
 #include "shmtimer/error.hpp"
 #include "shmtimer/fifo_protocol.hpp"
-#include "shmtimer/process_identity.hpp"
+#include "self_identity.hpp"
 
 namespace shmtimer {
 

@@ -11,7 +11,7 @@
 #include <fstream>
 #include <sstream>
 
-#include "shmtimer/process_identity.hpp"
+#include "process_liveness.hpp"
 
 namespace shmtimer {
 

@@ -1,4 +1,4 @@
-#include "shmtimer/process_control.hpp"
+#include "process_control.hpp"
 
 #include <fcntl.h>
 #include <sys/resource.h>
@@ -14,7 +14,7 @@
 
 #include "process_maps.hpp"
 #include "shmtimer/clock.hpp"
-#include "shmtimer/process_identity.hpp"
+#include "process_liveness.hpp"
 
 namespace shmtimer {
 
@@ -176,9 +176,9 @@ Mapping LinuxProcessControl::maps_file(pid_t pid, const FileId& file, Prepared* 
   // Not listed by the prepared maps file: the process may have exec()ed since, or its
   // main thread exited, so the answer is sought afresh, as for a process not prepared.
   if (prepared && prepared->maps_fd >= 0 &&
-      detail::maps_list(prepared->maps_fd, file, error, &prepared->map_at) == Mapping::kMapped)
+      detail::search_open_maps(prepared->maps_fd, file, error, &prepared->map_at) == Mapping::kMapped)
     return Mapping::kMapped;
-  return process_maps_file(pid, file, error);
+  return process_has_mapped(pid, file, error);
 }
 
 void LinuxProcessControl::prepare(const SignalRequest& request) {
@@ -203,7 +203,7 @@ void LinuxProcessControl::prepare(const SignalRequest& request) {
     }
     // Only to learn where to look at the deadline: the answer is sought again then.
     int error = 0;
-    if (p.maps_fd >= 0) (void)detail::maps_list(p.maps_fd, *request.required_mapping, error, &p.map_at);
+    if (p.maps_fd >= 0) (void)detail::search_open_maps(p.maps_fd, *request.required_mapping, error, &p.map_at);
   }
   uid_t uid = 0;
   (void)effective_uid(request.pid, uid);  // brings /proc/<pid> into the dentry cache for send()

@@ -14,12 +14,13 @@
 #include <utility>
 #include <vector>
 
-#include "shmtimer/process_identity.hpp"
+#include "process_liveness.hpp"
+#include "process_maps.hpp"
 
 namespace shmtimer {
 
 struct ProcessInfo {
-  std::uint64_t identity = 0;  // of the kind asked for (process_identity.hpp)
+  std::uint64_t identity = 0;  // of the kind asked for (process_liveness.hpp)
   uid_t uid = 0;               // effective uid
 };
 

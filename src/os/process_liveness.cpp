@@ -1,20 +1,16 @@
-#include "shmtimer/process_identity.hpp"
+#include "process_liveness.hpp"
 
-#include <dirent.h>
 #include <fcntl.h>
 #include <poll.h>
-#include <pthread.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/vfs.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
-#include <string>
-
-#include "process_maps.hpp"
 
 namespace shmtimer {
 
@@ -54,40 +50,6 @@ Probe running_from_proc(pid_t pid, const ProcessStat& stat) noexcept {
   // 0 for a thread id that is not its group's leader: never taken for a process, so
   // kill() is never aimed at a group through one of its threads.
   return {threads > (stat.state == 'Z' || stat.state == 'X' ? 1 : 0) ? Presence::kRunning : Presence::kGone, 0};
-}
-
-// Does the maps file at `path` (a process's or one of its threads') list `file`?
-Mapping maps_list_file(const std::string& path, const FileId& file, int& error) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    error = errno;
-    // Gone (the liveness check after it says so) or, for a thread, exited: not here.
-    return error == ENOENT || error == ESRCH ? Mapping::kNotMapped : Mapping::kUnknown;
-  }
-  const Mapping mapping = detail::maps_list(fd, file, error);
-  ::close(fd);
-  return mapping;
-}
-
-void refresh_self() noexcept {
-  const pid_t pid = ::getpid();
-  std::uint64_t identity = 0;
-  if (const int pidfd = open_pidfd(pid); pidfd >= 0) {
-    identity = pidfs_identity_of(pidfd);
-    ::close(pidfd);
-  }
-  if (ProcessStat stat; identity == 0 && read_process_stat(pid, stat).running()) identity = stat.start_time;
-  // The identity's kind in the key's lowest bit above the pid, then its low 41 bits: a
-  // pidfs inode or a start time in ticks (2^41 ticks are 700 years at 100 Hz).
-  const std::uint64_t low = (identity & ((std::uint64_t{1} << (63 - kCacheKeyPidBits)) - 1)) << 1 |
-                            (is_pidfs_identity(identity) ? 1 : 0);
-  const bool fits = identity != 0 && static_cast<std::uint64_t>(pid) < (std::uint64_t{1} << kCacheKeyPidBits);
-  g_self_identity.identity.store(identity, std::memory_order_relaxed);
-  g_self_identity.cache_key.store(fits ? low << kCacheKeyPidBits | static_cast<std::uint64_t>(pid) : 0,
-                                  std::memory_order_relaxed);
-  // Publishes identity and cache_key; stays 0 when the identity is not known, so the next
-  // use tries again (and never finds a parent's identity after fork).
-  g_self_identity.pid.store(identity != 0 ? pid : 0, std::memory_order_release);
 }
 
 }  // namespace
@@ -223,41 +185,6 @@ Probe effective_uid(pid_t pid, uid_t& uid) noexcept {
   if (::stat(path, &st) != 0) return Probe::of_errno(errno);
   uid = st.st_uid;
   return {Presence::kRunning, 0};
-}
-
-std::uint32_t current_pid_namespace() noexcept {
-  struct stat st {};
-  // Proc namespace inodes are 32-bit numbers.
-  return ::stat("/proc/self/ns/pid", &st) == 0 ? static_cast<std::uint32_t>(st.st_ino) : 0;
-}
-
-Mapping process_maps_file(pid_t pid, const FileId& file, int& error) noexcept {
-  error = 0;
-  try {
-    const std::string dir = "/proc/" + std::to_string(pid);
-    Mapping answer = maps_list_file(dir + "/maps", file, error);
-    if (answer != Mapping::kNotMapped) return answer;
-    DIR* tasks = ::opendir((dir + "/task").c_str());
-    if (tasks == nullptr) {
-      error = errno;
-      return error == ENOENT || error == ESRCH ? Mapping::kNotMapped : Mapping::kUnknown;
-    }
-    errno = 0;
-    while (const dirent* entry = answer == Mapping::kNotMapped ? ::readdir(tasks) : nullptr)
-      if (entry->d_name[0] != '.') answer = maps_list_file(dir + "/task/" + entry->d_name + "/maps", file, error);
-    ::closedir(tasks);
-    return answer;
-  } catch (const std::bad_alloc&) {
-    error = ENOMEM;
-    return Mapping::kUnknown;
-  }
-}
-
-pid_t learn_self_identity() noexcept {
-  static const bool registered = (::pthread_atfork(nullptr, nullptr, refresh_self), true);
-  (void)registered;
-  refresh_self();
-  return ::getpid();
 }
 
 }  // namespace shmtimer

@@ -1,12 +1,12 @@
 // Who a process is, and whether it still runs, as the kernel answers: a pid plus an
 // identity that never names two processes, so a reused pid is never mistaken for the
 // process that acquired a timer; and an answer that can be "I could not look", which is
-// never taken for "it is gone".
+// never taken for "it is gone". The calling process's own identity is self_identity.hpp;
+// what a process has mapped, process_maps.hpp.
 #pragma once
 
 #include <sys/types.h>
 
-#include <atomic>
 #include <cstdint>
 #include <optional>
 
@@ -96,60 +96,7 @@ Probe probe_without_pidfd(pid_t pid, std::optional<std::uint64_t> expected) noex
 // NonDumpable.AWorkerWhoseMapsTheServerMayNotReadIsKilledWhenOnlyItsOwnUidCanWriteTheTable.
 Probe effective_uid(pid_t pid, uid_t& uid) noexcept;
 
-// The inode of this process's pid namespace (/proc/self/ns/pid), 0 if unknown. Pids are
-// only meaningful within one namespace.
-std::uint32_t current_pid_namespace() noexcept;
-
 // pidfd_open(pid, 0); -1 with errno set when it fails (ENOSYS before Linux 5.3).
 int open_pidfd(pid_t pid) noexcept;
-
-// A file, as the kernel names it: what /proc/<pid>/maps shows for a mapping of it.
-struct FileId {
-  dev_t dev = 0;
-  ino_t ino = 0;
-};
-
-// Does process `pid` have `file` mapped? Its threads share one address space, but once its
-// main thread has exited /proc/<pid>/maps reads empty, so the other threads' are read.
-// kUnknown (errno in `error`) when its maps could not be read: EACCES for a process that
-// is not dumpable (PR_SET_DUMPABLE 0, or one that changed credentials) and a server
-// without CAP_SYS_PTRACE, EMFILE, ENOMEM, ...
-enum class Mapping : std::uint8_t { kMapped, kNotMapped, kUnknown };
-Mapping process_maps_file(pid_t pid, const FileId& file, int& error) noexcept;
-
-// ---- The calling process's own identity ----------------------------------------------
-//
-// Learned once and again in the child after fork() (pthread_atfork), so the hot path never
-// makes a system call to learn it.
-struct SelfIdentity {
-  // Written at first use (racing first users store the same values) and in the
-  // single-threaded child after fork: identity and cache_key first, then pid with release
-  // order. A reader of identity acquire-loads pid first, so it never sees pid without the
-  // identity that goes with it. pid stays 0 while the identity could not be learned (no
-  // descriptor left, say): every use tries again, and a client refuses to claim a slot.
-  std::atomic<pid_t> pid;
-  std::atomic<std::uint64_t> identity;
-  // Both in one word, so the scope cache checks who it is with one compare: the low 41
-  // bits of identity, its kind, and pid (pids stay below 2^22, PID_MAX_LIMIT). 0 if the
-  // identity is not known: the cache then never hits, and every call takes the slow path.
-  std::atomic<std::uint64_t> cache_key;
-};
-inline constexpr unsigned kCacheKeyPidBits = 22;
-inline constinit SelfIdentity g_self_identity{};  // zero until first use
-pid_t learn_self_identity() noexcept;            // fills it when it can; returns getpid()
-
-inline pid_t current_pid() noexcept {
-  // Relaxed: the pid alone is needed here, and it is written once per process.
-  const pid_t pid = g_self_identity.pid.load(std::memory_order_relaxed);
-  return pid != 0 ? pid : learn_self_identity();
-}
-// Relaxed: read by the thread whose per-thread cache it keys; the child's refresh after
-// fork runs on the very thread that goes on. 0 means "not known": never cache on it.
-inline std::uint64_t current_cache_key() noexcept { return g_self_identity.cache_key.load(std::memory_order_relaxed); }
-// 0 when it could not be learned.
-inline std::uint64_t current_identity() noexcept {
-  if (g_self_identity.pid.load(std::memory_order_acquire) == 0) learn_self_identity();
-  return g_self_identity.identity.load(std::memory_order_relaxed);
-}
 
 }  // namespace shmtimer

@@ -1,5 +1,7 @@
 #include "process_maps.hpp"
 
+#include <dirent.h>
+#include <fcntl.h>
 #include <sys/ioctl.h>
 #include <sys/sysmacros.h>
 #include <unistd.h>
@@ -7,10 +9,12 @@
 #include <cerrno>
 #include <cstdint>
 #include <cstdio>
+#include <new>
 #include <string>
 #include <string_view>
 
-namespace shmtimer::detail {
+namespace shmtimer {
+namespace detail {
 
 namespace {
 
@@ -123,10 +127,51 @@ Mapping search_maps_text_for(int maps_fd, const FileId& file, int& error) {
   return found ? Mapping::kMapped : Mapping::kNotMapped;
 }
 
-Mapping maps_list(int maps_fd, const FileId& file, int& error, std::uint64_t* near) {
+Mapping search_open_maps(int maps_fd, const FileId& file, int& error, std::uint64_t* near) {
   const auto listed = query_maps_for(maps_fd, file, near);
   if (listed != MapsAnswer::kUnsupported) return listed == MapsAnswer::kListed ? Mapping::kMapped : Mapping::kNotMapped;
   return search_maps_text_for(maps_fd, file, error);
 }
 
-}  // namespace shmtimer::detail
+}  // namespace detail
+
+namespace {
+
+// Does the maps file at `path` (a process's or one of its threads') list `file`?
+Mapping search_maps_at(const std::string& path, const FileId& file, int& error) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    error = errno;
+    // Gone (the liveness check after it says so) or, for a thread, exited: not here.
+    return error == ENOENT || error == ESRCH ? Mapping::kNotMapped : Mapping::kUnknown;
+  }
+  const Mapping mapping = detail::search_open_maps(fd, file, error);
+  ::close(fd);
+  return mapping;
+}
+
+}  // namespace
+
+Mapping process_has_mapped(pid_t pid, const FileId& file, int& error) noexcept {
+  error = 0;
+  try {
+    const std::string dir = "/proc/" + std::to_string(pid);
+    Mapping answer = search_maps_at(dir + "/maps", file, error);
+    if (answer != Mapping::kNotMapped) return answer;
+    DIR* tasks = ::opendir((dir + "/task").c_str());
+    if (tasks == nullptr) {
+      error = errno;
+      return error == ENOENT || error == ESRCH ? Mapping::kNotMapped : Mapping::kUnknown;
+    }
+    errno = 0;
+    while (const dirent* entry = answer == Mapping::kNotMapped ? ::readdir(tasks) : nullptr)
+      if (entry->d_name[0] != '.') answer = search_maps_at(dir + "/task/" + entry->d_name + "/maps", file, error);
+    ::closedir(tasks);
+    return answer;
+  } catch (const std::bad_alloc&) {
+    error = ENOMEM;
+    return Mapping::kUnknown;
+  }
+}
+
+}  // namespace shmtimer

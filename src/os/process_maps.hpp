@@ -3,11 +3,27 @@
 // every signal, so its cost is part of how late a hung worker is killed.
 #pragma once
 
+#include <sys/types.h>
+
 #include <cstdint>
 
-#include "shmtimer/process_identity.hpp"
+namespace shmtimer {
 
-namespace shmtimer::detail {
+// A file, as the kernel names it: what /proc/<pid>/maps shows for a mapping of it.
+struct FileId {
+  dev_t dev = 0;
+  ino_t ino = 0;
+};
+
+// Does process `pid` have `file` mapped? Its threads share one address space, but once its
+// main thread has exited /proc/<pid>/maps reads empty, so the other threads' are read.
+// kUnknown (errno in `error`) when its maps could not be read: EACCES for a process that
+// is not dumpable (PR_SET_DUMPABLE 0, or one that changed credentials) and a server
+// without CAP_SYS_PTRACE, EMFILE, ENOMEM, ...
+enum class Mapping : std::uint8_t { kMapped, kNotMapped, kUnknown };
+Mapping process_has_mapped(pid_t pid, const FileId& file, int& error) noexcept;
+
+namespace detail {
 
 enum class MapsAnswer { kListed, kNotListed, kUnsupported };
 
@@ -26,6 +42,7 @@ Mapping search_maps_text_for(int maps_fd, const FileId& file, int& error);
 // The query where the kernel has it, else the text. An open maps file keeps answering for
 // the address space it was opened on: for a process that has since called exec() it
 // answers "not mapped", as that address space is gone.
-Mapping maps_list(int maps_fd, const FileId& file, int& error, std::uint64_t* near = nullptr);
+Mapping search_open_maps(int maps_fd, const FileId& file, int& error, std::uint64_t* near = nullptr);
 
-}  // namespace shmtimer::detail
+}  // namespace detail
+}  // namespace shmtimer

@@ -128,7 +128,7 @@ void bind_hosted_server(py::module_& m) {
           },
           py::arg("requests"), "(worker_pid, scope_id, expiration_time, signal) each, as FIFO lines.")
       .def(
-          "clear", [](HostedServer& s, const std::set<pid_t>& pids) { return s.fifo().clear_timers(pids); },
+          "clear", [](HostedServer& s, const std::set<pid_t>& pids) { return s.fifo().disarm_timers_of(pids); },
           py::arg("pids"), py::call_guard<py::gil_scoped_release>())
       .def_property_readonly("request_count", [](HostedServer& s) { return s.fifo().request_count(); })
       .def_property_readonly("fifo_lost", [](HostedServer& s) { return s.fifo().lost(); })

@@ -15,7 +15,7 @@
 #include <utility>
 
 #include "shmtimer/printable.hpp"
-#include "shmtimer/process_identity.hpp"
+#include "process_liveness.hpp"
 
 namespace shmtimer::detail {
 

@@ -13,7 +13,7 @@
 #include <memory>
 #include <optional>
 
-#include "shmtimer/timer_server.hpp"
+#include "shmtimer/timer_event.hpp"
 
 namespace shmtimer::detail {
 

@@ -1,4 +1,5 @@
 #include "reaper.hpp"
+#include "process_liveness.hpp"
 
 #include <spdlog/spdlog.h>
 #include <sys/stat.h>
@@ -33,7 +34,7 @@ void log_expired_debug(pid_t pid, const std::vector<SlotSnapshot>& timers, std::
   nlohmann::json info = nlohmann::json::array();
   for (const auto& t : timers)
     info.push_back({{"scope_id", printable(t.scope)},
-                    {"expiration_time", detail::event_of(t).expiration_time()},
+                    {"expiration_time", event_of(t).expiration_time()},
                     {"overdue_ms", static_cast<double>(now_ns - t.deadline_ns) / 1e6},
                     {"signal", t.signal},
                     {"slot", t.index}});
@@ -72,16 +73,13 @@ Reaper::Reaper(const Table& table, const ServerOptions& options, ProcessControl&
 
 void Reaper::emit(std::string_view name, const SlotSnapshot& timer, std::uint64_t at_ns,
                   const ProcessLabels* labels) const {
-  if (!options_.log_event) return;
-  try {
-    TimerEvent event = detail::event_of(timer, at_ns);
+  // A callback that throws must not leave a reap half done (a kill sent, its timer still
+  // armed, so signalled again next round): emit_event catches.
+  emit_event(options_.log_event, name, [&] {
+    TimerEvent event = event_of(timer, at_ns);
     if (labels != nullptr) event.labels = *labels;
-    options_.log_event(name, &event);
-  } catch (const std::exception& e) {
-    // A callback that throws must not leave a reap half done (a kill sent, its timer still
-    // armed, so signalled again next round).
-    spdlog::error("event callback failed for '{}': {}", name, printable(e.what()));
-  }
+    return event;
+  });
 }
 
 void Reaper::rebuild_occupancy() {
@@ -109,7 +107,7 @@ void Reaper::scan(std::uint64_t now_ns, std::map<ProcessKey, std::vector<SlotSna
     if (sweeping) note_if_owner_gone(slot, index, control);
     if (state != SlotState::kReady) return;  // Claiming: the sweep handles dead claimants
     // seq_cst, not just acquire: the early wake-up's Dekker pair with the client's arm
-    // (src/server_wakeup.hpp). A plain load on x86-64 all the same.
+    // (src/table/server_wakeup.hpp). A plain load on x86-64 all the same.
     const std::uint64_t armed = slot.armed.load(std::memory_order_seq_cst);
     if (armed == layout::kDisarmed) return;
     // Relaxed: identity only groups the timer with its process here; cleanup acts on
@@ -327,13 +325,8 @@ std::uint64_t Reaper::disarm_seen(const ProcessKey& process) {
   SlotSnapshot snap;
   for (const SeenTimer& seen : seen_) {
     if (seen.process != process) continue;
-    std::uint64_t expected = seen.armed;
-    // acq_rel: ordered after this round's reads of the slot, and visible to the owner's
-    // next exchange. The word's check names its claim, so it cannot match a later owner.
     const bool have_event = detail::read_slot(table_, seen.index, snap) == detail::ReadResult::kReady;
-    if (!table_.slot(seen.index).armed.compare_exchange_strong(expected, layout::kDisarmed,
-                                                               std::memory_order_acq_rel, std::memory_order_relaxed))
-      continue;
+    if (!detail::disarm_if_unchanged(table_, seen.index, seen.armed)) continue;
     ++cleared;
     if (have_event) {
       snap.armed = seen.armed;

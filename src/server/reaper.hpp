@@ -12,8 +12,12 @@
 #include <vector>
 
 #include "shmtimer/server_stats.hpp"
+#include "process_maps.hpp"
+#include "process_liveness.hpp"
 #include "shmtimer/timer_server.hpp"
+#include "process_control.hpp"
 #include "process_labels.hpp"
+#include "server_events.hpp"
 #include "slot_ops.hpp"
 
 namespace shmtimer {

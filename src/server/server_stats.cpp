@@ -34,13 +34,4 @@ const char* refusal_label(Refusal refusal) {
   return "unknown";
 }
 
-const char* refusal_label(FifoRefusal refusal) {
-  switch (refusal) {
-    case FifoRefusal::kNotAWorker: return "not_a_worker";
-    case FifoRefusal::kNoProcess: return "no_process";
-    case FifoRefusal::kOtherUser: return "other_user";
-  }
-  return "unknown";
-}
-
 }  // namespace shmtimer

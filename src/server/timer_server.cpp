@@ -12,13 +12,15 @@
 #include <csignal>
 #include <limits>
 
+#include "process_control.hpp"
 #include "reaper.hpp"
 #include "server_wakeup.hpp"
 #include "source_watcher.hpp"
 #include "shmtimer/clock.hpp"
 #include "shmtimer/error.hpp"
 #include "shmtimer/printable.hpp"
-#include "shmtimer/process_identity.hpp"
+#include "process_liveness.hpp"
+#include "self_identity.hpp"
 #include "shmtimer/table_fault_guard.hpp"
 
 namespace shmtimer {
@@ -88,8 +90,6 @@ int take_server_lock(const Table& table) {
 }
 
 }  // namespace
-
-double TimerEvent::expiration_time() const { return epoch_seconds_from_deadline(from_table_ns(deadline_ns)); }
 
 TimerServer::TimerServer(std::shared_ptr<Table> table, ServerOptions options)
     : table_(std::move(table)), options_(std::move(options)) {

@@ -52,7 +52,7 @@ std::uint64_t ServerWakeup::publish_marker(std::uint64_t now_ns, std::uint64_t m
     promised_ns_ = now_ns + max_interval_ns;
     marker_live_ = true;
     // seq_cst store: the server's half of the Dekker pair. The scan's loads of the armed
-    // words that follow are seq_cst too (src/reaper.cpp), so this store and they are
+    // words that follow are seq_cst too (src/server/reaper.cpp), so this store and they are
     // ordered in the single seq_cst order: an arm whose client read an older value comes
     // before this store there, hence before the scan's load, which therefore sees it.
     // (No fence: seq_cst loads are plain loads on x86-64, and ThreadSanitizer models them

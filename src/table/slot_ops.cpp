@@ -196,8 +196,12 @@ void count_liveness_unknown(const Table& table, int error) {
       1, std::memory_order_relaxed);
 }
 
-TimerEvent event_of(const SlotSnapshot& s, std::uint64_t at_ns) {
-  return {s.pid, s.scope, s.deadline_ns, s.signal, s.index, s.origin, s.identity, at_ns, {}};
+bool disarm_if_unchanged(const Table& table, std::uint64_t index, std::uint64_t seen) noexcept {
+  if (seen == layout::kDisarmed) return false;
+  // acq_rel: ordered after the caller's reads of the slot, and visible to the owner's next
+  // exchange.
+  return table.slot(index).armed.compare_exchange_strong(seen, layout::kDisarmed, std::memory_order_acq_rel,
+                                                         std::memory_order_relaxed);
 }
 
 ReadResult read_slot(const Table& table, std::uint64_t index, SlotSnapshot& out, int attempts) {

@@ -20,13 +20,12 @@
 #include <string>
 #include <string_view>
 
-#include "shmtimer/slot_ownership.hpp"
 #include "shmtimer/table.hpp"
-#include "shmtimer/timer_server.hpp"
 
 namespace shmtimer::detail {
 
 using layout::Control;
+using layout::Ownership;
 using layout::Slot;
 using layout::SlotState;
 
@@ -137,6 +136,12 @@ std::uint64_t try_claim(const Table& table, std::uint64_t index, std::uint64_t d
 // Frees the slot if its control word is still `expected` (Ready or Claiming); folds its
 // statistics into the header. Returns false when the slot changed meanwhile.
 bool free_slot(const Table& table, std::uint64_t index, std::uint64_t expected) noexcept;
+
+// Disarms slot `index` on another's behalf (the reaper's cleanup, the shim's disarm_timers_of)
+// only if its armed word is still exactly `seen`, a word read from it: a timer its owner
+// armed again since stands, and the word's check names its claim, so a later owner's word
+// never matches. False when the word changed, or `seen` is already disarmed.
+bool disarm_if_unchanged(const Table& table, std::uint64_t index, std::uint64_t seen) noexcept;
 
 // Gives back a slot its owner holds idle: frees it if its control word is still `ready`
 // (the caller's own Ready word) and no timer is armed in it. An arm racing this is never
@@ -256,9 +261,6 @@ ReadResult read_slot(const Table& table, std::uint64_t index, SlotSnapshot& out,
 // Counts, in the table header, a look at a process that could not tell (errno `error`).
 void count_liveness_unknown(const Table& table, int error);
 layout::LivenessUnknown liveness_unknown_reason(int error);
-
-// The snapshot as the public event type (at_ns: when it happened, or 0).
-TimerEvent event_of(const SlotSnapshot& s, std::uint64_t at_ns = 0);
 
 // The control word to free slot `index` from when its owner's process is gone; nullopt
 // when it runs, when that could not be told, or when the slot is Free or changing.

@@ -15,6 +15,7 @@
 
 #include "shmtimer/error.hpp"
 #include "shmtimer/table_fault_guard.hpp"
+#include "table_mappings.hpp"
 
 namespace shmtimer {
 

@@ -1,5 +1,7 @@
 #include "shmtimer/table_fault_guard.hpp"
 
+#include "table_mappings.hpp"
+
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>

@@ -12,42 +12,21 @@
 
 #include "shmtimer/clock.hpp"
 #include "shmtimer/error.hpp"
-#include "shmtimer/process_identity.hpp"
+#include "process_liveness.hpp"
+#include "process_maps.hpp"
 #include "slot_ops.hpp"
 
 namespace shmtimer {
+namespace {
 
-std::filesystem::path private_directory() { return "/dev/shm/shmtimer-" + std::to_string(::geteuid()); }
-
-std::filesystem::path default_table_path() {
-  if (const char* env = std::getenv("SHMTIMER_TABLE"); env != nullptr && *env != '\0') return env;
-  return private_directory() / "table";
+// Only a process known to be gone is reclaimable: one that could not be looked at is not.
+void set_liveness(TimerRow& row, const Probe& probe) {
+  row.pid_alive = probe.running();
+  row.pid_known = !probe.unknown();
+  row.pid_error = probe.unknown() ? probe.error : 0;
 }
 
-void prepare_private_directory(const std::filesystem::path& table_path) {
-  const std::filesystem::path dir = private_directory();
-  if (table_path.parent_path() != dir) return;
-  if (::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) throw_errno("cannot create " + dir.string());
-  const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-  if (fd < 0 && (errno == ELOOP || errno == ENOTDIR))
-    throw Error(ErrorCode::kUnsafeFile, dir.string() + " is not a directory (a symlink or a file is there); "
-                                            "remove it, or set SHMTIMER_TABLE to another path");
-  if (fd < 0) throw_errno("cannot open " + dir.string());
-  struct stat st {};
-  const bool ok = ::fstat(fd, &st) == 0 && st.st_uid == ::geteuid() && (st.st_mode & 0077) == 0;
-  ::close(fd);
-  if (!ok)
-    throw Error(ErrorCode::kUnsafeFile,
-                dir.string() + " belongs to uid " + std::to_string(st.st_uid) + " with mode " +
-                    [&] {
-                      char mode[8];
-                      std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(st.st_mode & 07777));
-                      return std::string(mode);
-                    }() +
-                    ", but must be this user's (uid " + std::to_string(::geteuid()) +
-                    ") alone: anyone else who can write it could replace the table. Have its owner or root remove "
-                    "it, or set SHMTIMER_TABLE to another path");
-}
+}  // namespace
 
 const char* to_string(RowState state) {
   switch (state) {
@@ -93,7 +72,7 @@ bool TableReader::verify_server(pid_t pid, std::uint64_t identity) const {
   int error = 0;
   return pid > 0 && ::fstat(table_->fd(), &table_st) == 0 && ::stat(proc.c_str(), &proc_st) == 0 &&
          proc_st.st_uid == table_st.st_uid &&
-         process_maps_file(pid, {table_st.st_dev, table_st.st_ino}, error) == Mapping::kMapped &&
+         process_has_mapped(pid, {table_st.st_dev, table_st.st_ino}, error) == Mapping::kMapped &&
          probe_process(pid, identity).running();  // last: the reads above were of this very process
 }
 
@@ -112,6 +91,7 @@ HeaderInfo TableReader::header() const {
   info.server_alive = verify_server(info.server_pid, h.server_identity.load(std::memory_order_relaxed));
   info.server_starts = h.server_starts.load(std::memory_order_relaxed);
   info.server_takeovers = h.server_takeovers.load(std::memory_order_relaxed);
+  info.server_max_interval_ms = h.server_max_interval_ms.load(std::memory_order_relaxed);
   info.heartbeat_count = h.heartbeat_count.load(std::memory_order_relaxed);
   const std::uint64_t beat = h.heartbeat_mono_ns.load(std::memory_order_relaxed);
   if (beat != 0) info.heartbeat_age_ns = static_cast<std::int64_t>(monotonic_now_ns() - beat);
@@ -154,7 +134,7 @@ std::vector<TimerRow> TableReader::collect(bool all, bool scan_every_slot) const
       row.state = snap.deadline_ns == layout::kDisarmed ? RowState::kIdle : RowState::kArmed;
       row.pid = snap.pid;
       row.identity = snap.identity;
-      row.set_liveness(probe_process(snap.pid, snap.identity));
+      set_liveness(row, probe_process(snap.pid, snap.identity));
       row.scope = snap.scope;
       row.deadline_ns = snap.deadline_ns;
       if (row.state == RowState::kArmed) row.remaining_ns = static_cast<std::int64_t>(snap.deadline_ns - now);
@@ -167,7 +147,7 @@ std::vector<TimerRow> TableReader::collect(bool all, bool scan_every_slot) const
       if (c.state == layout::SlotState::kReady) return;  // unstable: skip rather than show a torn row
       row.state = c.state == layout::SlotState::kClaiming ? RowState::kClaiming : RowState::kFree;
       row.pid = c.pid;
-      if (row.state == RowState::kClaiming) row.set_liveness(probe_process(c.pid, std::nullopt));
+      if (row.state == RowState::kClaiming) set_liveness(row, probe_process(c.pid, std::nullopt));
     }
     if (row.state == RowState::kArmed || all) rows.push_back(std::move(row));
   };

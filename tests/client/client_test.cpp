@@ -2,7 +2,7 @@
 #include <gtest/gtest.h>
 
 #include "shmtimer/error.hpp"
-#include "shmtimer/process_identity.hpp"
+#include "self_identity.hpp"
 #include "shmtimer/shm_timer_client.hpp"
 #include "shmtimer/table_reader.hpp"
 #include "shmtimer/timer_server.hpp"

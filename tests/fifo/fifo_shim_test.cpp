@@ -382,7 +382,7 @@ TEST(FifoShim, RegisteredRequestsAreTakenAsTheirFifoLinesWouldBe) {
 // FileTimerServer.clear_timers: every armed timer of the named processes is disarmed,
 // from the FIFO or the table; FIFO slots are given back, a table client keeps its slot;
 // other processes' timers stand.
-TEST(FifoShim, ClearTimersDisarmsEveryTimerOfTheNamedProcessesOnly) {
+TEST(FifoShim, DisarmTimersOfDisarmsEveryTimerOfTheNamedProcessesOnly) {
   FifoFixture f;
   Ready armed;
   auto table_worker = [&](const char* scope) {
@@ -398,15 +398,34 @@ TEST(FifoShim, ClearTimersDisarmsEveryTimerOfTheNamedProcessesOnly) {
   const pid_t bystander = table_worker("bystander");
   armed.wait();
   f.shim->register_requests({{cleared, "fifo-timer", epoch_now() + 3600, SIGKILL}});
-  EXPECT_EQ(f.shim->clear_timers({cleared}), 2u);
+  EXPECT_EQ(f.shim->disarm_timers_of({cleared}), 2u);
   std::set<std::pair<std::string, bool>> left;
   for (const auto& row : f.rows()) left.emplace(row.scope, row.state == RowState::kArmed);
   EXPECT_EQ(left, (std::set<std::pair<std::string, bool>>{{"table-timer", false}, {"bystander", true}}));
-  EXPECT_EQ(f.shim->clear_timers({cleared}), 0u);  // nothing armed is left
+  EXPECT_EQ(f.shim->disarm_timers_of({cleared}), 0u);  // nothing armed is left
   for (const pid_t pid : {cleared, bystander}) {
     ::kill(pid, SIGKILL);
     testing::wait_child(pid);
   }
+}
+
+// A log_event that throws is logged, never propagated: the requests it reports stand applied.
+TEST(FifoShim, AnEventCallbackThatThrowsUndoesNoRequest) {
+  TempTable t;
+  TempPath fifo_path{"shmtimer-fifo"};
+  int calls = 0;
+  auto shim = std::make_shared<FifoShim>(t.table, fifo_path.path(), [&](std::string_view, const TimerEvent*) {
+    ++calls;
+    throw std::runtime_error("the log is full");
+  });
+  const pid_t child = testing::fork_child([] { std::this_thread::sleep_for(30s); });
+  shim->register_requests({{child, "armed", epoch_now() + 3600, SIGKILL}});
+  EXPECT_EQ(TableReader(t.table).rows().size(), 1u) << "the set timer was undone";
+  EXPECT_EQ(shim->disarm_timers_of({child}), 1u);
+  EXPECT_TRUE(TableReader(t.table).rows().empty()) << "the cleared timer is still armed";
+  EXPECT_EQ(calls, 2);  // "set timer", "clear timer"
+  ::kill(child, SIGKILL);
+  testing::wait_child(child);
 }
 
 // A server hosted in Python sleeps until its next known deadline; a timer registered
@@ -430,7 +449,7 @@ TEST(FifoShim, ARegisteredRequestWakesASleepingServer) {
   server.stop();
 }
 
-// register_requests and clear_timers come from the host's thread while the watchdog
+// register_requests and disarm_timers_of come from the host's thread while the watchdog
 // drains the FIFO on its own: the shim serializes them (ThreadSanitizer checks the rest).
 TEST(FifoShim, RequestsRegisteredWhileTheServerDrainsAreAllApplied) {
   FifoFixture f;
@@ -451,7 +470,7 @@ TEST(FifoShim, RequestsRegisteredWhileTheServerDrainsAreAllApplied) {
   for (int i = 0; i < kEach / 2; ++i) {
     f.shim->register_requests({{writer.pid(), "hosted", later, SIGKILL}});
     f.shim->register_requests({{writer.pid(), "hosted", -1, 0}});
-    if (i % 100 == 0) f.shim->clear_timers({writer.pid()});
+    if (i % 100 == 0) f.shim->disarm_timers_of({writer.pid()});
   }
   const auto until = std::chrono::steady_clock::now() + 60s;
   while (f.shim->request_count() < 2 * kEach && std::chrono::steady_clock::now() < until)
@@ -566,7 +585,7 @@ namespace shmtimer {
 namespace {
 
 // The shim learns a sender's start time and verdict from /proc once, and forgets them
-// when the sender exits (src/fifo_senders.hpp).
+// when the sender exits (src/fifo/fifo_senders.hpp).
 TEST(FifoSenders, AKnownSenderIsJudgedFromMemoryUntilItExits) {
   detail::FifoSenders senders(/*any_uid=*/false);
   const pid_t child = testing::fork_child([] { std::this_thread::sleep_for(30s); });

@@ -40,6 +40,7 @@
 #include <nlohmann/json.hpp>
 
 #include "format.hpp"
+#include "json_format.hpp"
 #include "snapshot.hpp"
 #endif
 

@@ -15,11 +15,14 @@
 #include <vector>
 
 #include "server_support.hpp"
+#include "process_maps.hpp"
+#include "process_liveness.hpp"
+#include "self_identity.hpp"
 #include "shmtimer/error.hpp"
 #include "shmtimer/fifo_protocol.hpp"
 #include "shmtimer/fifo_shim.hpp"
 #include "shmtimer/process_access_check.hpp"
-#include "shmtimer/process_control.hpp"
+#include "process_control.hpp"
 
 namespace shmtimer {
 namespace {
@@ -111,8 +114,8 @@ TEST(Liveness, OutOfDescriptorsEveryLookAtAProcessIsUnknownNeverGone) {
     ProcessStat stat;
     check(read_process_stat(parent, stat).unknown(), "read_process_stat did not answer unknown");
     int error = 0;
-    check(process_maps_file(parent, {1, 1}, error) == Mapping::kUnknown && error == EMFILE,
-          "process_maps_file did not answer unknown (EMFILE)");
+    check(process_has_mapped(parent, {1, 1}, error) == Mapping::kUnknown && error == EMFILE,
+          "process_has_mapped did not answer unknown (EMFILE)");
   });
   EXPECT_EQ(report.wait(child), "");
 }

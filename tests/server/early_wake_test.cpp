@@ -1,4 +1,4 @@
-// The early wake-up (src/server_wakeup.hpp): a timer whose deadline comes before the
+// The early wake-up (src/table/server_wakeup.hpp): a timer whose deadline comes before the
 // server's planned look wakes the server; one that does not, costs no system call.
 // Servers here sleep an hour between looks unless woken, so a wake-up that does not
 // happen shows up as a timer never served, not as a few milliseconds of lateness.
@@ -12,7 +12,7 @@
 #include "server_wakeup.hpp"
 #include "shmtimer/fifo_protocol.hpp"
 #include "shmtimer/fifo_shim.hpp"
-#include "shmtimer/process_identity.hpp"
+#include "self_identity.hpp"
 #include "shmtimer/shm_timer_client.hpp"
 #include "shmtimer/timer_server.hpp"
 

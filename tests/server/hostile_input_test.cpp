@@ -8,7 +8,8 @@
 #include <random>
 #include <set>
 
-#include "shmtimer/process_identity.hpp"
+#include "process_control.hpp"
+#include "process_liveness.hpp"
 #include "shmtimer/shm_timer_client.hpp"
 #include "shmtimer/table_reader.hpp"
 #include "shmtimer/timer_server.hpp"

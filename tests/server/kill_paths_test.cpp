@@ -15,10 +15,12 @@
 #include <iostream>
 #include <sstream>
 
+#include "process_control.hpp"
 #include "server_support.hpp"
 #include "shmtimer/error.hpp"
 #include "shmtimer/printable.hpp"
-#include "shmtimer/process_identity.hpp"
+#include "process_liveness.hpp"
+#include "self_identity.hpp"
 #include "process_maps.hpp"
 
 namespace shmtimer {
@@ -258,7 +260,7 @@ TEST(StaleWriters, AnArmWrittenUnderAnotherIdentityNeverVerifies) {
   // A writer that believes it owns an earlier claim of this slot (older generation) or is
   // another process: its word lands (the test bypasses the ownership check) but never verifies.
   const auto older = layout::Control::pack(layout::SlotState::kReady, layout::Control::unpack(claimed.control).generation - 1, 4242);
-  for (const detail::Ownership stale : {detail::Ownership{older, 77}, detail::Ownership{claimed.control, 78}}) {
+  for (const layout::Ownership stale : {layout::Ownership{older, 77}, layout::Ownership{claimed.control, 78}}) {
     slot.armed.store(layout::ArmWord::make(1000, stale.control, stale.identity));
     detail::SlotSnapshot snap;
     ASSERT_EQ(detail::read_slot(*t.table, claimed.index, snap), detail::ReadResult::kReady);

@@ -9,11 +9,13 @@
 #include <fstream>
 #include <functional>
 
+#include "process_control.hpp"
 #include "server_support.hpp"
 #include "shmtimer/error.hpp"
 #include "shmtimer/fifo_protocol.hpp"
 #include "shmtimer/fifo_shim.hpp"
-#include "shmtimer/process_identity.hpp"
+#include "process_liveness.hpp"
+#include "self_identity.hpp"
 
 namespace shmtimer {
 namespace {

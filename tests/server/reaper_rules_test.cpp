@@ -3,6 +3,7 @@
 // kernel for each kind of timer, and what is freed when the target turns out gone.
 #include <gtest/gtest.h>
 
+#include "process_control.hpp"
 #include "server_support.hpp"
 
 namespace shmtimer {

@@ -11,8 +11,11 @@
 #include <thread>
 #include <tuple>
 
+#include "process_control.hpp"
 #include "shmtimer/error.hpp"
-#include "shmtimer/process_identity.hpp"
+#include "process_liveness.hpp"
+#include "process_maps.hpp"
+#include "self_identity.hpp"
 #include "shmtimer/shm_timer_client.hpp"
 #include "shmtimer/table_reader.hpp"
 #include "shmtimer/timer_server.hpp"
@@ -168,6 +171,33 @@ TEST(TimerServer, SendsTheSignalOfTheEarliestExpiredTimerWithPositiveSignal) {
     if (name == "kill worker process") {
       EXPECT_EQ(e.scope, "b-term");
     }
+}
+
+// A log_event that throws is logged, never propagated: the kill it reports stands, and its
+// timer is cleared, so the worker is not signalled again next round.
+TEST(TimerServer, AnEventCallbackThatThrowsNeitherStopsAKillNorLeavesItsTimerArmed) {
+  TempTable t;
+  ServerOptions options;
+  std::atomic<int> calls{0};
+  options.log_event = [&](std::string_view, const TimerEvent*) {
+    ++calls;
+    throw std::runtime_error("the log is full");
+  };
+  TimerServer server(t.table, options);
+  Ready ready;
+  const auto base = SteadyClock::now();
+  const pid_t child = testing::fork_child([&] {
+    ShmTimerClient client(t.table, SIGKILL, kArmWithoutServer);
+    client.acquire("hung", base + 10ms);
+    ready.signal();
+    std::this_thread::sleep_for(20s);
+  });
+  ready.wait();
+  server.run_once_at(to_table_ns(base + 1s));
+  EXPECT_TRUE(testing::killed_by(testing::wait_child(child), SIGKILL));
+  EXPECT_GT(calls.load(), 0);
+  EXPECT_EQ(t.table->header().reaps.load(), 1u);
+  EXPECT_TRUE(TableReader(t.table).rows().empty()) << "the reaped timer is still armed";
 }
 
 TEST(TimerServer, SignalZeroOrNegativeNeverKillsButTheTimersAreCleared) {

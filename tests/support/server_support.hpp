@@ -15,6 +15,8 @@
 #include <tuple>
 #include <vector>
 
+#include "process_control.hpp"
+#include "process_liveness.hpp"
 #include "shmtimer/shm_timer_client.hpp"
 #include "shmtimer/table_reader.hpp"
 #include "shmtimer/timer_server.hpp"

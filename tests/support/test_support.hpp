@@ -17,7 +17,8 @@
 #include <thread>
 
 #include "shmtimer/error.hpp"
-#include "shmtimer/process_identity.hpp"
+#include "process_liveness.hpp"
+#include "process_maps.hpp"
 #include "shmtimer/table.hpp"
 
 namespace shmtimer::testing {
@@ -62,7 +63,7 @@ inline std::uint64_t identity_of(pid_t pid) {
 }
 inline bool maps_file(pid_t pid, const FileId& file) {
   int error = 0;
-  return process_maps_file(pid, file, error) == Mapping::kMapped;
+  return process_has_mapped(pid, file, error) == Mapping::kMapped;
 }
 
 // Now as wall-clock epoch seconds, the FIFO protocol's expiration_time.

@@ -9,7 +9,7 @@
 #include <set>
 #include <thread>
 
-#include "shmtimer/process_identity.hpp"
+#include "self_identity.hpp"
 #include "shmtimer/shm_timer_client.hpp"
 #include "shmtimer/table_reader.hpp"
 #include "shmtimer/timer_server.hpp"
@@ -277,7 +277,7 @@ TEST(Concurrency, AnArmRacingAGiveBackOfItsIdleSlotIsNeverLost) {
   };
   const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(testing::kSanitized ? 3 : 2);
   while (std::chrono::steady_clock::now() < until) {
-    const detail::Ownership owner{control.load(), me.identity};
+    const layout::Ownership owner{control.load(), me.identity};
     auto& slot = t.table->slot(index.load());
     if (detail::arm_slot(slot, owner, monotonic_now_ns() + 3'600'000'000'000ULL, SIGKILL)) {
       arms.fetch_add(1, std::memory_order_relaxed);

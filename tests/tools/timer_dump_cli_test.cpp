@@ -18,7 +18,6 @@
 #include "shmtimer/table_reader.hpp"
 #include "shmtimer/timer_server.hpp"
 #include "slot_ops.hpp"
-#include "shmtimer/process_identity.hpp"
 #include "test_support.hpp"
 
 namespace shmtimer {
@@ -279,6 +278,30 @@ TEST(TimerDumpCli, CheckFailsForALiveServerThatHasNotBeatenForLong) {
   server.run_once_at(monotonic_now_ns() - 120 * 1'000'000'000ULL);  // its last round: two minutes ago
   const auto stale = run_dump(table_arg(t) + " --check", true);
   EXPECT_EQ(stale.exit_code, 3) << stale.out;
+}
+
+// One rule for "a live server holds the table" (layout::heartbeat_stale_after_ns): a server
+// that sleeps at most 100 ms is stale after 4 x 100 ms + 5 s, for --check as for a client.
+TEST(TimerDumpCli, CheckAndAClientAgreeWhenAServersHeartbeatIsStale) {
+  TempTable t;
+  ServerOptions options;
+  options.policy.max_interval = 100ms;
+  TimerServer server(t.table, options);
+  const auto judged_at = [&](std::uint64_t age_ms) {
+    server.run_once_at(monotonic_now_ns() - age_ms * 1'000'000);  // its last round: that long ago
+    bool client_armed = true;
+    try {
+      ShmTimerClient(t.table).acquire("judged", SteadyClock::now() + 10s);  // a new client: no trusted look
+    } catch (const Error& e) {
+      EXPECT_EQ(e.code(), ErrorCode::kNoServer) << e.what();
+      client_armed = false;
+    }
+    const bool check_served = run_dump(table_arg(t) + " --check", true).exit_code == 0;
+    EXPECT_EQ(check_served, client_armed) << "a heartbeat " << age_ms << " ms old";
+    return check_served;
+  };
+  EXPECT_TRUE(judged_at(3'000));   // within 5.4 s
+  EXPECT_FALSE(judged_at(8'000));  // past it, long before the 65 s of a server that did not say
 }
 
 TEST(TimerDumpCli, AWatchedTableTruncatedUnderItIsAClearErrorNotSigbus) {

@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "format.hpp"
+#include "json_format.hpp"
 #include "snapshot.hpp"
 
 namespace timer_dump {

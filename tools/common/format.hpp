@@ -1,12 +1,13 @@
-// timer-dump's three output formats, as pure functions of a Snapshot (so they are unit
-// tested without spawning the binary), and the small conversions they share.
+// timer-dump's text and Prometheus formats, as pure functions of a Snapshot (so they are
+// unit tested without spawning the binary), and the small conversions they share. shmtimerd
+// (its /metrics and log lines) and the demo print tables with them too; the JSON format is
+// timer-dump's alone (tools/timer-dump/json_format.hpp).
 //
-// The JSON field names and the Prometheus metric names are an interface: they are listed
-// in docs/timer-dump.md, and a change to them is a change to that page.
+// The Prometheus metric names are an interface: they are listed in docs/timer-dump.md, and
+// a change to them is a change to that page.
 #pragma once
 
 #include <cstdint>
-#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -16,10 +17,6 @@
 #include "snapshot.hpp"
 
 namespace timer_dump {
-
-// Bumped when a JSON field is renamed, removed or takes a new type (adding a field does
-// not bump it). 2: timers[].pid_alive may be null ("could not tell").
-inline constexpr int kJsonSchema = 2;
 
 // ---- shared conversions (format_util.cpp)
 
@@ -40,12 +37,6 @@ const char* origin_name(shmtimer::layout::Origin origin);  // "table" or "fifo"
 std::string format_text(const Snapshot& snapshot);
 // --check's one line: whether a live server holds the table.
 std::string format_check_line(const Snapshot& snapshot);
-
-// ---- JSON (json_format.cpp)
-
-nlohmann::ordered_json to_json(const Snapshot& snapshot);
-// One document; `pretty` indents it, otherwise it is one line (JSON Lines under --watch).
-std::string format_json(const Snapshot& snapshot, bool pretty);
 
 // ---- Prometheus text exposition format (prometheus_format.cpp)
 

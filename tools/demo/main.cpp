@@ -10,7 +10,7 @@
 
 #include "shmtimer/error.hpp"
 #include "shmtimer/shm_timer_client.hpp"
-#include "format.hpp"  // timer-dump's formatter
+#include "format.hpp"  // tools/common: timer-dump's text format
 #include "shmtimer/table_reader.hpp"
 
 namespace {

@@ -12,7 +12,7 @@
 
 #include <spdlog/logger.h>
 
-#include "shmtimer/timer_server.hpp"
+#include "shmtimer/timer_event.hpp"
 
 namespace shmtimerd {
 

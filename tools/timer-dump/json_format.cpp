@@ -1,6 +1,8 @@
 // The JSON output: one document per snapshot. Field names are documented in
 // docs/timer-dump.md; a value that does not apply is null rather than absent, so every
 // document has the same shape.
+#include "json_format.hpp"
+
 #include "format.hpp"
 
 namespace timer_dump {

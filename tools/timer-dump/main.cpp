@@ -11,6 +11,7 @@
 #include <optional>
 
 #include "format.hpp"
+#include "json_format.hpp"
 #include "shmtimer/error.hpp"
 #include "shmtimer/table_fault_guard.hpp"
 #include "snapshot.hpp"
@@ -77,7 +78,7 @@ void add_options(CLI::App& app, Options& o) {
   app.add_flag("--expired", o.filter.expired_only, "Only timers at or past their deadline (overdue)");
   app.add_flag("--all", o.filter.all, "Also list idle and claiming slots, and count the free ones");
   app.add_flag("--check", o.check,
-               "Health check: print one status line; exit 3 unless a verified live server beat in the last 65 s");
+               "Health check: print one status line; exit 3 unless a verified live server beat recently (4 of its longest sleeps + 5 s)");
   app.footer(kFooter);
 }
 
