@@ -36,7 +36,7 @@ using shmtimer::bench::quantile;
 
 // Claims `count` slots spread evenly over the table, owned by this process, armed an hour
 // ahead (so a round scans them all and reaps none).
-void fill(const shmtimer::Table& table, std::uint64_t count) {
+void fill(shmtimer::Table& table, std::uint64_t count) {
   const std::uint64_t step = std::max<std::uint64_t>(1, table.capacity() / std::max<std::uint64_t>(count, 1));
   const shmtimer::detail::NewKey owner{shmtimer::current_pid(), shmtimer::current_identity(), SIGKILL,
                                        shmtimer::layout::Origin::kTable};

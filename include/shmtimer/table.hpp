@@ -87,9 +87,15 @@ class Table {
   // is read there now is zeros, not the file.
   bool lost_pages() const;
 
-  layout::TableHeader& header() const { return *header_; }
-  layout::Slot& slot(std::uint64_t index) const { return slots_[index]; }
-  std::atomic<std::uint64_t>& bitmap_word(std::uint64_t word) const { return bitmap_[word]; }
+  // The shared words. A const Table reads them (loads are const); writing a slot, the
+  // header or the bitmap takes a Table& (so a mutation is visible in a signature, and the
+  // read-only mapping of a tool, held const, cannot be written by mistake).
+  const layout::TableHeader& header() const { return *header_; }
+  layout::TableHeader& header() { return *header_; }
+  const layout::Slot& slot(std::uint64_t index) const { return slots_[index]; }
+  layout::Slot& slot(std::uint64_t index) { return slots_[index]; }
+  const std::atomic<std::uint64_t>& bitmap_word(std::uint64_t word) const { return bitmap_[word]; }
+  std::atomic<std::uint64_t>& bitmap_word(std::uint64_t word) { return bitmap_[word]; }
 
  private:
   // An open descriptor that Boost.Interprocess maps: every check is made on the very

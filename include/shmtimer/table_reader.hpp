@@ -103,7 +103,7 @@ class TableReader {
   void check_not_truncated() const;
   bool verify_server(pid_t pid, std::uint64_t identity) const;
 
-  std::shared_ptr<Table> table_;
+  std::shared_ptr<const Table> table_;  // const: a reader never writes the table
 };
 
 }  // namespace shmtimer

@@ -35,7 +35,7 @@ class ScopeCache {
     std::uint64_t control;  // the slot's Ready word when remembered
     std::uint64_t len;
     std::uint64_t identity;   // the caller's process identity, which the slot records
-    std::uint64_t owner_mix;  // layout::ArmWord::owner_mix(control, identity): for arm_slot_mixed
+    std::uint64_t owner_mix;  // layout::ArmWord::owner_mix(control, identity): for arm_slot_with_owner_mix
     char bytes[kCachedBytes];  // the scope, zero padded
 
     Ownership ownership() const noexcept { return {control, identity}; }

@@ -40,7 +40,7 @@ void check_signal(int signal) {
                 "signal " + std::to_string(signal) + " is above SIGRTMAX (" + std::to_string(SIGRTMAX) + ")");
 }
 
-[[noreturn]] void throw_full(const Table& table) {
+[[noreturn]] void throw_full(Table& table) {
   table.header().full_failures.fetch_add(1, std::memory_order_relaxed);  // statistics
   throw Error(ErrorCode::kTableFull, "timer table " + table.path().string() + " is full: all " +
                                          std::to_string(table.capacity()) +
@@ -66,7 +66,7 @@ void check_pid_namespace(const Table& table) {
 // fail a live one while the server is down.
 // Only owners the kernel says are gone: one that could not be looked at (this process
 // out of descriptors, say) keeps its slot, and is counted in the header.
-std::uint64_t reclaim_dead_owners(const Table& table) {
+std::uint64_t reclaim_dead_owners(Table& table) {
   const auto running = [&](pid_t pid, std::optional<std::uint64_t> identity) {
     const Probe probe = probe_process(pid, identity);
     if (probe.unknown()) detail::count_liveness_unknown(table, probe.error);
@@ -228,7 +228,7 @@ bool ShmTimerClient::try_arm_cached(std::string_view scope_id, std::uint64_t dea
   if (!detail::ScopeCache::common_length(scope_id)) [[unlikely]]
     return false;
   const auto* hit = detail::ScopeCache::find_common(table_id_, scope_id);
-  if (hit == nullptr || !detail::arm_slot_mixed(slots_[hit->index], hit->control, hit->owner_mix, deadline_ns, signal_))
+  if (hit == nullptr || !detail::arm_slot_with_owner_mix(slots_[hit->index], hit->control, hit->owner_mix, deadline_ns, signal_))
     [[unlikely]]
     return false;
   detail::wake_server_for(*header_, deadline_ns);
@@ -301,7 +301,7 @@ void Timer::arm(Deadline deadline) {
   if (!client_->served_or_not_required()) [[unlikely]]
     client_->check_server();
   const std::uint64_t deadline_ns = to_table_ns(deadline);
-  if (bound_here() && detail::arm_slot_mixed(*slot_, owner_.control, owner_mix_, deadline_ns, signal_)) [[likely]] {
+  if (bound_here() && detail::arm_slot_with_owner_mix(*slot_, owner_.control, owner_mix_, deadline_ns, signal_)) [[likely]] {
     detail::wake_server_for(*header_, deadline_ns);
     return;
   }
@@ -312,7 +312,7 @@ void Timer::rebind_and_arm(std::uint64_t deadline_ns) {
   if (client_->require_server_) client_->check_server();
   for (int attempt = 0; attempt < kArmAttempts; ++attempt) {  // rebind: see kArmAttempts
     bind();
-    if (detail::arm_slot_mixed(*slot_, owner_.control, owner_mix_, deadline_ns, signal_)) {
+    if (detail::arm_slot_with_owner_mix(*slot_, owner_.control, owner_mix_, deadline_ns, signal_)) {
       detail::wake_server_for(*header_, deadline_ns);
       return;
     }

@@ -53,7 +53,7 @@ bool is_power_of_two(std::uint64_t n) { return n != 0 && (n & (n - 1)) == 0; }
 
 }  // namespace
 
-Reaper::Reaper(const Table& table, const ServerOptions& options, ProcessControl& processes, ServerStats& stats)
+Reaper::Reaper(Table& table, const ServerOptions& options, ProcessControl& processes, ServerStats& stats)
     : table_(table),
       options_(options),
       processes_(processes),

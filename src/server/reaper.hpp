@@ -24,7 +24,7 @@ namespace shmtimer {
 
 class Reaper {
  public:
-  Reaper(const Table& table, const ServerOptions& options, ProcessControl& processes, ServerStats& stats);
+  Reaper(Table& table, const ServerOptions& options, ProcessControl& processes, ServerStats& stats);
 
   RoundResult round(std::uint64_t now_ns);
   // Sets the occupancy bit of every non-Free slot: after a server died between clearing
@@ -82,7 +82,7 @@ class Reaper {
   void emit(std::string_view name, const detail::SlotSnapshot& timer, std::uint64_t at_ns = 0,
             const ProcessLabels* labels = nullptr) const;
 
-  const Table& table_;
+  Table& table_;
   const ServerOptions& options_;
   ProcessControl& processes_;
   ServerStats& stats_;

@@ -59,7 +59,7 @@ inline void wake_server_for(layout::TableHeader& header, std::uint64_t deadline_
 // The server's side: publishes its plans and sleeps on the futex word. One per server.
 class ServerWakeup {
  public:
-  explicit ServerWakeup(const Table& table) noexcept : header_(table.header()) {}
+  explicit ServerWakeup(Table& table) noexcept : header_(table.header()) {}
 
   // Step (1), at the start of a round: from here until the round ends, a client may rely
   // on the server looking again by the returned bound (the server must keep W <= it).

@@ -72,7 +72,7 @@ std::uint64_t find_slot(const Table& table, pid_t pid, std::uint64_t identity, l
   return kNoSlot;
 }
 
-void set_occupancy(const Table& table, std::uint64_t index) noexcept {
+void set_occupancy(Table& table, std::uint64_t index) noexcept {
   // seq_cst: one side of the Dekker pair with clear_occupancy_if_free.
   table.bitmap_word(index / 64).fetch_or(std::uint64_t{1} << (index % 64), std::memory_order_seq_cst);
 }
@@ -84,14 +84,14 @@ void set_occupancy(const Table& table, std::uint64_t index) noexcept {
 // fetch_or comes after the server's clear (the bit ends up set). Either way a claimed
 // slot never ends with its bit clear. A server that dies between its two steps is
 // covered by the full sweep a server does when it starts.
-void clear_occupancy_if_free(const Table& table, std::uint64_t index) noexcept {
+void clear_occupancy_if_free(Table& table, std::uint64_t index) noexcept {
   const std::uint64_t bit = std::uint64_t{1} << (index % 64);
   table.bitmap_word(index / 64).fetch_and(~bit, std::memory_order_seq_cst);
   if (state_of(table.slot(index).control.load(std::memory_order_seq_cst)) != SlotState::kFree)
     set_occupancy(table, index);
 }
 
-std::uint64_t try_claim(const Table& table, std::uint64_t index, std::uint64_t distance, const NewKey& owner,
+std::uint64_t try_claim(Table& table, std::uint64_t index, std::uint64_t distance, const NewKey& owner,
                         const ScopeKey& key) noexcept {
   Slot& s = table.slot(index);
   std::uint64_t seen = s.control.load(std::memory_order_relaxed);
@@ -136,7 +136,7 @@ std::uint64_t try_claim(const Table& table, std::uint64_t index, std::uint64_t d
   return ready;
 }
 
-Claimed insert_slot(const Table& table, const NewKey& owner, const ScopeKey& key) noexcept {
+Claimed insert_slot(Table& table, const NewKey& owner, const ScopeKey& key) noexcept {
   const std::uint64_t capacity = table.capacity();
   std::uint64_t index = home_index(key.hash, owner.pid, capacity);
   for (std::uint64_t d = 0; d < capacity; ++d, index = (index + 1 == capacity ? 0 : index + 1))
@@ -144,7 +144,7 @@ Claimed insert_slot(const Table& table, const NewKey& owner, const ScopeKey& key
   return {};
 }
 
-bool give_back_idle(const Table& table, std::uint64_t index, std::uint64_t ready) noexcept {
+bool give_back_idle(Table& table, std::uint64_t index, std::uint64_t ready) noexcept {
   Slot& s = table.slot(index);
   // Relaxed: a hint that saves the CAS on a slot in use; the seq_cst load below decides.
   if (s.armed.load(std::memory_order_relaxed) != layout::kDisarmed) return false;
@@ -163,7 +163,7 @@ bool give_back_idle(const Table& table, std::uint64_t index, std::uint64_t ready
   return free_slot(table, index, marked);
 }
 
-bool free_slot(const Table& table, std::uint64_t index, std::uint64_t expected) noexcept {
+bool free_slot(Table& table, std::uint64_t index, std::uint64_t expected) noexcept {
   Slot& s = table.slot(index);
   const std::uint64_t acquires = s.acquires.load(std::memory_order_relaxed);
   const std::uint64_t releases = s.releases.load(std::memory_order_relaxed);
@@ -190,13 +190,13 @@ layout::LivenessUnknown liveness_unknown_reason(int error) {
   }
 }
 
-void count_liveness_unknown(const Table& table, int error) {
+void count_liveness_unknown(Table& table, int error) {
   // Relaxed: statistics.
   table.header().liveness_unknown[static_cast<std::size_t>(liveness_unknown_reason(error))].fetch_add(
       1, std::memory_order_relaxed);
 }
 
-bool disarm_if_unchanged(const Table& table, std::uint64_t index, std::uint64_t seen) noexcept {
+bool disarm_if_unchanged(Table& table, std::uint64_t index, std::uint64_t seen) noexcept {
   if (seen == layout::kDisarmed) return false;
   // acq_rel: ordered after the caller's reads of the slot, and visible to the owner's next
   // exchange.

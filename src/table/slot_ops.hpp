@@ -125,23 +125,23 @@ struct Claimed {
 // Claims a Free slot for `key` and publishes it Ready and disarmed. Callers must make
 // sure no other thread inserts the same (pid, key) at the same time (the client holds a
 // process-wide mutex; the server is one thread). Not ok() when no slot is free.
-Claimed insert_slot(const Table& table, const NewKey& owner, const ScopeKey& key) noexcept;
+Claimed insert_slot(Table& table, const NewKey& owner, const ScopeKey& key) noexcept;
 
 // Claims slot `index`, `distance` slots from the key's home, if it is Free; publishes the
 // key Ready and disarmed. insert_slot's step; benchmarks use it to fill a table in order.
 // Returns the Ready word, or 0 when the slot was not Free or was freed under the claim.
-std::uint64_t try_claim(const Table& table, std::uint64_t index, std::uint64_t distance, const NewKey& owner,
+std::uint64_t try_claim(Table& table, std::uint64_t index, std::uint64_t distance, const NewKey& owner,
                         const ScopeKey& key) noexcept;
 
 // Frees the slot if its control word is still `expected` (Ready or Claiming); folds its
 // statistics into the header. Returns false when the slot changed meanwhile.
-bool free_slot(const Table& table, std::uint64_t index, std::uint64_t expected) noexcept;
+bool free_slot(Table& table, std::uint64_t index, std::uint64_t expected) noexcept;
 
 // Disarms slot `index` on another's behalf (the reaper's cleanup, the shim's disarm_timers_of)
 // only if its armed word is still exactly `seen`, a word read from it: a timer its owner
 // armed again since stands, and the word's check names its claim, so a later owner's word
 // never matches. False when the word changed, or `seen` is already disarmed.
-bool disarm_if_unchanged(const Table& table, std::uint64_t index, std::uint64_t seen) noexcept;
+bool disarm_if_unchanged(Table& table, std::uint64_t index, std::uint64_t seen) noexcept;
 
 // Gives back a slot its owner holds idle: frees it if its control word is still `ready`
 // (the caller's own Ready word) and no timer is armed in it. An arm racing this is never
@@ -153,14 +153,14 @@ bool disarm_if_unchanged(const Table& table, std::uint64_t index, std::uint64_t 
 // must not be inside arm_slot or disarm_slot on this slot meanwhile (their stores of the
 // signal and statistics, or a disarm's store, could land in the next owner's slot): the
 // client recycles only when its calls come one at a time (recycle_idle_slots).
-bool give_back_idle(const Table& table, std::uint64_t index, std::uint64_t ready) noexcept;
+bool give_back_idle(Table& table, std::uint64_t index, std::uint64_t ready) noexcept;
 
 // Clears the occupancy bit of a slot that was seen Free, then re-sets it if a claimant
 // raced in. Server only (see the Dekker argument in slot_ops.cpp).
-void clear_occupancy_if_free(const Table& table, std::uint64_t index) noexcept;
+void clear_occupancy_if_free(Table& table, std::uint64_t index) noexcept;
 
 // Marks a slot occupied (idempotent).
-void set_occupancy(const Table& table, std::uint64_t index) noexcept;
+void set_occupancy(Table& table, std::uint64_t index) noexcept;
 
 // The owner's hot path. Arming is one atomic exchange of the armed word (deadline and
 // check together), so concurrent arms and disarms of one slot linearize: the slot always
@@ -177,7 +177,7 @@ void set_occupancy(const Table& table, std::uint64_t index) noexcept;
 // forget() with a handle still arming in another thread, which the API forbids.)
 // `owner_mix`: layout::ArmWord::owner_mix(control, the owner's identity), which a
 // writer that arms often keeps (the scope cache does).
-inline bool arm_slot_mixed(Slot& s, std::uint64_t control, std::uint64_t owner_mix, std::uint64_t deadline_ns,
+inline bool arm_slot_with_owner_mix(Slot& s, std::uint64_t control, std::uint64_t owner_mix, std::uint64_t deadline_ns,
                            std::int32_t signal) noexcept {
   // Acquire: pairs with the claimant's Ready publish; the slot line is already in cache.
   if (s.control.load(std::memory_order_acquire) != control) [[unlikely]]
@@ -203,7 +203,7 @@ inline bool arm_slot_mixed(Slot& s, std::uint64_t control, std::uint64_t owner_m
 }
 
 inline bool arm_slot(Slot& s, const Ownership& owner, std::uint64_t deadline_ns, std::int32_t signal) noexcept {
-  return arm_slot_mixed(s, owner.control, layout::ArmWord::owner_mix(owner.control, owner.identity), deadline_ns,
+  return arm_slot_with_owner_mix(s, owner.control, layout::ArmWord::owner_mix(owner.control, owner.identity), deadline_ns,
                         signal);
 }
 
@@ -224,7 +224,7 @@ inline bool disarm_slot(Slot& s, const Ownership& owner) noexcept {
 
 // Arms slot `index` as whoever owns it now: for tests, benchmarks and corpus tools that
 // plant timers of other processes. Clients never use it: they arm as themselves.
-inline bool arm_as_current_owner(const Table& table, std::uint64_t index, std::uint64_t deadline_ns,
+inline bool arm_as_current_owner(Table& table, std::uint64_t index, std::uint64_t deadline_ns,
                                  std::int32_t signal) noexcept {
   Slot& s = table.slot(index);
   const Ownership owner{s.control.load(std::memory_order_acquire), s.identity.load(std::memory_order_relaxed)};
@@ -259,7 +259,7 @@ enum class ReadResult { kReady, kNotReady, kUnstable };
 ReadResult read_slot(const Table& table, std::uint64_t index, SlotSnapshot& out, int attempts = 8);
 
 // Counts, in the table header, a look at a process that could not tell (errno `error`).
-void count_liveness_unknown(const Table& table, int error);
+void count_liveness_unknown(Table& table, int error);
 layout::LivenessUnknown liveness_unknown_reason(int error);
 
 // The control word to free slot `index` from when its owner's process is gone; nullopt

@@ -85,7 +85,7 @@ struct FakeProcesses final : ProcessControl {
 
 // Writes a timer for an arbitrary (pid, identity) straight into the table, as a client
 // of that process would (or, with Origin::kFifo, as the FIFO shim arms for a sender).
-inline std::uint64_t plant(const Table& table, pid_t pid, std::string_view scope, std::uint64_t deadline_ns, int signal,
+inline std::uint64_t plant(Table& table, pid_t pid, std::string_view scope, std::uint64_t deadline_ns, int signal,
                     std::uint64_t identity = 77, layout::Origin origin = layout::Origin::kTable) {
   const detail::ScopeKey key(scope);
   const auto claimed = detail::insert_slot(table, {pid, identity, signal, origin}, key);
