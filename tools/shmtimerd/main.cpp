@@ -19,7 +19,6 @@
 #include "systemd_notify.hpp"
 #include "shmtimer/fifo_shim.hpp"
 #include "shmtimer/process_access_check.hpp"
-#include "process_control.hpp"
 #include "shmtimer/error.hpp"
 #include "shmtimer/table_fault_guard.hpp"
 #include "shmtimer/table_reader.hpp"
