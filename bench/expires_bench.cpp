@@ -13,9 +13,9 @@
 namespace {
 
 using namespace std::chrono_literals;
-using shmtimer::bench::ServedTable;
 using shmtimer::bench::kBatch;
 using shmtimer::bench::scope30;
+using shmtimer::bench::ServedTable;
 
 ServedTable& expires_table() {
   static ServedTable table(1 << 16, "expires");

@@ -135,9 +135,9 @@ void BM_TablePairDuringFifoFlood(benchmark::State& state) {
   state.counters["fifo_requests_per_s"] = static_cast<double>(requests) / (window_ns / 1e9);
   state.counters["server_cpu_percent"] = 100 * server_cpu_s / (window_ns / 1e9);
   state.counters["server_cpu_us_per_request"] = requests ? server_cpu_s * 1e6 / static_cast<double>(requests) : 0;
-  state.SetLabel(load == kFlood          ? "FIFO flood of 100k requests from another process"
-                 : load == kBusyControl  ? "control: another process burns a core, no FIFO traffic"
-                                         : "FIFO idle");
+  state.SetLabel(load == kFlood         ? "FIFO flood of 100k requests from another process"
+                 : load == kBusyControl ? "control: another process burns a core, no FIFO traffic"
+                                        : "FIFO idle");
 }
 BENCHMARK(BM_TablePairDuringFifoFlood)
     ->ArgName("load")

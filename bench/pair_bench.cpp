@@ -14,11 +14,11 @@
 
 namespace {
 
-using shmtimer::bench::ServedTable;
 using shmtimer::bench::FifoServer;
 using shmtimer::bench::kBatch;
 using shmtimer::bench::sample_pairs;
 using shmtimer::bench::scope30;
+using shmtimer::bench::ServedTable;
 using shmtimer::bench::set_latency_counters;
 
 ServedTable& pair_table() {

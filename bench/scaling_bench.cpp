@@ -20,11 +20,11 @@
 namespace {
 
 using namespace std::chrono_literals;
-using shmtimer::bench::ServedTable;
 using shmtimer::bench::elapsed_ns;
 using shmtimer::bench::kBatch;
-using shmtimer::bench::sorted_quantile;
 using shmtimer::bench::scope30;
+using shmtimer::bench::ServedTable;
+using shmtimer::bench::sorted_quantile;
 
 constexpr int kMaxWorkers = 4;
 constexpr std::size_t kMaxSamples = 1 << 20;  // batches recorded per worker (~0.4 s at 25 ns a pair)
@@ -125,7 +125,10 @@ void BM_Scaling(benchmark::State& state) {
   std::sort(samples.begin(), samples.end());
   state.counters["p50_ns"] = sorted_quantile(samples, 0.50);
   state.counters["p99_ns"] = sorted_quantile(samples, 0.99);
-  state.SetLabel(std::to_string(workers) + (processes ? " processes" : workers == 1 ? " thread" : " threads") +
+  state.SetLabel(std::to_string(workers) +
+                 (processes      ? " processes"
+                  : workers == 1 ? " thread"
+                                 : " threads") +
                  (shared_slot ? ", one shared slot" : ", own slots"));
 }
 BENCHMARK(BM_Scaling)

@@ -148,7 +148,8 @@ void BM_ExpiryToSignal(benchmark::State& state) {
   options.log_event = [&](std::string_view name, const shmtimer::TimerEvent* e) {
     if (e == nullptr || (name != "kill worker process" && name != "timer expired")) return;
     std::lock_guard lock(mutex);
-    (name == "timer expired" ? seen_ns : lateness_ns)[e->pid] = e->at_ns > e->deadline_ns ? e->at_ns - e->deadline_ns : 0;
+    (name == "timer expired" ? seen_ns : lateness_ns)[e->pid] =
+        e->at_ns > e->deadline_ns ? e->at_ns - e->deadline_ns : 0;
   };
   shmtimer::TimerServer server(t.table(), options);
   server.start();
@@ -185,7 +186,8 @@ void BM_ExpiryToSignal(benchmark::State& state) {
       std::lock_guard lock(mutex);
       if (const auto it = lateness_ns.find(child); it != lateness_ns.end())
         lateness_us.push_back(static_cast<double>(it->second) / 1e3);
-      if (const auto it = seen_ns.find(child); it != seen_ns.end()) seen_us.push_back(static_cast<double>(it->second) / 1e3);
+      if (const auto it = seen_ns.find(child); it != seen_ns.end())
+        seen_us.push_back(static_cast<double>(it->second) / 1e3);
     }
   }
   server.stop();
@@ -249,8 +251,7 @@ void BM_KillToReap(benchmark::State& state) {
       ::kill(child, SIGKILL);
       int status = 0;
       ::waitpid(child, &status, 0);
-      latencies_us.push_back(
-          std::chrono::duration<double, std::micro>(shmtimer::SteadyClock::now() - killed).count());
+      latencies_us.push_back(std::chrono::duration<double, std::micro>(shmtimer::SteadyClock::now() - killed).count());
     }
   }
   report_percentiles_us(state, latencies_us);
@@ -269,7 +270,7 @@ BENCHMARK(BM_KillToReap)->Iterations(1)->Repetitions(1)->Unit(benchmark::kMillis
 // CPU more often. The server's lateness ends before that (last_signal_ns()).
 void BM_SignalPath(benchmark::State& state) {
   BenchTable t(4096, "signal-path");
-  struct stat st {};
+  struct stat st{};
   if (::fstat(t.table()->fd(), &st) != 0) throw std::runtime_error("fstat");
   const shmtimer::FileId table{st.st_dev, st.st_ino};
   std::vector<double> send_us;

@@ -8,18 +8,18 @@
 namespace shmtimer {
 
 enum class ErrorCode {
-  kIo,                // a system call failed; the message carries errno's text
-  kNotATable,         // the file is not a shmtimer table (too small, wrong magic, not a regular file)
-  kVersionMismatch,   // another major format version
-  kSizeMismatch,      // the file's size does not match its header
-  kUnsafeFile,        // a symlink, world-writable, or owned by another user
-  kTableFull,         // no free slot for a new (pid, scope)
-  kScopeTooLong,      // a scope longer than layout::kMaxScopeBytes
-  kInvalidArgument,   // a bad capacity, signal, pid or deadline
-  kNotConfigured,     // expires() without a client and without configure()
-  kServerRunning,     // another live server holds the table
-  kNoServer,          // no live server: a FIFO with no reader, or a table no server holds
-  kProtocol,          // a malformed FIFO request
+  kIo,               // a system call failed; the message carries errno's text
+  kNotATable,        // the file is not a shmtimer table (too small, wrong magic, not a regular file)
+  kVersionMismatch,  // another major format version
+  kSizeMismatch,     // the file's size does not match its header
+  kUnsafeFile,       // a symlink, world-writable, or owned by another user
+  kTableFull,        // no free slot for a new (pid, scope)
+  kScopeTooLong,     // a scope longer than layout::kMaxScopeBytes
+  kInvalidArgument,  // a bad capacity, signal, pid or deadline
+  kNotConfigured,    // expires() without a client and without configure()
+  kServerRunning,    // another live server holds the table
+  kNoServer,         // no live server: a FIFO with no reader, or a table no server holds
+  kProtocol,         // a malformed FIFO request
 };
 
 const char* to_string(ErrorCode code) noexcept;

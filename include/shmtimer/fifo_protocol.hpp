@@ -44,7 +44,7 @@ std::string python_float_repr(double value);
 
 // What is wrong with a line that is not a request; the server counts them by reason.
 enum class ParseErrorReason {
-  kLineTooLong,     // longer than kMaxLineBytes
+  kLineTooLong,  // longer than kMaxLineBytes
   kNotJson,
   kNotAnObject,
   kMissingField,
@@ -91,9 +91,9 @@ class LineAssembler {
   LineHandler on_line_;
   OverlongHandler on_overlong_;
   std::string partial_;
-  bool discarding_ = false;      // inside an overlong line: drop until its newline
+  bool discarding_ = false;  // inside an overlong line: drop until its newline
   std::size_t discarded_ = 0;
-  std::string tail_;             // of the line being dropped: its last bytes, kept to kMaxLineBytes
+  std::string tail_;  // of the line being dropped: its last bytes, kept to kMaxLineBytes
 };
 
 // A valid request at the end of a line that is not one as a whole, or nullopt. Every

@@ -116,7 +116,7 @@ class FifoShim final : public RequestSource {
   fifo::LineAssembler lines_;
   FifoStats stats_;
   std::unique_ptr<detail::FifoSenders> senders_;  // who sent requests: identity, verdict
-  bool table_full_ = false;  // an insert failed in this drain
+  bool table_full_ = false;                       // an insert failed in this drain
   // Requests whose sender could not be looked at (no descriptor left, say: unknown is not
   // gone, and not refused), in order of receipt, tried again before anything new at each
   // drain. A later request of a pid waiting here waits behind it, so an acquire and its

@@ -19,7 +19,8 @@ enum class FifoRefusal {
   kOtherUser,   // another uid than the server's, without any_uid
 };
 inline constexpr std::size_t kFifoRefusals = 3;
-static_assert(static_cast<std::size_t>(FifoRefusal::kOtherUser) + 1 == kFifoRefusals, "a FifoRefusal without a counter");
+static_assert(static_cast<std::size_t>(FifoRefusal::kOtherUser) + 1 == kFifoRefusals,
+              "a FifoRefusal without a counter");
 const char* refusal_label(FifoRefusal refusal);
 
 struct FifoStats {
@@ -31,7 +32,9 @@ struct FifoStats {
   void count(fifo::ParseErrorReason reason) {
     malformed[static_cast<std::size_t>(reason)].fetch_add(1, std::memory_order_relaxed);
   }
-  void count(FifoRefusal refusal) { refused[static_cast<std::size_t>(refusal)].fetch_add(1, std::memory_order_relaxed); }
+  void count(FifoRefusal refusal) {
+    refused[static_cast<std::size_t>(refusal)].fetch_add(1, std::memory_order_relaxed);
+  }
 };
 
 }  // namespace shmtimer

@@ -1,11 +1,13 @@
-// The start-up self-test of a server: can it do to a worker of its own uid what the kill
-// path does? A sandbox can take that away without an error at start (a system call
-// filter, a hidden /proc, a user namespace from systemd's PrivateUsers=), and then every
-// kill fails or is refused while the server looks healthy. docs/server.md, "Self-test".
+// What a server's process does at start (shmtimerd does all three). The self-test: can it
+// do to a worker of its own uid what the kill path does? A sandbox can take that away
+// without an error at start (a system call filter, a hidden /proc, a user namespace from
+// systemd's PrivateUsers=), and then every kill fails or is refused while the server looks
+// healthy. docs/server.md, "Self-test".
 #pragma once
 
 #include <sys/types.h>
 
+#include <cstdint>
 #include <string>
 
 namespace shmtimer {
@@ -22,5 +24,9 @@ std::string why_workers_cannot_be_watched();
 // dumpable; for the log line of the refusal. Reads /proc/<pid>/status, which is always
 // readable.
 std::string why_maps_are_unreadable(pid_t pid);
+
+// Raises the soft RLIMIT_NOFILE to the hard limit, so the server's own work is never what
+// runs it out of descriptors. Returns the soft limit in force after (0: unknown).
+std::uint64_t raise_open_file_limit() noexcept;
 
 }  // namespace shmtimer

@@ -22,9 +22,8 @@ namespace shmtimer {
 // A latency histogram with fixed buckets, 10 us to 10 s (upper bounds, in seconds).
 class Histogram {
  public:
-  static constexpr std::array<double, 19> kBoundsSeconds{1e-5,  2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3,
-                                                         2.5e-3, 5e-3,  1e-2, 2.5e-2, 5e-2, 0.1, 0.25,
-                                                         0.5,    1,     2.5,  5,    10};
+  static constexpr std::array<double, 19> kBoundsSeconds{
+      1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2, 2.5e-2, 5e-2, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
   // Per bucket, not cumulative; the last is above every bound (+Inf).
   struct Counts {
     std::array<std::uint64_t, kBoundsSeconds.size() + 1> buckets{};
@@ -43,13 +42,13 @@ class Histogram {
 // Why an expired timer's owner was not signalled. Its timer is disarmed (or its slot
 // freed, for kPidReused) and the refusal logged.
 enum class Refusal {
-  kNotAWorker,         // pid <= 1
-  kServerItself,       // the server's own pid, without signal_self_after_reap
-  kSignalOutOfRange,   // above SIGRTMAX
-  kOtherUser,          // another uid than the server's, without any_uid
-  kNotMapped,          // does not have the table mapped, so did not arm the timer
-  kPidReused,          // the pid now belongs to another process
-  kUnverifiable,       // its maps may not be read (not dumpable), and no rule vouches for it
+  kNotAWorker,        // pid <= 1
+  kServerItself,      // the server's own pid, without signal_self_after_reap
+  kSignalOutOfRange,  // above SIGRTMAX
+  kOtherUser,         // another uid than the server's, without any_uid
+  kNotMapped,         // does not have the table mapped, so did not arm the timer
+  kPidReused,         // the pid now belongs to another process
+  kUnverifiable,      // its maps may not be read (not dumpable), and no rule vouches for it
 };
 inline constexpr std::size_t kRefusals = 7;
 static_assert(static_cast<std::size_t>(Refusal::kUnverifiable) + 1 == kRefusals, "a Refusal without a counter");
@@ -57,8 +56,8 @@ const char* refusal_label(Refusal refusal);  // "not_a_worker", ...: the metrics
 
 struct ServerStats {
   std::array<std::atomic<std::uint64_t>, kRefusals> signals_refused{};
-  Histogram kill_lateness;   // from a timer's deadline to its owner's signal being sent
-  Histogram round_duration;  // one round: drain the sources, scan, reap
+  Histogram kill_lateness;                          // from a timer's deadline to its owner's signal being sent
+  Histogram round_duration;                         // one round: drain the sources, scan, reap
   std::atomic<std::uint64_t> last_round_end_ns{0};  // on the server's monotonic clock; 0: none yet
   // What the watchdog found become of its table's file; kNone until then, and set once.
   std::atomic<FileChange> table_file_change{FileChange::kNone};

@@ -139,7 +139,7 @@ class Timer {
 
   ShmTimerClient* client_;
   std::string scope_;
-  int signal_;  // the client's, kept here so arm() reads one line of this handle
+  int signal_;                             // the client's, kept here so arm() reads one line of this handle
   layout::TableHeader* header_ = nullptr;  // for the early wake-up after an arm
   layout::Slot* slot_ = nullptr;
   layout::Ownership owner_;

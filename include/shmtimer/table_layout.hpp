@@ -79,8 +79,8 @@ struct Control {
   std::int32_t pid;
 
   static constexpr std::uint64_t pack(SlotState s, std::uint32_t gen, std::int32_t pid) {
-    return (std::uint64_t{static_cast<std::uint8_t>(s)} << 56) |
-           (std::uint64_t{gen & kMaxGeneration} << 32) | std::uint64_t{static_cast<std::uint32_t>(pid)};
+    return (std::uint64_t{static_cast<std::uint8_t>(s)} << 56) | (std::uint64_t{gen & kMaxGeneration} << 32) |
+           std::uint64_t{static_cast<std::uint32_t>(pid)};
   }
   static constexpr Control unpack(std::uint64_t word) {
     return {static_cast<SlotState>(word >> 56), static_cast<std::uint32_t>(word >> 32) & kMaxGeneration,
@@ -162,17 +162,17 @@ enum class LivenessUnknown : std::uint8_t {
 
 struct alignas(kCacheLineBytes) Slot {
   // Line 0: everything the hot path and the scan touch.
-  std::atomic<std::uint64_t> control;      // Control; orderings are argued in src/table/slot_ops.hpp
+  std::atomic<std::uint64_t> control;  // Control; orderings are argued in src/table/slot_ops.hpp
   // The timer: ArmWord (deadline and check in one word, so every arm, disarm and server
   // clear is one atomic step), kDisarmed = no timer.
   std::atomic<std::uint64_t> armed;
-  std::atomic<std::uint64_t> identity;     // the owner's process identity (src/os/process_liveness.hpp)
-  std::atomic<std::uint64_t> scope_hash;   // hash of the scope bytes alone
+  std::atomic<std::uint64_t> identity;    // the owner's process identity (src/os/process_liveness.hpp)
+  std::atomic<std::uint64_t> scope_hash;  // hash of the scope bytes alone
   std::atomic<std::uint32_t> scope_len;
-  std::atomic<std::int32_t> signal;        // <= 0: never kill for this timer
-  std::atomic<std::uint32_t> origin;       // Origin
-  std::atomic<std::uint32_t> reserved;     // 0
-  std::atomic<std::uint64_t> acquires;     // per-slot statistics, written by the owner only
+  std::atomic<std::int32_t> signal;     // <= 0: never kill for this timer
+  std::atomic<std::uint32_t> origin;    // Origin
+  std::atomic<std::uint32_t> reserved;  // 0
+  std::atomic<std::uint64_t> acquires;  // per-slot statistics, written by the owner only
   std::atomic<std::uint64_t> releases;
   // Lines 1-4: the scope, as words so a racing reader never reads a byte non-atomically.
   std::atomic<std::uint64_t> scope_words[kScopeWords];
@@ -325,7 +325,8 @@ static_assert(sizeof(Slot) == 320 && alignof(Slot) == kCacheLineBytes);
 
 static_assert(ArmWord::make(1, 1, 1) != kDisarmed && ArmWord::deadline_ns(ArmWord::make(1500, 7, 9)) == 2000);
 static_assert(ArmWord::deadline_ns(ArmWord::make(~std::uint64_t{0} / 2, 7, 9)) == ArmWord::kNeverNs);
-static_assert(ArmWord::verifies(ArmWord::make(5000, 7, 9), 7, 9) && !ArmWord::verifies(ArmWord::make(5000, 7, 9), 8, 9));
+static_assert(ArmWord::verifies(ArmWord::make(5000, 7, 9), 7, 9) &&
+              !ArmWord::verifies(ArmWord::make(5000, 7, 9), 8, 9));
 
 static_assert(geometry_for(1).slots_offset == 2 * kPageBytes);
 static_assert(geometry_for(1u << 20).bitmap_words == 16384);

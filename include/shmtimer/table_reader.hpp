@@ -42,10 +42,10 @@ struct HeaderInfo {
   // live process (init, say) is not taken for a server.
   bool server_alive = false;
   std::uint64_t heartbeat_count = 0;
-  std::int64_t heartbeat_age_ns = -1;  // -1: never
+  std::int64_t heartbeat_age_ns = -1;        // -1: never
   std::uint32_t server_max_interval_ms = 0;  // the server's longest sleep; 0: not said
-  std::uint64_t server_starts = 0;     // servers that started on the table, ever (format 3.1)
-  std::uint64_t server_takeovers = 0;  // of them, those that found a dead server's pid there
+  std::uint64_t server_starts = 0;           // servers that started on the table, ever (format 3.1)
+  std::uint64_t server_takeovers = 0;        // of them, those that found a dead server's pid there
   TableCounters counters;
 
   // Served: a live server whose last round is recent (a hung one is not serving), by the
@@ -68,8 +68,8 @@ struct TimerRow {
   int pid_error = 0;
   std::uint64_t identity = 0;
   std::string scope;
-  std::uint64_t deadline_ns = 0;   // CLOCK_MONOTONIC; 0 when not armed
-  std::int64_t remaining_ns = 0;   // deadline - now; negative when overdue
+  std::uint64_t deadline_ns = 0;  // CLOCK_MONOTONIC; 0 when not armed
+  std::int64_t remaining_ns = 0;  // deadline - now; negative when overdue
   int signal = 0;
   layout::Origin origin = layout::Origin::kTable;
   std::uint64_t acquires = 0;

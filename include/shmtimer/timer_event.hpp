@@ -37,7 +37,7 @@ struct TimerEvent {
   // When it happened, on the server's monotonic clock: the round's time for "timer
   // expired", the moment the signal was sent for "kill worker process"; 0 for the others.
   std::uint64_t at_ns = 0;
-  ProcessLabels labels;  // for "timer expired" and "kill worker process"; empty for the others
+  ProcessLabels labels;            // for "timer expired" and "kill worker process"; empty for the others
   double expiration_time() const;  // the deadline as wall-clock epoch seconds, as the reference reports it
 };
 

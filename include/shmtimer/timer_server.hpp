@@ -44,7 +44,7 @@ struct ServerOptions {
   std::chrono::nanoseconds dead_owner_sweep_interval{std::chrono::seconds(1)};
   // Called after the signal, never between the decision and it ("timer expired" too),
   // from the watchdog thread: what it does delays later kills of the same round.
-  EventCallback log_event;                     // may be empty
+  EventCallback log_event;  // may be empty
   // The watchdog's own line for each kill ("signalled pid ..."), at info; at debug when
   // false, for a log_event that already logs each kill (shmtimerd), so a kill is one line.
   bool log_kills = true;
@@ -63,14 +63,14 @@ struct ServerOptions {
   // watchdog thread inside a round: it may only hand off (set a flag, send a signal), never
   // call stop(), which would join the very thread. May be empty.
   std::function<void(FileChange)> on_table_file_change;
-  std::shared_ptr<MonotonicClock> clock;       // null: CLOCK_MONOTONIC
-  std::shared_ptr<ProcessControl> processes;   // null: LinuxProcessControl
+  std::shared_ptr<MonotonicClock> clock;      // null: CLOCK_MONOTONIC
+  std::shared_ptr<ProcessControl> processes;  // null: LinuxProcessControl
 };
 
 struct RoundResult {
-  std::uint64_t expired = 0;        // expired timers looked at
-  std::uint64_t signalled = 0;      // processes signalled
-  std::uint64_t cleared = 0;        // timers cleared or slots freed
+  std::uint64_t expired = 0;           // expired timers looked at
+  std::uint64_t signalled = 0;         // processes signalled
+  std::uint64_t cleared = 0;           // timers cleared or slots freed
   std::uint64_t next_deadline_ns = 0;  // nearest armed, unexpired deadline (0: none)
   // When a kill that failed, or a look at a process that could not tell, is next tried
   // (0: none). A time to wake at, not a deadline: nothing spins before it.
@@ -110,8 +110,8 @@ class TimerServer {
   // Call before start().
   void add_source(std::shared_ptr<RequestSource> source);
 
-  void start();     // runs the watchdog thread
-  void stop();      // stops and joins it; idempotent
+  void start();  // runs the watchdog thread
+  void stop();   // stops and joins it; idempotent
   // One round now: everything pending, then scan and reap. For tests and tools; safe
   // while the watchdog thread runs (torch's tests call run_once on a started server):
   // the two never run a round at the same time.
@@ -149,7 +149,7 @@ class TimerServer {
   int lock_fd_ = -1;
   std::atomic<std::int64_t> last_progress_epoch_s_{0};  // relaxed: a standalone value for readers
   std::vector<std::shared_ptr<RequestSource>> sources_;
-  WakeLateness wake_lateness_;  // how late the watchdog's timed sleeps end; used by its thread only
+  WakeLateness wake_lateness_;            // how late the watchdog's timed sleeps end; used by its thread only
   std::uint64_t next_file_check_ns_ = 0;  // watch_table_file's, under round_mutex_
   std::uint64_t faults_seen_ = 0;         // idem: table_fault_count() at the last check
   // stop(): set the flag (release), then wake the thread sleeping on the table's futex;

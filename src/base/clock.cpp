@@ -40,7 +40,7 @@ double wall_minus_monotonic_seconds() noexcept {
 Deadline deadline_from_epoch_seconds(double epoch_seconds) noexcept {
   double mono_seconds = epoch_seconds - wall_minus_monotonic_seconds();
   if (!(mono_seconds > 0)) mono_seconds = 0;  // also catches NaN
-  constexpr double kMaxSeconds = 9.0e9;        // ~285 years: keeps the ns count in range
+  constexpr double kMaxSeconds = 9.0e9;       // ~285 years: keeps the ns count in range
   if (mono_seconds > kMaxSeconds) mono_seconds = kMaxSeconds;
   return Deadline(std::chrono::duration_cast<SteadyClock::duration>(std::chrono::duration<double>(mono_seconds)));
 }

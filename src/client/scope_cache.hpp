@@ -34,8 +34,8 @@ class ScopeCache {
     std::uint64_t index;
     std::uint64_t control;  // the slot's Ready word when remembered
     std::uint64_t len;
-    std::uint64_t identity;   // the caller's process identity, which the slot records
-    std::uint64_t owner_mix;  // layout::ArmWord::owner_mix(control, identity): for arm_slot_with_owner_mix
+    std::uint64_t identity;    // the caller's process identity, which the slot records
+    std::uint64_t owner_mix;   // layout::ArmWord::owner_mix(control, identity): for arm_slot_with_owner_mix
     char bytes[kCachedBytes];  // the scope, zero padded
 
     Ownership ownership() const noexcept { return {control, identity}; }
@@ -142,6 +142,7 @@ class ScopeCache {
 };
 static_assert(sizeof(ScopeCache::Entry) == 96);
 
-__attribute__((tls_model("initial-exec"))) inline thread_local ScopeCache::Entry ScopeCache::entries_[ScopeCache::kEntries];
+__attribute__((
+    tls_model("initial-exec"))) inline thread_local ScopeCache::Entry ScopeCache::entries_[ScopeCache::kEntries];
 
 }  // namespace shmtimer::detail

@@ -26,8 +26,7 @@ namespace {
 std::mutex& insert_mutex() {
   static std::mutex mutex;
   static const bool registered = [] {
-    ::pthread_atfork([] { insert_mutex().lock(); }, [] { insert_mutex().unlock(); },
-                     [] { insert_mutex().unlock(); });
+    ::pthread_atfork([] { insert_mutex().lock(); }, [] { insert_mutex().unlock(); }, [] { insert_mutex().unlock(); });
     return true;
   }();
   (void)registered;
@@ -109,7 +108,8 @@ void ShmTimerClient::check_server() const {
     return;
   const std::uint64_t beat = header.heartbeat_mono_ns.load(std::memory_order_relaxed);
   const std::uint64_t age = now > beat ? now - beat : 0;  // the coarse clock may lag a tick
-  if (pid == 0 || beat == 0 || age > layout::heartbeat_stale_after_ns(header.server_max_interval_ms.load(std::memory_order_relaxed)))
+  if (pid == 0 || beat == 0 ||
+      age > layout::heartbeat_stale_after_ns(header.server_max_interval_ms.load(std::memory_order_relaxed)))
     throw Error(ErrorCode::kNoServer,
                 "no live server holds timer table " + table_->path().string() +
                     (pid == 0 ? std::string(between_servers ? " (none is serving it: its last server stopped, or none "
@@ -174,7 +174,8 @@ std::uint64_t ShmTimerClient::slot_for(std::string_view scope_id, layout::Owners
   if (recycle_keep_ != 0 && my_claims().size() >= recycle_keep_) recycle_idle(recycle_keep_ / 2);
   auto claimed = detail::insert_slot(*table_, key_owner, key);
   // A full table: this client's idle slots first (all of them), then dead processes'.
-  if (!claimed.ok() && recycle_keep_ != 0 && recycle_idle(0) > 0) claimed = detail::insert_slot(*table_, key_owner, key);
+  if (!claimed.ok() && recycle_keep_ != 0 && recycle_idle(0) > 0)
+    claimed = detail::insert_slot(*table_, key_owner, key);
   if (!claimed.ok() && reclaim_dead_owners(*table_) > 0) claimed = detail::insert_slot(*table_, key_owner, key);
   if (!claimed.ok()) throw_full(*table_);
   if (recycle_keep_ != 0) my_claims().push_back({claimed.index, claimed.control});
@@ -228,8 +229,8 @@ bool ShmTimerClient::try_arm_cached(std::string_view scope_id, std::uint64_t dea
   if (!detail::ScopeCache::common_length(scope_id)) [[unlikely]]
     return false;
   const auto* hit = detail::ScopeCache::find_common(table_id_, scope_id);
-  if (hit == nullptr || !detail::arm_slot_with_owner_mix(slots_[hit->index], hit->control, hit->owner_mix, deadline_ns, signal_))
-    [[unlikely]]
+  if (hit == nullptr || !detail::arm_slot_with_owner_mix(slots_[hit->index], hit->control, hit->owner_mix, deadline_ns,
+                                                         signal_)) [[unlikely]]
     return false;
   detail::wake_server_for(*header_, deadline_ns);
   return true;
@@ -271,7 +272,8 @@ bool ShmTimerClient::forget(std::string_view scope_id) {
   const detail::ScopeKey key(scope_id);
   std::lock_guard lock(insert_mutex());
   std::uint64_t control = 0;
-  const auto index = detail::find_slot(*table_, current_pid(), current_identity(), layout::Origin::kTable, key, &control);
+  const auto index =
+      detail::find_slot(*table_, current_pid(), current_identity(), layout::Origin::kTable, key, &control);
   if (index == detail::kNoSlot) return false;
   return detail::free_slot(*table_, index, control);
 }
@@ -301,7 +303,8 @@ void Timer::arm(Deadline deadline) {
   if (!client_->served_or_not_required()) [[unlikely]]
     client_->check_server();
   const std::uint64_t deadline_ns = to_table_ns(deadline);
-  if (bound_here() && detail::arm_slot_with_owner_mix(*slot_, owner_.control, owner_mix_, deadline_ns, signal_)) [[likely]] {
+  if (bound_here() && detail::arm_slot_with_owner_mix(*slot_, owner_.control, owner_mix_, deadline_ns, signal_))
+      [[likely]] {
     detail::wake_server_for(*header_, deadline_ns);
     return;
   }
@@ -323,7 +326,8 @@ void Timer::rebind_and_arm(std::uint64_t deadline_ns) {
 void Timer::disarm() noexcept {
   // In a process that never armed through this handle (a forked child), or whose slot is
   // gone, there is nothing of ours to disarm: the ownership check leaves the slot alone.
-  if (!bound_here()) [[unlikely]] return;
+  if (!bound_here()) [[unlikely]]
+    return;
   detail::disarm_slot(*slot_, owner_);
 }
 

@@ -200,8 +200,8 @@ std::optional<std::string> mark_lone_surrogates(std::string_view line) {
       ++i;
     } else if (i + 1 < line.size() && line[i + 1] == 'u' && hex4_at(line, i + 2)) {
       const std::uint32_t cp = *hex4_at(line, i + 2);
-      const bool paired = is_high_surrogate(cp) && line.compare(i + 6, 2, "\\u") == 0 &&
-                          hex4_at(line, i + 8) && is_low_surrogate(*hex4_at(line, i + 8));
+      const bool paired = is_high_surrogate(cp) && line.compare(i + 6, 2, "\\u") == 0 && hex4_at(line, i + 8) &&
+                          is_low_surrogate(*hex4_at(line, i + 8));
       if (paired) {
         out.append(line.substr(i, 12));  // a surrogate pair: the parser reads it as one character
         i += 12;
@@ -265,8 +265,7 @@ std::string format_release(pid_t pid, std::string_view scope_id) { return format
 
 std::string format_request(const Request& request) {
   return request.is_release() ? format_release(request.pid, request.scope_id)
-                              : format_acquire(request.pid, request.scope_id, request.expiration_time,
-                                               request.signal);
+                              : format_acquire(request.pid, request.scope_id, request.expiration_time, request.signal);
 }
 
 const char* reason_label(ParseErrorReason reason) {
@@ -286,8 +285,9 @@ const char* reason_label(ParseErrorReason reason) {
 
 std::variant<Request, ParseError> parse_request(std::string_view line) {
   if (line.size() > kMaxLineBytes)
-    return ParseError{ParseErrorReason::kLineTooLong, "line is " + std::to_string(line.size()) + " bytes, longer than PIPE_BUF (" +
-           std::to_string(kMaxLineBytes) + ")"};
+    return ParseError{ParseErrorReason::kLineTooLong, "line is " + std::to_string(line.size()) +
+                                                          " bytes, longer than PIPE_BUF (" +
+                                                          std::to_string(kMaxLineBytes) + ")"};
   json parsed = json::parse(line.begin(), line.end(), nullptr, /*allow_exceptions=*/false);
   bool marked = false;  // lone surrogates were marked: strings are read through unmark()
   if (parsed.is_discarded()) {
@@ -300,29 +300,41 @@ std::variant<Request, ParseError> parse_request(std::string_view line) {
   if (doc.is_discarded()) return ParseError{ParseErrorReason::kNotJson, "not valid JSON"};
   // A value as the line wrote it, for messages (its lone surrogates as surrogatepass bytes).
   const auto shown = [marked](const json& value) { return marked ? unmark(value.dump()) : value.dump(); };
-  if (!doc.is_object()) return ParseError{ParseErrorReason::kNotAnObject, "expected a JSON object, found " + std::string(doc.type_name())};
+  if (!doc.is_object())
+    return ParseError{ParseErrorReason::kNotAnObject, "expected a JSON object, found " + std::string(doc.type_name())};
   for (const char* field : {"pid", "scope_id", "expiration_time", "signal"})
-    if (!doc.contains(field)) return ParseError{ParseErrorReason::kMissingField, std::string("missing field \"") + field + "\""};
+    if (!doc.contains(field))
+      return ParseError{ParseErrorReason::kMissingField, std::string("missing field \"") + field + "\""};
   if (doc.contains("version") && !(doc["version"].is_number_integer() && doc["version"] == kProtocolVersion))
     return ParseError{ParseErrorReason::kVersion, "unsupported version " + shown(doc["version"]) + " (expected 1)"};
   const json& pid = doc["pid"];
-  if (!pid.is_number_integer()) return ParseError{ParseErrorReason::kPid, "\"pid\" must be an integer, found " + shown(pid)};
+  if (!pid.is_number_integer())
+    return ParseError{ParseErrorReason::kPid, "\"pid\" must be an integer, found " + shown(pid)};
   const auto pid_value = integer_in(pid, 1, INT32_MAX);
-  if (!pid_value) return ParseError{ParseErrorReason::kPid, "\"pid\" " + shown(pid) + " is not a process id (must be 1..2^31-1)"};
+  if (!pid_value)
+    return ParseError{ParseErrorReason::kPid, "\"pid\" " + shown(pid) + " is not a process id (must be 1..2^31-1)"};
   const json& scope = doc["scope_id"];
-  if (!scope.is_string()) return ParseError{ParseErrorReason::kScope, "\"scope_id\" must be a string, found " + std::string(scope.type_name())};
+  if (!scope.is_string())
+    return ParseError{ParseErrorReason::kScope,
+                      "\"scope_id\" must be a string, found " + std::string(scope.type_name())};
   std::string scope_id = marked ? unmark(scope.get_ref<const std::string&>()) : scope.get<std::string>();
   if (scope_id.size() > layout::kMaxScopeBytes)  // the bytes kept, surrogates at 3 bytes each
     return ParseError{ParseErrorReason::kScope, "\"scope_id\" is " + std::to_string(scope_id.size()) +
-           " bytes; the limit is " + std::to_string(layout::kMaxScopeBytes)};
+                                                    " bytes; the limit is " + std::to_string(layout::kMaxScopeBytes)};
   const json& expiration = doc["expiration_time"];
-  if (!expiration.is_number()) return ParseError{ParseErrorReason::kExpirationTime, "\"expiration_time\" must be a number, found " + shown(expiration)};
-  if (!std::isfinite(expiration.get<double>())) return ParseError{ParseErrorReason::kExpirationTime, "\"expiration_time\" must be finite"};
+  if (!expiration.is_number())
+    return ParseError{ParseErrorReason::kExpirationTime,
+                      "\"expiration_time\" must be a number, found " + shown(expiration)};
+  if (!std::isfinite(expiration.get<double>()))
+    return ParseError{ParseErrorReason::kExpirationTime, "\"expiration_time\" must be finite"};
   const json& signal = doc["signal"];
-  if (!signal.is_number_integer()) return ParseError{ParseErrorReason::kSignal, "\"signal\" must be an integer, found " + shown(signal)};
+  if (!signal.is_number_integer())
+    return ParseError{ParseErrorReason::kSignal, "\"signal\" must be an integer, found " + shown(signal)};
   const auto sig = integer_in(signal, INT32_MIN, SIGRTMAX);
   if (!sig)
-    return ParseError{ParseErrorReason::kSignal, "\"signal\" " + shown(signal) + " is out of range (<= 0: never kill; 1.." + std::to_string(SIGRTMAX) + ")"};
+    return ParseError{
+        ParseErrorReason::kSignal,
+        "\"signal\" " + shown(signal) + " is out of range (<= 0: never kill; 1.." + std::to_string(SIGRTMAX) + ")"};
   Request request;
   request.pid = static_cast<pid_t>(*pid_value);
   request.scope_id = std::move(scope_id);

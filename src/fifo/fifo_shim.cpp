@@ -28,7 +28,7 @@ namespace {
 // appeared there meanwhile (torch's server unlinks and then makes its own) is another
 // server's, never replaced.
 void make_fifo(const std::filesystem::path& path, mode_t mode, bool replace_old) {
-  struct stat st {};
+  struct stat st{};
   if (::lstat(path.c_str(), &st) == 0) {
     if (!replace_old)
       throw Error(ErrorCode::kUnsafeFile, "another file appeared at " + path.string() + " (another server's FIFO?)");
@@ -40,8 +40,8 @@ void make_fifo(const std::filesystem::path& path, mode_t mode, bool replace_old)
                                                                      : "non-FIFO file") +
                                               " is in the way; remove it or choose another path");
     if (st.st_uid != ::geteuid())
-      throw Error(ErrorCode::kUnsafeFile, "cannot reuse the FIFO " + path.string() + ": it belongs to uid " +
-                                              std::to_string(st.st_uid));
+      throw Error(ErrorCode::kUnsafeFile,
+                  "cannot reuse the FIFO " + path.string() + ": it belongs to uid " + std::to_string(st.st_uid));
     if (::unlink(path.c_str()) != 0) throw_errno("cannot remove the old FIFO " + path.string());
   }
   if (::mkfifo(path.c_str(), mode) != 0) throw_errno("cannot create the FIFO " + path.string());
@@ -53,7 +53,7 @@ void make_fifo(const std::filesystem::path& path, mode_t mode, bool replace_old)
 int open_own_fifo(const std::filesystem::path& path, mode_t mode) {
   const int fd = ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC);
   if (fd < 0) throw_errno("cannot open the FIFO " + path.string());
-  struct stat st {};
+  struct stat st{};
   if (::fstat(fd, &st) != 0 || !S_ISFIFO(st.st_mode) || st.st_uid != ::geteuid()) {
     ::close(fd);
     throw Error(ErrorCode::kUnsafeFile, "the FIFO " + path.string() + " was replaced while it was being opened");
@@ -106,7 +106,7 @@ void FifoShim::open_fifo(bool replace_old) {
   // Non-blocking: the reference blocks here until the first client opens the FIFO; a
   // watchdog must not.
   read_fd_ = open_own_fifo(path_, options_.mode);
-  struct stat st {};
+  struct stat st{};
   ::fstat(read_fd_, &st);  // succeeded in open_own_fifo
   inode_ = st.st_ino;
   dev_ = st.st_dev;
@@ -136,13 +136,14 @@ void FifoShim::open_fifo(bool replace_old) {
 void FifoShim::check_path(std::uint64_t now_ns) {
   if (lost_.load(std::memory_order_relaxed) || now_ns < next_path_check_ns_) return;
   next_path_check_ns_ = now_ns + kPathCheckNs;
-  struct stat st {};
+  struct stat st{};
   if (::lstat(path_.c_str(), &st) == 0) {
     if (S_ISFIFO(st.st_mode) && st.st_ino == inode_ && st.st_dev == dev_) return;
     lost_.store(true, std::memory_order_relaxed);
-    spdlog::error("the FIFO {} was replaced by another file ({}, uid {}): another server, such as torch's "
-                  "FileTimerServer, is serving that path now; requests written there no longer reach this server",
-                  path_.string(), S_ISFIFO(st.st_mode) ? "a FIFO" : "not a FIFO", st.st_uid);
+    spdlog::error(
+        "the FIFO {} was replaced by another file ({}, uid {}): another server, such as torch's "
+        "FileTimerServer, is serving that path now; requests written there no longer reach this server",
+        path_.string(), S_ISFIFO(st.st_mode) ? "a FIFO" : "not a FIFO", st.st_uid);
     return;
   }
   if (errno != ENOENT) return;  // EACCES and the like: nothing known, check again later
@@ -169,7 +170,7 @@ FifoShim::~FifoShim() {
 }
 
 void FifoShim::remove_fifo_if_ours() const {
-  struct stat st {};
+  struct stat st{};
   if (::lstat(path_.c_str(), &st) == 0 && S_ISFIFO(st.st_mode) && st.st_ino == inode_ && st.st_dev == dev_)
     ::unlink(path_.c_str());
 }
@@ -275,9 +276,10 @@ void FifoShim::retry_deferred() {
 void FifoShim::act(const fifo::Request& request) {
   const auto defer = [&] {
     if (deferred_.size() < kMaxDeferred) return deferred_.push_back(request);
-    spdlog::error("FIFO {}: request from pid {} (scope '{}') dropped: {} requests already wait for their senders to "
-                  "be looked at",
-                  path_.string(), request.pid, printable(request.scope_id), kMaxDeferred);
+    spdlog::error(
+        "FIFO {}: request from pid {} (scope '{}') dropped: {} requests already wait for their senders to "
+        "be looked at",
+        path_.string(), request.pid, printable(request.scope_id), kMaxDeferred);
   };
   if (std::any_of(deferred_.begin(), deferred_.end(), [&](const fifo::Request& r) { return r.pid == request.pid; }))
     return defer();  // behind its sender's earlier requests
@@ -288,9 +290,10 @@ void FifoShim::act(const fifo::Request& request) {
   if (verdict.unknown_error != 0) {
     detail::count_liveness_unknown(*table_, verdict.unknown_error);
     if (unknown_in_episode_++ == 0)
-      spdlog::error("FIFO {}: could not look at pid {}, the sender of a request (scope '{}'): {}. Its requests wait "
-                    "and are applied once it can be looked at",
-                    path_.string(), request.pid, printable(request.scope_id), std::strerror(verdict.unknown_error));
+      spdlog::error(
+          "FIFO {}: could not look at pid {}, the sender of a request (scope '{}'): {}. Its requests wait "
+          "and are applied once it can be looked at",
+          path_.string(), request.pid, printable(request.scope_id), std::strerror(verdict.unknown_error));
     return defer();
   }
   if (verdict.refusal) {
@@ -312,9 +315,9 @@ void FifoShim::acquire(const fifo::Request& request, std::uint64_t identity) {
   if (index == detail::kNoSlot) {
     // Fail fast on a table found full this round: searching every slot again for each
     // request of a flood would stall the round (and so every reap) for seconds.
-    const auto claimed = table_full_ ? detail::Claimed{}
-                                     : detail::insert_slot(*table_, {request.pid, identity, request.signal,
-                                                                     layout::Origin::kFifo}, key);
+    const auto claimed =
+        table_full_ ? detail::Claimed{}
+                    : detail::insert_slot(*table_, {request.pid, identity, request.signal, layout::Origin::kFifo}, key);
     table_full_ = !claimed.ok();
     if (!claimed.ok()) {
       table_->header().full_failures.fetch_add(1, std::memory_order_relaxed);
@@ -327,8 +330,8 @@ void FifoShim::acquire(const fifo::Request& request, std::uint64_t identity) {
   }
   // The shim is the only writer of its slots, and frees them only itself or once the
   // process is gone, so the arm lands; if it did not, the request is lost and said so.
-  if (!detail::arm_slot(table_->slot(index), owner,
-                        to_table_ns(deadline_from_epoch_seconds(request.expiration_time)), request.signal)) {
+  if (!detail::arm_slot(table_->slot(index), owner, to_table_ns(deadline_from_epoch_seconds(request.expiration_time)),
+                        request.signal)) {
     spdlog::error("FIFO request from pid {} (scope '{}') dropped: its slot was freed meanwhile", request.pid,
                   printable(request.scope_id));
     return;

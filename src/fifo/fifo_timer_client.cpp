@@ -99,10 +99,12 @@ void FifoTimerClient::write_all(int fd, const std::string& line) {
     if (errno == EINTR) continue;
     if (errno == EPIPE) throw_no_server(path_, EPIPE);
     if (errno != EAGAIN) throw_errno("cannot write to " + path_.string());
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    const auto left =
+        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
     if (left.count() <= 0)
       throw Error(ErrorCode::kIo, "the FIFO " + path_.string() + " stayed full for " +
-                                      std::to_string(options_.write_timeout.count()) + " ms; the server is not reading");
+                                      std::to_string(options_.write_timeout.count()) +
+                                      " ms; the server is not reading");
     pollfd p{fd, POLLOUT, 0};
     ::poll(&p, 1, static_cast<int>(left.count()));
   }

@@ -1,4 +1,5 @@
 #include "process_control.hpp"
+#include "shmtimer/process_access_check.hpp"
 
 #include <fcntl.h>
 #include <sys/resource.h>
@@ -137,12 +138,12 @@ SignalOutcome LinuxProcessControl::check_conditions(const SignalRequest& request
   // CAP_SYS_PTRACE. Signalled when only its own uid could have written the timer.
   if (error == EACCES || error == EPERM)
     return request.sole_table_writer && uid == *request.sole_table_writer ? SignalOutcome::kSent
-                                                                           : SignalOutcome::kUnverifiable;
+                                                                          : SignalOutcome::kUnverifiable;
   return SignalOutcome::kUnknown;
 }
 
-SignalOutcome LinuxProcessControl::check_and_signal(const SignalRequest& request, int pidfd,
-                                                    Prepared* prepared, int& error) {
+SignalOutcome LinuxProcessControl::check_and_signal(const SignalRequest& request, int pidfd, Prepared* prepared,
+                                                    int& error) {
   const pid_t pid = request.pid;
   uid_t uid = 0;
   SignalOutcome outcome = outcome_of(effective_uid(pid, uid), error);
@@ -162,8 +163,8 @@ SignalOutcome LinuxProcessControl::check_and_signal(const SignalRequest& request
     // that the pid is a thread-group leader, so kill() cannot reach a group through a
     // thread id.
     last_signal_ns_.store(monotonic_now_ns(), std::memory_order_relaxed);
-    const long rc = pidfd >= 0 ? ::syscall(SYS_pidfd_send_signal, pidfd, request.signal, nullptr, 0)
-                               : ::kill(pid, request.signal);
+    const long rc =
+        pidfd >= 0 ? ::syscall(SYS_pidfd_send_signal, pidfd, request.signal, nullptr, 0) : ::kill(pid, request.signal);
     if (rc != 0) {
       error = errno;
       outcome = error == ESRCH ? SignalOutcome::kNoProcess : SignalOutcome::kFailed;

@@ -68,10 +68,6 @@ class DescriptorReserve {
   std::vector<int> fds_;
 };
 
-// Raises the soft RLIMIT_NOFILE to the hard limit, so the server's own work is never what
-// runs it out of descriptors. Returns the soft limit in force after (0: unknown).
-std::uint64_t raise_open_file_limit() noexcept;
-
 // Was this look at a process cut short for want of descriptors (process- or system-wide)?
 inline bool out_of_descriptors(int error) { return error == EMFILE || error == ENFILE; }
 
@@ -153,7 +149,7 @@ class LinuxProcessControl final : public ProcessControl {
   // Relaxed: a timestamp read back by the thread that called send(); servers sharing this
   // object may read each other's, which only moves a lateness figure within their round.
   std::atomic<std::uint64_t> last_signal_ns_{0};
-  mutable std::mutex mutex_;  // a ProcessControl may be shared by servers
+  mutable std::mutex mutex_;                                      // a ProcessControl may be shared by servers
   std::map<std::pair<pid_t, std::uint64_t>, Prepared> prepared_;  // by pid and identity
 };
 

@@ -111,7 +111,7 @@ std::uint64_t pidfs_identity_of(int pidfd) noexcept {
   // Relaxed: racing first callers store the same answer.
   static std::atomic<int> on_pidfs{0};  // 0: not asked yet, 1: yes, -1: no
   if (on_pidfs.load(std::memory_order_relaxed) == 0) {
-    struct statfs fs {};
+    struct statfs fs{};
     if (::fstatfs(pidfd, &fs) != 0) return 0;
     on_pidfs.store(fs.f_type == kPidfsMagic ? 1 : -1, std::memory_order_relaxed);
   }
@@ -119,7 +119,7 @@ std::uint64_t pidfs_identity_of(int pidfd) noexcept {
     errno = ENODEV;
     return 0;
   }
-  struct stat st {};
+  struct stat st{};
   if (::fstat(pidfd, &st) != 0) return 0;
   if (static_cast<std::uint64_t>(st.st_ino) >= kPidfsIdentity) {
     errno = EOVERFLOW;
@@ -153,8 +153,8 @@ Probe pin_process(pid_t pid, std::optional<std::uint64_t> expected, PinnedProces
     if (const Probe probe = read_process_stat(pid, stat); !probe.running()) return fail(probe);
     identity = stat.start_time;
   }
-  const Probe alive = pidfd >= 0 ? Probe{pidfd_exited(pidfd) ? Presence::kGone : Presence::kRunning, 0}
-                                 : running_from_proc(pid, stat);
+  const Probe alive =
+      pidfd >= 0 ? Probe{pidfd_exited(pidfd) ? Presence::kGone : Presence::kRunning, 0} : running_from_proc(pid, stat);
   if (!alive.running()) return fail(alive);
   if (expected && identity != *expected) return fail({Presence::kReused, 0});
   out = {pidfd, identity};
@@ -181,7 +181,7 @@ Probe probe_without_pidfd(pid_t pid, std::optional<std::uint64_t> expected) noex
 Probe effective_uid(pid_t pid, uid_t& uid) noexcept {
   char path[48];
   std::snprintf(path, sizeof path, "/proc/%d", static_cast<int>(pid));
-  struct stat st {};
+  struct stat st{};
   if (::stat(path, &st) != 0) return Probe::of_errno(errno);
   uid = st.st_uid;
   return {Presence::kRunning, 0};

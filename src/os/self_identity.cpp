@@ -20,8 +20,8 @@ void refresh_self() noexcept {
   if (ProcessStat stat; identity == 0 && read_process_stat(pid, stat).running()) identity = stat.start_time;
   // The identity's kind in the key's lowest bit above the pid, then its low 41 bits: a
   // pidfs inode or a start time in ticks (2^41 ticks are 700 years at 100 Hz).
-  const std::uint64_t low = (identity & ((std::uint64_t{1} << (63 - kCacheKeyPidBits)) - 1)) << 1 |
-                            (is_pidfs_identity(identity) ? 1 : 0);
+  const std::uint64_t low =
+      (identity & ((std::uint64_t{1} << (63 - kCacheKeyPidBits)) - 1)) << 1 | (is_pidfs_identity(identity) ? 1 : 0);
   const bool fits = identity != 0 && static_cast<std::uint64_t>(pid) < (std::uint64_t{1} << kCacheKeyPidBits);
   g_self_identity.identity.store(identity, std::memory_order_relaxed);
   g_self_identity.cache_key.store(fits ? low << kCacheKeyPidBits | static_cast<std::uint64_t>(pid) : 0,
@@ -41,7 +41,7 @@ pid_t learn_self_identity() noexcept {
 }
 
 std::uint32_t current_pid_namespace() noexcept {
-  struct stat st {};
+  struct stat st{};
   // Proc namespace inodes are 32-bit numbers.
   return ::stat("/proc/self/ns/pid", &st) == 0 ? static_cast<std::uint32_t>(st.st_ino) : 0;
 }

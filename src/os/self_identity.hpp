@@ -25,7 +25,7 @@ struct SelfIdentity {
 };
 inline constexpr unsigned kCacheKeyPidBits = 22;
 inline constinit SelfIdentity g_self_identity{};  // zero until first use
-pid_t learn_self_identity() noexcept;            // fills it when it can; returns getpid()
+pid_t learn_self_identity() noexcept;             // fills it when it can; returns getpid()
 
 inline pid_t current_pid() noexcept {
   // Relaxed: the pid alone is needed here, and it is written once per process.

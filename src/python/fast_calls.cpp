@@ -154,9 +154,8 @@ PyMethodDef g_disarm = {"disarm", reinterpret_cast<PyCFunction>(reinterpret_cast
 
 template <class T>
 PyObject* capsule_owning(T* object, const char* name) {
-  PyObject* capsule = PyCapsule_New(object, name, [](PyObject* c) {
-    delete static_cast<T*>(PyCapsule_GetPointer(c, PyCapsule_GetName(c)));
-  });
+  PyObject* capsule = PyCapsule_New(
+      object, name, [](PyObject* c) { delete static_cast<T*>(PyCapsule_GetPointer(c, PyCapsule_GetName(c))); });
   if (capsule == nullptr) delete object;
   return capsule;
 }

@@ -66,7 +66,7 @@ class HostedServer {
     CreateOptions create;
     create.capacity = capacity;
     prepare_private_directory(table_path);  // where table_path_for() puts a job's table
-    guard_table_faults();  // a truncated table must not kill the agent that hosts the watchdog
+    guard_table_faults();                   // a truncated table must not kill the agent that hosts the watchdog
     table_ = Table::open_or_create(table_path, create);
     ServerOptions options;
     options.policy.max_interval =
@@ -112,9 +112,12 @@ void bind_hosted_server(py::module_& m) {
                     std::vector<std::string>>(),
            py::arg("table_path"), py::arg("fifo_path"), py::arg("max_interval"), py::arg("capacity"),
            py::arg("log_event"), py::arg("signal_self_after_reap"), py::arg("remove_before_self_signal"))
-      .def("start", [](HostedServer& s) { s.server().start(); }, py::call_guard<py::gil_scoped_release>())
-      .def("stop", [](HostedServer& s) { s.server().stop(); }, py::call_guard<py::gil_scoped_release>())
-      .def("run_once", [](HostedServer& s) { s.server().run_once(); }, py::call_guard<py::gil_scoped_release>())
+      .def(
+          "start", [](HostedServer& s) { s.server().start(); }, py::call_guard<py::gil_scoped_release>())
+      .def(
+          "stop", [](HostedServer& s) { s.server().stop(); }, py::call_guard<py::gil_scoped_release>())
+      .def(
+          "run_once", [](HostedServer& s) { s.server().run_once(); }, py::call_guard<py::gil_scoped_release>())
       .def("get_last_progress_time", [](HostedServer& s) { return s.server().get_last_progress_time(); })
       .def(
           "register",

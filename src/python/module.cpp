@@ -34,12 +34,14 @@ py::dict row_dict(const TimerRow& row) {
   d["slot"] = row.slot;
   d["state"] = to_string(row.state);
   d["pid"] = row.pid;
-  d["pid_alive"] = row.pid_known ? py::object(py::bool_(row.pid_alive)) : py::object(py::none());  // None: could not tell
+  d["pid_alive"] =
+      row.pid_known ? py::object(py::bool_(row.pid_alive)) : py::object(py::none());  // None: could not tell
   d["reclaimable"] = row.reclaimable();
   d["scope"] = py::reinterpret_steal<py::str>(scope_to_python(row.scope));
   d["deadline_unix_s"] = armed ? py::object(py::float_(epoch_seconds_from_deadline(from_table_ns(row.deadline_ns))))
                                : py::object(py::none());
-  d["remaining_s"] = armed ? py::object(py::float_(static_cast<double>(row.remaining_ns) / 1e9)) : py::object(py::none());
+  d["remaining_s"] =
+      armed ? py::object(py::float_(static_cast<double>(row.remaining_ns) / 1e9)) : py::object(py::none());
   d["overdue"] = armed && row.remaining_ns < 0;
   d["signal"] = row.signal;
   d["origin"] = row.origin == layout::Origin::kFifo ? "fifo" : "table";
@@ -56,8 +58,8 @@ py::dict header_dict(const HeaderInfo& h) {
   d["used_slots"] = h.used_slots;
   d["server_pid"] = h.server_pid;
   d["server_alive"] = h.server_alive;
-  d["heartbeat_age_s"] =
-      h.heartbeat_age_ns < 0 ? py::object(py::none()) : py::object(py::float_(static_cast<double>(h.heartbeat_age_ns) / 1e9));
+  d["heartbeat_age_s"] = h.heartbeat_age_ns < 0 ? py::object(py::none())
+                                                : py::object(py::float_(static_cast<double>(h.heartbeat_age_ns) / 1e9));
   py::dict counters;
   counters["acquires"] = h.counters.acquires;
   counters["releases"] = h.counters.releases;
@@ -126,11 +128,13 @@ PYBIND11_MODULE(_shmtimer, m) {
     }
   });
 
-  m.def("default_table_path", [] { return default_table_path().string(); },
-        "$SHMTIMER_TABLE, else the path shmtimerd uses by default.");
-  m.def("private_directory", [] { return private_directory().string(); },
-        "/dev/shm/shmtimer-<uid>: the default table's directory, private to the user (made 0700 when a server "
-        "creates a table in it).");
+  m.def(
+      "default_table_path", [] { return default_table_path().string(); },
+      "$SHMTIMER_TABLE, else the path shmtimerd uses by default.");
+  m.def(
+      "private_directory", [] { return private_directory().string(); },
+      "/dev/shm/shmtimer-<uid>: the default table's directory, private to the user (made 0700 when a server "
+      "creates a table in it).");
 
   py::class_<ShmTimerClient, std::shared_ptr<ShmTimerClient>>(m, "Client")
       .def(py::init([](const std::string& path, int signal, bool require_server, std::size_t recycle_idle_slots) {
@@ -143,7 +147,9 @@ PYBIND11_MODULE(_shmtimer, m) {
            py::arg("recycle_idle_slots") = 0)
       .def(
           "fast_calls",
-          [](const std::shared_ptr<ShmTimerClient>& c) { return py::reinterpret_steal<py::tuple>(client_fast_calls(c)); },
+          [](const std::shared_ptr<ShmTimerClient>& c) {
+            return py::reinterpret_steal<py::tuple>(client_fast_calls(c));
+          },
           "(acquire, release, acquire_after): the per-step calls as CPython builtins, without pybind11's dispatch.")
       .def(
           "timer_calls",
@@ -166,8 +172,9 @@ PYBIND11_MODULE(_shmtimer, m) {
 
   bind_hosted_server(m);
 
-  m.def("read_header", [](const std::string& path) { return header_dict(TableReader::open(path).header()); },
-        py::arg("table_path"));
+  m.def(
+      "read_header", [](const std::string& path) { return header_dict(TableReader::open(path).header()); },
+      py::arg("table_path"));
   m.def(
       "read_timers",
       [](const std::string& path, bool all) {

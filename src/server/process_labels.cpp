@@ -52,9 +52,12 @@ ProcessLabels read_process_labels(pid_t pid, std::uint64_t identity) {
     const auto eq = entry.find('=');
     if (eq == std::string_view::npos) continue;
     const std::string_view key = entry.substr(0, eq);
-    if (key == "TORCHELASTIC_RUN_ID") labels.run_id = label_value(entry.substr(eq + 1));
-    else if (key == "RANK") labels.rank = label_value(entry.substr(eq + 1));
-    else if (key == "LOCAL_RANK") labels.local_rank = label_value(entry.substr(eq + 1));
+    if (key == "TORCHELASTIC_RUN_ID")
+      labels.run_id = label_value(entry.substr(eq + 1));
+    else if (key == "RANK")
+      labels.rank = label_value(entry.substr(eq + 1));
+    else if (key == "LOCAL_RANK")
+      labels.local_rank = label_value(entry.substr(eq + 1));
   }
   std::string comm = read_proc_file(pid, "comm", 64);
   if (!comm.empty() && comm.back() == '\n') comm.pop_back();

@@ -38,7 +38,8 @@ void log_expired_debug(pid_t pid, const std::vector<SlotSnapshot>& timers, std::
                     {"overdue_ms", static_cast<double>(now_ns - t.deadline_ns) / 1e6},
                     {"signal", t.signal},
                     {"slot", t.index}});
-  spdlog::debug("expired timers of pid {}: {}", pid, info.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+  spdlog::debug("expired timers of pid {}: {}", pid,
+                info.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
 }
 
 // " (rank 3, python3)": who a signalled process was, as far as its labels say.
@@ -63,8 +64,9 @@ Reaper::Reaper(Table& table, const ServerOptions& options, ProcessControl& proce
       // Two of the longest sleeps: rounds come at most one apart, so a timer armed before
       // the horizon is prepared at least one longest sleep ahead of its deadline, and one
       // armed within it, in the round that first sees it.
-      prepare_horizon_ns_(2 * static_cast<std::uint64_t>(std::max<std::int64_t>(0, options.policy.max_interval.count()))) {
-  struct stat st {};
+      prepare_horizon_ns_(2 *
+                          static_cast<std::uint64_t>(std::max<std::int64_t>(0, options.policy.max_interval.count()))) {
+  struct stat st{};
   if (::fstat(table.fd(), &st) == 0) {
     table_file_ = {st.st_dev, st.st_ino};
     if ((st.st_mode & (S_IWGRP | S_IWOTH)) == 0) sole_table_writer_ = st.st_uid;
@@ -88,8 +90,8 @@ void Reaper::rebuild_occupancy() {
       detail::set_occupancy(table_, i);
 }
 
-void Reaper::scan(std::uint64_t now_ns, std::map<ProcessKey, std::vector<SlotSnapshot>>& expired,
-                  RoundResult& result, bool sweeping) {
+void Reaper::scan(std::uint64_t now_ns, std::map<ProcessKey, std::vector<SlotSnapshot>>& expired, RoundResult& result,
+                  bool sweeping) {
   seen_.clear();
   approaching_.clear();
   detail::for_each_occupied(table_, [&](std::uint64_t index) {
@@ -112,8 +114,8 @@ void Reaper::scan(std::uint64_t now_ns, std::map<ProcessKey, std::vector<SlotSna
     if (armed == layout::kDisarmed) return;
     // Relaxed: identity only groups the timer with its process here; cleanup acts on
     // the exact armed word, whose check names the owner.
-    seen_.push_back({index, {layout::Control::unpack(control).pid, slot.identity.load(std::memory_order_relaxed)},
-                     armed});
+    seen_.push_back(
+        {index, {layout::Control::unpack(control).pid, slot.identity.load(std::memory_order_relaxed)}, armed});
     const std::uint64_t deadline = layout::ArmWord::deadline_ns(armed);
     if (deadline > now_ns) {
       if (result.next_deadline_ns == 0 || deadline < result.next_deadline_ns) result.next_deadline_ns = deadline;
@@ -206,10 +208,11 @@ void Reaper::note_unknown(pid_t pid, int error, std::string_view doing) {
   detail::count_liveness_unknown(table_, error);
   ++unknown_this_round_;
   if (unknown_in_episode_++ == 0)
-    spdlog::error("could not tell whether pid {} {}: {}. Kept as alive (its timers and slots stay, and it is looked "
-                  "at again); further cases are counted in the table header's liveness_unknown until a round has "
-                  "none",
-                  pid, doing, std::strerror(error));
+    spdlog::error(
+        "could not tell whether pid {} {}: {}. Kept as alive (its timers and slots stay, and it is looked "
+        "at again); further cases are counted in the table header's liveness_unknown until a round has "
+        "none",
+        pid, doing, std::strerror(error));
 }
 
 void Reaper::end_unknown_episode_if_over() {
@@ -226,8 +229,8 @@ void Reaper::note_failed_kill(const ProcessKey& process, int signal, int error, 
   // One line at the first failure, then at the 2nd, 4th, 8th, ...: a kill that keeps
   // failing logs a few lines an hour, not one per round.
   if (is_power_of_two(b.failures))
-    spdlog::error("signalling pid {} with {} failed ({} time(s) so far): {}; retrying in {} ms", process.first,
-                  signal, b.failures, std::strerror(error), b.delay_ns / 1'000'000);
+    spdlog::error("signalling pid {} with {} failed ({} time(s) so far): {}; retrying in {} ms", process.first, signal,
+                  b.failures, std::strerror(error), b.delay_ns / 1'000'000);
 }
 
 std::optional<Reaper::Cleanup> Reaper::reap_process(const ProcessKey& process, std::vector<SlotSnapshot>& timers,
@@ -296,23 +299,22 @@ std::optional<Reaper::Cleanup> Reaper::reap_process(const ProcessKey& process, s
       stats_.count(Refusal::kOtherUser);
       return Cleanup::kDisarm;
     case SignalOutcome::kNotMapped:
-      spdlog::error("refusing to signal pid {}: it does not have the table mapped, so it did not arm timer '{}'",
-                    pid, scope);
+      spdlog::error("refusing to signal pid {}: it does not have the table mapped, so it did not arm timer '{}'", pid,
+                    scope);
       stats_.count(Refusal::kNotMapped);
       return Cleanup::kDisarm;
     case SignalOutcome::kUnverifiable:
-      spdlog::error("refusing to signal pid {}: its memory map may not be read ({}: {}), so nothing shows it "
-                    "armed timer '{}', and the table may be written by other users than its own (docs/security.md)",
-                    pid, std::strerror(error), why_maps_are_unreadable(pid), scope);
+      spdlog::error(
+          "refusing to signal pid {}: its memory map may not be read ({}: {}), so nothing shows it "
+          "armed timer '{}', and the table may be written by other users than its own (docs/security.md)",
+          pid, std::strerror(error), why_maps_are_unreadable(pid), scope);
       stats_.count(Refusal::kUnverifiable);
       return Cleanup::kDisarm;
     case SignalOutcome::kUnknown:
       note_unknown(pid, error, "may be signalled for timer '" + scope + "'");
       back_off(process, now_ns);
       return std::nullopt;
-    case SignalOutcome::kFailed:
-      note_failed_kill(process, signal, error, now_ns);
-      return std::nullopt;
+    case SignalOutcome::kFailed: note_failed_kill(process, signal, error, now_ns); return std::nullopt;
   }
   return std::nullopt;
 }

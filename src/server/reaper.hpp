@@ -55,8 +55,8 @@ class Reaper {
   };
 
   // `sweeping`: also judges every occupied slot's owner, for free_gone_owners().
-  void scan(std::uint64_t now_ns, std::map<ProcessKey, std::vector<detail::SlotSnapshot>>& expired,
-            RoundResult& result, bool sweeping);
+  void scan(std::uint64_t now_ns, std::map<ProcessKey, std::vector<detail::SlotSnapshot>>& expired, RoundResult& result,
+            bool sweeping);
   void consider_due(std::uint64_t index, std::uint64_t now_ns,
                     std::map<ProcessKey, std::vector<detail::SlotSnapshot>>& expired);
   // Applies the reference's rule to one process's expired timers; returns the cleanup to

@@ -6,7 +6,8 @@ namespace shmtimer {
 
 void Histogram::observe_ns(std::uint64_t ns) {
   const double seconds = static_cast<double>(ns) / 1e9;
-  const auto bound = std::lower_bound(kBoundsSeconds.begin(), kBoundsSeconds.end(), seconds);  // le: upper bound included
+  const auto bound =
+      std::lower_bound(kBoundsSeconds.begin(), kBoundsSeconds.end(), seconds);  // le: upper bound included
   buckets_[static_cast<std::size_t>(bound - kBoundsSeconds.begin())].fetch_add(1, std::memory_order_relaxed);
   sum_ns_.fetch_add(ns, std::memory_order_relaxed);
 }

@@ -33,8 +33,7 @@ class SteadyMonotonicClock final : public MonotonicClock {
 };
 
 std::int64_t epoch_now_s() {
-  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch())
-      .count();
+  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
 
 // A forked child shares its parent's open file descriptions, and with them the flock:
@@ -71,7 +70,7 @@ void forget_lock_fd(int fd) {
 int take_server_lock(const Table& table) {
   const int fd = ::open(table.path().c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
   if (fd < 0) throw_errno("cannot open " + table.path().string() + " for the server lock");
-  struct stat locked {}, mapped {};
+  struct stat locked{}, mapped{};
   if (::fstat(fd, &locked) != 0 || ::fstat(table.fd(), &mapped) != 0 || locked.st_ino != mapped.st_ino ||
       locked.st_dev != mapped.st_dev) {
     ::close(fd);
@@ -110,17 +109,20 @@ TimerServer::TimerServer(std::shared_ptr<Table> table, ServerOptions options)
   // Relaxed: liveness words are read one at a time by tools; the flock is the real guard.
   header.server_identity.store(current_identity(), std::memory_order_relaxed);
   if (is_pidfs_identity(current_identity()))
-    spdlog::info("processes are identified by their pidfd inode (pidfs): a reused pid is never taken for its "
-                 "previous process");
+    spdlog::info(
+        "processes are identified by their pidfd inode (pidfs): a reused pid is never taken for its "
+        "previous process");
   else
-    spdlog::warn("this kernel has no pidfs (Linux 6.9+): processes are identified by pid and start time, and a pid "
-                 "reused within one clock tick (10 ms) by a client of this table is taken for its previous process "
-                 "(docs/security.md)");
+    spdlog::warn(
+        "this kernel has no pidfs (Linux 6.9+): processes are identified by pid and start time, and a pid "
+        "reused within one clock tick (10 ms) by a client of this table is taken for its previous process "
+        "(docs/security.md)");
   header.server_pidns.store(current_pid_namespace(), std::memory_order_relaxed);
-  const auto max_interval_ms = std::chrono::duration_cast<std::chrono::milliseconds>(options_.policy.max_interval).count();
-  header.server_max_interval_ms.store(
-      static_cast<std::uint32_t>(std::clamp<std::int64_t>(max_interval_ms, 1, std::numeric_limits<std::uint32_t>::max())),
-      std::memory_order_relaxed);
+  const auto max_interval_ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(options_.policy.max_interval).count();
+  header.server_max_interval_ms.store(static_cast<std::uint32_t>(std::clamp<std::int64_t>(
+                                          max_interval_ms, 1, std::numeric_limits<std::uint32_t>::max())),
+                                      std::memory_order_relaxed);
   publish_presence();
 }
 
@@ -166,9 +168,10 @@ void TimerServer::watch_table_file(std::uint64_t now_ns) {
   const FileChange change = table_->file_change();
   if (change == FileChange::kNone) return;
   stats_.table_file_change.store(change, std::memory_order_relaxed);
-  spdlog::error("table {} was {}: no new worker can reach this server, and workers that arm in it are watched only "
-                "while it runs",
-                table_->path().string(), to_string(change));
+  spdlog::error(
+      "table {} was {}: no new worker can reach this server, and workers that arm in it are watched only "
+      "while it runs",
+      table_->path().string(), to_string(change));
   if (options_.on_table_file_change) options_.on_table_file_change(change);
 }
 

@@ -123,8 +123,7 @@ std::uint64_t try_claim(Table& table, std::uint64_t index, std::uint64_t distanc
   auto& max_probe = table.header().max_probe;
   std::uint32_t current = max_probe.load(std::memory_order_relaxed);
   while (current < distance && !max_probe.compare_exchange_weak(current, static_cast<std::uint32_t>(distance),
-                                                                std::memory_order_release,
-                                                                std::memory_order_relaxed)) {
+                                                                std::memory_order_release, std::memory_order_relaxed)) {
   }
   // CAS from the exact Claiming word, release: publishes every field above to whoever
   // acquire-loads the Ready word. If the slot was freed under us (only a writer outside

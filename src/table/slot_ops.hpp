@@ -87,13 +87,12 @@ inline SlotState state_of(std::uint64_t control) noexcept { return Control::unpa
 // writers with two slots, so neither can free or arm the other's. The caller loaded
 // `control` with acquire, which pairs with the claimant's release publish, so the key
 // fields read here (relaxed) are the published ones.
-inline bool holds_key(const Slot& s, std::uint64_t control, pid_t pid, std::uint64_t identity,
-                      layout::Origin origin, const ScopeKey& key) noexcept {
+inline bool holds_key(const Slot& s, std::uint64_t control, pid_t pid, std::uint64_t identity, layout::Origin origin,
+                      const ScopeKey& key) noexcept {
   if (control != Control::pack(SlotState::kReady, Control::unpack(control).generation, pid)) return false;
   if (s.origin.load(std::memory_order_relaxed) != static_cast<std::uint32_t>(origin) ||
       s.scope_hash.load(std::memory_order_relaxed) != key.hash ||
-      s.scope_len.load(std::memory_order_relaxed) != key.len ||
-      s.identity.load(std::memory_order_relaxed) != identity)
+      s.scope_len.load(std::memory_order_relaxed) != key.len || s.identity.load(std::memory_order_relaxed) != identity)
     return false;
   for (std::uint32_t i = 0; i < key.word_count; ++i)
     if (s.scope_words[i].load(std::memory_order_relaxed) != key.word(i)) return false;
@@ -178,7 +177,7 @@ void set_occupancy(Table& table, std::uint64_t index) noexcept;
 // `owner_mix`: layout::ArmWord::owner_mix(control, the owner's identity), which a
 // writer that arms often keeps (the scope cache does).
 inline bool arm_slot_with_owner_mix(Slot& s, std::uint64_t control, std::uint64_t owner_mix, std::uint64_t deadline_ns,
-                           std::int32_t signal) noexcept {
+                                    std::int32_t signal) noexcept {
   // Acquire: pairs with the claimant's Ready publish; the slot line is already in cache.
   if (s.control.load(std::memory_order_acquire) != control) [[unlikely]]
     return false;
@@ -203,8 +202,8 @@ inline bool arm_slot_with_owner_mix(Slot& s, std::uint64_t control, std::uint64_
 }
 
 inline bool arm_slot(Slot& s, const Ownership& owner, std::uint64_t deadline_ns, std::int32_t signal) noexcept {
-  return arm_slot_with_owner_mix(s, owner.control, layout::ArmWord::owner_mix(owner.control, owner.identity), deadline_ns,
-                        signal);
+  return arm_slot_with_owner_mix(s, owner.control, layout::ArmWord::owner_mix(owner.control, owner.identity),
+                                 deadline_ns, signal);
 }
 
 // Disarms. A plain store: releasing must stay cheap. The ownership check before it keeps

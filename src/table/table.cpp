@@ -31,7 +31,7 @@ std::string quoted(const std::filesystem::path& path) { return "'" + path.string
 // non-regular file, and for writers a file others may write (group or world) or one owned
 // by another uid. (A symlink never gets this far: it is opened with O_NOFOLLOW.)
 void check_file_safety(const std::filesystem::path& path, int fd, const OpenOptions& options) {
-  struct stat st {};
+  struct stat st{};
   if (::fstat(fd, &st) != 0) throw_errno("cannot stat table " + quoted(path));
   if (!S_ISREG(st.st_mode))
     throw Error(ErrorCode::kNotATable, quoted(path) + " is not a regular file, so not a shmtimer table");
@@ -103,14 +103,14 @@ void allocate(const std::filesystem::path& path, int fd, std::uint64_t bytes) {
 // Whether a table on tmpfs holds fewer bytes of memory than it is long (ftruncate alone).
 // Elsewhere st_blocks can undercount (compression), so only tmpfs, where tables live.
 bool sparse_on_tmpfs(int fd, std::uint64_t bytes) {
-  struct statfs fs {};
-  struct stat st {};
+  struct statfs fs{};
+  struct stat st{};
   return ::fstatfs(fd, &fs) == 0 && fs.f_type == TMPFS_MAGIC && ::fstat(fd, &st) == 0 &&
          static_cast<std::uint64_t>(st.st_blocks) * 512 < bytes;
 }
 
 std::uint64_t file_size(int fd) {
-  struct stat st {};
+  struct stat st{};
   if (::fstat(fd, &st) != 0) throw_errno("fstat");
   return static_cast<std::uint64_t>(st.st_size);
 }
@@ -159,9 +159,9 @@ Geometry validate_header(const void* page, std::size_t page_bytes, std::uint64_t
   if (magic != layout::kMagic) throw Error(ErrorCode::kNotATable, "wrong magic number; not a shmtimer table");
   if (major != layout::kVersionMajor)
     throw Error(ErrorCode::kVersionMismatch,
-                "table format version " + std::to_string(major) + "." + std::to_string(minor) +
-                    ", this build reads " + std::to_string(layout::kVersionMajor) + ".x (it writes " +
-                    std::to_string(layout::kVersionMajor) + "." + std::to_string(layout::kVersionMinor) +
+                "table format version " + std::to_string(major) + "." + std::to_string(minor) + ", this build reads " +
+                    std::to_string(layout::kVersionMajor) + ".x (it writes " + std::to_string(layout::kVersionMajor) +
+                    "." + std::to_string(layout::kVersionMinor) +
                     "): a server and its clients must be of one format. Stop the other version's server and "
                     "clients, remove the table, and start this version's server, which makes it anew");
   if (capacity == 0 || capacity > layout::kMaxCapacity)
@@ -172,7 +172,8 @@ Geometry validate_header(const void* page, std::size_t page_bytes, std::uint64_t
       max_scope != layout::kMaxScopeBytes || slots_offset != g.slots_offset)
     throw Error(ErrorCode::kNotATable, "header geometry (header " + std::to_string(header_bytes) + ", slot " +
                                            std::to_string(slot_bytes) + ", scope " + std::to_string(max_scope) +
-                                           " bytes) does not match format " + std::to_string(layout::kVersionMajor) + ".x");
+                                           " bytes) does not match format " + std::to_string(layout::kVersionMajor) +
+                                           ".x");
   if (file_bytes_field != g.file_bytes || file_bytes != g.file_bytes)
     throw Error(ErrorCode::kSizeMismatch, "a table of capacity " + std::to_string(capacity) + " is " +
                                               std::to_string(g.file_bytes) + " bytes; the header says " +
@@ -200,7 +201,7 @@ const char* to_string(FileChange change) {
 }
 
 bool Table::unlink_if_still_named() const {
-  struct stat mapped {}, named {};
+  struct stat mapped{}, named{};
   return ::fstat(fd(), &mapped) == 0 && ::lstat(path_.c_str(), &named) == 0 && named.st_ino == mapped.st_ino &&
          named.st_dev == mapped.st_dev && ::unlink(path_.c_str()) == 0;
 }
@@ -208,7 +209,7 @@ bool Table::unlink_if_still_named() const {
 bool Table::lost_pages() const { return detail::table_mapping_faulted(fault_registration_); }
 
 FileChange Table::file_change() const {
-  struct stat mapped {}, named {};
+  struct stat mapped{}, named{};
   if (::fstat(fd(), &mapped) != 0) return FileChange::kNone;
   if (mapped.st_nlink == 0) return FileChange::kDeleted;
   if (static_cast<std::uint64_t>(mapped.st_size) != geometry_.file_bytes || lost_pages()) return FileChange::kResized;
@@ -232,12 +233,12 @@ void Table::map(const Geometry& g) {
 
 std::shared_ptr<Table> Table::create(const std::filesystem::path& path, const CreateOptions& options) {
   if (options.capacity == 0 || options.capacity > layout::kMaxCapacity)
-    throw Error(ErrorCode::kInvalidArgument, "capacity " + std::to_string(options.capacity) +
-                                                 " is out of range 1.." + std::to_string(layout::kMaxCapacity));
+    throw Error(ErrorCode::kInvalidArgument, "capacity " + std::to_string(options.capacity) + " is out of range 1.." +
+                                                 std::to_string(layout::kMaxCapacity));
   const Geometry g = layout::geometry_for(options.capacity);
   // A table already there is opened by open_or_create: do not build a whole one to find
   // that out (on a full tmpfs it could not be built). The linkat below is the real guard.
-  if (struct stat st {}; ::lstat(path.c_str(), &st) == 0) {
+  if (struct stat st{}; ::lstat(path.c_str(), &st) == 0) {
     errno = EEXIST;
     throw_errno("cannot create table " + quoted(path));
   }
@@ -253,7 +254,7 @@ std::shared_ptr<Table> Table::create(const std::filesystem::path& path, const Cr
   } catch (const Error& e) {
     // Another creator may have taken the room, and the name, meanwhile: that table is to
     // be opened, not reported as no space.
-    if (struct stat st {}; e.sys_errno() == ENOSPC && ::lstat(path.c_str(), &st) == 0) {
+    if (struct stat st{}; e.sys_errno() == ENOSPC && ::lstat(path.c_str(), &st) == 0) {
       errno = EEXIST;
       throw_errno("cannot create table " + quoted(path));
     }
@@ -277,7 +278,8 @@ std::shared_ptr<Table> Table::create(const std::filesystem::path& path, const Cr
   h->created_unix_ns = unix_now_ns();
   h->slots_offset = g.slots_offset;
   h->magic.store(layout::kMagic, std::memory_order_release);  // pairs with the acquire in open()
-  unnamed.name();  // the name last
+  // The name last: a table is never seen by its name before it is whole.
+  unnamed.name();
   return table;
 }
 
@@ -285,8 +287,8 @@ std::shared_ptr<Table> Table::open(const std::filesystem::path& path, const Open
   // O_NOFOLLOW: a symlink is refused (ELOOP). O_NONBLOCK: a FIFO or a device swapped in at
   // the path opens at once instead of blocking, and is then refused by its type. Every
   // check is made on this descriptor, which is the one mapped.
-  const int fd = ::open(path.c_str(), (options.read_only ? O_RDONLY : O_RDWR) | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY |
-                                          O_CLOEXEC);
+  const int fd =
+      ::open(path.c_str(), (options.read_only ? O_RDONLY : O_RDWR) | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
   if (fd < 0 && errno == ELOOP)
     throw Error(ErrorCode::kUnsafeFile, "table " + quoted(path) + " is a symlink; refusing to follow it");
   if (fd < 0 && errno == EISDIR)

@@ -26,9 +26,9 @@ struct Place {
   std::atomic<std::uint64_t> sequence{0};  // odd while the fields below are being written (seq_cst: rewrite())
   std::atomic<std::uintptr_t> begin{0};    // 0: no table
   std::atomic<std::uintptr_t> end{0};
-  std::atomic<int> fd{-1};                 // the mapped file, to tell a truncation from a hole
+  std::atomic<int> fd{-1};  // the mapped file, to tell a truncation from a hole
   std::atomic<bool> writable{false};
-  std::atomic<bool> faulted{false};        // relaxed: a flag read by the table's own checks
+  std::atomic<bool> faulted{false};  // relaxed: a flag read by the table's own checks
 };
 static_assert(std::atomic<std::uintptr_t>::is_always_lock_free && std::atomic<std::uint64_t>::is_always_lock_free &&
                   std::atomic<int>::is_always_lock_free && std::atomic<bool>::is_always_lock_free,
@@ -37,7 +37,7 @@ static_assert(std::atomic<std::uintptr_t>::is_always_lock_free && std::atomic<st
 Place g_places[kGuardedTables];
 std::atomic<std::uint64_t> g_faults{0};  // relaxed: a statistic
 std::uintptr_t g_page_bytes = 4096;      // written before the handler is first installed
-struct sigaction g_previous {};          // written only while SIGBUS is not ours (see guard_table_faults)
+struct sigaction g_previous{};           // written only while SIGBUS is not ours (see guard_table_faults)
 
 // Writer side of the seqlock. Every access to a place's words is seq_cst: one total
 // order, in which the reader's two looks at an even, unchanged sequence bracket field
@@ -74,7 +74,7 @@ void pass_on(int signal, siginfo_t* info, void* context) {
              g_previous.sa_handler != SIG_IGN) {
     g_previous.sa_handler(signal);
   } else {
-    struct sigaction fallback {};
+    struct sigaction fallback{};
     fallback.sa_handler = SIG_DFL;
     sigemptyset(&fallback.sa_mask);
     ::sigaction(SIGBUS, &fallback, nullptr);
@@ -87,12 +87,12 @@ void pass_on(int signal, siginfo_t* info, void* context) {
 // faulting one. Async-signal-safe: fstat and mmap.
 bool replace_lost_pages(const Seen& seen, std::uintptr_t address) {
   const std::uintptr_t from = address & ~(g_page_bytes - 1);
-  struct stat st {};
+  struct stat st{};
   const bool past_end = ::fstat(seen.fd, &st) != 0 || static_cast<std::uintptr_t>(st.st_size) <= from - seen.begin;
   const std::uintptr_t to = past_end ? seen.end : from + g_page_bytes;
   const int protection = PROT_READ | (seen.writable ? PROT_WRITE : 0);
-  return ::mmap(reinterpret_cast<void*>(from), to - from, protection, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1,
-                0) != MAP_FAILED;
+  return ::mmap(reinterpret_cast<void*>(from), to - from, protection, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0) !=
+         MAP_FAILED;
 }
 
 void on_sigbus(int signal, siginfo_t* info, void* context) {
@@ -120,11 +120,11 @@ void guard_table_faults() {
   // to pass other faults to; so a call after a later sigaction puts the guard back in front.
   static std::mutex installing;
   const std::lock_guard lock(installing);
-  struct sigaction current {};
+  struct sigaction current{};
   ::sigaction(SIGBUS, nullptr, &current);
   if ((current.sa_flags & SA_SIGINFO) != 0 && current.sa_sigaction == on_sigbus) return;
   g_page_bytes = static_cast<std::uintptr_t>(::sysconf(_SC_PAGESIZE));
-  struct sigaction action {};
+  struct sigaction action{};
   action.sa_sigaction = on_sigbus;
   action.sa_flags = SA_SIGINFO | SA_ONSTACK;
   sigemptyset(&action.sa_mask);

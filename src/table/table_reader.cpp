@@ -50,7 +50,7 @@ TableReader TableReader::open(const std::filesystem::path& path) {
 // Before a read, so that a truncated table is not touched; and after it, so that what a
 // read found on the guard's zero pages (table_fault_guard.hpp) is never shown as the table.
 void TableReader::check_not_truncated() const {
-  struct stat st {};
+  struct stat st{};
   if (::fstat(table_->fd(), &st) != 0 || static_cast<std::uint64_t>(st.st_size) < table_->geometry().file_bytes)
     throw Error(ErrorCode::kSizeMismatch, "table " + table_->path().string() + " was truncated to " +
                                               std::to_string(st.st_size) + " bytes while it was being read");
@@ -67,7 +67,7 @@ const char* liveness_unknown_label(std::size_t reason) {
 }
 
 bool TableReader::verify_server(pid_t pid, std::uint64_t identity) const {
-  struct stat table_st {}, proc_st {};
+  struct stat table_st{}, proc_st{};
   const std::string proc = "/proc/" + std::to_string(pid);
   int error = 0;
   return pid > 0 && ::fstat(table_->fd(), &table_st) == 0 && ::stat(proc.c_str(), &proc_st) == 0 &&

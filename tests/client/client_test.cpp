@@ -157,7 +157,7 @@ TEST(ShmTimerClient, RejectsASignalAboveSigrtmaxAndAReadOnlyTable) {
       testing::thrown_by([&] { ShmTimerClient(Table::open(t.file.path(), ro), SIGKILL, kArmWithoutServer); });
   EXPECT_EQ(read_only.code, ErrorCode::kInvalidArgument);
   EXPECT_NE(read_only.message.find("needs a writable table"), std::string::npos) << read_only.message;
-  EXPECT_NO_THROW(ShmTimerClient(t.table, 0, kArmWithoutServer));   // signal 0: a timer that never kills
+  EXPECT_NO_THROW(ShmTimerClient(t.table, 0, kArmWithoutServer));  // signal 0: a timer that never kills
   EXPECT_NO_THROW(ShmTimerClient(t.table, -1, kArmWithoutServer));
 }
 
@@ -332,7 +332,9 @@ TEST(Configure, ExpiresWithoutAClientIsAClearError) {
 TEST(Configure, ExpiresUsesTheConfiguredClient) {
   TempTable t;
   configure(std::make_shared<ShmTimerClient>(t.table, SIGKILL, kArmWithoutServer));
-  { Expires guard(1s, "configured"); }
+  {
+    Expires guard(1s, "configured");
+  }
   EXPECT_EQ(my_rows(t.table).count("configured"), 1u);
   configure(nullptr);
 }
@@ -398,7 +400,10 @@ TEST(ShmTimerClient, ByDefaultTheNextArmAfterTheServerStopsIsRefusedOnTheHotPath
   for (const bool destroyed : {false, true}) {
     // A stop (a Python agent's ShmTimerServer.stop()), then the end of the server, as
     // shmtimerd's on SIGTERM or on a deleted table.
-    if (destroyed) server.reset(); else server->stop();
+    if (destroyed)
+      server.reset();
+    else
+      server->stop();
     EXPECT_EQ(testing::thrown_by([&] { client.acquire("cached", SteadyClock::now() + 10s); }).code,
               ErrorCode::kNoServer);
     EXPECT_EQ(testing::thrown_by([&] { timer.arm_after(10s); }).code, ErrorCode::kNoServer);
@@ -434,8 +439,8 @@ TEST(Configure, AGuardOutlivesTheConfigureThatReplacedItsClient) {
 TEST(Expires, ATemporaryScopeOfAnyLengthIsReleasedUnderItsOwnName) {
   TempTable t;
   ShmTimerClient client(t.table, SIGKILL, kArmWithoutServer);
-  for (const std::size_t length : {std::size_t{5}, Expires::kInlineScopeBytes, Expires::kInlineScopeBytes + 1,
-                                   std::size_t{256}}) {
+  for (const std::size_t length :
+       {std::size_t{5}, Expires::kInlineScopeBytes, Expires::kInlineScopeBytes + 1, std::size_t{256}}) {
     const std::string name(length, 'q');
     {
       Expires guard(10s, std::string(name.data(), name.size()), client);  // the temporary dies here
@@ -454,7 +459,8 @@ TEST(SlotOps, LookupsFindKeysPlacedFarFromHome) {
   for (int i = 0; i < 16; ++i) client.acquire("k" + std::to_string(i), at_us(static_cast<std::uint64_t>(i + 100)));
   const auto rows = my_rows(t.table);
   ASSERT_EQ(rows.size(), 16u);
-  for (int i = 0; i < 16; ++i) EXPECT_EQ(us_of(rows.at("k" + std::to_string(i)).deadline_ns), static_cast<std::uint64_t>(i + 100));
+  for (int i = 0; i < 16; ++i)
+    EXPECT_EQ(us_of(rows.at("k" + std::to_string(i)).deadline_ns), static_cast<std::uint64_t>(i + 100));
 }
 
 // Release frees (torch's server forgets a released timer): with recycling on, a new

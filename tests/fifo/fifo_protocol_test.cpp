@@ -44,8 +44,9 @@ TEST(FifoProtocol, PythonFloatRepr) {
 
 TEST(FifoProtocol, FloatReprMatchesPythonOnManyValues) {
   // A spread of magnitudes and digit counts, printed by the real Python.
-  const std::vector<double> values{1.0 / 3, 2.0 / 3 * 1e9, 1764081234.1, 17640812341234.5, 5e-324, 1.7976931348623157e308,
-                                   123.456, 1e-4, 9.999999999999999e15, 42.0};
+  const std::vector<double> values{
+      1.0 / 3, 2.0 / 3 * 1e9,        1764081234.1, 17640812341234.5, 5e-324, 1.7976931348623157e308, 123.456,
+      1e-4,    9.999999999999999e15, 42.0};
   std::string list;
   for (double v : values) list += (list.empty() ? "" : ",") + python_float_repr(v);
   const std::string python = run_python("import sys; print(\",\".join(repr(v) for v in [" + list + "]))");
@@ -60,8 +61,10 @@ TEST(FifoProtocol, BytesAreExactlyWhatTheReferenceClientWrites) {
       "import sys\n"
       "from torch.distributed.elastic.timer.file_based_local_timer import FileTimerRequest as R\n"
       "s = bytes.fromhex(sys.argv[1]).decode()\n"
-      "sys.stdout.write(R(1234, s, 1764081234.5678983, 9).to_json() + chr(10) + R(1234, s, -1, 0).to_json() + chr(10))\n"
-      "' '" + [&] {
+      "sys.stdout.write(R(1234, s, 1764081234.5678983, 9).to_json() + chr(10) + R(1234, s, -1, 0).to_json() + "
+      "chr(10))\n"
+      "' '" +
+      [&] {
         std::string hex;
         char b[3];
         for (unsigned char c : scope) {
@@ -80,7 +83,8 @@ TEST(FifoProtocol, InvalidUtf8ScopeIsAClearError) {
 }
 
 TEST(FifoProtocol, ParsesTheReferenceLine) {
-  const auto parsed = parse_request(R"({"version": 1, "pid": 77, "scope_id": "a#1", "expiration_time": 12.5, "signal": 9})");
+  const auto parsed =
+      parse_request(R"({"version": 1, "pid": 77, "scope_id": "a#1", "expiration_time": 12.5, "signal": 9})");
   ASSERT_TRUE(std::holds_alternative<Request>(parsed));
   const auto& r = std::get<Request>(parsed);
   EXPECT_EQ(r.pid, 77);
@@ -88,7 +92,8 @@ TEST(FifoProtocol, ParsesTheReferenceLine) {
   EXPECT_EQ(r.expiration_time, 12.5);
   EXPECT_EQ(r.signal, 9);
   EXPECT_FALSE(r.is_release());
-  const auto release = parse_request(R"({"version": 1, "pid": 77, "scope_id": "a#1", "expiration_time": -1, "signal": 0})");
+  const auto release =
+      parse_request(R"({"version": 1, "pid": 77, "scope_id": "a#1", "expiration_time": -1, "signal": 0})");
   ASSERT_TRUE(std::holds_alternative<Request>(release));
   EXPECT_TRUE(std::get<Request>(release).is_release());
 }
@@ -108,10 +113,8 @@ TEST(FifoProtocol, RefusesEachKindOfMalformedLineSayingWhyAndUnderWhichReason) {
       {R"({"pid": 0, "scope_id": "a", "expiration_time": 1, "signal": 9})", "is not a process id", "pid"},
       {R"({"pid": -1, "scope_id": "a", "expiration_time": 1, "signal": 9})", "is not a process id", "pid"},
       {R"({"pid": 4294967297, "scope_id": "a", "expiration_time": 1, "signal": 9})", "is not a process id", "pid"},
-      {R"({"pid": 1, "scope_id": 5, "expiration_time": 1, "signal": 9})", "\"scope_id\" must be a string",
-       "scope_id"},
-      {R"({"pid": 1, "scope_id": "a", "expiration_time": "soon", "signal": 9})", "must be a number",
-       "expiration_time"},
+      {R"({"pid": 1, "scope_id": 5, "expiration_time": 1, "signal": 9})", "\"scope_id\" must be a string", "scope_id"},
+      {R"({"pid": 1, "scope_id": "a", "expiration_time": "soon", "signal": 9})", "must be a number", "expiration_time"},
       {R"({"pid": 1, "scope_id": "a", "expiration_time": 1, "signal": 65})", "out of range", "signal"},
       {R"({"pid": 1, "scope_id": "a", "expiration_time": 1, "signal": 9999})", "out of range", "signal"},
       {R"({"pid": 1, "scope_id": "a", "expiration_time": 1, "signal": "KILL"})", "must be an integer", "signal"},
@@ -132,8 +135,8 @@ TEST(FifoProtocol, RefusesEachKindOfMalformedLineSayingWhyAndUnderWhichReason) {
 
 TEST(FifoProtocol, SignalsZeroAndNegativeAreValidNeverKillTimers) {
   for (const char* sig : {"0", "-1", "-15"}) {
-    const auto parsed = parse_request(std::string(R"({"pid": 1, "scope_id": "a", "expiration_time": 1, "signal": )") +
-                                      sig + "}");
+    const auto parsed =
+        parse_request(std::string(R"({"pid": 1, "scope_id": "a", "expiration_time": 1, "signal": )") + sig + "}");
     EXPECT_TRUE(std::holds_alternative<Request>(parsed)) << sig;
   }
 }
@@ -194,7 +197,9 @@ TEST(ParseRequest, TakesALoneSurrogateAtTheVeryEndOfTheScope) {
   // Python: before an escaped backslash, before another escape, before a high surrogate
   // that starts a pair.
   EXPECT_EQ(scope_of(R"("\ud800\\")"), "\xed\xa0\x80\\");
-  EXPECT_EQ(scope_of(R"("\ud800\u0041")"), "\xed\xa0\x80" "A");
+  EXPECT_EQ(scope_of(R"("\ud800\u0041")"),
+            "\xed\xa0\x80"
+            "A");
   EXPECT_EQ(scope_of(R"("\ud800\ud800\udc00")"), "\xed\xa0\x80\xf0\x90\x80\x80");
   // At the end of the whole line, where no '\u' can follow it.
   const auto parsed = parse_request(R"({"pid": 1, "expiration_time": 1, "signal": 9, "scope_id": "\udfff"})");
@@ -244,7 +249,7 @@ TEST(ParseRequest, KeepsAGenuineUFDD0Distinct) {
 
 TEST(ParseRequest, AppliesTheScopeLimitToTheSurrogatepassBytes) {
   std::string surrogates;
-  for (int i = 0; i < 84; ++i) surrogates += "\\udcff";  // 3 bytes each, kept
+  for (int i = 0; i < 84; ++i) surrogates += "\\udcff";            // 3 bytes each, kept
   EXPECT_EQ(scope_of("\"" + surrogates + "abcd\"").size(), 256u);  // 84 * 3 + 4 bytes: the limit
   EXPECT_EQ(scope_of("\"" + surrogates + "abcde\""), "refused (scope_id): \"scope_id\" is 257 bytes; the limit is 256");
   // Genuine U+FDD0s (doubled while parsing) count as 3 bytes each too.
@@ -257,9 +262,9 @@ TEST(ParseRequest, AppliesTheScopeLimitToTheSurrogatepassBytes) {
 TEST(ParseRequest, TakesLoneSurrogatesInOtherStringsAndSaysSoInMessages) {
   // As Python's json.loads does, a lone surrogate is taken in any string: in a key or a
   // value of a field the request does not use, the request is kept.
-  const auto parsed = parse_request(
-      R"({"version": 1, "pid": 77, "\ud800": "\udcff", "scope_id": "a#1", "note": ["\uDFFF"], )"
-      R"("expiration_time": 12.5, "signal": 9})");
+  const auto parsed =
+      parse_request(R"({"version": 1, "pid": 77, "\ud800": "\udcff", "scope_id": "a#1", "note": ["\uDFFF"], )"
+                    R"("expiration_time": 12.5, "signal": 9})");
   ASSERT_TRUE(std::holds_alternative<Request>(parsed)) << std::get<ParseError>(parsed).message;
   EXPECT_EQ(std::get<Request>(parsed).scope_id, "a#1");
   // A key with a lone surrogate is another key, never the one it starts like.
@@ -278,23 +283,24 @@ TEST(ParseRequest, TakesLoneSurrogatesInOtherStringsAndSaysSoInMessages) {
 TEST(ParseRequest, StaysStrictAroundLoneSurrogates) {
   // Each is refused by Python's json.loads (or by its strict UTF-8 read) too.
   const std::vector<std::string> lines{
-      line_with_scope(R"("\ud800\u")"),           // a broken escape after the surrogate
-      line_with_scope(R"("\ud800\u12")"),         // 2 hex digits
-      line_with_scope(R"("\ud800\u12G4")"),       // not hex
-      line_with_scope(R"("\ud80")"),              // 3 hex digits
-      line_with_scope(R"("\Ud800")"),             // \U is no JSON escape
-      line_with_scope(R"("\ud800\x")"),           // nor is \x
-      line_with_scope("\"\xed\xa0\x80\""),        // a surrogate's bytes, unescaped: not UTF-8
-      line_with_scope("\"\\ud800\xed\xa0\x80\""),  // the same next to an escaped one
-      line_with_scope("\"\\ud800\xff\""),          // a byte that is never UTF-8
-      line_with_scope("\"\\ud800\t\""),            // a raw control character
-      line_with_scope("\"\\ud800\xef\xb7\""),      // a truncated U+FDD0
+      line_with_scope(R"("\ud800\u")"),                // a broken escape after the surrogate
+      line_with_scope(R"("\ud800\u12")"),              // 2 hex digits
+      line_with_scope(R"("\ud800\u12G4")"),            // not hex
+      line_with_scope(R"("\ud80")"),                   // 3 hex digits
+      line_with_scope(R"("\Ud800")"),                  // \U is no JSON escape
+      line_with_scope(R"("\ud800\x")"),                // nor is \x
+      line_with_scope("\"\xed\xa0\x80\""),             // a surrogate's bytes, unescaped: not UTF-8
+      line_with_scope("\"\\ud800\xed\xa0\x80\""),      // the same next to an escaped one
+      line_with_scope("\"\\ud800\xff\""),              // a byte that is never UTF-8
+      line_with_scope("\"\\ud800\t\""),                // a raw control character
+      line_with_scope("\"\\ud800\xef\xb7\""),          // a truncated U+FDD0
       line_with_scope("\"\\ud800\xf0\x8f\xb7\x90\""),  // U+FDD0 overlong
-      line_with_scope(R"("\ud800)"),              // the string is not closed
-      R"({"pid": 1, "scope_id": "\ud800", "expiration_time": 1, "signal": 9})" " x",  // trailing text
-      R"({"pid": 1, "scope_id": "\ud800", "expiration_time": 1, "signal": 9)",        // no closing brace
-      R"({"pid": 1, "scope_id": "a", \ud800, "expiration_time": 1, "signal": 9})",    // outside a string
-      R"({"pid": 1, "scope_id": "a" "\ud800", "expiration_time": 1, "signal": 9})",   // no comma
+      line_with_scope(R"("\ud800)"),                   // the string is not closed
+      R"({"pid": 1, "scope_id": "\ud800", "expiration_time": 1, "signal": 9})"
+      " x",                                                                          // trailing text
+      R"({"pid": 1, "scope_id": "\ud800", "expiration_time": 1, "signal": 9)",       // no closing brace
+      R"({"pid": 1, "scope_id": "a", \ud800, "expiration_time": 1, "signal": 9})",   // outside a string
+      R"({"pid": 1, "scope_id": "a" "\ud800", "expiration_time": 1, "signal": 9})",  // no comma
   };
   for (const auto& line : lines) {
     const auto parsed = parse_request(line);
@@ -325,9 +331,11 @@ TEST(ParseRequest, AgreesWithPythonOnScopesMadeOfSurrogateEscapeTokens) {
   // or refused as Python's json.loads takes it (reading the line as strict UTF-8, as
   // torch's server does), and a scope it takes is its surrogatepass bytes.
   const std::vector<std::string> tokens{
-      "a", "#", "u", "d800", "\\ud800", "\\uDBFF", "\\udc00", "\\uDcFf", "\\ud83d", "\\ude00", "\\uD83D",
-      "\\uDE00", "\\\\", "\\\"", "\"", "\\ufdd0", "\\uFDD0", "\xef\xb7\x90", "\\ue000", "\\ue7ff", "\xee\x80\x80",
-      "\\u0041", "\\u", "\\u12", "\xc3\xa9", "\\n", "\\x", "\xed\xa0\x80", "\\/"};
+      "a",       "#",       "u",       "d800",         "\\ud800", "\\uDBFF", "\\udc00",
+      "\\uDcFf", "\\ud83d", "\\ude00", "\\uD83D",      "\\uDE00", "\\\\",    "\\\"",
+      "\"",      "\\ufdd0", "\\uFDD0", "\xef\xb7\x90", "\\ue000", "\\ue7ff", "\xee\x80\x80",
+      "\\u0041", "\\u",     "\\u12",   "\xc3\xa9",     "\\n",     "\\x",     "\xed\xa0\x80",
+      "\\/"};
   std::mt19937 random(20261126);
   const auto random_text = [&] {
     std::string text;
@@ -359,7 +367,8 @@ TEST(ParseRequest, AgreesWithPythonOnScopesMadeOfSurrogateEscapeTokens) {
       "        print(s.encode(\"utf-8\", \"surrogatepass\").hex() if isinstance(s, str) else \"refused\")\n"
       "    except (ValueError, KeyError, TypeError):\n"
       "        print(\"refused\")\n"
-      "' '" + std::string(path));
+      "' '" +
+      std::string(path));
   ::unlink(path);
   std::istringstream answers(python);
   int taken = 0, with_lone_surrogates = 0;
@@ -389,8 +398,10 @@ TEST(FifoProtocol, WritesALoneSurrogateScopeAsPythonDoesAndReadsItBack) {
       "import sys\n"
       "from torch.distributed.elastic.timer.file_based_local_timer import FileTimerRequest as R\n"
       "s = bytes.fromhex(sys.argv[1]).decode(\"utf-8\", \"surrogatepass\")\n"
-      "sys.stdout.write(R(1234, s, 1764081234.5678983, 9).to_json() + chr(10) + R(1234, s, -1, 0).to_json() + chr(10))\n"
-      "' '" + hex_of(scope));
+      "sys.stdout.write(R(1234, s, 1764081234.5678983, 9).to_json() + chr(10) + R(1234, s, -1, 0).to_json() + "
+      "chr(10))\n"
+      "' '" +
+      hex_of(scope));
   EXPECT_EQ(ours, python);
   EXPECT_NE(ours.find(R"("train\udcff.py#42 \ud800\u00e9\ud83d\ude00\udfff")"), std::string::npos) << ours;
   const auto back = parse_request(std::string_view(ours).substr(0, ours.find('\n')));

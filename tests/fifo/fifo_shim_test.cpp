@@ -31,10 +31,8 @@ struct FifoFixture {
   TempTable t;
   TempPath fifo_path{"shmtimer-fifo"};
   std::vector<std::string> events;
-  std::shared_ptr<FifoShim> shim =
-      std::make_shared<FifoShim>(t.table, fifo_path.path(), [this](std::string_view name, const TimerEvent*) {
-        events.emplace_back(name);
-      });
+  std::shared_ptr<FifoShim> shim = std::make_shared<FifoShim>(
+      t.table, fifo_path.path(), [this](std::string_view name, const TimerEvent*) { events.emplace_back(name); });
   TimerServer server{t.table};
   FifoFixture() { server.add_source(shim); }
 
@@ -87,9 +85,9 @@ TEST(FifoShim, MalformedLinesAreSkippedAndTheRestOfTheReadIsKept) {
   FifoFixture f;
   const pid_t me = ::getpid();
   f.write_raw(line(me, "a", epoch_now() + 10) + "{broken json\n" +
-              R"({"pid": 0, "scope_id": "x", "expiration_time": 1, "signal": 9})" + "\n" + line(me, "b", epoch_now() + 10) +
-              R"({"pid": 1, "scope_id": "x", "expiration_time": 1, "signal": 65})" + "\n" +
-              R"({"pid": 1, "scope_id": 3, "expiration_time": 1, "signal": 9})" + "\n" +
+              R"({"pid": 0, "scope_id": "x", "expiration_time": 1, "signal": 9})" + "\n" +
+              line(me, "b", epoch_now() + 10) + R"({"pid": 1, "scope_id": "x", "expiration_time": 1, "signal": 65})" +
+              "\n" + R"({"pid": 1, "scope_id": 3, "expiration_time": 1, "signal": 9})" + "\n" +
               R"({"pid": 1, "scope_id": "x", "signal": 9})" + "\n" + line(me, "c", epoch_now() + 10));
   f.server.run_once();
   std::set<std::string> scopes;
@@ -117,7 +115,9 @@ TEST(FifoShim, ALineSplitAcrossWritesIsReassembled) {
 TEST(FifoShim, ALineLongerThanPipeBufIsRefusedAndItsNeighboursKept) {
   FifoFixture f;
   const pid_t me = ::getpid();
-  const std::string huge = R"({"pid": 1, "scope_id": ")" + std::string(5000, 'x') + R"(", "expiration_time": 1, "signal": 9})" "\n";
+  const std::string huge = R"({"pid": 1, "scope_id": ")" + std::string(5000, 'x') +
+                           R"(", "expiration_time": 1, "signal": 9})"
+                           "\n";
   const std::string before = line(me, "before", epoch_now() + 10);
   const std::string after = line(me, "after", epoch_now() + 10);
   const int fd = ::open(f.fifo_path.path().c_str(), O_WRONLY | O_NONBLOCK);
@@ -167,7 +167,7 @@ TEST(FifoShim, ARequestForAProcessTheServerWouldNeverSignalTakesNoSlot) {
       if (::setuid(65534) == 0) std::this_thread::sleep_for(30s);
     });
     for (int i = 0; i < 1000; ++i) {  // until it has become another user
-      struct stat st {};
+      struct stat st{};
       if (::stat(("/proc/" + std::to_string(other_user)).c_str(), &st) == 0 && st.st_uid == 65534) break;
       std::this_thread::sleep_for(1ms);
     }
@@ -284,7 +284,7 @@ TEST(FifoShim, ARemovedFifoIsMadeAgainWithoutLosingWhatWasWrittenBefore) {
   ASSERT_EQ(::unlink(f.fifo_path.path().c_str()), 0);
   const auto until = std::chrono::steady_clock::now() + 30s;
   while (f.shim->recreations() == 0 && std::chrono::steady_clock::now() < until) std::this_thread::sleep_for(1ms);
-  struct stat st {};
+  struct stat st{};
   ASSERT_EQ(::lstat(f.fifo_path.path().c_str(), &st), 0) << "the removed FIFO was never made again";
   ASSERT_TRUE(S_ISFIFO(st.st_mode));
   f.write_raw(line(::getpid(), "after-removal", later));
@@ -311,14 +311,14 @@ TEST(FifoShim, AFifoReplacedByAnotherServersIsReportedLostAndLeftAlone) {
   const std::string theirs_path = fifo_path.path().string() + ".theirs";
   ASSERT_EQ(::mkfifo(theirs_path.c_str(), 0600), 0);  // as torch's FileTimerServer does
   ASSERT_EQ(::rename(theirs_path.c_str(), fifo_path.path().c_str()), 0);
-  struct stat theirs {};
+  struct stat theirs{};
   ASSERT_EQ(::lstat(fifo_path.path().c_str(), &theirs), 0);
   const auto until = std::chrono::steady_clock::now() + 30s;
   while (!shim->lost() && std::chrono::steady_clock::now() < until) std::this_thread::sleep_for(1ms);
   EXPECT_TRUE(shim->lost());
   server.stop();
   shim.reset();
-  struct stat after {};
+  struct stat after{};
   ASSERT_EQ(::lstat(fifo_path.path().c_str(), &after), 0) << "the other server's FIFO was removed";
   EXPECT_EQ(after.st_ino, theirs.st_ino);
 }
@@ -359,8 +359,10 @@ TEST(FifoShim, RegisteredRequestsAreTakenAsTheirFifoLinesWouldBe) {
   FifoFixture f;
   const pid_t child = testing::fork_child([] { std::this_thread::sleep_for(30s); });
   const double later = epoch_now() + 3600;
-  f.shim->register_requests({{child, "kept", later, SIGTERM}, {child, "released", later, SIGKILL},
-                             {0, "group", later, SIGKILL}, {1, "init", later, SIGKILL}});
+  f.shim->register_requests({{child, "kept", later, SIGTERM},
+                             {child, "released", later, SIGKILL},
+                             {0, "group", later, SIGKILL},
+                             {1, "init", later, SIGKILL}});
   f.shim->register_requests({{child, "released", -1, 0}});
   const auto rows = f.rows();
   ASSERT_EQ(rows.size(), 1u);
@@ -487,7 +489,7 @@ TEST(FifoShim, TheFifoIsRemovedWhenTheShimGoes) {
   TempPath p("shmtimer-fifo");
   {
     FifoShim shim(t.table, p.path());
-    struct stat st {};
+    struct stat st{};
     ASSERT_EQ(::lstat(p.path().c_str(), &st), 0);
     EXPECT_TRUE(S_ISFIFO(st.st_mode));
     EXPECT_EQ(st.st_mode & 0777, 0600u);

@@ -22,8 +22,8 @@ std::string line_with_signal(const std::string& signal) {
 // negative number, which passed the range check, so 18446744073709551607 was accepted as
 // signal -9 (a timer that never kills) instead of being refused as above SIGRTMAX.
 TEST(FuzzRegressions, SignalAtOrAbove2To63IsRefusedNotWrapped) {
-  for (const std::string signal : {"9223372036854775808", "18446744071562067968", "18446744073709551607",
-                                   "18446744073709551615"}) {
+  for (const std::string signal :
+       {"9223372036854775808", "18446744071562067968", "18446744073709551607", "18446744073709551615"}) {
     const auto parsed = parse_request(line_with_signal(signal));
     const auto* refusal = std::get_if<ParseError>(&parsed);
     EXPECT_NE(refusal, nullptr) << "signal " << signal << " was accepted as " << std::get<Request>(parsed).signal;

@@ -46,8 +46,8 @@ namespace {
 
 namespace fifo = shmtimer::fifo;
 
-#define FUZZ_CHECK(cond)         \
-  do {                           \
+#define FUZZ_CHECK(cond)           \
+  do {                             \
     if (!(cond)) __builtin_trap(); \
   } while (0)
 
@@ -75,8 +75,7 @@ std::vector<Event> model_events(std::string_view stream, std::size_t& tail_buffe
   return events;
 }
 
-std::vector<Event> assemble(std::string_view stream, const std::vector<std::size_t>& chunks,
-                            std::size_t& buffered) {
+std::vector<Event> assemble(std::string_view stream, const std::vector<std::size_t>& chunks, std::size_t& buffered) {
   std::vector<Event> events;
   fifo::LineAssembler assembler(
       [&](std::string_view line) {
@@ -220,8 +219,7 @@ void check_meaning(std::string_view line, const fifo::Request& r) {
   FUZZ_CHECK(same_integer(doc["signal"], r.signal));
   FUZZ_CHECK(doc["scope_id"].is_string());
   if (!lone_surrogates) FUZZ_CHECK(doc["scope_id"].get_ref<const std::string&>() == r.scope_id);
-  FUZZ_CHECK(doc["expiration_time"].is_number() &&
-             same_bits(doc["expiration_time"].get<double>(), r.expiration_time));
+  FUZZ_CHECK(doc["expiration_time"].is_number() && same_bits(doc["expiration_time"].get<double>(), r.expiration_time));
 }
 
 void parse_and_check(std::string_view line) {

@@ -23,8 +23,8 @@ using Bytes = std::vector<unsigned char>;
 std::filesystem::path g_out;
 
 void save(const std::string& name, const Bytes& bytes) {
-  std::ofstream(g_out / name, std::ios::binary).write(reinterpret_cast<const char*>(bytes.data()),
-                                                      static_cast<std::streamsize>(bytes.size()));
+  std::ofstream(g_out / name, std::ios::binary)
+      .write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
   std::printf("%-28s %6zu bytes\n", name.c_str(), bytes.size());
 }
 
@@ -50,9 +50,9 @@ Bytes make_table(std::uint64_t capacity, Fill fill) {
 }
 
 std::uint64_t monotonic_ns() {
-  return static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
-                                        std::chrono::steady_clock::now().time_since_epoch())
-                                        .count());
+  return static_cast<std::uint64_t>(
+      std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
+          .count());
 }
 
 // An armed table timer, an idle FIFO timer with a non-ASCII scope, a slot left Claiming,
@@ -92,7 +92,8 @@ Bytes structured(std::uint8_t mode, const Bytes& table) {
   };
   append(g.bitmap_offset, g.bitmap_words * 8);
   append(g.slots_offset, capacity * sizeof(layout::Slot));
-  append(offsetof(layout::TableHeader, server_pid), sizeof(layout::TableHeader) - offsetof(layout::TableHeader, server_pid));
+  append(offsetof(layout::TableHeader, server_pid),
+         sizeof(layout::TableHeader) - offsetof(layout::TableHeader, server_pid));
   append(offsetof(layout::TableHeader, version_minor), 2);
   append(offsetof(layout::TableHeader, creator_uid), 4);
   append(offsetof(layout::TableHeader, created_unix_ns), 8);

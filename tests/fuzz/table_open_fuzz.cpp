@@ -147,8 +147,7 @@ void check_rows(const shmtimer::Table& table, const std::vector<shmtimer::TimerR
     FUZZ_CHECK(r.scope.size() <= layout::kMaxScopeBytes);
     const bool armed = r.state == shmtimer::RowState::kArmed;
     FUZZ_CHECK(armed == (r.deadline_ns != layout::kDisarmed));
-    if (r.state == shmtimer::RowState::kFree || r.state == shmtimer::RowState::kClaiming)
-      FUZZ_CHECK(r.scope.empty());
+    if (r.state == shmtimer::RowState::kFree || r.state == shmtimer::RowState::kClaiming) FUZZ_CHECK(r.scope.empty());
     // Sorted: armed rows by deadline first, then the rest by slot.
     if (!armed) seen_unarmed = true;
     FUZZ_CHECK(!(armed && seen_unarmed));
@@ -246,7 +245,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     return 0;
   }
   // The mapping covers exactly the validated geometry, which matches the file.
-  struct stat st {};
+  struct stat st{};
   FUZZ_CHECK(::stat(g_path.c_str(), &st) == 0);
   FUZZ_CHECK(table->geometry().file_bytes == static_cast<std::uint64_t>(st.st_size));
   read_table(table, mode);

@@ -35,8 +35,8 @@ int main(int argc, char** argv) {
       client = std::make_shared<shmtimer::FifoTimerClient>(fifo, signal);
     else
       client = std::make_shared<shmtimer::ShmTimerClient>(shmtimer::Table::open(table), signal);
-    shmtimer::Expires guard(std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::duration<double>(timeout_s)),
-                            scope, client);
+    shmtimer::Expires guard(
+        std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::duration<double>(timeout_s)), scope, client);
     std::this_thread::sleep_for(std::chrono::duration<double>(work_s));
   } catch (const shmtimer::Error& e) {
     std::fprintf(stderr, "fifo_worker: %s\n", e.what());

@@ -79,7 +79,8 @@ class ChildReport {
     char buf[1024] = {};
     pollfd p{fds_[0], POLLIN, 0};
     const ssize_t n = ::poll(&p, 1, 0) == 1 ? ::read(fds_[0], buf, sizeof buf - 1) : 0;
-    return n > 0 ? std::string(buf, static_cast<std::size_t>(n)) : "the child ended with status " + std::to_string(status);
+    return n > 0 ? std::string(buf, static_cast<std::size_t>(n))
+                 : "the child ended with status " + std::to_string(status);
   }
 
  private:
@@ -226,7 +227,7 @@ SignalOutcome send_to_non_dumpable_worker(mode_t table_mode, bool& killed) {
   std::ofstream(file.path()) << std::string(4096, 'x');
   EXPECT_EQ(::chown(file.path().c_str(), kUser, kUser), 0);
   EXPECT_EQ(::chmod(file.path().c_str(), table_mode), 0);
-  struct stat st {};
+  struct stat st{};
   EXPECT_EQ(::stat(file.path().c_str(), &st), 0);
   Ready mapped;
   const pid_t worker = fork_child([&] {

@@ -52,7 +52,7 @@ void scribble(const std::shared_ptr<Table>& table, unsigned seed, std::chrono::m
   while (std::chrono::steady_clock::now() < until) {
     std::uint64_t offset;
     switch (rng() % 4) {
-      case 0: offset = 64 + rng() % 192; break;                               // header: liveness, max_probe, counters
+      case 0: offset = 64 + rng() % 192; break;                                // header: liveness, max_probe, counters
       case 1: offset = g.bitmap_offset + rng() % (g.bitmap_words * 8); break;  // occupancy bits
       default: offset = g.slots_offset + rng() % (g.capacity * sizeof(layout::Slot)); break;
     }
@@ -124,7 +124,8 @@ TEST(HostileInput, ExpiredDeadlinesWrittenOverAnotherProcesssTimerNeverKillIt) {
   const std::uint64_t control = target.control.load(), identity = target.identity.load();
   std::mt19937_64 rng(11);
   for (int i = 0; i < 2000; ++i) {
-    const std::uint64_t owners = layout::ArmWord::make(1000 * (1 + rng() % (monotonic_now_ns() / 1000)), control, identity);
+    const std::uint64_t owners =
+        layout::ArmWord::make(1000 * (1 + rng() % (monotonic_now_ns() / 1000)), control, identity);
     const std::uint64_t flip = 1 + rng() % layout::ArmWord::kCheckMask;  // 1 .. 2^18-1: some check bit differs
     const std::uint64_t forged = owners ^ flip;
     std::memcpy(reinterpret_cast<unsigned char*>(&target) + offsetof(layout::Slot, armed), &forged, sizeof forged);

@@ -101,14 +101,14 @@ TEST(Liveness, WithoutPidfdsAThreadIdIsNeverTakenForAProcess) {
 // device counts as well as the inode.
 TEST(ProcessMaps, TheQueryAndTheTextFindExactlyTheMappedFiles) {
   TempTable t;  // mapped by this process
-  struct stat table {};
+  struct stat table{};
   ASSERT_EQ(::fstat(t.table->fd(), &table), 0);
   const FileId mapped{table.st_dev, table.st_ino};
   const FileId other_device{table.st_dev + 1, table.st_ino};
   const TempPath unmapped_file("shmtimer-unmapped");
   const int unmapped_fd = ::open(unmapped_file.path().c_str(), O_CREAT | O_RDWR | O_CLOEXEC, 0600);
   ASSERT_GE(unmapped_fd, 0);
-  struct stat other {};
+  struct stat other{};
   ASSERT_EQ(::fstat(unmapped_fd, &other), 0);
   const FileId unmapped{other.st_dev, other.st_ino};
   const int maps = ::open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
@@ -138,7 +138,7 @@ TEST(ProcessMaps, TheQueryLooksFirstWhereTheFileWasFoundButAnswersForTheWholeMap
   const int fd = ::open(path.path().c_str(), O_CREAT | O_RDWR | O_CLOEXEC, 0600);
   ASSERT_GE(fd, 0);
   ASSERT_EQ(::ftruncate(fd, 4096), 0);
-  struct stat st {};
+  struct stat st{};
   ASSERT_EQ(::fstat(fd, &st), 0);
   const FileId file{st.st_dev, st.st_ino};
   const TempPath other_path("shmtimer-other");
@@ -259,7 +259,8 @@ TEST(StaleWriters, AnArmWrittenUnderAnotherIdentityNeverVerifies) {
   auto& slot = t.table->slot(claimed.index);
   // A writer that believes it owns an earlier claim of this slot (older generation) or is
   // another process: its word lands (the test bypasses the ownership check) but never verifies.
-  const auto older = layout::Control::pack(layout::SlotState::kReady, layout::Control::unpack(claimed.control).generation - 1, 4242);
+  const auto older =
+      layout::Control::pack(layout::SlotState::kReady, layout::Control::unpack(claimed.control).generation - 1, 4242);
   for (const layout::Ownership stale : {layout::Ownership{older, 77}, layout::Ownership{claimed.control, 78}}) {
     slot.armed.store(layout::ArmWord::make(1000, stale.control, stale.identity));
     detail::SlotSnapshot snap;
@@ -326,11 +327,13 @@ TEST(Sweep, ASlotClaimedAgainAfterTheSweepJudgedItIsLeftAlone) {
   ServerOptions options;
   options.processes = processes;
   TimerServer server(t.table, options);
-  const auto gone = detail::try_claim(*t.table, 0, 0, {5151, 77, SIGKILL, layout::Origin::kTable}, detail::ScopeKey("a"));
+  const auto gone =
+      detail::try_claim(*t.table, 0, 0, {5151, 77, SIGKILL, layout::Origin::kTable}, detail::ScopeKey("a"));
   ASSERT_NE(gone, 0u);
   processes->claim_again = [&] {
     ASSERT_TRUE(detail::free_slot(*t.table, 0, gone));
-    ASSERT_NE(detail::try_claim(*t.table, 0, 0, {6161, 99, SIGKILL, layout::Origin::kTable}, detail::ScopeKey("b")), 0u);
+    ASSERT_NE(detail::try_claim(*t.table, 0, 0, {6161, 99, SIGKILL, layout::Origin::kTable}, detail::ScopeKey("b")),
+              0u);
   };
   server.run_once_at(monotonic_now_ns());
   ASSERT_FALSE(processes->claim_again) << "the sweep never asked about the gone owner";
@@ -345,7 +348,9 @@ TEST(ConcurrentArms, EveryRaceOfTwoArmsLeavesOneWholeVerifiableArm) {
   const std::uint64_t index = rows_of(t.table, ::getpid()).at(0).slot;
   constexpr int kRounds = 20000;
   const std::uint64_t base = (monotonic_now_ns() / kMicro + 3600'000'000) * kMicro;  // whole microseconds
-  const auto deadline = [&](int round, int thread) { return base + (static_cast<std::uint64_t>(round) * 2 + thread) * kMicro; };
+  const auto deadline = [&](int round, int thread) {
+    return base + (static_cast<std::uint64_t>(round) * 2 + thread) * kMicro;
+  };
   std::barrier sync(3);
   const auto racer = [&](Timer& timer, int thread) {
     for (int round = 0; round < kRounds; ++round) {
@@ -451,19 +456,23 @@ TEST(Scopes, PrintableEscapesExactlyWhatIsNotPrintableUtf8) {
   EXPECT_EQ(printable("plain/scope#12"), "plain/scope#12");
   EXPECT_EQ(printable("\xc3\xa9tape \xe2\x98\x83"), "\xc3\xa9tape \xe2\x98\x83");  // UTF-8 kept
   EXPECT_EQ(printable("a\nb\tc\x7f"), "a\\x0ab\\x09c\\x7f");
-  EXPECT_EQ(printable("\xff\xc3"), "\\xff\\xc3");                   // invalid and truncated
-  EXPECT_EQ(printable("\xed\xa0\x80"), "\\xed\\xa0\\x80");          // a UTF-16 surrogate
-  EXPECT_EQ(printable("\xc0\xaf"), "\\xc0\\xaf");                   // overlong
-  EXPECT_EQ(printable("back\\x0a"), "back\\\\x0a");                 // so escapes stay unambiguous
+  EXPECT_EQ(printable("\xff\xc3"), "\\xff\\xc3");           // invalid and truncated
+  EXPECT_EQ(printable("\xed\xa0\x80"), "\\xed\\xa0\\x80");  // a UTF-16 surrogate
+  EXPECT_EQ(printable("\xc0\xaf"), "\\xc0\\xaf");           // overlong
+  EXPECT_EQ(printable("back\\x0a"), "back\\\\x0a");         // so escapes stay unambiguous
   EXPECT_EQ(printable(std::string("\0", 1)), "\\x00");
-  EXPECT_EQ(printable("\xc2\x9b" "2J"), "\\xc2\\x9b2J");                  // C1 CSI
-  EXPECT_EQ(printable("a\xe2\x80\xa8" "b"), "a\\xe2\\x80\\xa8b");          // line separator
-  EXPECT_EQ(printable("\xc2\xa0"), "\xc2\xa0");                          // a no-break space stays
+  EXPECT_EQ(printable("\xc2\x9b"
+                      "2J"),
+            "\\xc2\\x9b2J");  // C1 CSI
+  EXPECT_EQ(printable("a\xe2\x80\xa8"
+                      "b"),
+            "a\\xe2\\x80\\xa8b");                // line separator
+  EXPECT_EQ(printable("\xc2\xa0"), "\xc2\xa0");  // a no-break space stays
 }
 
 TEST(Occupancy, AClaimingSlotWhoseBitWasLostIsFoundAndFreedOnceItsClaimantIsGone) {
   TempTable t(64);
-  auto fake = std::make_shared<FakeProcesses>();  // nobody alive: pid 4242 is gone
+  auto fake = std::make_shared<FakeProcesses>();    // nobody alive: pid 4242 is gone
   TimerServer server(t.table, fake_options(fake));  // its start-up rebuild is over
   // A claimant took slot 5 just after the server cleared its bit, and was killed before
   // setting the bit again.
@@ -492,7 +501,7 @@ TEST(Occupancy, AScanRacingNewClaimsNeverLeavesAClaimedSlotWithoutItsBit) {
     client.acquire(scope, SteadyClock::now() + 1h);
     std::uint64_t control = 0;
     const auto index = detail::find_slot(*t.table, ::getpid(), current_identity(), layout::Origin::kTable,
-                                           detail::ScopeKey(scope), &control);
+                                         detail::ScopeKey(scope), &control);
     if (index == detail::kNoSlot) {
       ADD_FAILURE() << "the scope just acquired is not in the table";
       break;

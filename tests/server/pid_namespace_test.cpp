@@ -153,7 +153,10 @@ enum class Through { kScopeCache, kTimerHandle };
 struct PidPipe {
   int fds[2];
   PidPipe() { EXPECT_EQ(::pipe(fds), 0); }
-  ~PidPipe() { ::close(fds[0]); ::close(fds[1]); }
+  ~PidPipe() {
+    ::close(fds[0]);
+    ::close(fds[1]);
+  }
   bool put(pid_t pid) { return ::write(fds[1], &pid, sizeof pid) == sizeof pid; }
   pid_t take() {
     pid_t pid = 0;
@@ -193,7 +196,7 @@ void descendant_on_recycled_pid_is_killed(Through how) {
     ::_exit(0);
   }
   const pid_t c = from_tree.take();
-  wait_child(p);  // P is gone; C is now a child of this process, the namespace's init
+  wait_child(p);                      // P is gone; C is now a child of this process, the namespace's init
   std::this_thread::sleep_for(30ms);  // so that D's start time is surely not P's
   ASSERT_TRUE(to_c.put(p));
   const pid_t d = from_tree.take();
@@ -263,7 +266,8 @@ TEST(PidNamespaces, AClientInAnotherPidNamespaceThanTheServersIsRefused) {
     if (!exited_ok(wait_child(inner))) throw std::runtime_error("the client was not refused");
   });
   EXPECT_TRUE(exited_ok(wait_child(child)));
-  EXPECT_NO_THROW(ShmTimerClient client(t.table, SIGKILL, kArmWithoutServer));  // in the server's own namespace: welcome
+  EXPECT_NO_THROW(
+      ShmTimerClient client(t.table, SIGKILL, kArmWithoutServer));  // in the server's own namespace: welcome
 }
 
 }  // namespace

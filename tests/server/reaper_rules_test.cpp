@@ -22,7 +22,7 @@ TEST(ReaperRules, ATableTimersKillRequiresTheServersUidAndTheTableMapped) {
   const SignalRequest& r = fake->requests[0];
   EXPECT_EQ(r.identity, 77u);
   EXPECT_EQ(r.required_uid, std::optional<uid_t>(::getuid()));
-  struct stat st {};
+  struct stat st{};
   ASSERT_EQ(::fstat(t.table->fd(), &st), 0);
   ASSERT_TRUE(r.required_mapping.has_value());
   EXPECT_EQ(r.required_mapping->dev, st.st_dev);

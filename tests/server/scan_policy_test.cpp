@@ -43,9 +43,7 @@ TEST(ScanPolicy, SpinsAfterABurstUntilTheWindowCloses) {
   EXPECT_FALSE(decide_idle(policy(), 1000 * kMs, 0, 1000 * kMs).spin);
 }
 
-TEST(ScanPolicy, PureSpinNeverSleeps) {
-  EXPECT_TRUE(decide_idle(ScanPolicy::pure_spin(), 1000 * kMs, 0, 0).spin);
-}
+TEST(ScanPolicy, PureSpinNeverSleeps) { EXPECT_TRUE(decide_idle(ScanPolicy::pure_spin(), 1000 * kMs, 0, 0).spin); }
 
 TEST(ScanPolicy, ZeroSpinSleepsExactlyUntilTheDeadline) {
   const auto d = decide_idle({0ns, 10ms}, 1000 * kMs, 1002 * kMs, 0);

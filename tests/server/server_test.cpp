@@ -100,7 +100,8 @@ TEST(ProcessLabels, AreTheOwnersOwnAndNoneWhenThePidNamesAnotherIdentity) {
     ::execle("/bin/sleep", "sleep", "30", static_cast<char*>(nullptr), env);
     ::_exit(127);
   }
-  for (int i = 0; i < 1000 && std::filesystem::read_symlink("/proc/" + std::to_string(child) + "/exe").filename() != "sleep"; ++i)
+  for (int i = 0;
+       i < 1000 && std::filesystem::read_symlink("/proc/" + std::to_string(child) + "/exe").filename() != "sleep"; ++i)
     std::this_thread::sleep_for(5ms);
   PinnedProcess pinned;
   ASSERT_TRUE(pin_process(child, std::nullopt, pinned).running());
@@ -510,8 +511,7 @@ TEST(TimerServer, RunOnceWhileTheWatchdogRunsNeverOverlapsItsRounds) {
   options.processes = detector;
   options.dead_owner_sweep_interval = 0ns;  // every round sweeps, so every round asks
   options.policy.max_interval = 1ms;
-  for (int i = 0; i < 8; ++i)
-    plant(*t.table, 4000 + i, "live", to_table_ns(SteadyClock::now() + 1h), SIGKILL);
+  for (int i = 0; i < 8; ++i) plant(*t.table, 4000 + i, "live", to_table_ns(SteadyClock::now() + 1h), SIGKILL);
   TimerServer server(t.table, options);
   server.start();
   for (int i = 0; i < 300; ++i) server.run_once();
@@ -527,9 +527,9 @@ TEST(LinuxProcessControl, RefusesAnotherUidAndAStaleIdentity) {
   const auto info = inspect(processes, child);
   ASSERT_TRUE(info.has_value());
   int error = 0;
-  EXPECT_EQ(processes.send({child, info->identity, SIGKILL, ::getuid() + 1, {}, {}}, error), SignalOutcome::kNotPermitted);
-  EXPECT_EQ(processes.send({child, info->identity + 1, SIGKILL, {}, {}, {}}, error),
-            SignalOutcome::kIdentityMismatch);
+  EXPECT_EQ(processes.send({child, info->identity, SIGKILL, ::getuid() + 1, {}, {}}, error),
+            SignalOutcome::kNotPermitted);
+  EXPECT_EQ(processes.send({child, info->identity + 1, SIGKILL, {}, {}, {}}, error), SignalOutcome::kIdentityMismatch);
   EXPECT_EQ(processes.send({child, info->identity, 0, ::getuid(), {}, {}}, error), SignalOutcome::kSent);  // probe only
   go.signal();
   EXPECT_TRUE(testing::exited_ok(testing::wait_child(child)));
@@ -543,7 +543,7 @@ TEST(LinuxProcessControl, RefusesAnotherUidAndAStaleIdentity) {
 // memory map reads empty).
 TEST(LinuxProcessControl, AProcessThatExitedButIsNotWaitedForIsGoneNotRefused) {
   TempTable t;
-  struct stat table {};
+  struct stat table{};
   ASSERT_EQ(::fstat(t.table->fd(), &table), 0);
   Ready looked_at;  // the child exits only once its identity was read: it may not be gone before
   const pid_t child = testing::fork_child([&] { looked_at.wait(); });
@@ -571,7 +571,8 @@ TEST(LinuxProcessControl, APreparedProcessIsStillCheckedForItsUidAndWhetherItRun
   processes.prepare({child, info->identity, 0, ::getuid(), {}, {}});
   ASSERT_EQ(processes.prepared(), 1u);
   int error = 0;
-  EXPECT_EQ(processes.send({child, info->identity, SIGKILL, ::getuid() + 1, {}, {}}, error), SignalOutcome::kNotPermitted);
+  EXPECT_EQ(processes.send({child, info->identity, SIGKILL, ::getuid() + 1, {}, {}}, error),
+            SignalOutcome::kNotPermitted);
   EXPECT_EQ(processes.send({child, info->identity, 0, ::getuid(), {}, {}}, error), SignalOutcome::kSent);  // probe only
   go.signal();
   for (int i = 0; i < 5000 && is_running(child, std::nullopt); ++i) std::this_thread::sleep_for(1ms);
@@ -588,7 +589,7 @@ TEST(LinuxProcessControl, APreparedProcessVouchesOnlyForItsOwnIdentityAndWhatItH
   Ready go;
   const pid_t child = testing::fork_child([&] { go.wait(); });  // forked before the table was mapped
   TempTable t;
-  struct stat st {};
+  struct stat st{};
   ASSERT_EQ(::fstat(t.table->fd(), &st), 0);
   const FileId table{st.st_dev, st.st_ino};
   LinuxProcessControl processes;
@@ -623,7 +624,7 @@ TEST(LinuxProcessControl, APreparedProcessVouchesOnlyForItsOwnIdentityAndWhatItH
 // armed it").
 TEST(LinuxProcessControl, APreparedWorkerThatCalledExecIsNotSignalledForATableTimer) {
   TempTable t;
-  struct stat st {};
+  struct stat st{};
   ASSERT_EQ(::fstat(t.table->fd(), &st), 0);
   const FileId table{st.st_dev, st.st_ino};
   Ready go;
@@ -740,10 +741,14 @@ TEST(TimerServer, ADeadServersTableIsTakenOverWithItsTimers) {
 // start, and apart those that found a server's pid that died holding the table.
 TEST(TimerServer, StartsAndTakeoversAreCountedInTheTableItself) {
   TempTable t;
-  { TimerServer first(t.table); }  // a clean stop zeroes the pid: the next start takes nothing over
+  {
+    TimerServer first(t.table);
+  }  // a clean stop zeroes the pid: the next start takes nothing over
   const pid_t dead = fork_child([] {});
   testing::wait_child(dead);
-  { TimerServer second(t.table); }
+  {
+    TimerServer second(t.table);
+  }
   t.table->header().server_pid.store(dead);  // a server that died holding the table
   TimerServer third(t.table);
   const HeaderInfo header = TableReader(t.table).header();

@@ -249,7 +249,7 @@ void on_server_signal(int) {
 [[noreturn]] void worker_main(const Config& config, WorkerLog& log, unsigned seed) {
   g_signalled_log = &log;
   g_kill_bound_ns = config.kill_bound_ns;
-  struct sigaction action {};
+  struct sigaction action{};
   action.sa_handler = on_server_signal;
   action.sa_flags = SA_RESETHAND;
   if (::sigaction(kServerSignal, &action, nullptr) != 0) ::_exit(4);
@@ -310,8 +310,8 @@ struct Outcome {
 class Soak {
  public:
   explicit Soak(Config config) : config_(std::move(config)), rng_(config_.seed) {
-    logs_ = static_cast<WorkerLog*>(::mmap(nullptr, sizeof(WorkerLog) * kMaxWorkerLogs, PROT_READ | PROT_WRITE,
-                                           MAP_SHARED | MAP_ANONYMOUS, -1, 0));
+    logs_ = static_cast<WorkerLog*>(
+        ::mmap(nullptr, sizeof(WorkerLog) * kMaxWorkerLogs, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0));
     if (logs_ == MAP_FAILED) throw std::runtime_error("mmap");
   }
 
@@ -458,8 +458,8 @@ class Soak {
       case soak::Verdict::kNotSignalled: break;
     }
     ++outcome_.false_kills;
-    std::fprintf(stderr, "FALSE KILL: worker %d (%s) was signalled by the server while holding no expired timer\n",
-                 pid, fifo ? "fifo" : "table");
+    std::fprintf(stderr, "FALSE KILL: worker %d (%s) was signalled by the server while holding no expired timer\n", pid,
+                 fifo ? "fifo" : "table");
   }
 
   // A hang is owed its kill within the bound of its deadline, plus any server downtime
@@ -538,10 +538,12 @@ void print_summary(const Config& config, const Outcome& o) {
   fmt::print("  deserved kills        {} (a watched timer expired before its release took effect)\n", o.deserved_kills);
   fmt::print("  chaos kills           {} workers SIGKILLed at random points\n", o.chaos_kills);
   fmt::print("  server restarts       {} (SIGKILLed at random points)\n", o.server_restarts);
-  fmt::print("  signal latency        p50 {:.2f} ms, p99 {:.2f} ms, max {:.2f} ms (a hang's deadline to its handler){}\n",
-             percentile(o.signal_latencies_ms, 0.5), percentile(o.signal_latencies_ms, 0.99),
-             percentile(o.signal_latencies_ms, 1.0),
-             o.latency_p50_ns == 0 ? std::string() : fmt::format("; p50 bound {:.1f} ms", static_cast<double>(o.latency_p50_ns) / 1e6));
+  fmt::print(
+      "  signal latency        p50 {:.2f} ms, p99 {:.2f} ms, max {:.2f} ms (a hang's deadline to its handler){}\n",
+      percentile(o.signal_latencies_ms, 0.5), percentile(o.signal_latencies_ms, 0.99),
+      percentile(o.signal_latencies_ms, 1.0),
+      o.latency_p50_ns == 0 ? std::string()
+                            : fmt::format("; p50 bound {:.1f} ms", static_cast<double>(o.latency_p50_ns) / 1e6));
   fmt::print("  reap latency          p50 {:.2f} ms, p99 {:.2f} ms, max {:.2f} ms (deadline to waitpid)\n",
              percentile(o.reap_latencies_ms, 0.5), percentile(o.reap_latencies_ms, 0.99),
              percentile(o.reap_latencies_ms, 1.0));

@@ -41,8 +41,8 @@ struct ScopeRecord {
 // moment (a judgement at reap time, a millisecond later, would excuse an early kill).
 enum class Verdict : int {
   kNotSignalled = 0,
-  kHangExpired = 1,   // its hang's deadline had passed: the kill it is owed
-  kTimerExpired = 2,  // another timer it held may have been armed and expired: deserved
+  kHangExpired = 1,     // its hang's deadline had passed: the kill it is owed
+  kTimerExpired = 2,    // another timer it held may have been armed and expired: deserved
   kNothingExpired = 3,  // every timer it held was released in time or not yet due: a false kill
 };
 

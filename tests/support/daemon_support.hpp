@@ -176,9 +176,9 @@ class HungWorker {
     const auto late = died_at_ - deadline_;
     if (!killed_by(status_, SIGKILL)) return ::testing::AssertionFailure() << "status " << status_;
     if (late > kKillBound)
-      return ::testing::AssertionFailure() << "killed "
-                                           << std::chrono::duration_cast<std::chrono::milliseconds>(late).count()
-                                           << " ms after its deadline";
+      return ::testing::AssertionFailure()
+             << "killed " << std::chrono::duration_cast<std::chrono::milliseconds>(late).count()
+             << " ms after its deadline";
     return ::testing::AssertionSuccess();
   }
 

@@ -86,7 +86,7 @@ struct FakeProcesses final : ProcessControl {
 // Writes a timer for an arbitrary (pid, identity) straight into the table, as a client
 // of that process would (or, with Origin::kFifo, as the FIFO shim arms for a sender).
 inline std::uint64_t plant(Table& table, pid_t pid, std::string_view scope, std::uint64_t deadline_ns, int signal,
-                    std::uint64_t identity = 77, layout::Origin origin = layout::Origin::kTable) {
+                           std::uint64_t identity = 77, layout::Origin origin = layout::Origin::kTable) {
   const detail::ScopeKey key(scope);
   const auto claimed = detail::insert_slot(table, {pid, identity, signal, origin}, key);
   EXPECT_TRUE(claimed.ok());
@@ -105,8 +105,14 @@ inline std::vector<TimerRow> rows_of(const std::shared_ptr<Table>& table, pid_t 
 struct Ready {
   int fds[2];
   Ready() { EXPECT_EQ(::pipe(fds), 0); }
-  ~Ready() { ::close(fds[0]); ::close(fds[1]); }
-  void signal() { char c = 1; EXPECT_EQ(::write(fds[1], &c, 1), 1); }
+  ~Ready() {
+    ::close(fds[0]);
+    ::close(fds[1]);
+  }
+  void signal() {
+    char c = 1;
+    EXPECT_EQ(::write(fds[1], &c, 1), 1);
+  }
   // Fails (rather than hangs) when the child died before it signalled.
   void wait() {
     pollfd p{fds[0], POLLIN, 0};
@@ -117,7 +123,8 @@ struct Ready {
 };
 
 // A child that arms `scope` to expire after `timeout`, reports that it did, and hangs.
-inline pid_t fork_hung_worker(const std::shared_ptr<Table>& table, const char* scope, std::chrono::milliseconds timeout) {
+inline pid_t fork_hung_worker(const std::shared_ptr<Table>& table, const char* scope,
+                              std::chrono::milliseconds timeout) {
   Ready ready;
   const pid_t pid = fork_child([&] {
     ShmTimerClient client(table, SIGKILL, kArmWithoutServer);

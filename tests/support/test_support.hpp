@@ -124,10 +124,11 @@ struct TempTable {
 // it as for a process, but it is not one.
 class LiveThread {
  public:
-  LiveThread() : thread_([this] {
-    tid_ = static_cast<pid_t>(::gettid());
-    while (!stop_) std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  }) {
+  LiveThread()
+      : thread_([this] {
+          tid_ = static_cast<pid_t>(::gettid());
+          while (!stop_) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+        }) {
     while (tid_ == 0) std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }
   ~LiveThread() {
@@ -207,7 +208,9 @@ inline int wait_child(pid_t pid, std::chrono::milliseconds timeout = std::chrono
   return status;
 }
 
-inline bool killed_by(int status, int signal) { return status != -1 && WIFSIGNALED(status) && WTERMSIG(status) == signal; }
+inline bool killed_by(int status, int signal) {
+  return status != -1 && WIFSIGNALED(status) && WTERMSIG(status) == signal;
+}
 inline bool exited_ok(int status) { return status != -1 && WIFEXITED(status) && WEXITSTATUS(status) == 0; }
 
 }  // namespace shmtimer::testing

@@ -26,7 +26,9 @@ using testing::TempTable;
 
 constexpr int kScopesPerWorker = 12;
 
-std::string scope_name(int i) { return "scope-" + std::to_string(i) + std::string(static_cast<std::size_t>(i * 7), '.'); }
+std::string scope_name(int i) {
+  return "scope-" + std::to_string(i) + std::string(static_cast<std::size_t>(i * 7), '.');
+}
 
 // A deadline that names its scope, so a reader can tell a torn (scope, deadline) pair.
 // A deadline whose microseconds end in the scope's number (deadlines are stored in whole
@@ -70,8 +72,7 @@ TEST(Concurrency, ThreadsWritersAndAReaderNeverSeeATornRow) {
         // Scopes are "t<thread>-<scope>"; armed deadlines end in the scope's number.
         const auto dash = row.scope.find('-');
         const int scope = std::stoi(row.scope.substr(dash + 1));
-        if (row.pid != ::getpid() || (row.state == RowState::kArmed && tag_of(row.deadline_ns) != scope))
-          ++torn;
+        if (row.pid != ::getpid() || (row.state == RowState::kArmed && tag_of(row.deadline_ns) != scope)) ++torn;
       }
     }
   });
@@ -89,10 +90,22 @@ TEST(Concurrency, ThreadsWritersAndAReaderNeverSeeATornRow) {
         const int s = static_cast<int>(rng() % kScopesPerWorker);
         const std::string scope = "t" + std::to_string(th) + "-" + std::to_string(s);
         switch (rng() % 4) {
-          case 0: last[th][s] = tagged_deadline(s, op); client.acquire(scope, from_table_ns(last[th][s])); break;
-          case 1: last[th][s] = 0; client.release(scope); break;
-          case 2: last[th][s] = tagged_deadline(s, op); timers[s].arm(from_table_ns(last[th][s])); break;
-          default: last[th][s] = 0; timers[s].disarm(); break;
+          case 0:
+            last[th][s] = tagged_deadline(s, op);
+            client.acquire(scope, from_table_ns(last[th][s]));
+            break;
+          case 1:
+            last[th][s] = 0;
+            client.release(scope);
+            break;
+          case 2:
+            last[th][s] = tagged_deadline(s, op);
+            timers[s].arm(from_table_ns(last[th][s]));
+            break;
+          default:
+            last[th][s] = 0;
+            timers[s].disarm();
+            break;
         }
       }
     });
@@ -136,7 +149,10 @@ static_assert(std::atomic<std::int32_t>::is_always_lock_free);
         timers[s]->arm(from_table_ns(value));
         break;
       default:
-        if (timers[s]) timers[s]->disarm(); else client.release(scope_name(s));
+        if (timers[s])
+          timers[s]->disarm();
+        else
+          client.release(scope_name(s));
         break;
     }
     log.done[s].store(value, std::memory_order_seq_cst);
@@ -286,7 +302,7 @@ TEST(Concurrency, AnArmRacingAGiveBackOfItsIdleSlotIsNeverLost) {
       continue;
     }
     if (settled(slot, owner.control) == owner.control) continue;  // a give-back that backed off
-    auto again = detail::insert_slot(*t.table, me, key);  // as the client rebinds
+    auto again = detail::insert_slot(*t.table, me, key);          // as the client rebinds
     ASSERT_TRUE(again.ok());
     reclaims.fetch_add(1, std::memory_order_relaxed);
     index.store(again.index);

@@ -48,7 +48,7 @@ struct Victim {
     ::chmod(file.path().c_str(), 0644);
   }
   bool untouched() const {
-    struct stat st {};
+    struct stat st{};
     return read_all(file.path()) == content && ::stat(file.path().c_str(), &st) == 0 && (st.st_mode & 0777) == 0644;
   }
 };
@@ -67,17 +67,16 @@ TEST(FileRace, CreatingATableNeverWritesAFileSwappedInAtThePath) {
   TempPath path, staged{"shmtimer-staged-link"};
   // The path is empty for a moment (so a create succeeds), then a symlink to the victim
   // replaces whatever is there in one rename: the new table, if it was just made.
-  race(
-      [&] { swap_in_symlink(path.path(), victim.file.path(), staged.path()); },
-      [&] {
-        try {
-          CreateOptions options;
-          options.capacity = 8;
-          Table::create(path.path(), options);
-        } catch (const Error&) {
-        }
-      },
-      20000);  // a refused create takes microseconds
+  race([&] { swap_in_symlink(path.path(), victim.file.path(), staged.path()); },
+       [&] {
+         try {
+           CreateOptions options;
+           options.capacity = 8;
+           Table::create(path.path(), options);
+         } catch (const Error&) {
+         }
+       },
+       20000);  // a refused create takes microseconds
   EXPECT_TRUE(victim.untouched());
 }
 
@@ -86,18 +85,19 @@ TEST(FileRace, OpeningATableNeverBlocksOnAFifoSwappedInAtThePath) {
   TempPath path, staged_table{"shmtimer-staged"}, staged_fifo{"shmtimer-staged-fifo"};
   // In a child, so that an open that blocks forever fails the test instead of hanging it.
   const pid_t child = testing::fork_child([&] {
-    race([&] {
-           ::link(t.file.path().c_str(), staged_table.path().c_str());
-           ::rename(staged_table.path().c_str(), path.path().c_str());
-           ::mkfifo(staged_fifo.path().c_str(), 0600);
-           ::rename(staged_fifo.path().c_str(), path.path().c_str());
-         },
-         [&] {
-           try {
-             TableReader::open(path.path());
-           } catch (const Error&) {
-           }
-         });
+    race(
+        [&] {
+          ::link(t.file.path().c_str(), staged_table.path().c_str());
+          ::rename(staged_table.path().c_str(), path.path().c_str());
+          ::mkfifo(staged_fifo.path().c_str(), 0600);
+          ::rename(staged_fifo.path().c_str(), path.path().c_str());
+        },
+        [&] {
+          try {
+            TableReader::open(path.path());
+          } catch (const Error&) {
+          }
+        });
   });
   EXPECT_TRUE(testing::exited_ok(testing::wait_child(child, 60s))) << "an open blocked on the FIFO";
 }
@@ -123,15 +123,14 @@ TEST(FileRace, ServingAFifoNeverChangesTheModeOfAFileSwappedInAtThePath) {
   TempPath path{"shmtimer-fifo"}, staged{"shmtimer-staged-link"};
   // The path is empty for a moment (so the shim makes its FIFO), then a symlink to the
   // victim replaces whatever is there in one rename: the FIFO, if the shim just made it.
-  race(
-      [&] { swap_in_symlink(path.path(), victim.file.path(), staged.path()); },
-      [&] {
-        try {
-          FifoShim shim(t.table, path.path());
-        } catch (const Error&) {
-        }
-      },
-      20000);  // a refusal takes microseconds
+  race([&] { swap_in_symlink(path.path(), victim.file.path(), staged.path()); },
+       [&] {
+         try {
+           FifoShim shim(t.table, path.path());
+         } catch (const Error&) {
+         }
+       },
+       20000);  // a refusal takes microseconds
   EXPECT_TRUE(victim.untouched());
 }
 

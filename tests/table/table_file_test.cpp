@@ -22,7 +22,7 @@ using testing::TempPath;
 using testing::TempTable;
 
 std::uint64_t allocated_bytes(const std::filesystem::path& path) {
-  struct stat st {};
+  struct stat st{};
   EXPECT_EQ(::stat(path.c_str(), &st), 0);
   return static_cast<std::uint64_t>(st.st_blocks) * 512;
 }
@@ -152,15 +152,15 @@ TEST(TableFaultGuard, AFaultOutsideEveryTableStillKillsTheProcess) {
   const int status = testing::wait_child(child);
   // A sanitizer's own SIGBUS handler, installed before the guard, reports and exits instead
   // (but never with 12: the fault inside the table was survived).
-  EXPECT_TRUE(testing::kSanitized ? status != -1 && WIFEXITED(status) && WEXITSTATUS(status) != 0 &&
-                                        WEXITSTATUS(status) != 12
-                                  : testing::killed_by(status, SIGBUS))
+  EXPECT_TRUE(testing::kSanitized
+                  ? status != -1 && WIFEXITED(status) && WEXITSTATUS(status) != 0 && WEXITSTATUS(status) != 12
+                  : testing::killed_by(status, SIGBUS))
       << status;
 }
 
 TEST(TableFaultGuard, AFaultOutsideEveryTableGoesToTheHandlerInstalledBefore) {
   const pid_t child = testing::fork_child([] {
-    struct sigaction earlier {};
+    struct sigaction earlier{};
     earlier.sa_handler = [](int) { ::_exit(42); };
     sigemptyset(&earlier.sa_mask);
     ::sigaction(SIGBUS, &earlier, nullptr);

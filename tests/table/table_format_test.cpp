@@ -81,7 +81,7 @@ TEST(TableFormat, DefaultModeIs0600WhateverTheUmask) {
   const mode_t old = ::umask(0);
   TempTable t(8);
   ::umask(old);
-  struct stat st {};
+  struct stat st{};
   ASSERT_EQ(::stat(t.file.path().c_str(), &st), 0);
   EXPECT_EQ(st.st_mode & 07777, 0600u);
 }

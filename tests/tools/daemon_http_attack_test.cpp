@@ -116,8 +116,10 @@ TEST_F(EndpointUnderAttack, AHeaderThatNeverEndsIsCutOffWithoutTheDaemonGrowing)
   while (!cut_off && sent < (64u << 20) && SteadyClock::now() < until) {
     const ssize_t n = ::send(fd, line.data(), line.size(), MSG_NOSIGNAL);
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) continue;  // the server stopped reading: try on
-    if (n <= 0) cut_off = true;
-    else sent += static_cast<std::size_t>(n);
+    if (n <= 0)
+      cut_off = true;
+    else
+      sent += static_cast<std::size_t>(n);
   }
   ::close(fd);
   EXPECT_TRUE(cut_off) << sent << " bytes of header were taken";

@@ -18,8 +18,8 @@ namespace shmtimer {
 namespace {
 
 using namespace std::chrono_literals;
-using testing::LoggedDaemon;
 using testing::get;
+using testing::LoggedDaemon;
 using testing::metrics_port;
 using testing::TempPath;
 
@@ -194,7 +194,8 @@ class NotifySocket {
     const auto end = std::chrono::steady_clock::now() + duration;
     for (auto now = std::chrono::steady_clock::now(); now < end; now = std::chrono::steady_clock::now()) {
       pollfd p{fd_, POLLIN, 0};
-      if (::poll(&p, 1, static_cast<int>(std::chrono::duration_cast<std::chrono::milliseconds>(end - now).count()) + 1) <= 0)
+      if (::poll(&p, 1,
+                 static_cast<int>(std::chrono::duration_cast<std::chrono::milliseconds>(end - now).count()) + 1) <= 0)
         continue;
       char buf[4096];
       const ssize_t n = ::recv(fd_, buf, sizeof buf, 0);
@@ -311,11 +312,11 @@ TEST(ShmtimerdEvents, TextEventsAreOneLineOfKeyValueFieldsThatNoValueCanForge) {
     return ok;
   };
   std::size_t at = 0;
-  EXPECT_TRUE(expect_text(at, "kill worker process pid=" + std::to_string(hung) + " scope='a\\\\x0ab' signal=9 slot=") &&
-              is_number_at(line, at) && expect_text(at, " origin=fifo deadline=") && is_number_at(line, at, 6) &&
-              expect_text(at, " lateness_ms=") && is_number_at(line, at, 3) && expect_text(at, " command='sleep'") &&
-              expect_text(at, " rank='5\\' forged=\\'1' table='" + table_path.path().string() + "'") &&
-              at == line.size())
+  EXPECT_TRUE(
+      expect_text(at, "kill worker process pid=" + std::to_string(hung) + " scope='a\\\\x0ab' signal=9 slot=") &&
+      is_number_at(line, at) && expect_text(at, " origin=fifo deadline=") && is_number_at(line, at, 6) &&
+      expect_text(at, " lateness_ms=") && is_number_at(line, at, 3) && expect_text(at, " command='sleep'") &&
+      expect_text(at, " rank='5\\' forged=\\'1' table='" + table_path.path().string() + "'") && at == line.size())
       << line;
 }
 

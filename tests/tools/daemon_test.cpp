@@ -56,10 +56,10 @@ TEST(Shmtimerd, UsageErrorsExitOne) {
   EXPECT_EQ(WEXITSTATUS(run("--log-format xml").status), 1);
   EXPECT_EQ(WEXITSTATUS(run("--capacity 0").status), 1);
   // Every number has a range; NaN, infinities and absurd values are refused.
-  for (const char* bad : {"--max-interval-ms nan", "--max-interval-ms 1e300", "--max-interval-ms inf",
-                          "--max-interval-ms 0", "--spin-us nan", "--spin-us -1", "--spin-us 1e12",
-                          "--sweep-interval-ms nan", "--sweep-interval-ms 0", "--max-wake-lead-us -1",
-                          "--max-wake-lead-us nan", "--max-wake-lead-us 1e7"})
+  for (const char* bad :
+       {"--max-interval-ms nan", "--max-interval-ms 1e300", "--max-interval-ms inf", "--max-interval-ms 0",
+        "--spin-us nan", "--spin-us -1", "--spin-us 1e12", "--sweep-interval-ms nan", "--sweep-interval-ms 0",
+        "--max-wake-lead-us -1", "--max-wake-lead-us nan", "--max-wake-lead-us 1e7"})
     EXPECT_EQ(WEXITSTATUS(run(bad).status), 1) << bad;
 }
 
@@ -119,7 +119,7 @@ TEST(Shmtimerd, TheDefaultTableLivesInADirectoryOnlyItsUserCanWrite) {
   // Unsquatted: it makes the directory, 0700 and its own, and serves the table in it.
   const auto served = run_as_nobody_with_default_table(500ms);
   EXPECT_TRUE(WIFEXITED(served.status) && WEXITSTATUS(served.status) == 0) << served.text;
-  struct stat st {};
+  struct stat st{};
   ASSERT_EQ(::lstat(dir.c_str(), &st), 0);
   EXPECT_TRUE(S_ISDIR(st.st_mode));
   EXPECT_EQ(st.st_mode & 07777, 0700u);
@@ -186,7 +186,7 @@ TEST(Shmtimerd, ExitsOneWhenAnotherServerTakesItsFifoPath) {
   ASSERT_TRUE(WIFEXITED(status)) << daemon.log();
   EXPECT_EQ(WEXITSTATUS(status), 1);
   EXPECT_NE(daemon.log().find("was replaced by another file"), std::string::npos) << daemon.log();
-  struct stat st {};
+  struct stat st{};
   EXPECT_EQ(::lstat(fifo.path().c_str(), &st), 0) << "the other server's FIFO was removed";
 }
 
@@ -222,8 +222,15 @@ TEST(Shmtimerd, RefusesToStartInAUserNamespaceItsWorkersAreNotIn) {
       // util-linux's unshare makes the namespace and maps the uid and gid to themselves, then
       // runs the daemon: a single-threaded program (unshare(CLONE_NEWUSER) refuses a process
       // with threads, as a sanitizer's runtime may give this test's children).
-      std::vector<std::string> args{"unshare", "--map-user=" + std::to_string(uid), "--map-group=" + std::to_string(gid),
-                                    "--", SHMTIMERD_PATH, "--table", p.path().string(), "--capacity", "256"};
+      std::vector<std::string> args{"unshare",
+                                    "--map-user=" + std::to_string(uid),
+                                    "--map-group=" + std::to_string(gid),
+                                    "--",
+                                    SHMTIMERD_PATH,
+                                    "--table",
+                                    p.path().string(),
+                                    "--capacity",
+                                    "256"};
       std::vector<char*> argv;
       for (auto& a : args) argv.push_back(a.data());
       argv.push_back(nullptr);

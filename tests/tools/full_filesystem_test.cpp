@@ -88,8 +88,8 @@ TEST_F(FullFilesystem, AWriterOfASparseTableGetsNoSpaceInsteadOfDyingOfSigbus) {
   {  // an older build's table: sized by ftruncate, its slot pages never touched
     const auto table = Table::create(path, capacity(256));
     const auto& g = table->geometry();
-    ASSERT_EQ(::fallocate(table->fd(), FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-                          static_cast<off_t>(g.slots_offset), static_cast<off_t>(g.file_bytes - g.slots_offset)),
+    ASSERT_EQ(::fallocate(table->fd(), FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, static_cast<off_t>(g.slots_offset),
+                          static_cast<off_t>(g.file_bytes - g.slots_offset)),
               0);
   }
   fs.fill();

@@ -226,9 +226,10 @@ TEST(TimerDumpCli, Prometheus) {
   const auto result = run_dump(table_arg(k.t) + " --prometheus");
   ASSERT_EQ(result.exit_code, 0);
   const std::string label = "{table=\"" + k.t.file.path().string() + "\"}";
-  for (const std::string& sample : {"shmtimer_server_alive" + label + " 0\n", "shmtimer_live_timers" + label + " 3\n",
-                                   "shmtimer_overdue_timers" + label + " 1\n", "shmtimer_acquires_total" + label + " 4\n",
-                                   "shmtimer_capacity_slots" + label + " 256\n", "shmtimer_reaps_total" + label + " 0\n"})
+  for (const std::string& sample :
+       {"shmtimer_server_alive" + label + " 0\n", "shmtimer_live_timers" + label + " 3\n",
+        "shmtimer_overdue_timers" + label + " 1\n", "shmtimer_acquires_total" + label + " 4\n",
+        "shmtimer_capacity_slots" + label + " 256\n", "shmtimer_reaps_total" + label + " 0\n"})
     EXPECT_NE(result.out.find(sample), std::string::npos) << sample << result.out;
   EXPECT_NE(result.out.find("# HELP shmtimer_live_timers "), std::string::npos);
   EXPECT_NE(result.out.find("# TYPE shmtimer_reaps_total counter\n"), std::string::npos);
@@ -432,7 +433,7 @@ TEST(TimerDumpCli, JobPicksTheTableMadeUpForThatRunIdAndNoOther) {
   TableDirectory dir;
   auto alpha = dir.add("job-alpha-0123456789abcdef.table");
   dir.add("job-alpha-beta-0123456789abcdef.table");  // "alpha" is a prefix of its run id
-  dir.add("job-a_b-0123456789abcdef.table");          // "a/b" sanitized, as the Python module does
+  dir.add("job-a_b-0123456789abcdef.table");         // "a/b" sanitized, as the Python module does
   ShmTimerClient(alpha, SIGKILL, kArmWithoutServer).acquire("only-in-alpha", SteadyClock::now() + 1h);
   const auto picked = run_dump("--job alpha --json" + dir.arg());
   ASSERT_EQ(picked.exit_code, 0) << picked.out;

@@ -50,8 +50,7 @@ DumpRow make_row(std::uint64_t slot, RowState state, pid_t pid, bool alive, std:
 std::vector<DumpRow> sample_rows() {
   return {make_row(58, RowState::kArmed, 6285, true, "demo/hung-step", -250'000'000),
           make_row(192, RowState::kArmed, 6286, true, "demo/punctual-step", 1'949'600'000, 15, Origin::kFifo),
-          make_row(7, RowState::kIdle, 6286, true, "demo/idle"),
-          make_row(9, RowState::kClaiming, 4242, false, "")};
+          make_row(7, RowState::kIdle, 6286, true, "demo/idle"), make_row(9, RowState::kClaiming, 4242, false, "")};
 }
 
 Snapshot sample_snapshot(Filter filter = {}) {
@@ -117,7 +116,8 @@ TEST(TimerDumpFormat, TextForKnownTimers) {
             "format     1.0, created 2023-11-14 22:13:20.000 by uid 1000\n"
             "capacity   4096 slots, 4 used\n"
             "server     pid 6281 (alive), last heartbeat 12.0ms ago, 1234 rounds\n"
-            "counters   acquires 5, releases 2, reaps 1, full failures 0, fifo requests 3, failed kills 0, liveness unknown 0\n"
+            "counters   acquires 5, releases 2, reaps 1, full failures 0, fifo requests 3, failed kills 0, liveness "
+            "unknown 0\n"
             "timers     2 live, 1 overdue\n"
             "\n"
             "PID     ALIVE DEADLINE                REMAINING  SIGNAL   ORIGIN SLOT     SCOPE\n"
@@ -219,7 +219,8 @@ TEST(TimerDumpFormat, JsonFieldsThatDoNotApplyAreNull) {
   const auto& claiming = doc["timers"][3];
   EXPECT_EQ(claiming["state"], "claiming");
   EXPECT_EQ(claiming["reclaimable"], true);
-  for (const char* key : {"deadline_unix_s", "deadline_local", "deadline_mono_ns", "remaining_s", "signal_name", "origin"})
+  for (const char* key :
+       {"deadline_unix_s", "deadline_local", "deadline_mono_ns", "remaining_s", "signal_name", "origin"})
     EXPECT_TRUE(claiming[key].is_null()) << key;
   // Every row has the same keys, in the same order.
   std::set<std::vector<std::string>> shapes;

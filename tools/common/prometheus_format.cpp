@@ -27,8 +27,7 @@ void server_metrics(ExpositionWriter& out, const shmtimer::HeaderInfo& h) {
   out.counter("shmtimer_server_starts_total", "Servers that started on the table (a restart counts one).",
               number(h.server_starts));
   out.counter("shmtimer_server_takeovers_total",
-              "Server starts that took the table over from a server that died holding it.",
-              number(h.server_takeovers));
+              "Server starts that took the table over from a server that died holding it.", number(h.server_takeovers));
 }
 
 void slot_metrics(ExpositionWriter& out, const shmtimer::HeaderInfo& h, const SlotCounts& s) {
@@ -46,8 +45,7 @@ void counter_metrics(ExpositionWriter& out, const shmtimer::TableCounters& c) {
   out.counter("shmtimer_acquires_total", "Timer acquires (arms).", number(c.acquires));
   out.counter("shmtimer_releases_total", "Timer releases (disarms).", number(c.releases));
   out.counter("shmtimer_reaps_total", "Processes signalled because a timer expired.", number(c.reaps));
-  out.counter("shmtimer_full_failures_total", "Acquires refused because the table was full.",
-              number(c.full_failures));
+  out.counter("shmtimer_full_failures_total", "Acquires refused because the table was full.", number(c.full_failures));
   out.counter("shmtimer_fifo_requests_total", "Requests received through the FIFO shim.", number(c.fifo_requests));
   out.counter("shmtimer_failed_kills_total", "Signals the kernel refused to deliver (each retry counts).",
               number(c.failed_kills));
@@ -115,10 +113,14 @@ void write_table_metrics(ExpositionWriter& out, const Snapshot& snapshot) {
 std::string escape_label_value(const std::string& value) {
   std::string out;
   for (const char c : value) {
-    if (c == '\\') out += "\\\\";
-    else if (c == '"') out += "\\\"";
-    else if (c == '\n') out += "\\n";
-    else out += c;
+    if (c == '\\')
+      out += "\\\\";
+    else if (c == '"')
+      out += "\\\"";
+    else if (c == '\n')
+      out += "\\n";
+    else
+      out += c;
   }
   return out;
 }

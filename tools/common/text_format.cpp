@@ -36,9 +36,9 @@ std::string printable(const std::string& scope) {
 }
 
 std::string server_text(const shmtimer::HeaderInfo& h) {
-  std::string text = h.server_pid == 0 ? std::string("none")
-                                       : "pid " + std::to_string(h.server_pid) +
-                                             (h.server_alive ? " (alive)" : " (not running)");
+  std::string text = h.server_pid == 0
+                         ? std::string("none")
+                         : "pid " + std::to_string(h.server_pid) + (h.server_alive ? " (alive)" : " (not running)");
   if (h.heartbeat_age_ns < 0) return text + ", no heartbeat yet";
   return text + ", last heartbeat " + format_duration(h.heartbeat_age_ns) + " ago, " +
          std::to_string(h.heartbeat_count) + " rounds";
@@ -47,8 +47,7 @@ std::string server_text(const shmtimer::HeaderInfo& h) {
 std::string counters_text(const shmtimer::TableCounters& c) {
   return "acquires " + std::to_string(c.acquires) + ", releases " + std::to_string(c.releases) + ", reaps " +
          std::to_string(c.reaps) + ", full failures " + std::to_string(c.full_failures) + ", fifo requests " +
-         std::to_string(c.fifo_requests) + ", failed kills " + std::to_string(c.failed_kills) +
-         ", liveness unknown " +
+         std::to_string(c.fifo_requests) + ", failed kills " + std::to_string(c.failed_kills) + ", liveness unknown " +
          std::to_string(std::accumulate(c.liveness_unknown.begin(), c.liveness_unknown.end(), std::uint64_t{0}));
 }
 
@@ -99,7 +98,10 @@ std::string row_text(const DumpRow& row, bool all) {
   const bool armed = row.armed();
   const bool has_key = t.state == RowState::kArmed || t.state == RowState::kIdle;
   return (all ? pad(shmtimer::to_string(t.state), kStateWidth) : "") + pad(std::to_string(t.pid), kPidWidth) +
-         pad(t.pid_alive ? "yes" : t.pid_known ? "no" : "?", kAliveWidth) +
+         pad(t.pid_alive   ? "yes"
+             : t.pid_known ? "no"
+                           : "?",
+             kAliveWidth) +
          pad(armed ? format_local_time(row.deadline_unix_s) : "-", kDeadlineWidth) +
          pad(armed ? format_duration(t.remaining_ns) : "-", kRemainingWidth) +
          pad(has_key ? signal_label(t.signal) : "-", kSignalWidth) +
@@ -113,7 +115,9 @@ std::string format_text(const Snapshot& snapshot) {
   std::string text = header_text(snapshot) + '\n';
   if (snapshot.rows.empty()) {
     const bool narrowed = snapshot.filter.narrows();
-    return text + (narrowed ? "no slot matches the filter\n" : snapshot.filter.all ? "no slot in use\n" : "no armed timers\n");
+    return text + (narrowed              ? "no slot matches the filter\n"
+                   : snapshot.filter.all ? "no slot in use\n"
+                                         : "no armed timers\n");
   }
   text += columns_title(snapshot.filter.all);
   for (const auto& row : snapshot.rows) text += row_text(row, snapshot.filter.all);

@@ -49,9 +49,9 @@ void EventLog::log(std::string_view name, const shmtimer::TimerEvent& event) {
   const char* origin = timer_dump::origin_name(event.origin);
 
   if (json_events_) {
-    nlohmann::json fields{{"msg", std::string(name)}, {"event", std::string(name)}, {"pid", event.pid},
-                          {"scope", scope},           {"signal", event.signal},    {"slot", event.slot},
-                          {"origin", origin},         {"table", table_}};
+    nlohmann::json fields{
+        {"msg", std::string(name)}, {"event", std::string(name)}, {"pid", event.pid}, {"scope", scope},
+        {"signal", event.signal},   {"slot", event.slot},         {"origin", origin}, {"table", table_}};
     fields["deadline"] = has_deadline ? nlohmann::json(event.expiration_time()) : nlohmann::json(nullptr);
     if (has_lateness) fields["lateness_ms"] = lateness_ms;
     if (job.command) fields["command"] = *job.command;
@@ -61,8 +61,8 @@ void EventLog::log(std::string_view name, const shmtimer::TimerEvent& event) {
     json_events_->log(level, "{}", fields.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
     return;
   }
-  std::string line = fmt::format("{} pid={} scope={} signal={} slot={} origin={}", name, event.pid, single_quoted(scope),
-                                 event.signal, event.slot, origin);
+  std::string line = fmt::format("{} pid={} scope={} signal={} slot={} origin={}", name, event.pid,
+                                 single_quoted(scope), event.signal, event.slot, origin);
   if (has_deadline) line += fmt::format(" deadline={:.6f}", event.expiration_time());
   if (has_lateness) line += fmt::format(" lateness_ms={:.3f}", lateness_ms);
   if (job.command) line += " command=" + single_quoted(*job.command);

@@ -56,7 +56,8 @@ std::string health_text(const MetricsPage::Health& health) {
   if (health.table_file_change != nullptr)
     return fmt::format("table file {}: new workers cannot reach this server\n", health.table_file_change);
   if (health.last_round_age_s < 0) return "stalled: no watchdog round yet\n";
-  return fmt::format("{}: last watchdog round {:.3f} s ago\n", health.fresh ? "ok" : "stalled", health.last_round_age_s);
+  return fmt::format("{}: last watchdog round {:.3f} s ago\n", health.fresh ? "ok" : "stalled",
+                     health.last_round_age_s);
 }
 
 // The answer to one request. A page that throws (the table truncated under it, say) is a
@@ -99,8 +100,8 @@ class HttpEndpoint::Server {
       // queue and left to the client's SYN retries, a second and more.
       acceptor_.listen(asio::socket_base::max_listen_connections);
     } catch (const std::exception&) {
-      throw std::runtime_error(fmt::format("cannot listen on {}:{} for metrics (in use, or not an address of this host)",
-                                           address.host, address.port));
+      throw std::runtime_error(fmt::format(
+          "cannot listen on {}:{} for metrics (in use, or not an address of this host)", address.host, address.port));
     }
     accept();
     thread_ = std::thread([this] { io_.run(); });
@@ -152,9 +153,8 @@ class HttpEndpoint::Server::Connection : public std::enable_shared_from_this<Con
     place_ = place;
     parser_.header_limit(static_cast<std::uint32_t>(server_.limits_.max_header_bytes));
     stream_.expires_after(server_.limits_.request_deadline);  // the read and the write
-    http::async_read(stream_, buffer_, parser_, [self = shared_from_this()](beast::error_code error, std::size_t) {
-      self->on_read(error);
-    });
+    http::async_read(stream_, buffer_, parser_,
+                     [self = shared_from_this()](beast::error_code error, std::size_t) { self->on_read(error); });
   }
   bool reading() const { return reading_; }
   void close() {
@@ -172,9 +172,8 @@ class HttpEndpoint::Server::Connection : public std::enable_shared_from_this<Con
       return;
     }
     response_ = answer(parser_.get(), server_.page_);
-    http::async_write(stream_, response_, [self = shared_from_this()](beast::error_code, std::size_t) {
-      self->close();
-    });
+    http::async_write(stream_, response_,
+                      [self = shared_from_this()](beast::error_code, std::size_t) { self->close(); });
   }
   void release() {
     if (listed_) server_.forget(place_);
@@ -183,7 +182,7 @@ class HttpEndpoint::Server::Connection : public std::enable_shared_from_this<Con
 
   Server& server_;
   beast::tcp_stream stream_;
-  beast::flat_buffer buffer_;  // at most max_header_bytes
+  beast::flat_buffer buffer_;                      // at most max_header_bytes
   http::request_parser<http::empty_body> parser_;  // a request with a body is refused
   Response response_;
   Connections::iterator place_;

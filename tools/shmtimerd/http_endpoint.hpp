@@ -30,8 +30,8 @@ struct ListenAddress {
 std::optional<ListenAddress> parse_listen_address(const std::string& text);
 
 struct HttpLimits {
-  std::size_t max_connections = 32;       // open at once; the descriptors the endpoint may hold, with the listener
-  std::size_t max_header_bytes = 8192;    // a request's whole header
+  std::size_t max_connections = 32;     // open at once; the descriptors the endpoint may hold, with the listener
+  std::size_t max_header_bytes = 8192;  // a request's whole header
   std::chrono::milliseconds request_deadline{2000};  // accept to the answer's last byte
 };
 

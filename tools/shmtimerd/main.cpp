@@ -43,7 +43,6 @@ struct Flags {
   std::optional<shmtimerd::ListenAddress> metrics_address;
 };
 
-
 shmtimer::ServerOptions server_options(const Flags& flags) {
   shmtimer::ServerOptions options;
   options.policy.spin = std::chrono::nanoseconds(static_cast<std::int64_t>(flags.spin_us * 1e3));
@@ -62,7 +61,8 @@ shmtimer::ServerOptions server_options(const Flags& flags) {
 void fit_sleep_to_watchdog(shmtimer::ServerOptions& options, const shmtimerd::SystemdNotifier& notifier) {
   const auto timeout = notifier.watchdog_timeout();
   if (!timeout) return;
-  const auto cap = std::chrono::duration_cast<std::chrono::nanoseconds>(*timeout) / shmtimerd::SystemdNotifier::kPingFraction;
+  const auto cap =
+      std::chrono::duration_cast<std::chrono::nanoseconds>(*timeout) / shmtimerd::SystemdNotifier::kPingFraction;
   if (options.policy.max_interval <= cap) return;
   spdlog::info("systemd watchdog timeout {} ms: sleeping at most {} ms between rounds", timeout->count() / 1000,
                cap.count() / 1'000'000);
@@ -81,7 +81,6 @@ sigset_t stop_signals() {
 }
 
 int serve(const Flags& flags, const shmtimerd::Loggers& loggers) {
-
   // Whatever else this process opens (metrics clients, log files), the kill path has the
   // most descriptors the system allows it, and a reserve besides (LinuxProcessControl).
   const std::uint64_t descriptors = shmtimer::raise_open_file_limit();
@@ -178,8 +177,9 @@ int run(const Flags& flags, const shmtimerd::Loggers& loggers) {
 int main(int argc, char** argv) {
   Flags flags;
   flags.table = shmtimer::default_table_path().string();
-  CLI::App app{"shmtimerd: per-host watchdog over a shared-memory timer table.\n"
-               "Signals worker processes whose timers expired (see docs/server.md)."};
+  CLI::App app{
+      "shmtimerd: per-host watchdog over a shared-memory timer table.\n"
+      "Signals worker processes whose timers expired (see docs/server.md)."};
   app.set_version_flag("--version", std::string("shmtimerd ") + SHMTIMER_VERSION);
   app.add_option("--table", flags.table, "Table file (default: $SHMTIMER_TABLE, else /dev/shm/shmtimer-<uid>/table)");
   if (const char* env = std::getenv("TORCHELASTIC_TIMER_FILE"); env != nullptr) flags.fifo = env;
@@ -195,7 +195,7 @@ int main(int argc, char** argv) {
       [](const std::string& text) {
         double value = 0;
         return CLI::detail::lexical_cast(text, value) && std::isfinite(value) ? std::string()
-                                                                               : "'" + text + "' is not a finite number";
+                                                                              : "'" + text + "' is not a finite number";
       },
       "FINITE");
   app.add_option("--spin-us", flags.spin_us, "Spin window after a reap and before a deadline (0..1e6)")
@@ -247,4 +247,3 @@ int main(int argc, char** argv) {
   shmtimerd::drain_logs(std::chrono::seconds(2));
   ::_exit(status);
 }
-

@@ -64,10 +64,10 @@ MetricsPage::MetricsPage(const shmtimer::TimerServer& server, const shmtimer::Fi
     : server_(server), fifo_(fifo), reader_(server.table()) {}
 
 void MetricsPage::never_decrease(shmtimer::TableCounters& c) {
-  for (auto [now, before] : {std::pair{&c.acquires, &reported_.acquires}, std::pair{&c.releases, &reported_.releases},
-                             std::pair{&c.reaps, &reported_.reaps}, std::pair{&c.full_failures, &reported_.full_failures},
-                             std::pair{&c.fifo_requests, &reported_.fifo_requests},
-                             std::pair{&c.failed_kills, &reported_.failed_kills}}) {
+  for (auto [now, before] :
+       {std::pair{&c.acquires, &reported_.acquires}, std::pair{&c.releases, &reported_.releases},
+        std::pair{&c.reaps, &reported_.reaps}, std::pair{&c.full_failures, &reported_.full_failures},
+        std::pair{&c.fifo_requests, &reported_.fifo_requests}, std::pair{&c.failed_kills, &reported_.failed_kills}}) {
     *now = std::max(*now, *before);
     *before = *now;
   }

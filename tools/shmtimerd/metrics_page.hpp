@@ -26,7 +26,7 @@ class MetricsPage {
   // is not), and the table's file is still the one served.
   struct Health {
     bool fresh = false;
-    double last_round_age_s = -1;           // -1: no round yet
+    double last_round_age_s = -1;             // -1: no round yet
     const char* table_file_change = nullptr;  // "deleted", ...: the table is no longer reachable
   };
   Health health() const;

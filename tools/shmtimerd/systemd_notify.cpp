@@ -34,10 +34,10 @@ void SystemdNotifier::after_round(const shmtimer::RoundResult& round) {
   next_ping_ns_ = now + ping_interval_ns_;
   // Relaxed: statistics, each word on its own.
   const auto& h = table_->header();
-  const std::string message = fmt::format(
-      "{}STATUS=serving {} ({} slots): {} expired timers seen, {} reaps, {} failed kills",
-      watchdog_ ? "WATCHDOG=1\n" : "", shmtimer::printable(table_->path().string()), table_->capacity(), expired_,
-      h.reaps.load(std::memory_order_relaxed), h.failed_kills.load(std::memory_order_relaxed));
+  const std::string message =
+      fmt::format("{}STATUS=serving {} ({} slots): {} expired timers seen, {} reaps, {} failed kills",
+                  watchdog_ ? "WATCHDOG=1\n" : "", shmtimer::printable(table_->path().string()), table_->capacity(),
+                  expired_, h.reaps.load(std::memory_order_relaxed), h.failed_kills.load(std::memory_order_relaxed));
   if (sd_notify(0, message.c_str()) < 0) spdlog::debug("sd_notify failed");
 }
 

@@ -24,29 +24,26 @@ json table_json(const shmtimer::HeaderInfo& h) {
 }
 
 json server_json(const shmtimer::HeaderInfo& h) {
-  return {{"pid", h.server_pid},
-          {"alive", h.server_alive},
-          {"heartbeat_age_s", h.heartbeat_age_ns < 0 ? json(nullptr) : json(static_cast<double>(h.heartbeat_age_ns) / 1e9)},
-          {"heartbeat_count", h.heartbeat_count},
-          {"starts", h.server_starts},
-          {"takeovers", h.server_takeovers}};
+  return {
+      {"pid", h.server_pid},
+      {"alive", h.server_alive},
+      {"heartbeat_age_s", h.heartbeat_age_ns < 0 ? json(nullptr) : json(static_cast<double>(h.heartbeat_age_ns) / 1e9)},
+      {"heartbeat_count", h.heartbeat_count},
+      {"starts", h.server_starts},
+      {"takeovers", h.server_takeovers}};
 }
 
 json counters_json(const shmtimer::TableCounters& c) {
   json unknown = json::object();
   for (std::size_t reason = 0; reason < c.liveness_unknown.size(); ++reason)
     unknown[shmtimer::liveness_unknown_label(reason)] = c.liveness_unknown[reason];
-  return {{"acquires", c.acquires},
-          {"releases", c.releases},
-          {"reaps", c.reaps},
-          {"full_failures", c.full_failures},
-          {"fifo_requests", c.fifo_requests},
-          {"failed_kills", c.failed_kills},
+  return {{"acquires", c.acquires},           {"releases", c.releases},           {"reaps", c.reaps},
+          {"full_failures", c.full_failures}, {"fifo_requests", c.fifo_requests}, {"failed_kills", c.failed_kills},
           {"liveness_unknown", unknown}};
 }
 
 json slots_json(const SlotCounts& s) {
-  return {{"live_timers", s.armed}, {"overdue_timers", s.overdue}, {"idle", s.idle},
+  return {{"live_timers", s.armed}, {"overdue_timers", s.overdue},  {"idle", s.idle},
           {"claiming", s.claiming}, {"reclaimable", s.reclaimable}, {"free", s.free}};
 }
 

@@ -29,9 +29,9 @@ enum class Output { kText, kJson, kPrometheus };
 struct Options {
   std::string table;
   bool table_given = false;
-  bool list = false;                 // --list: the tables in --dir
-  std::optional<std::string> job;    // --job: the table of this run id in --dir
-  std::string dir;                   // default: the user's private directory
+  bool list = false;               // --list: the tables in --dir
+  std::optional<std::string> job;  // --job: the table of this run id in --dir
+  std::string dir;                 // default: the user's private directory
   bool json = false;
   bool prometheus = false;
   bool check = false;
@@ -49,7 +49,8 @@ constexpr const char* kFooter =
 void add_options(CLI::App& app, Options& o) {
   app.set_version_flag("--version", std::string("timer-dump ") + SHMTIMER_VERSION);
   app.add_option_function<std::string>(
-         "--table", [&o](const std::string& value) {
+         "--table",
+         [&o](const std::string& value) {
            o.table = value;
            o.table_given = true;
          },
@@ -78,7 +79,8 @@ void add_options(CLI::App& app, Options& o) {
   app.add_flag("--expired", o.filter.expired_only, "Only timers at or past their deadline (overdue)");
   app.add_flag("--all", o.filter.all, "Also list idle and claiming slots, and count the free ones");
   app.add_flag("--check", o.check,
-               "Health check: print one status line; exit 3 unless a verified live server beat recently (4 of its longest sleeps + 5 s)");
+               "Health check: print one status line; exit 3 unless a verified live server beat recently (4 of its "
+               "longest sleeps + 5 s)");
   app.footer(kFooter);
 }
 
@@ -90,8 +92,7 @@ std::string usage_problem(const Options& o) {
     return "--list takes no other option but --dir";
   if (o.prometheus && (o.filter.narrows() || o.filter.all))
     return "--prometheus describes the whole table; it takes no --pid, --scope, --expired or --all";
-  if (o.watch_s && !(std::isfinite(*o.watch_s) && *o.watch_s > 0))
-    return "--watch needs a positive number of seconds";
+  if (o.watch_s && !(std::isfinite(*o.watch_s) && *o.watch_s > 0)) return "--watch needs a positive number of seconds";
   if (o.watch_s && o.check) return "--check and --watch cannot be combined";
   if (o.filter.pid && *o.filter.pid <= 0) return "--pid needs a positive process id";
   return "";
@@ -174,9 +175,10 @@ int run(Options o) {
 int main(int argc, char** argv) {
   Options options;
   options.table = shmtimer::default_table_path().string();
-  CLI::App app{"timer-dump: inspect a live shmtimer table, read-only.\n"
-               "Prints the header and one row per armed timer, soonest deadline first.",
-               "timer-dump"};
+  CLI::App app{
+      "timer-dump: inspect a live shmtimer table, read-only.\n"
+      "Prints the header and one row per armed timer, soonest deadline first.",
+      "timer-dump"};
   add_options(app, options);
   try {
     app.parse(argc, argv);
