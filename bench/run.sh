@@ -4,7 +4,7 @@
 #
 #   ./bench/run.sh BUILD_DIR
 #
-#   1. bench/shmtimer_bench (Google Benchmark; 5 repetitions in random interleaved order,
+#   1. BUILD/bench/shmtimer_bench (Google Benchmark; 5 repetitions in random interleaved order,
 #      median aggregates, JSON):
 #      the C++ acquire+release pairs (table client, FIFO client against an in-process
 #      TimerServer + FifoShim), scaling, the Expires guard, the server, the FIFO flood;

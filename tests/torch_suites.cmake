@@ -24,7 +24,7 @@ set(tools_env "SHMTIMERD=$<TARGET_FILE:shmtimerd>;TIMER_DUMP=$<TARGET_FILE:timer
               "FIFO_WORKER=$<TARGET_FILE:fifo_worker>;PYTHONDONTWRITEBYTECODE=1")
 set(helpers ${CMAKE_CURRENT_SOURCE_DIR}/python)  # torch_under_test.py
 
-# shmtimer_add_torch_suite(NAME DIR MODULE [test properties...]): tests/DIR/MODULE.py
+# shmtimer_add_torch_suite(NAME DIR MODULE [test properties...]): tests/<DIR>/<MODULE>.py
 # as NAME.torch-debian and NAME.torch-<V>.
 function(shmtimer_add_torch_suite name dir module)
   set(where WORKING_DIRECTORY ${CMAKE_CURRENT_SOURCE_DIR}/${dir})
