@@ -26,6 +26,17 @@ if [[ -n $(find "$work/prefix" -name '_shmtimer*.so' -print -quit) ]]; then
   PYTHONPATH=$work/prefix/$site /usr/bin/python3 -c 'import shmtimer, shmtimer._shmtimer' ||
     { echo "the installed Python package does not import"; exit 1; }
 fi
-cmake -S "$here" -B "$work/build" -G Ninja -DCMAKE_PREFIX_PATH="$work/prefix" >"$work/log" 2>&1 &&
+# The installed headers are the API alone (include/shmtimer of the source tree, no private
+# header), and each compiles on its own: one translation unit per header.
+repo=$(cd "$here/../.." && pwd)
+diff <(cd "$repo/include/shmtimer" && ls) <(cd "$work/prefix/include/shmtimer" && ls) ||
+  { echo "the installed headers differ from include/shmtimer (<: not installed, >: not public)"; exit 1; }
+mkdir "$work/headers"
+for header in "$work"/prefix/include/shmtimer/*.hpp; do
+  name=$(basename "$header" .hpp)
+  printf '#include <shmtimer/%s.hpp>\n' "$name" >"$work/headers/$name.cpp"
+done
+cmake -S "$here" -B "$work/build" -G Ninja -DCMAKE_PREFIX_PATH="$work/prefix" \
+  -DHEADER_UNITS_DIR="$work/headers" >"$work/log" 2>&1 &&
   cmake --build "$work/build" >>"$work/log" 2>&1 || { cat "$work/log"; exit 1; }
 "$work/build/consumer"
