@@ -6,11 +6,11 @@
 // Input layout. Byte 0 chooses the mode:
 //  - odd (a real table starts with 'S' = 0x53, the magic's first byte): raw mode, the
 //    whole input is the file;
-//  - even: structured mode, a valid header of this build's version is built so that the fuzzer reaches the
-//    reader. Byte 1 picks the capacity (1..130, so the bitmap has 1 to 3 words); then
-//    come the bitmap words, the slots, the header's bytes 64..255 (server pid, heartbeat,
-//    max_probe, counters) and version_minor, creator_uid, created_unix_ns. Whatever the
-//    input does not cover is zero.
+//  - even: structured mode, a valid header of this build's version is built so that the
+//    fuzzer reaches the reader. Byte 1 picks the capacity (1..130, so the bitmap has 1 to
+//    3 words); then come the bitmap words, the slots, the header's bytes 64..255 (server
+//    pid, heartbeat, max_probe, counters) and version_minor, creator_uid,
+//    created_unix_ns. Whatever the input does not cover is zero.
 //  Bit 1 of byte 0 opens the table read-write instead of read-only (timer-dump's mode:
 //  a read-only mapping also proves that the reader never writes). Bits 2..5 choose
 //  timer-dump's filter (--all, --expired, --pid, --scope).
