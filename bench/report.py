@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Writes docs/benchmarks.md from one run of the suite (bench/run.sh).
 
-Inputs: Google Benchmark's JSON from bench/shmtimer_bench (median aggregates of 5
+Inputs: Google Benchmark's JSON from BUILD/bench/shmtimer_bench (median aggregates of 5
 repetitions, or the single run where a benchmark sets Repetitions(1)) and the JSON of
 bench/python_pairs.py. Output: the Markdown report (machine, commit, command, date,
 tables, targets with met/missed and why) and the data file for bench/chart.gp.

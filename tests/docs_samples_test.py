@@ -6,7 +6,7 @@ and timer-dump on a served table with three timers, and compares each with the R
 sample line by line, after reducing both to their shape: paths, numbers and runs of
 spaces are what may differ between runs, so they are replaced with placeholders; every
 word, label, column title and line must be the same. Environment: SHMTIMERD, DEMO,
-TIMER_DUMP, WORKER (tests/interop/fifo_worker), README.
+TIMER_DUMP, WORKER (built from tests/interop/fifo_worker.cpp), README.
 """
 import os
 import re

@@ -10,12 +10,16 @@
    follows the graph: a module's files include their own module's headers and those of
    modules it depends on (directly or not), never one further up; a public header
    (include/shmtimer) includes no private one; the tools and src/python include the public
-   headers only, besides their own; each public header belongs to exactly one module.
-   (CMake's include paths stop most back-edges between private headers from compiling;
-   this check also covers the public ones, which share one include directory.)
-3. Every repository path cited in README.md, docs/*.md and the comments of the tracked
-   sources exists (globs match something), and every file name such as `slot_ops.cpp` names
-   a file that exists: a move or rename that leaves a stale citation fails here.
+   headers only, besides their own; each public header belongs to exactly one module; no
+   include climbs out of its folder with "..". Quoted and angled includes alike.
+   (CMake's include paths stop back-edges between the modules' private headers from
+   compiling; this check also covers the public ones, which share one include directory,
+   and the tools, which see every module's folder.)
+3. Every repository path cited in README.md, docs/*.md (and their relative links) and the
+   comments and docstrings of the tracked sources exists (globs match something), and every
+   file name such as `slot_ops.cpp` names a file that exists: a move or rename that leaves a
+   stale citation fails here.
+The files are those git tracks (every file but build trees, where git cannot say).
 """
 import fnmatch
 import os
@@ -37,8 +41,15 @@ def read(path):
 
 
 def tracked_files():
-    out = subprocess.run(["git", "-C", ROOT, "ls-files"], check=True, capture_output=True, text=True).stdout
-    return [p for p in out.splitlines() if os.path.exists(os.path.join(ROOT, p))]
+    """The files git tracks; every file but build trees where git cannot say (a tarball)."""
+    git = subprocess.run(["git", "-C", ROOT, "ls-files"], capture_output=True, text=True)
+    if git.returncode == 0 and git.stdout:
+        return [p for p in git.stdout.splitlines() if os.path.exists(os.path.join(ROOT, p))]
+    found = []
+    for folder, dirs, names in os.walk(ROOT):
+        dirs[:] = [d for d in dirs if not d.startswith(("build", ".git", "__pycache__"))]
+        found += [os.path.relpath(os.path.join(folder, n), ROOT) for n in names]
+    return found
 
 
 # 1. The modules, as CMake declares them.
@@ -96,7 +107,7 @@ def check_architecture_page(modules):
 
 
 # 2. Includes.
-INCLUDE = re.compile(r'^\s*#\s*include\s+"([^"]+)"', re.MULTILINE)
+INCLUDE = re.compile(r'^\s*#\s*include\s+(?:"([^"]+)"|<([^>]+)>)', re.MULTILINE)
 
 
 def check_includes(modules, files):
@@ -139,7 +150,11 @@ def check_includes(modules, files):
         else:
             continue  # tests and benchmarks may use private headers: they test them
         here = os.path.dirname(path)
-        for included in INCLUDE.findall(read(path)):
+        for quoted, angled in INCLUDE.findall(read(path)):
+            included = quoted or angled
+            if ".." in included.split("/"):
+                fail(f"{path}: includes {included}: a path out of its folder goes around the module graph")
+                continue
             if included.startswith("shmtimer/"):
                 target = owner_of_public.get(included[len("shmtimer/"):])
                 if target is None:
@@ -149,7 +164,9 @@ def check_includes(modules, files):
                          f"(a back-edge)")
                 continue
             local = os.path.normpath(os.path.join(here, included))
-            if local in files:
+            if angled and not any(included == os.path.basename(p) for p in private_of):
+                continue  # a system or third-party header
+            if local in files and quoted:
                 if kind == "public":
                     fail(f"{path}: a public header includes {included}, which is not installed")
                 continue
@@ -170,6 +187,7 @@ def check_includes(modules, files):
 # 3. Cited paths and file names.
 TOP = ("src", "include", "tools", "tests", "bench", "docs", ".ci")
 CITED_PATH = re.compile(r"(?<![\w./:-])((?:%s)/[A-Za-z0-9_.*/-]*[A-Za-z0-9_*/])" % "|".join(re.escape(t) for t in TOP))
+MARKDOWN_LINK = re.compile(r"\]\((?![a-z]+:)([^)#\s]+)")
 FILE_NAME = re.compile(r"(?<![\w./-])([A-Za-z0-9_-]+\.(?:cpp|hpp))\b")
 
 
@@ -179,7 +197,9 @@ def comment_text(path, text):
         return text
     if path.endswith((".cpp", ".hpp")):
         return "\n".join(re.findall(r"//[^\n]*|/\*.*?\*/", text, re.DOTALL))
-    return "\n".join(re.findall(r"#[^\n]*", text))  # Python, shell, CMake
+    comments = re.findall(r"(?:^|[ \t])#[^\n]*", text, re.MULTILINE)  # Python, shell, CMake
+    docstrings = re.findall(r'"""(.*?)"""', text, re.DOTALL) if path.endswith(".py") else []
+    return "\n".join(comments + docstrings)
 
 
 def check_citations(files):
@@ -198,6 +218,11 @@ def check_citations(files):
         for name in set(FILE_NAME.findall(text)):
             if name not in names:
                 fail(f"{path}: names {name}, which is no file of the repository")
+        if path.endswith(".md"):  # relative links, from the page's own folder
+            for link in set(MARKDOWN_LINK.findall(text)):
+                target = os.path.normpath(os.path.join(os.path.dirname(path), link))
+                if target not in files and not any(f.startswith(target + "/") for f in files):
+                    fail(f"{path}: links to {link}, which does not exist")
 
 
 def main():

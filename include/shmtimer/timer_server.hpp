@@ -63,8 +63,10 @@ struct ServerOptions {
   // watchdog thread inside a round: it may only hand off (set a flag, send a signal), never
   // call stop(), which would join the very thread. May be empty.
   std::function<void(FileChange)> on_table_file_change;
-  std::shared_ptr<MonotonicClock> clock;      // null: CLOCK_MONOTONIC
-  std::shared_ptr<ProcessControl> processes;  // null: LinuxProcessControl
+  std::shared_ptr<MonotonicClock> clock;  // null: CLOCK_MONOTONIC
+  // null: LinuxProcessControl, the kernel's answers. The interface is private (not
+  // installed): a seam for the tests, which script what the kernel cannot be made to do.
+  std::shared_ptr<ProcessControl> processes;
 };
 
 struct RoundResult {

@@ -14,6 +14,7 @@
 
 #include "process_control.hpp"
 #include "reaper.hpp"
+#include "server_events.hpp"
 #include "server_wakeup.hpp"
 #include "source_watcher.hpp"
 #include "shmtimer/clock.hpp"
@@ -237,7 +238,7 @@ void TimerServer::run_loop() {
   ::prctl(PR_SET_TIMERSLACK, 1000UL, 0UL, 0UL, 0UL);
   // Named, so that top -H, a stack dump and the tests (StoppedThread) can tell it apart.
   ::pthread_setname_np(::pthread_self(), "shmtimer-watch");
-  if (options_.log_event) options_.log_event("watchdog started", nullptr);
+  emit_event(options_.log_event, "watchdog started");
   std::uint64_t spin_until_ns = 0;
   const auto spin_ns = static_cast<std::uint64_t>(options_.policy.spin.count());
   bool fresh = true;  // false: a client asked for a wake-up while the last round ran
@@ -275,7 +276,7 @@ void TimerServer::run_loop() {
     if (const std::uint64_t woke_ns = options_.clock->now_ns(); woke_ns > planned_ns)
       wake_lateness_.observe(woke_ns - planned_ns);
   }
-  if (options_.log_event) options_.log_event("watchdog stopped", nullptr);
+  emit_event(options_.log_event, "watchdog stopped");
 }
 
 }  // namespace shmtimer

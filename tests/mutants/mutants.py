@@ -576,4 +576,8 @@ MUTANTS = [
          file="src/base/clock.cpp",
          edits=[("  return std::chrono::duration<double>(wall).count() - ", "  return  std::chrono::duration<double>(wall).count() - ")],
          expect="format_check"),
+    dict(name="25-thread-events-unguarded", why="the watchdog thread calls the event callback for its own start and stop outside the guard, so a callback that throws ends the thread (std::terminate)",
+         file="src/server/timer_server.cpp",
+         edits=[('  emit_event(options_.log_event, "watchdog started");', '  if (options_.log_event) options_.log_event("watchdog started", nullptr);')],
+         expect="TimerServer.AnEventCallbackThatThrowsOnEveryEventStopsNeitherTheWatchdogThreadNorAKill"),
 ]

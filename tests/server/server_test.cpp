@@ -201,6 +201,28 @@ TEST(TimerServer, AnEventCallbackThatThrowsNeitherStopsAKillNorLeavesItsTimerArm
   EXPECT_TRUE(TableReader(t.table).rows().empty()) << "the reaped timer is still armed";
 }
 
+// The watchdog thread's own events too ("watchdog started", "watchdog stopped"): a
+// callback that throws on every event must not end the thread before its first round.
+TEST(TimerServer, AnEventCallbackThatThrowsOnEveryEventStopsNeitherTheWatchdogThreadNorAKill) {
+  TempTable t;
+  ServerOptions options;
+  std::atomic<int> calls{0};
+  options.log_event = [&](std::string_view, const TimerEvent*) {
+    ++calls;
+    throw std::runtime_error("the log is full");
+  };
+  TimerServer server(t.table, options);
+  server.start();
+  const pid_t child = testing::fork_child([&] {
+    ShmTimerClient client(t.table);
+    client.acquire("hung", SteadyClock::now() + 10ms);
+    std::this_thread::sleep_for(20s);
+  });
+  EXPECT_TRUE(testing::killed_by(testing::wait_child(child), SIGKILL));
+  server.stop();
+  EXPECT_GE(calls.load(), 3) << "watchdog started, timer expired, kill worker process, watchdog stopped";
+}
+
 TEST(TimerServer, SignalZeroOrNegativeNeverKillsButTheTimersAreCleared) {
   TempTable t;
   TimerServer server(t.table);
