@@ -90,6 +90,7 @@ void Reaper::rebuild_occupancy() {
       detail::set_occupancy(table_, i);
 }
 
+// Modelled in src/table/model/slot_protocol.pml (Server: scan, consider_due, the sweep's judgement).
 void Reaper::scan(std::uint64_t now_ns, std::map<ProcessKey, std::vector<SlotSnapshot>>& expired, RoundResult& result,
                   bool sweeping) {
   seen_.clear();
@@ -399,6 +400,7 @@ void Reaper::walk_for_lost_bits() {
   }
 }
 
+// Modelled in src/table/model/slot_protocol.pml (Server: one round).
 RoundResult Reaper::round(std::uint64_t now_ns) {
   RoundResult result;
   std::map<ProcessKey, std::vector<SlotSnapshot>> expired;

@@ -44,6 +44,7 @@ void request_wakeup(layout::TableHeader& header) noexcept {
   if (raise_pending(header)) header.wake_requests.fetch_add(1, std::memory_order_relaxed);
 }
 
+// Modelled in src/table/model/slot_protocol.pml (the server's marker; mutant ORD_MARKER).
 std::uint64_t ServerWakeup::publish_marker(std::uint64_t now_ns, std::uint64_t max_interval_ns) noexcept {
   // A marker published less than half an interval ago still stands (the server spins
   // through many rounds a millisecond at times): keeping it spares the clients, who read
@@ -69,6 +70,7 @@ std::uint64_t ServerWakeup::publish_marker(std::uint64_t now_ns, std::uint64_t m
   return promised_ns_;
 }
 
+// Modelled in src/table/model/slot_protocol.pml (the server's plan).
 bool ServerWakeup::publish_plan(std::uint64_t wake_ns) noexcept {
   if (wake_ns < promised_ns_) {
     promised_ns_ = wake_ns;

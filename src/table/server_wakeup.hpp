@@ -47,6 +47,7 @@ namespace shmtimer::detail {
 void request_wakeup(layout::TableHeader& header) noexcept;
 
 // The client's step after an arm that succeeded (arm_slot's seq_cst exchange comes first).
+// Modelled in src/table/model/slot_protocol.pml (arm's wake-up step).
 inline void wake_server_for(layout::TableHeader& header, std::uint64_t deadline_ns) noexcept {
   // seq_cst: the Dekker pair with the server's marker store and its scan's seq_cst loads (above). On
   // x86-64 it is a plain load, after the locked exchange that already drained the store

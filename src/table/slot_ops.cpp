@@ -84,6 +84,7 @@ void set_occupancy(Table& table, std::uint64_t index) noexcept {
 // fetch_or comes after the server's clear (the bit ends up set). Either way a claimed
 // slot never ends with its bit clear. A server that dies between its two steps is
 // covered by the full sweep a server does when it starts.
+// Modelled in src/table/model/slot_protocol.pml (the scan's clear_occupancy_if_free; mutant ORD_OCCUPANCY).
 void clear_occupancy_if_free(Table& table, std::uint64_t index) noexcept {
   const std::uint64_t bit = std::uint64_t{1} << (index % 64);
   table.bitmap_word(index / 64).fetch_and(~bit, std::memory_order_seq_cst);
@@ -91,6 +92,7 @@ void clear_occupancy_if_free(Table& table, std::uint64_t index) noexcept {
     set_occupancy(table, index);
 }
 
+// Modelled in src/table/model/slot_protocol.pml (try_claim; mutant ORD_PUBLISH).
 std::uint64_t try_claim(Table& table, std::uint64_t index, std::uint64_t distance, const NewKey& owner,
                         const ScopeKey& key) noexcept {
   Slot& s = table.slot(index);
@@ -143,6 +145,7 @@ Claimed insert_slot(Table& table, const NewKey& owner, const ScopeKey& key) noex
   return {};
 }
 
+// Modelled in src/table/model/slot_protocol.pml (give_back; mutant ORD_GIVE_BACK).
 bool give_back_idle(Table& table, std::uint64_t index, std::uint64_t ready) noexcept {
   Slot& s = table.slot(index);
   // Relaxed: a hint that saves the CAS on a slot in use; the seq_cst load below decides.
@@ -162,6 +165,7 @@ bool give_back_idle(Table& table, std::uint64_t index, std::uint64_t ready) noex
   return free_slot(table, index, marked);
 }
 
+// Modelled in src/table/model/slot_protocol.pml (free_slot).
 bool free_slot(Table& table, std::uint64_t index, std::uint64_t expected) noexcept {
   Slot& s = table.slot(index);
   const std::uint64_t acquires = s.acquires.load(std::memory_order_relaxed);
@@ -195,6 +199,7 @@ void count_liveness_unknown(Table& table, int error) {
       1, std::memory_order_relaxed);
 }
 
+// Modelled in src/table/model/slot_protocol.pml (the server's cleanup).
 bool disarm_if_unchanged(Table& table, std::uint64_t index, std::uint64_t seen) noexcept {
   if (seen == layout::kDisarmed) return false;
   // acq_rel: ordered after the caller's reads of the slot, and visible to the owner's next

@@ -176,6 +176,7 @@ void set_occupancy(Table& table, std::uint64_t index) noexcept;
 // forget() with a handle still arming in another thread, which the API forbids.)
 // `owner_mix`: layout::ArmWord::owner_mix(control, the owner's identity), which a
 // writer that arms often keeps (the scope cache does).
+// Modelled in src/table/model/slot_protocol.pml (arm).
 inline bool arm_slot_with_owner_mix(Slot& s, std::uint64_t control, std::uint64_t owner_mix, std::uint64_t deadline_ns,
                                     std::int32_t signal) noexcept {
   // Acquire: pairs with the claimant's Ready publish; the slot line is already in cache.
@@ -210,6 +211,7 @@ inline bool arm_slot(Slot& s, const Ownership& owner, std::uint64_t deadline_ns,
 // a stale handle from disarming a later owner's timer; a free that races this very store
 // (possible only when the owner frees its own slot with a handle still in use, or a
 // writer outside shmtimer frees it) can clear the new owner's word, never arm it.
+// Modelled in src/table/model/slot_protocol.pml (disarm).
 inline bool disarm_slot(Slot& s, const Ownership& owner) noexcept {
   // Acquire: as in arm_slot.
   if (s.control.load(std::memory_order_acquire) != owner.control) [[unlikely]]
