@@ -174,17 +174,22 @@ TEST(TimerServer, SendsTheSignalOfTheEarliestExpiredTimerWithPositiveSignal) {
     }
 }
 
+// Options whose event callback counts each call in `calls`, then throws.
+ServerOptions options_whose_log_event_throws(std::atomic<int>& calls) {
+  ServerOptions options;
+  options.log_event = [&calls](std::string_view, const TimerEvent*) {
+    ++calls;
+    throw std::runtime_error("the log is full");
+  };
+  return options;
+}
+
 // A log_event that throws is logged, never propagated: the kill it reports stands, and its
 // timer is cleared, so the worker is not signalled again next round.
 TEST(TimerServer, AnEventCallbackThatThrowsNeitherStopsAKillNorLeavesItsTimerArmed) {
   TempTable t;
-  ServerOptions options;
   std::atomic<int> calls{0};
-  options.log_event = [&](std::string_view, const TimerEvent*) {
-    ++calls;
-    throw std::runtime_error("the log is full");
-  };
-  TimerServer server(t.table, options);
+  TimerServer server(t.table, options_whose_log_event_throws(calls));
   Ready ready;
   const auto base = SteadyClock::now();
   const pid_t child = testing::fork_child([&] {
@@ -205,13 +210,8 @@ TEST(TimerServer, AnEventCallbackThatThrowsNeitherStopsAKillNorLeavesItsTimerArm
 // callback that throws on every event must not end the thread before its first round.
 TEST(TimerServer, AnEventCallbackThatThrowsOnEveryEventStopsNeitherTheWatchdogThreadNorAKill) {
   TempTable t;
-  ServerOptions options;
   std::atomic<int> calls{0};
-  options.log_event = [&](std::string_view, const TimerEvent*) {
-    ++calls;
-    throw std::runtime_error("the log is full");
-  };
-  TimerServer server(t.table, options);
+  TimerServer server(t.table, options_whose_log_event_throws(calls));
   server.start();
   const pid_t child = testing::fork_child([&] {
     ShmTimerClient client(t.table);
