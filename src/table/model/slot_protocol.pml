@@ -24,7 +24,8 @@
  * code by default; a mutant weakens one and must get a counter-example
  * (tests/table/slot_protocol_model.sh runs the configurations and the mutants).
  *
- * Properties (assertions; the clock and the end state check the timing ones):
+ * Properties, as assertions (the clock and the end state check the timing ones) and, with
+ * -DLIVENESS, as LTL formulas (below the Quiescence process):
  *   - never signal a process for a timer it did not arm: the signal reaches the very
  *     process (pid and identity) whose own claim's due, verified arm was judged;
  *   - no missed kill: at the end, a live server that has had a quiet round leaves no due
@@ -78,6 +79,9 @@
 #endif
 #ifndef CLIENT_DEATHS       /* workers the killer may kill at any step */
 #define CLIENT_DEATHS 0
+#endif
+#ifndef LOST_BIT_WALK       /* Reaper::walk_for_lost_bits each round (0: a mutant without it) */
+#define LOST_BIT_WALK 1
 #endif
 #ifndef SERVER_DEATHS       /* servers that may die at any step (each is replaced) */
 #define SERVER_DEATHS 0
@@ -147,6 +151,7 @@ int srv_w;              /* the sleeping server's planned wake-up */
 bool dirty;             /* a worker acted since the server's round began */
 bool quiet;             /* the server completed a round in which no worker acted */
 byte now;
+bool eternity;          /* LIVENESS: the clock has reached TMAX and the model's time goes on */
 byte killable = CLIENT_DEATHS;
 byte srv_deaths = SERVER_DEATHS;
 
@@ -464,12 +469,14 @@ proctype Server() {
        store(0, WAKE_AT, promised, ORD_MARKER);
        load(0, PENDING, r);
        if :: r != 0 -> xchg(0, PENDING, 0, r, SEQ_CST) :: else fi;
+#if LOST_BIT_WALK
        /* Reaper::walk_for_lost_bits */
        s = 0;
        do
        :: s < NS -> load(0, CTL(s), c); if :: STATE(c) != FREE -> fetch_op(0, BITMAP, 1 << s, 2, SEQ_CST) :: else fi; s++
        :: else -> break
        od;
+#endif
 rescan:
        /* Reaper::scan over for_each_occupied */
        next = 0;
@@ -559,7 +566,7 @@ rescan:
           drains the store buffer first) until the plan */
        (sb_n[0] == 0);
        atomic { srv_w = promised; srv_asleep = 1 };
-       atomic { (mem[PENDING] != 0 || now >= srv_w) -> srv_asleep = 0 };
+       atomic { (mem[PENDING] != 0 || now >= srv_w || eternity) -> srv_asleep = 0 };
 round_end:
        skip
     od
@@ -604,7 +611,11 @@ end_clock:
        i = 0;
        now++
      }
+#ifdef LIVENESS
+  :: else -> eternity = 1; break  /* past TMAX every sleep ends: the server's max_interval */
+#else
   :: else -> break
+#endif
   od
 }
 
@@ -634,6 +645,27 @@ active proctype Quiescence() {
     fi
   }
 }
+
+#ifdef LIVENESS
+/* The properties "eventually", as LTL over every infinite run (the server runs rounds
+   forever once the clock has reached TMAX). Stated per slot; the CI bound has one.
+   A due arm (its wake-up step done) of a live, running owner is eventually signalled or
+   disarmed, or its owner stops (no missed kill): */
+#define DUE_NOW(s) DUE_ARM(s, now + 1)
+/* A claimed slot whose owner is gone is eventually freed (no slot lost forever): */
+#define LOST(s) (STATE(mem[CTL(s)]) != FREE && (claimed_by[s] == 0 || !alive[claimed_by[s]]))
+/* A claimed slot without its occupancy bit eventually has it again, or is freed: */
+#define BITLESS(s) (STATE(mem[CTL(s)]) != FREE && (mem[BITMAP] & (1 << s)) == 0)
+#if NS == 1
+ltl due_arm_is_served { [] (DUE_NOW(0) -> <> !DUE_NOW(0)) }
+ltl lost_slot_is_freed { [] (LOST(0) -> <> !LOST(0)) }
+ltl lost_bit_is_restored { [] (BITLESS(0) -> <> !BITLESS(0)) }
+#else
+ltl due_arm_is_served { [] ((DUE_NOW(0) -> <> !DUE_NOW(0)) && (DUE_NOW(1) -> <> !DUE_NOW(1))) }
+ltl lost_slot_is_freed { [] ((LOST(0) -> <> !LOST(0)) && (LOST(1) -> <> !LOST(1))) }
+ltl lost_bit_is_restored { [] ((BITLESS(0) -> <> !BITLESS(0)) && (BITLESS(1) -> <> !BITLESS(1))) }
+#endif
+#endif
 
 init {
   atomic {
