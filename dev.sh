@@ -16,7 +16,7 @@ BUILD_DEPS=(cmake ninja-build g++ pkg-config libboost-dev nlohmann-json3-dev lib
 # release's default clang. The torch 2.x suites also need a Python 3.11 (the release's
 # own on Debian 12; on Debian 13 one from the machine's image) and the Python Package Index.
 TEST_DEPS=(python3-dev python3-torch pybind11-dev python3-venv clang libclang-rt-dev gnuplot-nox util-linux
-           prometheus systemd spin)
+           prometheus systemd spin elfutils gdb)
 JOBS=$(nproc)
 
 install_missing() {

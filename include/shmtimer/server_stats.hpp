@@ -58,6 +58,8 @@ struct ServerStats {
   std::array<std::atomic<std::uint64_t>, kRefusals> signals_refused{};
   Histogram kill_lateness;                          // from a timer's deadline to its owner's signal being sent
   Histogram round_duration;                         // one round: drain the sources, scan, reap
+  std::atomic<std::uint64_t> incidents{0};          // incident reports started
+  std::atomic<std::uint64_t> capture_failures{0};   // captures that failed or overran, and reports not made
   std::atomic<std::uint64_t> last_round_end_ns{0};  // on the server's monotonic clock; 0: none yet
   // What the watchdog found become of its table's file; kNone until then, and set once.
   std::atomic<FileChange> table_file_change{FileChange::kNone};

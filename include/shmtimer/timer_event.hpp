@@ -38,6 +38,7 @@ struct TimerEvent {
   // expired", the moment the signal was sent for "kill worker process"; 0 for the others.
   std::uint64_t at_ns = 0;
   ProcessLabels labels;            // for "timer expired" and "kill worker process"; empty for the others
+  std::string incident;            // the incident report's directory, for those two ("" when none)
   double expiration_time() const;  // the deadline as wall-clock epoch seconds, as the reference reports it
 };
 

@@ -15,6 +15,7 @@
 #include <thread>
 #include <vector>
 
+#include "shmtimer/incident.hpp"
 #include "shmtimer/scan_policy.hpp"
 #include "shmtimer/server_stats.hpp"
 #include "shmtimer/table.hpp"
@@ -63,6 +64,10 @@ struct ServerOptions {
   // watchdog thread inside a round: it may only hand off (set a flag, send a signal), never
   // call stop(), which would join the very thread. May be empty.
   std::function<void(FileChange)> on_table_file_change;
+  // Incident reports: the stacks of a hung worker and of its peers, captured before the
+  // kill; and observe-only mode (include/shmtimer/incident.hpp, docs/diagnosis.md). Off
+  // by default.
+  IncidentOptions incidents;
   std::shared_ptr<MonotonicClock> clock;  // null: CLOCK_MONOTONIC
   // null: LinuxProcessControl, the kernel's answers. The interface is private (not
   // installed): a seam for the tests, which script what the kernel cannot be made to do.

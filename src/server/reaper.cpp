@@ -71,15 +71,22 @@ Reaper::Reaper(Table& table, const ServerOptions& options, ProcessControl& proce
     table_file_ = {st.st_dev, st.st_ino};
     if ((st.st_mode & (S_IWGRP | S_IWOTH)) == 0) sole_table_writer_ = st.st_uid;
   }
+  if (options.incidents.enabled()) {
+    const auto directory =
+        options.incidents.directory.empty() ? private_directory() / "incidents" : options.incidents.directory;
+    detail::open_incident_root(directory);  // a directory that cannot be used fails the start, not an incident
+    incidents_ = std::make_unique<detail::IncidentRecorder>(options.incidents, directory);
+  }
 }
 
-void Reaper::emit(std::string_view name, const SlotSnapshot& timer, std::uint64_t at_ns,
-                  const ProcessLabels* labels) const {
+void Reaper::emit(std::string_view name, const SlotSnapshot& timer, std::uint64_t at_ns, const ProcessLabels* labels,
+                  const std::string& incident) const {
   // A callback that throws must not leave a reap half done (a kill sent, its timer still
   // armed, so signalled again next round): emit_event catches.
   emit_event(options_.log_event, name, [&] {
     TimerEvent event = event_of(timer, at_ns);
     if (labels != nullptr) event.labels = *labels;
+    event.incident = incident;
     return event;
   });
 }
@@ -241,13 +248,14 @@ std::optional<Reaper::Cleanup> Reaper::reap_process(const ProcessKey& process, s
                    [](const SlotSnapshot& a, const SlotSnapshot& b) { return a.deadline_ns < b.deadline_ns; });
   ProcessLabels labels;  // read while the process was prepared; looked up after the signal
   const bool first_look = backoff_.count(process) == 0;  // a retry reported its expiry already
+  const std::string incident = incidents_ ? incidents_->incident_of(process) : std::string();
   // Everything said about the expiry is said after the signal (or the decision not to
   // send one): nothing stands between the decision and the kill.
   const auto report_expired = [&] {
     labels = labels_.find(pid, process.second).value_or(ProcessLabels{});  // never waited for
     if (!first_look) return;
     log_expired_debug(pid, timers, now_ns);
-    for (const auto& t : timers) emit("timer expired", t, now_ns, &labels);
+    for (const auto& t : timers) emit("timer expired", t, now_ns, &labels, incident);
   };
   if (first_look) result.expired += timers.size();
   const auto first_killing =
@@ -258,6 +266,12 @@ std::optional<Reaper::Cleanup> Reaper::reap_process(const ProcessKey& process, s
     return Cleanup::kDisarm;
   }
   const int signal = first_killing->signal;
+  if (options_.incidents.observe_only) {
+    report_expired();
+    spdlog::warn("observe-only: not signalling pid {}{} for timer '{}'; its expired timers are disarmed{}", pid,
+                 who(labels), printable(first_killing->scope), incident.empty() ? "" : "; incident " + incident);
+    return Cleanup::kDisarm;
+  }
   if (refuse_target(pid, signal)) {
     report_expired();
     return Cleanup::kDisarm;
@@ -279,9 +293,12 @@ std::optional<Reaper::Cleanup> Reaper::reap_process(const ProcessKey& process, s
       const std::uint64_t lateness_ns = sent_ns > first_killing->deadline_ns ? sent_ns - first_killing->deadline_ns : 0;
       stats_.kill_lateness.observe_ns(lateness_ns);
       spdlog::log(options_.log_kills ? spdlog::level::info : spdlog::level::debug,
-                  "signalled pid {}{} with signal {}: timer '{}' expired ({:.3f} ms after its deadline)", pid,
-                  who(labels), signal, scope, static_cast<double>(lateness_ns) / 1e6);
-      emit("kill worker process", *first_killing, sent_ns, &labels);
+                  "signalled pid {}{} with signal {}: timer '{}' expired ({:.3f} ms after its deadline{})", pid,
+                  who(labels), signal, scope, static_cast<double>(lateness_ns) / 1e6,
+                  incident.empty() ? std::string()
+                                   : fmt::format(", {:.3f} ms of it capturing stacks; incident {}",
+                                                 incidents_->capture_ms_of(process), incident));
+      emit("kill worker process", *first_killing, sent_ns, &labels, incident);
       ++result.signalled;
       table_.header().reaps.fetch_add(1, std::memory_order_relaxed);  // statistics
       self_signal_ = signal;
@@ -414,9 +431,11 @@ RoundResult Reaper::round(std::uint64_t now_ns) {
     walk_for_lost_bits();  // first, so this sweep already visits what it finds
   }
   scan(now_ns, expired, result, sweeping);
+  if (incidents_) advance_incidents(now_ns);
   std::map<ProcessKey, Cleanup> cleanups;
   for (auto& [process, timers] : expired) {
     if (const auto b = backoff_.find(process); b != backoff_.end() && now_ns < b->second.next_try_ns) continue;
+    if (incidents_ && held_for_incident(process, timers, now_ns)) continue;
     if (auto how = reap_process(process, timers, now_ns, result)) {
       cleanups.emplace(process, *how);
       backoff_.erase(process);
@@ -424,6 +443,13 @@ RoundResult Reaper::round(std::uint64_t now_ns) {
   }
   // A process that is no longer expired (it re-armed, or its slots were freed) owes no retry.
   std::erase_if(backoff_, [&](const auto& entry) { return expired.count(entry.first) == 0; });
+  if (incidents_) {
+    incidents_->forget_except([&](const ProcessKey& process) { return expired.count(process) != 0; });
+    stats_.incidents.store(incidents_->incidents(), std::memory_order_relaxed);
+    stats_.capture_failures.store(incidents_->capture_failures(), std::memory_order_relaxed);
+    if (const std::uint64_t look = incidents_->next_look_ns(now_ns); look != 0)
+      result.retry_at_ns = result.retry_at_ns == 0 ? look : std::min(result.retry_at_ns, look);
+  }
   for (const auto& [process, how] : cleanups)
     if (how == Cleanup::kDisarm) result.cleared += disarm_seen(process);
   if (std::any_of(cleanups.begin(), cleanups.end(), [](const auto& c) { return c.second == Cleanup::kFree; }))

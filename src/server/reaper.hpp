@@ -16,6 +16,7 @@
 #include "process_liveness.hpp"
 #include "shmtimer/timer_server.hpp"
 #include "process_control.hpp"
+#include "incident_recorder.hpp"
 #include "process_labels.hpp"
 #include "server_events.hpp"
 #include "slot_ops.hpp"
@@ -80,7 +81,15 @@ class Reaper {
   SignalRequest request_for(const ProcessKey& process, int signal, std::uint32_t origin) const;
   bool refuse_target(pid_t pid, int signal) const;  // logs and counts why
   void emit(std::string_view name, const detail::SlotSnapshot& timer, std::uint64_t at_ns = 0,
-            const ProcessLabels* labels = nullptr) const;
+            const ProcessLabels* labels = nullptr, const std::string& incident = {}) const;
+  // Incidents (reaper_incidents.cpp). Whether `process`'s kill waits for its incident's
+  // capture: starts the incident at its first expiry, true until the incident ends.
+  bool held_for_incident(const ProcessKey& process, const std::vector<detail::SlotSnapshot>& timers,
+                         std::uint64_t now_ns);
+  void advance_incidents(std::uint64_t now_ns);
+  // The distinct owners of the table's Ready slots: an incident's peers.
+  std::vector<ProcessKey> table_owners() const;
+  detail::Labels report_labels(const ProcessKey& process) const;
 
   Table& table_;
   const ServerOptions& options_;
@@ -121,6 +130,7 @@ class Reaper {
   // The one uid, besides root, that may write the table (its owner, when the mode lets no
   // one else write): see SignalRequest::sole_table_writer.
   std::optional<uid_t> sole_table_writer_;
+  std::unique_ptr<detail::IncidentRecorder> incidents_;  // null: incidents off
 };
 
 }  // namespace shmtimer

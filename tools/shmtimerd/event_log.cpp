@@ -58,6 +58,7 @@ void EventLog::log(std::string_view name, const shmtimer::TimerEvent& event) {
     if (job.run_id) fields["run_id"] = *job.run_id;
     if (job.rank) fields["rank"] = *job.rank;
     if (job.local_rank) fields["local_rank"] = *job.local_rank;
+    if (!event.incident.empty()) fields["incident"] = event.incident;
     json_events_->log(level, "{}", fields.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
     return;
   }
@@ -69,6 +70,7 @@ void EventLog::log(std::string_view name, const shmtimer::TimerEvent& event) {
   if (job.run_id) line += " run_id=" + single_quoted(*job.run_id);
   if (job.rank) line += " rank=" + single_quoted(*job.rank);
   if (job.local_rank) line += " local_rank=" + single_quoted(*job.local_rank);
+  if (!event.incident.empty()) line += " incident=" + single_quoted(shmtimer::printable(event.incident));
   line += " table=" + single_quoted(shmtimer::printable(table_));
   spdlog::log(level, "{}", line);
 }

@@ -10,6 +10,7 @@
 #include <csignal>
 #include <cstdlib>
 #include <chrono>
+#include <filesystem>
 #include <optional>
 
 #include "event_log.hpp"
@@ -41,6 +42,10 @@ struct Flags {
   bool any_uid = false;
   double sweep_interval_ms = 1000;
   std::optional<shmtimerd::ListenAddress> metrics_address;
+  double capture_bound_ms = 0;
+  std::string incident_dir;  // empty: "incidents" beside the table
+  bool observe_only = false;
+  std::string py_spy = shmtimer::IncidentOptions{}.py_spy;
 };
 
 shmtimer::ServerOptions server_options(const Flags& flags) {
@@ -53,6 +58,12 @@ shmtimer::ServerOptions server_options(const Flags& flags) {
   options.any_uid = flags.any_uid;
   options.dead_owner_sweep_interval =
       std::chrono::nanoseconds(static_cast<std::int64_t>(flags.sweep_interval_ms * 1e6));
+  options.incidents.capture_bound = std::chrono::milliseconds(static_cast<std::int64_t>(flags.capture_bound_ms));
+  options.incidents.observe_only = flags.observe_only;
+  options.incidents.py_spy = flags.py_spy;
+  options.incidents.directory = flags.incident_dir.empty()
+                                    ? std::filesystem::path(flags.table).parent_path() / "incidents"
+                                    : std::filesystem::path(flags.incident_dir);
   return options;
 }
 
@@ -222,6 +233,15 @@ int main(int argc, char** argv) {
   app.add_flag("--signal-self-after-reap", flags.signal_self,
                "PyTorch 2.x: after killing a worker, send the same signal to this daemon");
   app.add_flag("--any-uid", flags.any_uid, "Signal processes of any user (root only; see docs/security.md)");
+  app.add_option("--capture-bound-ms", flags.capture_bound_ms,
+                 "Before a kill, capture the stacks of the hung process and its peers into an incident report, "
+                 "holding the kill back at most this long (0: no capture; docs/diagnosis.md)")
+      ->check(CLI::Range(0.0, 600000.0));
+  app.add_option("--incident-dir", flags.incident_dir,
+                 "Where incident reports go (default: 'incidents' beside the table; private to this user)");
+  app.add_flag("--observe-only", flags.observe_only,
+               "Report and capture expiries, signal nothing (the expired timers are disarmed)");
+  app.add_option("--py-spy", flags.py_spy, "The py-spy program for Python stacks (empty: do not use it)");
   app.add_option_function<std::string>(
          "--metrics-address",
          [&flags](const std::string& text) { flags.metrics_address = shmtimerd::parse_listen_address(text); },

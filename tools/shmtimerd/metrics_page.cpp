@@ -37,6 +37,12 @@ void server_metrics(ExpositionWriter& out, const shmtimer::ServerStats& stats) {
                    stats.signals_refused, server_refusal);
   out.histogram("shmtimer_kill_lateness_seconds", "From a timer's deadline to its owner's signal being sent.",
                 stats.kill_lateness.counts());
+  out.counter("shmtimer_incidents_total",
+              "Incident reports started (stacks captured before a kill; docs/diagnosis.md).",
+              ExpositionWriter::number(static_cast<double>(stats.incidents.load(std::memory_order_relaxed))));
+  out.counter("shmtimer_capture_failures_total",
+              "Stack captures that failed or overran their bound, and incident reports that could not be made.",
+              ExpositionWriter::number(static_cast<double>(stats.capture_failures.load(std::memory_order_relaxed))));
   out.histogram("shmtimer_round_duration_seconds", "One watchdog round: drain the FIFO, scan, reap.",
                 stats.round_duration.counts());
   const shmtimer::FileChange found = stats.table_file_change.load(std::memory_order_relaxed);

@@ -1,0 +1,152 @@
+// Incident reports with real processes: a hung C++ worker's native stacks, a capture that
+// hangs (the kill still lands), and observe-only mode (nothing signalled, one incident).
+#include <gtest/gtest.h>
+#include <linux/futex.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <csignal>
+
+#include "incident_support.hpp"
+#include "server_support.hpp"
+
+// Named in the native stacks the test looks for: not static, never inlined.
+extern "C" __attribute__((noinline)) void shmtimer_test_worker_blocked_on_futex() {
+  static std::atomic<int> word{0};
+  for (;;) ::syscall(SYS_futex, &word, FUTEX_WAIT_PRIVATE, 0, nullptr, nullptr, 0);
+}
+
+namespace shmtimer {
+namespace {
+
+using namespace std::chrono_literals;
+using testing::IncidentDir;
+
+ServerOptions capturing(const IncidentDir& dir, std::chrono::milliseconds bound, testing::Events& events) {
+  ServerOptions options;
+  options.log_event = events.callback();
+  options.incidents.capture_bound = bound;
+  options.incidents.directory = dir.path;
+  options.incidents.py_spy = "";  // these workers are not Python (incident_python_test.cpp)
+  return options;
+}
+
+std::unique_ptr<testing::HeldChild> held_worker(const std::shared_ptr<Table>& table, const char* scope,
+                                                std::function<void()> then) {
+  return std::make_unique<testing::HeldChild>([table, scope, then] {
+    ShmTimerClient client(table, SIGKILL, testing::kArmWithoutServer);
+    client.acquire(scope, SteadyClock::now() + 100ms);
+    then();
+  });
+}
+
+TEST(Incident, AHungCppWorkersNativeStacksNameTheFunctionItIsBlockedIn) {
+  testing::TempTable t;
+  IncidentDir dir;
+  testing::Events events;
+  TimerServer server(t.table, capturing(dir, 20s, events));
+  const auto worker = held_worker(t.table, "futex", [] { shmtimer_test_worker_blocked_on_futex(); });
+  const pid_t child = worker->pid();
+  server.start();
+  worker->go();
+  EXPECT_TRUE(testing::killed_by(testing::wait_child(child, 60s), SIGKILL));
+  server.stop();
+  const auto incidents = dir.incidents();
+  ASSERT_EQ(incidents.size(), 1u);
+  const std::string stacks = testing::read_text(incidents[0] / ("pid" + std::to_string(child) + ".eu-stack.txt"));
+  EXPECT_NE(stacks.find("shmtimer_test_worker_blocked_on_futex"), std::string::npos) << stacks;
+  const std::string summary = testing::read_text(incidents[0] / "summary.txt");
+  EXPECT_NE(summary.find("shmtimer_test_worker_blocked_on_futex"), std::string::npos) << summary;
+  const auto event = testing::read_event(incidents[0]);
+  ASSERT_EQ(event["expired"].size(), 1u);
+  EXPECT_EQ(event["expired"][0]["pid"], child);
+  EXPECT_EQ(event["expired"][0]["scope_id"], "futex");
+  for (auto& [name, e] : events.seen) {
+    if (name == "kill worker process") {
+      EXPECT_EQ(e.incident, incidents[0].string());
+    }
+  }
+  EXPECT_EQ(server.stats().incidents.load(), 1u);
+}
+
+// A capture tool that never returns (as one attached to a process it cannot read might):
+// it is cut at the bound, recorded as timed out, and the kill goes out.
+TEST(Incident, ACaptureThatHangsIsCutAtTheBoundAndTheKillStillLands) {
+  testing::TempTable t;
+  IncidentDir dir;
+  const auto tool = dir.path.string() + ".hanging-tool";
+  {
+    std::ofstream script(tool);
+    script << "#!/bin/sh\nexec sleep 1000\n";
+  }
+  ::chmod(tool.c_str(), 0700);
+  testing::Events events;
+  ServerOptions options = capturing(dir, 300ms, events);
+  options.incidents.eu_stack = tool;
+  options.incidents.gdb = "";
+  TimerServer server(t.table, options);
+  const auto worker = held_worker(t.table, "cut", [] { std::this_thread::sleep_for(60s); });
+  const pid_t child = worker->pid();
+  server.start();
+  worker->go();
+  EXPECT_TRUE(testing::killed_by(testing::wait_child(child, 30s), SIGKILL));
+  server.stop();
+  std::filesystem::remove(tool);
+  const auto incidents = dir.incidents();
+  ASSERT_EQ(incidents.size(), 1u);
+  const auto event = testing::read_event(incidents[0]);
+  EXPECT_EQ(event["processes"][0]["captures"][0]["status"], "timed out") << event.dump(2);
+  EXPECT_LT(event["capture_ms"].get<double>(), 300 + 1000) << "held far past its bound";
+  EXPECT_GE(server.stats().capture_failures.load(), 1u);
+}
+
+// A worker that stopped itself (SIGSTOP): whatever the native capture does with it, the
+// kill lands.
+TEST(Incident, AStoppedWorkerIsStillKilled) {
+  testing::TempTable t;
+  IncidentDir dir;
+  testing::Events events;
+  TimerServer server(t.table, capturing(dir, 2s, events));
+  const auto worker = held_worker(t.table, "stopped", [] { ::raise(SIGSTOP); });
+  const pid_t child = worker->pid();
+  server.start();
+  worker->go();
+  EXPECT_TRUE(testing::killed_by(testing::wait_child(child, 30s), SIGKILL));
+  server.stop();
+  EXPECT_EQ(dir.incidents().size(), 1u);
+}
+
+TEST(Incident, ObserveOnlySignalsNothingAndWritesExactlyOneIncident) {
+  testing::TempTable t;
+  IncidentDir dir;
+  testing::Events events;
+  ServerOptions options = capturing(dir, 5s, events);
+  options.incidents.observe_only = true;
+  TimerServer server(t.table, options);
+  // Hung past its deadline for a second (many rounds), then it finishes on its own.
+  const auto worker = held_worker(t.table, "observed", [] {
+    std::this_thread::sleep_for(1500ms);
+    ::_exit(0);
+  });
+  const pid_t child = worker->pid();
+  server.start();
+  worker->go();
+  EXPECT_TRUE(testing::exited_ok(testing::wait_child(child, 30s)));
+  server.stop();
+  EXPECT_EQ(dir.incidents().size(), 1u);
+  EXPECT_EQ(events.count("kill worker process"), 0);
+  EXPECT_EQ(t.table->header().reaps.load(), 0u);
+}
+
+TEST(Incident, ADirectoryOthersMayWriteFailsTheServersStartNotAKill) {
+  testing::TempTable t;
+  IncidentDir dir;
+  std::filesystem::create_directory(dir.path);
+  ::chmod(dir.path.c_str(), 0777);
+  testing::Events events;
+  EXPECT_THROW(TimerServer(t.table, capturing(dir, 1s, events)), Error);
+}
+
+}  // namespace
+}  // namespace shmtimer
