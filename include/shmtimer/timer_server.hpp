@@ -33,6 +33,18 @@ class MonotonicClock {
 
 struct RoundResult;
 
+// The escalation ladder: after an expiry's capture (if any), an optional soft signal,
+// a grace period for the process to end on its own (flush logs, write a checkpoint),
+// then SIGKILL. Off by default: the timer's own signal, once, as the reference does.
+struct KillLadder {
+  static constexpr int kTimersOwnSignal = -1;
+  // 0: no soft step. kTimersOwnSignal: the expired timer's own signal (when it is not
+  // SIGKILL). Else the signal to send first (SIGTERM, say).
+  int soft_signal = 0;
+  std::chrono::milliseconds grace{5000};  // from the soft signal to SIGKILL
+  bool enabled() const { return soft_signal != 0; }
+};
+
 struct ServerOptions {
   ScanPolicy policy;
   // PyTorch 2.x: after killing a worker with signal > 0, send the same signal to this
@@ -68,6 +80,7 @@ struct ServerOptions {
   // kill; and observe-only mode (include/shmtimer/incident.hpp, docs/diagnosis.md). Off
   // by default.
   IncidentOptions incidents;
+  KillLadder ladder;
   std::shared_ptr<MonotonicClock> clock;  // null: CLOCK_MONOTONIC
   // null: LinuxProcessControl, the kernel's answers. The interface is private (not
   // installed): a seam for the tests, which script what the kernel cannot be made to do.

@@ -265,7 +265,8 @@ std::optional<Reaper::Cleanup> Reaper::reap_process(const ProcessKey& process, s
     spdlog::info("pid {} has {} expired timer(s), none with a signal > 0; not signalling it", pid, timers.size());
     return Cleanup::kDisarm;
   }
-  const int signal = first_killing->signal;
+  // The ladder's last step, after its soft signal and grace: SIGKILL.
+  const int signal = graced_.count(process) ? SIGKILL : first_killing->signal;
   if (options_.incidents.observe_only) {
     report_expired();
     spdlog::warn("observe-only: not signalling pid {}{} for timer '{}'; its expired timers are disarmed{}", pid,
@@ -436,6 +437,7 @@ RoundResult Reaper::round(std::uint64_t now_ns) {
   for (auto& [process, timers] : expired) {
     if (const auto b = backoff_.find(process); b != backoff_.end() && now_ns < b->second.next_try_ns) continue;
     if (incidents_ && held_for_incident(process, timers, now_ns)) continue;
+    if (options_.ladder.enabled() && held_for_grace(process, timers, now_ns)) continue;
     if (auto how = reap_process(process, timers, now_ns, result)) {
       cleanups.emplace(process, *how);
       backoff_.erase(process);
@@ -443,6 +445,9 @@ RoundResult Reaper::round(std::uint64_t now_ns) {
   }
   // A process that is no longer expired (it re-armed, or its slots were freed) owes no retry.
   std::erase_if(backoff_, [&](const auto& entry) { return expired.count(entry.first) == 0; });
+  std::erase_if(graced_, [&](const auto& entry) { return expired.count(entry.first) == 0; });
+  for (const auto& [process, until_ns] : graced_)
+    if (until_ns > now_ns && (result.retry_at_ns == 0 || until_ns < result.retry_at_ns)) result.retry_at_ns = until_ns;
   if (incidents_) {
     incidents_->forget_except([&](const ProcessKey& process) { return expired.count(process) != 0; });
     stats_.incidents.store(incidents_->incidents(), std::memory_order_relaxed);

@@ -87,6 +87,9 @@ class Reaper {
   bool held_for_incident(const ProcessKey& process, const std::vector<detail::SlotSnapshot>& timers,
                          std::uint64_t now_ns);
   void advance_incidents(std::uint64_t now_ns);
+  // The ladder's soft step (reaper_ladder.cpp): sends it at the first look, then true
+  // until the grace period ends; false when there is no soft step to take for `process`.
+  bool held_for_grace(const ProcessKey& process, const std::vector<detail::SlotSnapshot>& timers, std::uint64_t now_ns);
   // The distinct owners of the table's Ready slots: an incident's peers.
   std::vector<ProcessKey> table_owners() const;
   detail::Labels report_labels(const ProcessKey& process) const;
@@ -131,6 +134,7 @@ class Reaper {
   // one else write): see SignalRequest::sole_table_writer.
   std::optional<uid_t> sole_table_writer_;
   std::unique_ptr<detail::IncidentRecorder> incidents_;  // null: incidents off
+  std::map<ProcessKey, std::uint64_t> graced_;           // sent the soft signal: when its grace ends
 };
 
 }  // namespace shmtimer

@@ -596,4 +596,8 @@ MUTANTS = [
          file="src/incident/stack_summary.cpp",
          edits=[("  return main_frame ? main_frame : first_thread_frame;", "  return first_thread_frame;")],
          expect="StackSummary.ThePythonFrameIsTheMainThreadsInnermostWhereverItIsListed|IncidentPython.AWorkerWaitingOnALockShowsItsWaitAndTheHoldersThread"),
+    dict(name="27-ladder-without-grace", why="the ladder sends SIGKILL in the round after its soft signal, with no grace period",
+         file="src/server/reaper_ladder.cpp",
+         edits=[("graced != graced_.end()) return now_ns < graced->second;", "graced != graced_.end()) return false;")],
+         expect="KillLadder.AWorkerThatIgnoresTheSoftSignalIsKilledOnlyAfterTheGrace"),
 ]

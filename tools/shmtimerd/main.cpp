@@ -46,7 +46,24 @@ struct Flags {
   std::string incident_dir;  // empty: "incidents" beside the table
   bool observe_only = false;
   std::string py_spy = shmtimer::IncidentOptions{}.py_spy;
+  int soft_signal = 0;
+  double grace_ms = static_cast<double>(shmtimer::KillLadder{}.grace.count());
 };
+
+// "TERM", "SIGTERM", "15", or "timer" (the expired timer's own signal).
+int parse_soft_signal(const std::string& text) {
+  if (text == "timer") return shmtimer::KillLadder::kTimersOwnSignal;
+  const std::string name = text.rfind("SIG", 0) == 0 ? text.substr(3) : text;
+  for (int s = 1; s < NSIG; ++s)
+    if (const char* abbrev = ::sigabbrev_np(s); abbrev != nullptr && name == abbrev) return s;
+  try {
+    std::size_t used = 0;
+    const int number = std::stoi(text, &used);
+    if (used == text.size() && number > 0 && number <= SIGRTMAX) return number;
+  } catch (const std::exception&) {
+  }
+  throw CLI::ValidationError("--soft-signal", "'" + text + "' is not a signal (TERM, SIGTERM, 15, or timer)");
+}
 
 shmtimer::ServerOptions server_options(const Flags& flags) {
   shmtimer::ServerOptions options;
@@ -60,6 +77,8 @@ shmtimer::ServerOptions server_options(const Flags& flags) {
       std::chrono::nanoseconds(static_cast<std::int64_t>(flags.sweep_interval_ms * 1e6));
   options.incidents.capture_bound = std::chrono::milliseconds(static_cast<std::int64_t>(flags.capture_bound_ms));
   options.incidents.observe_only = flags.observe_only;
+  options.ladder.soft_signal = flags.soft_signal;
+  options.ladder.grace = std::chrono::milliseconds(static_cast<std::int64_t>(flags.grace_ms));
   options.incidents.py_spy = flags.py_spy;
   options.incidents.directory = flags.incident_dir.empty()
                                     ? std::filesystem::path(flags.table).parent_path() / "incidents"
@@ -242,6 +261,11 @@ int main(int argc, char** argv) {
   app.add_flag("--observe-only", flags.observe_only,
                "Report and capture expiries, signal nothing (the expired timers are disarmed)");
   app.add_option("--py-spy", flags.py_spy, "The py-spy program for Python stacks (empty: do not use it)");
+  app.add_option_function<std::string>(
+      "--soft-signal", [&flags](const std::string& text) { flags.soft_signal = parse_soft_signal(text); },
+      "Escalate: send this signal first (TERM, SIGTERM, 15, or timer: the timer's own), SIGKILL after --grace-ms");
+  app.add_option("--grace-ms", flags.grace_ms, "From the soft signal to SIGKILL (default 5000)")
+      ->check(CLI::Range(0.0, 3600000.0));
   app.add_option_function<std::string>(
          "--metrics-address",
          [&flags](const std::string& text) { flags.metrics_address = shmtimerd::parse_listen_address(text); },
