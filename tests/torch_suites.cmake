@@ -21,7 +21,8 @@ add_test(NAME pip_install COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/pip_install/run.sh
 set_tests_properties(pip_install PROPERTIES RUN_SERIAL ON TIMEOUT 1200 FIXTURES_SETUP ${torch2})
 
 set(tools_env "SHMTIMERD=$<TARGET_FILE:shmtimerd>;TIMER_DUMP=$<TARGET_FILE:timer-dump>"
-              "FIFO_WORKER=$<TARGET_FILE:fifo_worker>;PYTHONDONTWRITEBYTECODE=1")
+              "FIFO_WORKER=$<TARGET_FILE:fifo_worker>;PYTHONDONTWRITEBYTECODE=1"
+              "SHMTIMER_TEST_PY_SPY=${PROJECT_BINARY_DIR}/venv-py-spy/bin/py-spy")
 set(helpers ${CMAKE_CURRENT_SOURCE_DIR}/python)  # torch_under_test.py
 
 # shmtimer_add_torch_suite(NAME DIR MODULE [test properties...]): tests/<DIR>/<MODULE>.py
@@ -45,3 +46,5 @@ shmtimer_add_torch_suite(torch_interop interop test_torch_interop TIMEOUT 600)
 # Real torchrun jobs: alone, as each starts several torch processes and the tests bound
 # how long a hung job lives.
 shmtimer_add_torch_suite(torchrun_launcher interop test_torchrun TIMEOUT 1200 RUN_SERIAL ON)
+# Its incident test captures Python stacks with py-spy (tests/incident/capture_tools.sh).
+set_property(TEST torchrun_launcher.torch-debian torchrun_launcher.${torch2} APPEND PROPERTY FIXTURES_REQUIRED capture_tools)

@@ -276,5 +276,72 @@ class Torchrun(unittest.TestCase):
         self.assertEqual(job.done(), [(0, 0), (0, 1)], job.output)
 
 
+
+# A collective hang: rank 0 enters an all_reduce that rank 1 never joins (it is busy
+# elsewhere), so both hang, and both timers expire.
+COLLECTIVE_WORKER = textwrap.dedent("""
+    import os, time
+    import torch
+    import torch.distributed as dist
+    import shmtimer
+
+    dist.init_process_group("gloo")
+    client = shmtimer.ShmTimerClient()
+
+    def other_work():
+        time.sleep(300)
+
+    client.acquire("step", time.time() + 3)
+    if dist.get_rank() == 0:
+        dist.all_reduce(torch.ones(4))
+    else:
+        other_work()
+""")
+
+
+class TorchrunIncident(unittest.TestCase):
+    """Before the kill, shmtimerd captures every rank of the hung job into one incident
+    report, whose summary shows rank 0 in all_reduce and names rank 1 as the rank that
+    differs (docs/diagnosis.md shows this test's report)."""
+
+    def test_a_collective_hang_gives_one_report_that_names_the_rank_that_skipped_it(self):
+        with tempfile.TemporaryDirectory() as work:
+            table, incidents = os.path.join(work, "table"), os.path.join(work, "incidents")
+            server = subprocess.Popen(
+                [os.environ["SHMTIMERD"], "--table", table, "--capture-bound-ms", "30000", "--incident-dir", incidents,
+                 "--py-spy", os.environ["SHMTIMER_TEST_PY_SPY"]],
+                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            try:
+                deadline = time.time() + 30
+                while not os.path.exists(table) and time.time() < deadline:
+                    time.sleep(0.05)
+                script = os.path.join(work, "worker.py")
+                with open(script, "w") as f:
+                    f.write(COLLECTIVE_WORKER)
+                env = dict(os.environ, SHMTIMER_TABLE=table)
+                env.pop("TORCHELASTIC_TIMER_FILE", None)
+                env.pop("TORCHELASTIC_ENABLE_FILE_TIMER", None)
+                job = subprocess.run(
+                    [PY, "-c", TORCHS_OWN_LAUNCHER, "--nnodes", "1", "--nproc_per_node", "2", "--master_port",
+                     str(free_port()), "--max_restarts", "0", script],
+                    env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=300)
+            finally:
+                server.terminate()
+                log = server.communicate(timeout=30)[0]
+            self.assertNotEqual(job.returncode, 0, job.stdout)
+            reports = sorted(os.listdir(incidents)) if os.path.isdir(incidents) else []
+            self.assertEqual(len(reports), 1, log + job.stdout)
+            with open(os.path.join(incidents, reports[0], "summary.txt")) as f:
+                summary = f.read()
+            print(summary)
+            with open(os.path.join(incidents, reports[0], "event.json")) as f:
+                event = json.load(f)
+            self.assertEqual(sorted(e["labels"].get("rank") for e in event["expired"]), ["0", "1"], log + summary)
+            self.assertRegex(summary, r"(?m)^rank 0 .* all_reduce \(", log + summary)
+            self.assertRegex(summary, r"(?m)^rank 1 .* other_work \(.*<- differs$", log + summary)
+            self.assertRegex(summary, r"(?m)^differs: rank 1 \(pid \d+\)", log + summary)
+            self.assertIn("incident=", log)  # the kill's event names the report
+
+
 if __name__ == "__main__":
     unittest.main()
