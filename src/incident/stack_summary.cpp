@@ -32,6 +32,14 @@ bool in_system_library(std::string_view module) {
   return false;
 }
 
+// gdb names a frame's source where the library has debug information: the C library's
+// sources are its own tree's ("../sysdeps/unix/...", "./nptl/...").
+bool in_system_source(std::string_view file) {
+  for (std::string_view dir : {"../sysdeps/", "./sysdeps/", "../nptl/", "./nptl/", "../csu/", "./csu/", "../posix/", "./posix/"})
+    if (file.starts_with(dir)) return true;
+  return false;
+}
+
 constexpr std::array<std::string_view, 14> kCollectives{
     "all_reduce", "allreduce", "all_gather", "allgather", "reduce_scatter", "broadcast",         "barrier",
     "all_to_all", "alltoall",  "reduce",     "gather",    "scatter",        "monitored_barrier", "wait"};
@@ -101,6 +109,7 @@ std::optional<Frame> innermost_native_frame(std::string_view output, pid_t pid) 
     } else if (std::regex_match(line.begin(), line.end(), m, gdb)) {
       function = m[1].str();
       module = m[2].matched ? m[2].str() : m[3].str();
+      if (m[2].matched && in_system_source(module)) continue;
     } else {
       continue;
     }

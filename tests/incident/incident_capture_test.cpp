@@ -2,9 +2,11 @@
 // hangs (the kill still lands), and observe-only mode (nothing signalled, one incident).
 #include <gtest/gtest.h>
 #include <linux/futex.h>
+#include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <csignal>
 
@@ -137,6 +139,61 @@ TEST(Incident, ObserveOnlySignalsNothingAndWritesExactlyOneIncident) {
   EXPECT_EQ(dir.incidents().size(), 1u);
   EXPECT_EQ(events.count("kill worker process"), 0);
   EXPECT_EQ(t.table->header().reaps.load(), 0u);
+}
+
+// A tool that is not installed: the report says so, and the next method runs.
+TEST(Incident, AMissingToolIsRecordedAndTheNextMethodTakesItsPlace) {
+  testing::TempTable t;
+  IncidentDir dir;
+  testing::Events events;
+  ServerOptions options = capturing(dir, 20s, events);
+  options.incidents.eu_stack = "/nonexistent/eu-stack";
+  TimerServer server(t.table, options);
+  const auto worker = held_worker(t.table, "fallback", [] { shmtimer_test_worker_blocked_on_futex(); });
+  const pid_t child = worker->pid();
+  server.start();
+  worker->go();
+  EXPECT_TRUE(testing::killed_by(testing::wait_child(child, 60s), SIGKILL));
+  server.stop();
+  const auto incidents = dir.incidents();
+  ASSERT_EQ(incidents.size(), 1u);
+  const auto captures = testing::read_event(incidents[0])["processes"][0]["captures"];
+  ASSERT_EQ(captures.size(), 2u) << captures.dump(2);
+  EXPECT_EQ(captures[0]["status"], "failed");
+  EXPECT_NE(captures[0]["why"].get<std::string>().find("not installed"), std::string::npos);
+  EXPECT_EQ(captures[1]["method"], "gdb");
+  EXPECT_EQ(captures[1]["status"], "ok") << captures.dump(2);
+  const std::string summary = testing::read_text(incidents[0] / "summary.txt");
+  EXPECT_NE(summary.find("shmtimer_test_worker_blocked_on_futex"), std::string::npos) << summary;
+}
+
+// Whatever bytes a worker puts in its scope, its command name and its environment, the
+// summary has one line per process and no control character.
+TEST(Incident, HostileScopesCommandsAndEnvironmentsNeverForgeAReportLine) {
+  testing::TempTable t;
+  IncidentDir dir;
+  testing::Events events;
+  TimerServer server(t.table, capturing(dir, 20s, events));
+  const std::string hostile = "x\ndiffers: rank 9 (pid 1)\r\x1b[2J";
+  const auto worker = std::make_unique<testing::HeldChild>([&] {
+    ::setenv("RANK", hostile.c_str(), 1);
+    ::prctl(PR_SET_NAME, "evil\ndiffers", 0, 0, 0);
+    ShmTimerClient client(t.table, SIGKILL, testing::kArmWithoutServer);
+    client.acquire(hostile, SteadyClock::now() + 300ms);
+    shmtimer_test_worker_blocked_on_futex();
+  });
+  const pid_t child = worker->pid();
+  server.start();
+  worker->go();
+  EXPECT_TRUE(testing::killed_by(testing::wait_child(child, 60s), SIGKILL));
+  server.stop();
+  const auto incidents = dir.incidents();
+  ASSERT_EQ(incidents.size(), 1u);
+  const std::string summary = testing::read_text(incidents[0] / "summary.txt");
+  EXPECT_EQ(std::count(summary.begin(), summary.end(), '\n'), 5) << summary;  // headline, blank, one process, blank, verdict
+  for (char c : {'\r', '\x1b'}) EXPECT_EQ(summary.find(c), std::string::npos) << summary;
+  EXPECT_EQ(summary.find("\ndiffers: rank 9"), std::string::npos) << summary;
+  EXPECT_NO_THROW(testing::read_event(incidents[0]));
 }
 
 TEST(Incident, ADirectoryOthersMayWriteFailsTheServersStartNotAKill) {
