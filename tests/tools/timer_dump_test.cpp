@@ -4,13 +4,16 @@
 #include <gtest/gtest.h>
 
 #include <cstdlib>
+#include <fstream>
 #include <ctime>
 #include <set>
 #include <sstream>
 
 #include "format.hpp"
+#include "incident_list.hpp"
 #include "json_format.hpp"
 #include "snapshot.hpp"
+#include "test_support.hpp"
 
 namespace timer_dump {
 namespace {
@@ -367,3 +370,45 @@ TEST(TimerDumpFilter, CountsCoverTheWholeTableWhateverTheFilter) {
 
 }  // namespace
 }  // namespace timer_dump
+
+namespace {
+
+void write_incident(const std::filesystem::path& dir, const std::string& name, const std::string& event,
+                    const std::string& summary) {
+  std::filesystem::create_directories(dir / name);
+  std::ofstream(dir / name / "event.json") << event;
+  std::ofstream(dir / name / "summary.txt") << summary;
+}
+
+}  // namespace
+
+TEST(IncidentList, ListsEachReportOldestFirstWithWhoExpiredAndTheVerdict) {
+  const auto dir = shmtimer::testing::TempPath("incidents").path();
+  write_incident(
+      dir, "20261204T200000.000Z-pid20",
+      R"({"capture_ms": 41.5, "expired": [{"pid": 20, "scope_id": "step\u001b[2J", "labels": {"rank": "1"}}]})",
+      "headline\n\nrows\n\ndiffers: rank 1 (pid 20); 1 of 2 wait in a collective call; the others do not\n");
+  write_incident(dir, "20261204T190000.000Z-pid10", "not json", "headline\n\nno process stands out: too few\n");
+  const auto listed = timer_dump::list_incidents(dir);
+  ASSERT_EQ(listed.size(), 2u);
+  EXPECT_EQ(listed[0].name, "20261204T190000.000Z-pid10");
+  EXPECT_EQ(listed[0].expired, "(no readable event.json)");
+  EXPECT_EQ(listed[0].verdict, "no process stands out: too few");
+  EXPECT_EQ(listed[1].expired.find('\x1b'), std::string::npos) << listed[1].expired;
+  EXPECT_EQ(listed[1].expired.rfind("rank 1 pid 20 'step", 0), 0u) << listed[1].expired;
+  EXPECT_DOUBLE_EQ(listed[1].capture_ms, 41.5);
+  const std::string text = timer_dump::format_incident_list(listed, dir);
+  EXPECT_NE(text.find("captured in 41 ms\n      differs: rank 1 (pid 20)"), std::string::npos) << text;
+  EXPECT_EQ(timer_dump::format_incident_list({}, dir), "no incidents in " + dir.string() + "\n");
+  std::filesystem::remove_all(dir);
+}
+
+TEST(IncidentList, TheLatestSummaryIsTheNewestAndAnUnknownNameIsAnError) {
+  const auto dir = shmtimer::testing::TempPath("incidents").path();
+  write_incident(dir, "20261204T190000.000Z-pid10", "{}", "old\n");
+  write_incident(dir, "20261204T200000.000Z-pid20", "{}", "new\n");
+  EXPECT_EQ(timer_dump::incident_summary(dir, "latest"), "new\n");
+  EXPECT_EQ(timer_dump::incident_summary(dir, "20261204T190000.000Z-pid10"), "old\n");
+  EXPECT_THROW(timer_dump::incident_summary(dir, "../etc"), shmtimer::Error);
+  std::filesystem::remove_all(dir);
+}

@@ -15,6 +15,7 @@
 #include "shmtimer/error.hpp"
 #include "shmtimer/table_fault_guard.hpp"
 #include "snapshot.hpp"
+#include "incident_list.hpp"
 #include "table_list.hpp"
 
 namespace {
@@ -29,9 +30,11 @@ enum class Output { kText, kJson, kPrometheus };
 struct Options {
   std::string table;
   bool table_given = false;
-  bool list = false;               // --list: the tables in --dir
-  std::optional<std::string> job;  // --job: the table of this run id in --dir
-  std::string dir;                 // default: the user's private directory
+  bool list = false;                    // --list: the tables in --dir
+  std::optional<std::string> job;       // --job: the table of this run id in --dir
+  std::string dir;                      // default: the user's private directory
+  bool incidents = false;               // --incidents: the incident reports in --dir/incidents
+  std::optional<std::string> incident;  // --incident: one report's summary
   bool json = false;
   bool prometheus = false;
   bool check = false;
@@ -63,6 +66,12 @@ void add_options(CLI::App& app, Options& o) {
          "found in --dir")
       ->type_name("RUN_ID");
   app.add_option("--dir", o.dir, "Where --list and --job look (default: /dev/shm/shmtimer-<uid>)")->type_name("DIR");
+  app.add_flag("--incidents", o.incidents,
+               "List the incident reports in DIR/incidents, oldest first, with who expired and which rank differs");
+  app.add_option_function<std::string>(
+         "--incident", [&o](const std::string& value) { o.incident = value; },
+         "Print the summary of incident NAME in DIR/incidents (latest: the newest)")
+      ->type_name("NAME");
   app.add_flag("--json", o.json, "Print one JSON document (field names: docs/timer-dump.md)");
   app.add_flag("--prometheus", o.prometheus,
                "Print metrics in the Prometheus text format, for the node_exporter textfile collector");
@@ -87,6 +96,9 @@ void add_options(CLI::App& app, Options& o) {
 // Combinations the parser cannot express; "" when the options are consistent.
 std::string usage_problem(const Options& o) {
   if (o.json && o.prometheus) return "--json and --prometheus cannot be combined";
+  if ((o.incidents || o.incident) && (o.list || o.job || o.table_given || o.watch_s || o.check || o.json ||
+                                      o.prometheus || o.filter.narrows() || (o.incidents && o.incident)))
+    return "--incidents and --incident take no other option but --dir";
   if (o.job && o.table_given) return "--job and --table cannot be combined: each names the table";
   if (o.list && (o.job || o.table_given || o.watch_s || o.check || o.json || o.prometheus || o.filter.narrows()))
     return "--list takes no other option but --dir";
@@ -163,6 +175,14 @@ int run(Options o) {
   const std::filesystem::path dir = o.dir.empty() ? shmtimer::private_directory() : std::filesystem::path(o.dir);
   if (o.list) {
     write_stdout(timer_dump::format_table_list(timer_dump::list_tables(dir), dir));
+    return kExitOk;
+  }
+  if (o.incidents) {
+    write_stdout(timer_dump::format_incident_list(timer_dump::list_incidents(dir / "incidents"), dir / "incidents"));
+    return kExitOk;
+  }
+  if (o.incident) {
+    write_stdout(timer_dump::incident_summary(dir / "incidents", *o.incident));
     return kExitOk;
   }
   if (o.job) o.table = timer_dump::table_of_job(dir, *o.job).string();
