@@ -32,7 +32,8 @@ bool interpreter_finalizing() {
 }
 
 // log_event(name, None) or log_event(name, (worker_pid, scope_id, expiration_time,
-// signal)), from whichever thread emits it; the Python side makes the request object.
+// signal, incident)), from whichever thread emits it; the Python side makes the request
+// object. `incident` is the incident report's directory, "" when there is none.
 EventCallback python_event_callback(py::object callback) {
   if (callback.is_none()) return {};
   // Held by a shared_ptr whose deleter takes the GIL: the std::function is copied and
@@ -49,8 +50,9 @@ EventCallback python_event_callback(py::object callback) {
     try {
       py::object request = py::none();
       if (event != nullptr)
-        request = py::make_tuple(event->pid, py::reinterpret_steal<py::str>(scope_to_python(event->scope)),
-                                 event->deadline_ns == 0 ? -1.0 : event->expiration_time(), event->signal);
+        request =
+            py::make_tuple(event->pid, py::reinterpret_steal<py::str>(scope_to_python(event->scope)),
+                           event->deadline_ns == 0 ? -1.0 : event->expiration_time(), event->signal, event->incident);
       (*held)(py::str(name.data(), name.size()), request);
     } catch (py::error_already_set& e) {  // a failing callback must not stop the watchdog
       e.discard_as_unraisable("shmtimer log_event");
@@ -62,7 +64,8 @@ class HostedServer {
  public:
   HostedServer(const std::string& table_path, const std::string& fifo_path, double max_interval_s,
                std::uint64_t capacity, py::object log_event, bool signal_self_after_reap,
-               std::vector<std::string> remove_before_self_signal) {
+               std::vector<std::string> remove_before_self_signal, const IncidentOptions& incidents,
+               const KillLadder& ladder) {
     CreateOptions create;
     create.capacity = capacity;
     prepare_private_directory(table_path);  // where table_path_for() puts a job's table
@@ -78,6 +81,8 @@ class HostedServer {
       for (const auto& path : paths) ::unlink(path.c_str());
     };
     options.log_event = python_event_callback(std::move(log_event));
+    options.incidents = incidents;
+    options.ladder = ladder;
     server_ = std::make_unique<TimerServer>(table_, options);
     fifo_ = std::make_shared<FifoShim>(table_, fifo_path, options.log_event);
     server_->add_source(fifo_);
@@ -108,10 +113,27 @@ using RequestTuple = std::tuple<pid_t, std::string, double, int>;
 
 void bind_hosted_server(py::module_& m) {
   py::class_<HostedServer>(m, "Server")
-      .def(py::init<const std::string&, const std::string&, double, std::uint64_t, py::object, bool,
-                    std::vector<std::string>>(),
+      .def(py::init([](const std::string& table_path, const std::string& fifo_path, double max_interval,
+                       std::uint64_t capacity, py::object log_event, bool signal_self_after_reap,
+                       std::vector<std::string> remove_before_self_signal, double capture_bound_ms,
+                       const std::string& incident_dir, bool observe_only, const std::string& py_spy, int soft_signal,
+                       double grace_ms) {
+             IncidentOptions incidents;
+             incidents.capture_bound = std::chrono::milliseconds(static_cast<std::int64_t>(capture_bound_ms));
+             incidents.directory = incident_dir;
+             incidents.observe_only = observe_only;
+             incidents.py_spy = py_spy;
+             KillLadder ladder;
+             ladder.soft_signal = soft_signal;
+             ladder.grace = std::chrono::milliseconds(static_cast<std::int64_t>(grace_ms));
+             return std::make_unique<HostedServer>(table_path, fifo_path, max_interval, capacity, std::move(log_event),
+                                                   signal_self_after_reap, std::move(remove_before_self_signal),
+                                                   incidents, ladder);
+           }),
            py::arg("table_path"), py::arg("fifo_path"), py::arg("max_interval"), py::arg("capacity"),
-           py::arg("log_event"), py::arg("signal_self_after_reap"), py::arg("remove_before_self_signal"))
+           py::arg("log_event"), py::arg("signal_self_after_reap"), py::arg("remove_before_self_signal"),
+           py::arg("capture_bound_ms") = 0.0, py::arg("incident_dir") = "", py::arg("observe_only") = false,
+           py::arg("py_spy") = "py-spy", py::arg("soft_signal") = 0, py::arg("grace_ms") = 5000.0)
       .def(
           "start", [](HostedServer& s) { s.server().start(); }, py::call_guard<py::gil_scoped_release>())
       .def(

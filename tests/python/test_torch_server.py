@@ -286,5 +286,64 @@ class Lifecycle(unittest.TestCase):
             server.stop()
 
 
+class Incidents(unittest.TestCase):
+    """The hosted server's incident reports and observe-only mode (docs/diagnosis.md),
+    switched on by arguments or, for python -m shmtimer.run, by SHMTIMER_* variables."""
+
+    def setUp(self):
+        os.environ.pop("SHMTIMER_TABLE", None)
+        self.dir = tempfile.TemporaryDirectory()
+        self.addCleanup(self.dir.cleanup)
+        self.reports = os.path.join(self.dir.name, "incidents")
+        self.events = []
+
+    def serve(self, **settings):
+        server = ShmTimerServer(file_path=os.path.join(self.dir.name, "watchdog"), run_id="incidents-%d" % os.getpid(),
+                                max_interval=0.1, log_event=lambda name, request: self.events.append((name, request)),
+                                signal_self_after_reap=False, **settings)
+        self.addCleanup(server.stop)
+        server.start()
+        return server
+
+    def hung_worker(self, hang_s=60):
+        worker = start_worker("""
+            import shmtimer
+            client = shmtimer.ShmTimerClient()
+            print("ready", flush=True)
+            with shmtimer.expires(0.3, scope="hang", client=client):
+                time.sleep(%r)
+        """ % hang_s)
+        wait_ready(worker)
+        return worker
+
+    def test_the_kill_event_names_the_incident_report_written_before_it(self):
+        self.serve(capture_bound_ms=20000, incident_dir=self.reports)
+        worker = self.hung_worker()
+        self.assertEqual(worker.wait(timeout=60), -signal.SIGKILL)
+        killed = [r for name, r in self.events if name == "kill worker process"]
+        self.assertEqual(len(killed), 1)
+        self.assertTrue(os.path.isfile(os.path.join(killed[0].incident, "summary.txt")), killed[0].incident)
+        with open(os.path.join(killed[0].incident, "summary.txt")) as f:
+            self.assertIn("pid %d" % worker.pid, f.read())
+
+    def test_observe_only_from_the_environment_signals_nothing_and_reports_once(self):
+        os.environ.update(SHMTIMER_OBSERVE_ONLY="1", SHMTIMER_INCIDENT_DIR=self.reports)
+        try:
+            self.serve()
+        finally:
+            del os.environ["SHMTIMER_OBSERVE_ONLY"], os.environ["SHMTIMER_INCIDENT_DIR"]
+        worker = self.hung_worker(hang_s=1.5)
+        self.assertEqual(worker.wait(timeout=60), 0)
+        self.assertEqual([name for name, _ in self.events if name == "kill worker process"], [])
+        expired = [r for name, r in self.events if name == "timer expired"]
+        self.assertEqual(len(expired), 1)
+        self.assertEqual(os.path.dirname(expired[0].incident), self.reports)
+        self.assertEqual(len(os.listdir(self.reports)), 1)
+
+    def test_a_bad_soft_signal_is_refused_with_a_clear_error(self):
+        with self.assertRaisesRegex(ValueError, "not a signal"):
+            self.serve(soft_signal="NOPE")
+
+
 if __name__ == "__main__":
     unittest.main()

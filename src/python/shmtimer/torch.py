@@ -36,7 +36,18 @@ except ImportError:  # pragma: no cover - shmtimer works without torch too
         def __repr__(self):
             return "FileTimerRequest(%r)" % (vars(self),)
 
-__all__ = ["ShmTimerServer", "FileTimerRequest", "table_path_for"]
+
+
+class ReportedRequest(FileTimerRequest):
+    """The request of an expiry that has an incident report: ``incident`` is the report's
+    directory (docs/diagnosis.md). torch's FileTimerRequest takes no new attribute."""
+
+    def __init__(self, worker_pid, scope_id, expiration_time, signal=0, incident=""):
+        super().__init__(worker_pid, scope_id, expiration_time, signal)
+        self.incident = incident
+
+
+__all__ = ["ShmTimerServer", "FileTimerRequest", "ReportedRequest", "table_path_for"]
 
 _DEFAULT_CAPACITY = 4096
 _made_up = set()  # table paths that table_path_for() made up in this process
@@ -86,6 +97,42 @@ def _signal_self_by_default():
     return torch_server_signals_itself() if chosen == "" else chosen == "1"
 
 
+def _soft_signal(text):
+    """"TERM", "SIGTERM", "15", or "timer" (the expired timer's own signal: -1); "" or "0": none."""
+    import signal
+
+    text = str(text).strip()
+    if text in ("", "0"):
+        return 0
+    if text == "timer":
+        return -1
+    if text.isdigit():
+        return int(text)
+    try:
+        return int(signal.Signals[text if text.startswith("SIG") else "SIG" + text])
+    except KeyError:
+        raise ValueError("not a signal: %r (TERM, SIGTERM, 15, or timer)" % text) from None
+
+
+def _incident_settings(capture_bound_ms, incident_dir, observe_only, soft_signal, grace_ms):
+    """Incident reports and the escalation ladder (docs/diagnosis.md): each argument, else
+    its environment variable (``SHMTIMER_CAPTURE_BOUND_MS``, ``SHMTIMER_INCIDENT_DIR``,
+    ``SHMTIMER_OBSERVE_ONLY``, ``SHMTIMER_SOFT_SIGNAL``, ``SHMTIMER_GRACE_MS``, and
+    ``SHMTIMER_PY_SPY`` for the py-spy program), else off."""
+    env = os.environ.get
+    observe = env("SHMTIMER_OBSERVE_ONLY", "0") if observe_only is None else observe_only
+    if str(observe) not in ("0", "1", "False", "True"):
+        raise ValueError("SHMTIMER_OBSERVE_ONLY must be 0 or 1, not %r" % observe)
+    return {
+        "capture_bound_ms": float(env("SHMTIMER_CAPTURE_BOUND_MS", "0") if capture_bound_ms is None else capture_bound_ms),
+        "incident_dir": str(env("SHMTIMER_INCIDENT_DIR", "") if incident_dir is None else incident_dir),
+        "observe_only": str(observe) in ("1", "True"),
+        "py_spy": env("SHMTIMER_PY_SPY", "py-spy"),
+        "soft_signal": _soft_signal(env("SHMTIMER_SOFT_SIGNAL", "") if soft_signal is None else soft_signal),
+        "grace_ms": float(env("SHMTIMER_GRACE_MS", "5000") if grace_ms is None else grace_ms),
+    }
+
+
 # Old (torch 1.13) and new (2.x) positional orders after file_path.
 _ORDER_1_13 = ("max_interval", "daemon", "log_event")
 _ORDER_2_X = ("run_id",) + _ORDER_1_13
@@ -95,7 +142,11 @@ class ShmTimerServer:
     """torch's ``FileTimerServer(file_path, [run_id,] max_interval=10, daemon=True,
     log_event=None)``, plus keyword-only ``table_path`` (default: :func:`table_path_for`),
     ``capacity`` of a table it creates, and ``signal_self_after_reap`` (default: as the
-    installed torch does: torch_server_signals_itself()).
+    installed torch does: torch_server_signals_itself()), and the incident and ladder
+    settings ``capture_bound_ms``, ``incident_dir``, ``observe_only``, ``soft_signal``,
+    ``grace_ms`` (default: their ``SHMTIMER_*`` environment variables, else off; see
+    docs/diagnosis.md). The events of an expiry with a report carry ``request.incident``,
+    the report's directory.
 
     Like torch's, the constructor makes the FIFO, ``start()`` starts the watchdog and
     ``stop()`` stops it and removes the FIFO (and the table, when its path was made up
@@ -104,6 +155,7 @@ class ShmTimerServer:
     """
 
     def __init__(self, file_path, *args, table_path=None, capacity=_DEFAULT_CAPACITY, signal_self_after_reap=None,
+                 capture_bound_ms=None, incident_dir=None, observe_only=None, soft_signal=None, grace_ms=None,
                  **kwargs):
         order = _ORDER_2_X if args and (args[0] is None or isinstance(args[0], str)) else _ORDER_1_13
         if len(args) > len(order):
@@ -128,8 +180,11 @@ class ShmTimerServer:
             signal_self_after_reap = _signal_self_by_default()
         self._last_progress = None
         removable = [self._file_path] + ([self._table_path] if self._owns_table_path else [])
+        incidents = _incident_settings(capture_bound_ms, incident_dir, observe_only, soft_signal, grace_ms)
+        if not incidents["incident_dir"] and (incidents["capture_bound_ms"] > 0 or incidents["observe_only"]):
+            incidents["incident_dir"] = os.path.join(os.path.dirname(self._table_path), "incidents")
         self._server = _shmtimer.Server(self._table_path, self._file_path, self._max_interval, int(capacity),
-                                        self._on_event, bool(signal_self_after_reap), removable)
+                                        self._on_event, bool(signal_self_after_reap), removable, **incidents)
         # Workers this process starts from now on find the table without being told.
         os.environ["SHMTIMER_TABLE"] = self._table_path
         if self._owns_table_path:
@@ -140,7 +195,11 @@ class ShmTimerServer:
         atexit.register(lambda: me() is not None and me().stop())
 
     def _on_event(self, name, request):
-        self._log_event(name, None if request is None else FileTimerRequest(*request))
+        if request is None:
+            self._log_event(name, None)
+            return
+        # A plain FileTimerRequest without a report, so that requests compare as torch's do.
+        self._log_event(name, ReportedRequest(*request) if request[4] else FileTimerRequest(*request[:4]))
 
     @property
     def table_path(self):
