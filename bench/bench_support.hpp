@@ -8,6 +8,8 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <stdexcept>
+
 #include <algorithm>
 #include <chrono>
 #include <filesystem>
@@ -117,6 +119,34 @@ inline double sorted_quantile(const std::vector<double>& sorted, double q) {
   if (sorted.empty()) return 0;
   const auto rank = static_cast<std::size_t>(q * static_cast<double>(sorted.size() - 1) + 0.5);
   return sorted[std::min(rank, sorted.size() - 1)];
+}
+
+// Forks a child that runs `setup`, says so through a pipe and hangs in pause(), as a hung
+// worker; returns its pid once it has said so.
+template <class Setup>
+inline pid_t fork_paused_child(Setup&& setup) {
+  int ready[2];
+  if (::pipe(ready) != 0) throw std::runtime_error("pipe");
+  const pid_t child = ::fork();
+  if (child == 0) {
+    setup();
+    (void)!::write(ready[1], "x", 1);
+    ::pause();
+    ::_exit(0);
+  }
+  char byte;
+  (void)!::read(ready[0], &byte, 1);
+  ::close(ready[0]);
+  ::close(ready[1]);
+  return child;
+}
+
+// The samples, p50, p99 and max counters of a row, in µs.
+inline void report_percentiles_us(benchmark::State& state, const std::vector<double>& us) {
+  state.counters["samples"] = static_cast<double>(us.size());
+  state.counters["p50_us"] = quantile(us, 0.5);
+  state.counters["p99_us"] = quantile(us, 0.99);
+  state.counters["max_us"] = quantile(us, 1.0);
 }
 
 // Pairs per timed batch. A steady_clock read costs ~30 ns here, as much as a pair, so

@@ -313,6 +313,36 @@ def section_expiry(cpp):
                   "wake-up calls", "vCPU time stolen"], rows)
 
 
+def run_with_arg(cpp, family, arg):
+    """The run named FAMILY/ARG/..., or None."""
+    prefix = "%s/%d/" % (family, arg)
+    return next((run for name, run in cpp.runs.items() if name.startswith(prefix)), None)
+
+
+def section_incidents(cpp):
+    rows = []
+    for arg, method in enumerate(("eu-stack", "gdb", "py-spy")):
+        run = run_with_arg(cpp, "BM_CaptureMethod", arg)
+        error = next((e for n, e in cpp.errors.items() if n.startswith("BM_CaptureMethod/%d/" % arg)), None)
+        if run is None:
+            rows.append([method, "—", "not measured: %s" % (error or "no run"), "—", "—"])
+            continue
+        target = "python3 in `time.sleep`" if method == "py-spy" else "a C++ process in `pause()`"
+        rows.append([method, target, "%d" % run.get("samples", 0), fmt_ns(run["p50_us"] * 1e3),
+                     fmt_ns(run["p99_us"] * 1e3)])
+    capture = table(["method", "target", "samples", "p50", "p99"], rows)
+    rows = []
+    for arg in (0, 1):
+        run = run_with_arg(cpp, "BM_KillLatenessWithCapture", arg)
+        if run is None:
+            continue
+        rows.append([run.get("label", ""), "%d" % run.get("samples", 0), fmt_ns(run["p50_us"] * 1e3),
+                     fmt_ns(run["p99_us"] * 1e3), fmt_ns(run["max_us"] * 1e3), fmt_ns(run["reaped_p50_us"] * 1e3),
+                     fmt_ns(run["reaped_p99_us"] * 1e3)])
+    lateness = table(["server", "samples", "lateness p50", "p99", "max", "deadline → waitpid p50", "p99"], rows)
+    return capture, lateness
+
+
 def section_signal_path(cpp):
     rows = []
     for prepared, label in [(0, "cold: pidfd, identity, uid, maps, liveness, signal"),
@@ -720,6 +750,19 @@ def main():
       "of 5 repetitions.")
     w("")
     w(section_expires(cpp))
+    w("")
+    w("## 5. Incident capture (issue 27)")
+    w("")
+    w("`bench/incident_bench.cpp`. Each capture method's time on one hung process, through the server's own "
+      "capture code (`StackCapture`: spawn, run, reap, the output to a file), 20 captures each; then a hung C++ "
+      "worker (20 ms timer) killed by a server with capture off and on (eu-stack only, 10 s bound), 20 workers "
+      "each, in the same run. With capture on, the kill waits for the capture: the lateness is the capture's "
+      "time plus at most one look (1 ms) after it ends. docs/diagnosis.md explains the bound.")
+    w("")
+    capture, lateness = section_incidents(cpp)
+    w(capture)
+    w("")
+    w(lateness)
     w("")
     w("## Method")
     w("")

@@ -7,7 +7,8 @@
 #   1. BUILD/bench/shmtimer_bench (Google Benchmark; 5 repetitions in random interleaved order,
 #      median aggregates, JSON):
 #      the C++ acquire+release pairs (table client, FIFO client against an in-process
-#      TimerServer + FifoShim), scaling, the Expires guard, the server, the FIFO flood;
+#      TimerServer + FifoShim), scaling, the Expires guard, the server, the FIFO flood,
+#      incident capture (py-spy from the venv tests/incident/capture_tools.sh makes);
 #   2. bench/python_pairs.py with /usr/bin/python3: PyTorch's FileTimerClient against a
 #      FIFO served by BUILD_DIR/tools/shmtimerd --fifo, and the Python shmtimer module;
 #   3. bench/report.py (standard library only) merges both into docs/benchmarks.md, and
@@ -55,8 +56,11 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# py-spy for the incident capture benchmark, pinned, in the venv the tests use.
+"$REPO/tests/incident/capture_tools.sh" "$BUILD/venv-py-spy" >/dev/null
+
 echo "== C++ suite (Google Benchmark): $BUILD/bench/shmtimer_bench"
-"$BUILD/bench/shmtimer_bench" \
+SHMTIMER_BENCH_PY_SPY="$BUILD/venv-py-spy/bin/py-spy" "$BUILD/bench/shmtimer_bench" \
   --benchmark_repetitions=5 --benchmark_enable_random_interleaving=true --benchmark_report_aggregates_only=true \
   --benchmark_out="$OUT/cpp.json" --benchmark_out_format=json &
 bench_pid=$!

@@ -32,7 +32,9 @@ namespace {
 
 using namespace std::chrono_literals;
 using shmtimer::bench::BenchTable;
+using shmtimer::bench::fork_paused_child;
 using shmtimer::bench::quantile;
+using shmtimer::bench::report_percentiles_us;
 
 // Claims `count` slots spread evenly over the table, owned by this process, armed an hour
 // ahead (so a round scans them all and reaps none).
@@ -98,34 +100,6 @@ BENCHMARK(BM_ScanRound)
 // 1 = pure spin.
 // Children per row: 100, so that p99 is a percentile (the second largest), not the maximum.
 constexpr int kExpirySamples = 100;
-
-// Forks a child that runs `setup`, says so through a pipe and hangs in pause(), as a hung
-// worker; returns its pid once it has said so.
-template <class Setup>
-pid_t fork_paused_child(Setup&& setup) {
-  int ready[2];
-  if (::pipe(ready) != 0) throw std::runtime_error("pipe");
-  const pid_t child = ::fork();
-  if (child == 0) {
-    setup();
-    (void)!::write(ready[1], "x", 1);
-    ::pause();
-    ::_exit(0);
-  }
-  char byte;
-  (void)!::read(ready[0], &byte, 1);
-  ::close(ready[0]);
-  ::close(ready[1]);
-  return child;
-}
-
-// The samples, p50, p99 and max counters of a row, in µs.
-void report_percentiles_us(benchmark::State& state, const std::vector<double>& us) {
-  state.counters["samples"] = static_cast<double>(us.size());
-  state.counters["p50_us"] = quantile(us, 0.5);
-  state.counters["p99_us"] = quantile(us, 0.99);
-  state.counters["max_us"] = quantile(us, 1.0);
-}
 
 // CPU time the hypervisor gave to others while this VM's vCPUs wanted to run ("steal",
 // the 8th number of /proc/stat's cpu line, all vCPUs), in ms; 0 on bare metal.

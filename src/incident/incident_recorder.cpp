@@ -15,7 +15,7 @@ namespace {
 
 // A capturing incident is looked at this often at least: a capture usually takes tens to
 // hundreds of milliseconds, and the kill waits for the look after it ends.
-constexpr std::uint64_t kLookEveryNs = 5'000'000;
+constexpr std::uint64_t kLookEveryNs = 1'000'000;
 
 std::optional<std::string> label(const Labels& labels, std::string_view key) {
   for (const auto& [k, v] : labels)

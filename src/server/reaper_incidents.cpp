@@ -2,6 +2,8 @@
 // whose kills wait until its captures end or its bound passes; the rounds in between
 // poll the captures and never wait for them.
 #include <algorithm>
+#include <cerrno>
+#include <csignal>
 #include <set>
 
 #include "reaper.hpp"
@@ -20,6 +22,9 @@ std::vector<Reaper::ProcessKey> Reaper::table_owners() const {
     // Relaxed: a peer is only captured and labelled, never signalled, on this word's say.
     owners.insert({layout::Control::unpack(control).pid, slot.identity.load(std::memory_order_relaxed)});
   });
+  // Slots of processes that are gone wait for the sweep: nothing to capture there. A pid
+  // reused meanwhile is captured and shown as a peer, never signalled on this say.
+  std::erase_if(owners, [](const ProcessKey& p) { return p.first <= 0 || (::kill(p.first, 0) != 0 && errno == ESRCH); });
   return {owners.begin(), owners.end()};
 }
 
