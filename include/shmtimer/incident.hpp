@@ -22,6 +22,10 @@ struct IncidentOptions {
   // that one hang makes one incident. Works without capture too (the report has the
   // event only).
   bool observe_only = false;
+  // Where Python workers register their cooperative dumps (shmtimer's Python client:
+  // faulthandler on SIGURG, into "<pid>-<start time>.stacks"); empty: "stacks" in the
+  // user's private directory (shmtimerd: beside its table, where the client looks).
+  std::filesystem::path stacks_directory;
   // The capture programs, looked up on PATH; an empty one is left out. py-spy for Python
   // frames; eu-stack for native frames, gdb in batch mode where eu-stack fails.
   std::string py_spy = "py-spy";

@@ -28,15 +28,25 @@ std::string who_of(const ProcessKey& process, const Labels& labels) {
   return "pid " + std::to_string(process.first);
 }
 
+// py-spy names the threads; faulthandler's dump has the same frames without names; the
+// native frames come last.
+int preference(const CaptureStep& step) { return step.method == "py-spy" ? 0 : !step.dump_file.empty() ? 1 : 2; }
+
 std::optional<Frame> frame_from(const DirFd& dir, const StackCapture& capture, std::string& missing) {
-  for (const auto& step : capture.steps()) {
+  std::vector<const CaptureStep*> steps;
+  for (const auto& step : capture.steps()) steps.push_back(&step);
+  std::stable_sort(steps.begin(), steps.end(), [](auto* a, auto* b) { return preference(*a) < preference(*b); });
+  for (const CaptureStep* each : steps) {
+    const CaptureStep& step = *each;
     if (step.status != CaptureStep::Status::kOk) {
       if (step.status != CaptureStep::Status::kSkipped || step.why.find("bound") != std::string::npos)
         missing += (missing.empty() ? "" : "; ") + step.why;
       continue;
     }
     const std::string output = read_report_file(dir, step.file);
-    auto frame = step.native ? innermost_native_frame(output, capture.target()) : innermost_python_frame(output);
+    auto frame = step.native              ? innermost_native_frame(output, capture.target())
+                 : step.dump_file.empty() ? innermost_python_frame(output)
+                                          : innermost_faulthandler_frame(output);
     if (frame) return frame;
     missing += (missing.empty() ? "" : "; ") + step.method + ": no frame of the main thread in its output";
   }

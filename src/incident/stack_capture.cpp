@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <spawn.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -12,6 +13,7 @@
 #include <fmt/format.h>
 #include <mutex>
 
+#include "process_liveness.hpp"
 #include "shmtimer/clock.hpp"
 
 extern char** environ;
@@ -43,6 +45,18 @@ bool runs_python(pid_t pid) {
 std::vector<CaptureStep> capture_steps_for(pid_t pid, const IncidentOptions& options) {
   std::vector<CaptureStep> steps;
   const std::string p = std::to_string(pid);
+  ProcessStat stat;
+  if (!options.stacks_directory.empty() && read_process_stat(pid, stat).running()) {
+    const auto dump = options.stacks_directory / fmt::format("{}-{}.stacks", pid, stat.start_time);
+    struct stat st{};
+    if (::lstat(dump.c_str(), &st) == 0 && S_ISREG(st.st_mode)) {
+      CaptureStep s;
+      s.method = "faulthandler";
+      s.file = "pid" + p + ".faulthandler.txt";
+      s.dump_file = dump.string();
+      steps.push_back(std::move(s));
+    }
+  }
   const auto step = [&](std::string method, std::vector<std::string> argv, bool native, bool fallback) {
     CaptureStep s;
     s.file = "pid" + p + "." + method + ".txt";
@@ -83,12 +97,17 @@ void reap_killed_tools() {
 }
 
 StackCapture::~StackCapture() {
-  if (child_ > 0) abandon("the incident was dropped");
+  if (child_ > 0 || dump_fd_ >= 0) abandon("the incident was dropped");
 }
 
 bool StackCapture::advance(const DirFd& dir) {
   while (current_ < steps_.size()) {
     CaptureStep& step = steps_[current_];
+    if (step.status == CaptureStep::Status::kRunning && !step.dump_file.empty()) {
+      if (!dump_ended(dir, step)) return false;
+      ++current_;
+      continue;
+    }
     if (step.status == CaptureStep::Status::kRunning) {
       int wait_status = 0;
       const pid_t done = ::waitpid(child_, &wait_status, WNOHANG);
@@ -106,7 +125,10 @@ bool StackCapture::advance(const DirFd& dir) {
       ++current_;
       continue;
     }
-    start(dir, step);
+    if (step.dump_file.empty())
+      start(dir, step);
+    else
+      start_dump(step);
     if (step.status == CaptureStep::Status::kRunning) return false;
     ++current_;
   }
@@ -157,6 +179,76 @@ void StackCapture::start(const DirFd& dir, CaptureStep& step) {
   step.status = CaptureStep::Status::kRunning;
 }
 
+namespace {
+
+// A dump is done when its file has grown and then not grown for this long; one that has
+// not grown within kDumpPatienceNs is taken as never coming.
+constexpr std::uint64_t kDumpQuietNs = 3'000'000;
+constexpr std::uint64_t kDumpPatienceNs = 1'000'000'000;
+
+}  // namespace
+
+void StackCapture::start_dump(CaptureStep& step) {
+  step.status = CaptureStep::Status::kFailed;
+  // The worker's own file, in a directory of its user's: opened without following a
+  // link, and only if it belongs to the target's user.
+  const int fd = ::open(step.dump_file.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+  struct stat file{}, proc{};
+  const std::string proc_dir = fmt::format("/proc/{}", target_);
+  if (fd < 0 || ::fstat(fd, &file) != 0 || !S_ISREG(file.st_mode) || ::stat(proc_dir.c_str(), &proc) != 0 ||
+      file.st_uid != proc.st_uid) {
+    step.why = "its dump file is missing or not its own";
+    if (fd >= 0) ::close(fd);
+    return;
+  }
+  // SIGURG's default action is to ignore it: a process that did not register (a reused
+  // pid) is not harmed.
+  if (::kill(target_, SIGURG) != 0) {
+    step.why = fmt::format("cannot signal it: {}", std::strerror(errno));
+    ::close(fd);
+    return;
+  }
+  dump_fd_ = fd;
+  dump_from_ = dump_size_ = file.st_size;
+  started_ns_ = dump_grew_ns_ = monotonic_now_ns();
+  step.status = CaptureStep::Status::kRunning;
+}
+
+bool StackCapture::dump_ended(const DirFd& dir, CaptureStep& step) {
+  struct stat file{};
+  const std::uint64_t now = monotonic_now_ns();
+  if (::fstat(dump_fd_, &file) == 0 && file.st_size > dump_size_) {
+    dump_size_ = file.st_size;
+    dump_grew_ns_ = now;
+  }
+  const bool grew = dump_size_ > dump_from_;
+  if (grew ? now - dump_grew_ns_ < kDumpQuietNs : now - started_ns_ < kDumpPatienceNs) return false;
+  step.milliseconds = static_cast<double>(now - started_ns_) / 1e6;
+  if (!grew) {
+    step.status = CaptureStep::Status::kFailed;
+    step.why = "no dump within 1 s (the process is stopped, or not a Python process of shmtimer's client)";
+  } else {
+    // The file's first line (which thread is the main one), then this dump.
+    std::string header(256, '\0');
+    const ssize_t head = ::pread(dump_fd_, header.data(), header.size(), 0);
+    header.resize(head > 0 ? static_cast<std::size_t>(head) : 0);
+    header.resize(std::min(header.size(), header.find('\n') + 1));
+    std::string dump(static_cast<std::size_t>(std::min<off_t>(dump_size_ - dump_from_, 1 << 20)), '\0');
+    const ssize_t got = ::pread(dump_fd_, dump.data(), dump.size(), dump_from_);
+    dump.resize(got > 0 ? static_cast<std::size_t>(got) : 0);
+    try {
+      write_report_file(dir, step.file, header + dump);
+      step.status = CaptureStep::Status::kOk;
+    } catch (const std::exception& e) {
+      step.status = CaptureStep::Status::kFailed;
+      step.why = e.what();
+    }
+  }
+  ::close(dump_fd_);
+  dump_fd_ = -1;
+  return true;
+}
+
 void StackCapture::finish(const DirFd& dir, CaptureStep& step, int wait_status) {
   child_ = -1;
   step.milliseconds = static_cast<double>(monotonic_now_ns() - started_ns_) / 1e6;
@@ -177,6 +269,13 @@ void StackCapture::finish(const DirFd& dir, CaptureStep& step, int wait_status) 
 }
 
 void StackCapture::abandon(std::string_view why) {
+  if (dump_fd_ >= 0) {
+    ::close(dump_fd_);
+    dump_fd_ = -1;
+    steps_[current_].status = CaptureStep::Status::kTimedOut;
+    steps_[current_].why = std::string(why);
+    ++current_;
+  }
   if (child_ > 0) {
     ::kill(-child_, SIGKILL);
     // Not waited for here: a tool stuck in the kernel (reading a hung process's memory)

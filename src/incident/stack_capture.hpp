@@ -22,6 +22,7 @@ struct CaptureStep {
   std::vector<std::string> argv;
   std::string file;       // its output (stdout and stderr), in the incident directory
   bool native = false;    // native frames (eu-stack, gdb), not Python ones
+  std::string dump_file;  // a cooperative dump (faulthandler): the worker's own file; argv is empty
   bool fallback = false;  // runs only when no native step before it succeeded
   Status status = Status::kPending;
   std::string why;          // for kFailed, kTimedOut and kSkipped
@@ -29,8 +30,9 @@ struct CaptureStep {
 };
 const char* to_string(CaptureStep::Status status);
 
-// The steps for `pid`: py-spy where it runs Python, then eu-stack, then gdb where
-// eu-stack fails. Tools given an empty name in the options are left out.
+// The steps for `pid`: its own faulthandler dump where it registered one in
+// `stacks_directory`, py-spy where it runs Python, then eu-stack, then gdb where eu-stack
+// fails. Tools given an empty name in the options are left out.
 std::vector<CaptureStep> capture_steps_for(pid_t pid, const IncidentOptions& options);
 // Whether /proc/<pid>/exe names a Python interpreter (readlink takes no lock of the
 // target's memory map, which a hung process may hold).
@@ -59,6 +61,9 @@ class StackCapture {
  private:
   void start(const DirFd& dir, CaptureStep& step);
   void finish(const DirFd& dir, CaptureStep& step, int wait_status);
+  // A cooperative dump: SIGURG to the target, then its file watched until it stops growing.
+  void start_dump(CaptureStep& step);
+  bool dump_ended(const DirFd& dir, CaptureStep& step);
 
   pid_t target_;
   std::vector<CaptureStep> steps_;
@@ -66,6 +71,9 @@ class StackCapture {
   pid_t child_ = -1;
   std::uint64_t started_ns_ = 0;
   bool interrupted_ = false;
+  int dump_fd_ = -1;  // the cooperative dump's file while it is being written
+  off_t dump_from_ = 0, dump_size_ = 0;
+  std::uint64_t dump_grew_ns_ = 0;
 };
 
 }  // namespace shmtimer::detail

@@ -35,7 +35,8 @@ bool in_system_library(std::string_view module) {
 // gdb names a frame's source where the library has debug information: the C library's
 // sources are its own tree's ("../sysdeps/unix/...", "./nptl/...").
 bool in_system_source(std::string_view file) {
-  for (std::string_view dir : {"../sysdeps/", "./sysdeps/", "../nptl/", "./nptl/", "../csu/", "./csu/", "../posix/", "./posix/"})
+  for (std::string_view dir :
+       {"../sysdeps/", "./sysdeps/", "../nptl/", "./nptl/", "../csu/", "./csu/", "../posix/", "./posix/"})
     if (file.starts_with(dir)) return true;
   return false;
 }
@@ -83,6 +84,32 @@ std::optional<Frame> innermost_python_frame(std::string_view dump) {
     if (first_thread && !first_thread_frame) first_thread_frame = f;
   }
   return main_frame ? main_frame : first_thread_frame;
+}
+
+std::optional<Frame> innermost_faulthandler_frame(std::string_view dump) {
+  static const std::regex frame(R"re(^  File "(.*)", line (\d+) in (.+)$)re");
+  std::string main_thread;
+  std::optional<Frame> main_frame, current_frame;
+  bool in_main = false, in_current = false, took = false;
+  for (std::string_view line : lines_of(dump)) {
+    if (line.starts_with("shmtimer: main thread ")) {
+      main_thread = std::string(line.substr(22));
+      continue;
+    }
+    if (line.starts_with("Thread ") || line.starts_with("Current thread ")) {
+      in_main = !main_thread.empty() && line.find(main_thread) != std::string_view::npos;
+      in_current = line.starts_with("Current thread ");
+      took = false;
+      continue;
+    }
+    std::match_results<std::string_view::const_iterator> m;
+    if (took || !std::regex_match(line.begin(), line.end(), m, frame)) continue;
+    took = true;
+    Frame f{printable(m[3].str()), printable(m[1].str() + ":" + m[2].str()), "python"};
+    if (in_main && !main_frame) main_frame = f;
+    if (in_current && !current_frame) current_frame = f;
+  }
+  return main_frame ? main_frame : current_frame;
 }
 
 std::optional<Frame> innermost_native_frame(std::string_view output, pid_t pid) {

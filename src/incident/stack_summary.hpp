@@ -25,6 +25,10 @@ struct Frame {
 // The innermost frame of the main thread ("MainThread", else the first listed) in the
 // output of `py-spy dump`.
 std::optional<Frame> innermost_python_frame(std::string_view py_spy_dump);
+// The innermost frame of the main thread in a cooperative dump: shmtimer's first line
+// names the main thread ("shmtimer: main thread 0x..."), then faulthandler's blocks
+// ("Thread 0x... (most recent call first):", '  File "f.py", line 6 in function').
+std::optional<Frame> innermost_faulthandler_frame(std::string_view dump);
 // The innermost frame of thread `pid` (the main thread) outside the C library and the
 // dynamic loader, in the output of `eu-stack -m` or of gdb's `thread apply all bt`
 // (whose threads gdb numbers: its last thread, the first one, is the main one).

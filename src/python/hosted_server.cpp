@@ -123,6 +123,8 @@ void bind_hosted_server(py::module_& m) {
              incidents.directory = incident_dir;
              incidents.observe_only = observe_only;
              incidents.py_spy = py_spy;
+             // Where shmtimer's Python client registers its dumps: beside the table.
+             incidents.stacks_directory = std::filesystem::path(table_path).parent_path() / "stacks";
              KillLadder ladder;
              ladder.soft_signal = soft_signal;
              ladder.grace = std::chrono::milliseconds(static_cast<std::int64_t>(grace_ms));

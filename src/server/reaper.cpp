@@ -75,7 +75,9 @@ Reaper::Reaper(Table& table, const ServerOptions& options, ProcessControl& proce
     const auto directory =
         options.incidents.directory.empty() ? private_directory() / "incidents" : options.incidents.directory;
     detail::open_incident_root(directory);  // a directory that cannot be used fails the start, not an incident
-    incidents_ = std::make_unique<detail::IncidentRecorder>(options.incidents, directory);
+    IncidentOptions incidents = options.incidents;
+    if (incidents.stacks_directory.empty()) incidents.stacks_directory = private_directory() / "stacks";
+    incidents_ = std::make_unique<detail::IncidentRecorder>(incidents, directory);
   }
 }
 

@@ -44,13 +44,16 @@ std::string required_env(const char* name) {
 
 // Runs the worker in `mode` under a capturing server; returns the incident's directory
 // and the worker's pid.
-std::pair<std::filesystem::path, pid_t> incident_of_worker(const testing::IncidentDir& dir, const std::string& mode) {
+std::pair<std::filesystem::path, pid_t> incident_of_worker(const testing::IncidentDir& dir, const std::string& mode,
+                                                           bool with_py_spy = true) {
   testing::TempTable t;
   const std::string pythonpath = required_env("SHMTIMER_TEST_PYTHONPATH");
   ServerOptions options;
   options.incidents.capture_bound = 20s;
   options.incidents.directory = dir.path;
-  options.incidents.py_spy = required_env("SHMTIMER_TEST_PY_SPY");
+  options.incidents.py_spy = with_py_spy ? required_env("SHMTIMER_TEST_PY_SPY") : "";
+  // Where the worker's client registers its faulthandler dump: beside its table.
+  options.incidents.stacks_directory = t.file.path().parent_path() / "stacks";
   const auto script = dir.path.string() + ".worker.py";
   {
     std::ofstream out(script);
@@ -100,6 +103,18 @@ TEST(IncidentPython, AWorkerInAPurePythonLoopShowsTheLoopsFunction) {
   const auto [incident, pid] = incident_of_worker(dir, "loop");
   const std::string dump = py_spy_output(incident, pid);
   EXPECT_NE(dump.find("\"MainThread\"\n    spin_forever ("), std::string::npos) << dump;
+}
+
+// Without py-spy (not installed, or ptrace forbidden), the worker's own faulthandler dump,
+// asked for with SIGURG, has the frames.
+TEST(IncidentPython, ACooperativeDumpGivesTheMainThreadsFrameWithoutPySpy) {
+  testing::IncidentDir dir;
+  const auto [incident, pid] = incident_of_worker(dir, "lock", /*with_py_spy=*/false);
+  const std::string dump = testing::read_text(incident / ("pid" + std::to_string(pid) + ".faulthandler.txt"));
+  EXPECT_NE(dump.find("in wait_for_lock\n"), std::string::npos) << dump;
+  EXPECT_NE(dump.find("in holder\n"), std::string::npos) << dump;
+  const std::string summary = testing::read_text(incident / "summary.txt");
+  EXPECT_NE(summary.find("wait_for_lock ("), std::string::npos) << summary;
 }
 
 }  // namespace

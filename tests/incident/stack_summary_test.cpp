@@ -40,6 +40,25 @@ Thread 1 (Thread 0x7f01 (LWP 4242) "worker"):
 #3  0x00005570267f6099 in main () at worker.cpp:20
 )x";
 
+constexpr std::string_view kFaulthandler = R"x(shmtimer: main thread 0x00007f0b50089b80
+Thread 0x00007f0b4f24b6c0 (most recent call first):
+  File "/tmp/fh.py", line 5 in holder
+  File "/usr/lib/python3.11/threading.py", line 982 in run
+
+Thread 0x00007f0b50089b80 (most recent call first):
+  File "/tmp/fh.py", line 7 in sleeping_in_c
+  File "/tmp/fh.py", line 9 in <module>
+
+Current thread 0x00007f0b4f24b6c1 (most recent call first):
+  File "/tmp/fh.py", line 12 in other
+)x";
+
+TEST(StackSummary, TheCooperativeDumpsFrameIsTheThreadItsFirstLineNamesMain) {
+  const auto frame = innermost_faulthandler_frame(kFaulthandler);
+  ASSERT_TRUE(frame);
+  EXPECT_EQ(frame->text(), "sleeping_in_c (/tmp/fh.py:7)");
+}
+
 TEST(StackSummary, ThePythonFrameIsTheMainThreadsInnermostWhereverItIsListed) {
   const auto frame = innermost_python_frame(kPySpy);
   ASSERT_TRUE(frame);

@@ -283,10 +283,14 @@ COLLECTIVE_WORKER = textwrap.dedent("""
     import os, time
     import torch
     import torch.distributed as dist
-    import shmtimer
 
     dist.init_process_group("gloo")
-    client = shmtimer.ShmTimerClient()
+    if os.environ.get("FIFO_CLIENT"):  # torch's own client: the script never uses shmtimer
+        from torch.distributed.elastic import timer
+        client = timer.FileTimerClient(os.environ["TORCHELASTIC_TIMER_FILE"])
+    else:
+        import shmtimer
+        client = shmtimer.ShmTimerClient()
 
     def other_work():
         time.sleep(300)
@@ -341,6 +345,33 @@ class TorchrunIncident(unittest.TestCase):
             self.assertRegex(summary, r"(?m)^rank 1 .* other_work \(.*<- differs$", log + summary)
             self.assertRegex(summary, r"(?m)^differs: rank 1 \(pid \d+\)", log + summary)
             self.assertIn("incident=", log)  # the kill's event names the report
+
+    def test_under_shmtimer_run_fifo_workers_dump_their_own_stacks(self):
+        """python -m shmtimer.run with capture switched on by its environment: workers on
+        torch's FileTimerClient, whose script never uses shmtimer, registered their
+        faulthandler dumps at start, and with py-spy off the report has their frames."""
+        with tempfile.TemporaryDirectory() as work:
+            incidents = os.path.join(work, "incidents")
+            script = os.path.join(work, "worker.py")
+            with open(script, "w") as f:
+                f.write(COLLECTIVE_WORKER)
+            env = dict(os.environ, SHMTIMER_CAPTURE_BOUND_MS="30000", SHMTIMER_INCIDENT_DIR=incidents, SHMTIMER_PY_SPY="",
+                       FIFO_CLIENT="1")
+            for name in ("SHMTIMER_TABLE", "TORCHELASTIC_TIMER_FILE"):
+                env.pop(name, None)
+            job = subprocess.run(
+                [PY, "-m", "shmtimer.run", "--nnodes", "1", "--nproc_per_node", "2", "--master_port", str(free_port()),
+                 "--max_restarts", "0", script],
+                env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=300)
+            reports = sorted(os.listdir(incidents)) if os.path.isdir(incidents) else []
+            self.assertEqual(len(reports), 1, job.stdout)
+            report = os.path.join(incidents, reports[0])
+            with open(os.path.join(report, "summary.txt")) as f:
+                summary = f.read()
+            dumps = [name for name in os.listdir(report) if name.endswith(".faulthandler.txt")]
+            self.assertEqual(len(dumps), 2, job.stdout + summary)
+            self.assertRegex(summary, r"(?m)^rank 0 .* all_reduce \(", job.stdout + summary)
+            self.assertRegex(summary, r"(?m)^rank 1 .* other_work \(.*<- differs$", job.stdout + summary)
 
 
 if __name__ == "__main__":

@@ -80,6 +80,7 @@ shmtimer::ServerOptions server_options(const Flags& flags) {
   options.ladder.soft_signal = flags.soft_signal;
   options.ladder.grace = std::chrono::milliseconds(static_cast<std::int64_t>(flags.grace_ms));
   options.incidents.py_spy = flags.py_spy;
+  options.incidents.stacks_directory = std::filesystem::path(flags.table).parent_path() / "stacks";  // the clients'
   options.incidents.directory = flags.incident_dir.empty()
                                     ? std::filesystem::path(flags.table).parent_path() / "incidents"
                                     : std::filesystem::path(flags.incident_dir);

@@ -16,7 +16,7 @@ A running ``shmtimerd`` on the same table does the reaping.
 import signal as _signal
 import sys as _sys
 
-from . import _shmtimer
+from . import _shmtimer, _stacks
 from ._shmtimer import (  # noqa: F401  (re-exported)
     NoServerError,
     NotATableError,
@@ -92,6 +92,7 @@ class ShmTimerClient(_TimerClientBase):
             # client while a timer is armed (`ShmTimerClient(p).acquire(...)`) must stay
             # killable: the first client of each table is kept, mapped, until exit.
             _keep_mapped.setdefault(client.table_path, client)
+            _stacks.register(client.table_path)  # the server may ask for this process's stacks
             self._calls = client.fast_calls()
             # The builtins shadow the methods below, unless the caller put something of
             # its own there (a mock that wraps them, as torch's tests do).

@@ -88,8 +88,20 @@ def _use_shmtimer_server():
     timer.FileTimerServer = ShmTimerServer
 
 
+def _register_workers_stacks():
+    """Every worker registers its cooperative stack dump at start, whichever timer client
+    it uses (shmtimer/_workers/sitecustomize.py, first on the workers' PYTHONPATH);
+    ``SHMTIMER_STACKS=0`` opts out (docs/diagnosis.md)."""
+    if os.environ.get("SHMTIMER_STACKS", "1") == "0":
+        return
+    workers = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_workers")
+    path = os.environ.get("PYTHONPATH", "")
+    os.environ["PYTHONPATH"] = workers + (os.pathsep + path if path else "")
+
+
 def main(argv=None):
     os.environ["TORCHELASTIC_ENABLE_FILE_TIMER"] = _SWITCHED_ON
+    _register_workers_stacks()
     repair_torch()
     _use_shmtimer_server()
     from torch.distributed.run import main as torchrun_main
