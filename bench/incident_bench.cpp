@@ -89,7 +89,12 @@ void BM_CaptureMethod(benchmark::State& state) {
   report_percentiles_us(state, us);
   state.SetLabel(names[method]);
 }
-BENCHMARK(BM_CaptureMethod)->DenseRange(0, 2)->Iterations(1)->Repetitions(1)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_CaptureMethod)
+    ->DenseRange(0, 2)
+    ->Iterations(1)
+    ->Repetitions(1)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
 
 // A hung C++ worker (20 ms timer) killed by a server with capture off (range 0) or on
 // (range 1: eu-stack, a 10 s bound): the server's lateness (deadline to signal) and the
@@ -145,6 +150,11 @@ void BM_KillLatenessWithCapture(benchmark::State& state) {
   state.counters["incidents"] = static_cast<double>(server.stats().incidents.load());
   state.SetLabel(capture ? "capture on (eu-stack, bound 10 s)" : "capture off");
 }
-BENCHMARK(BM_KillLatenessWithCapture)->DenseRange(0, 1)->Iterations(1)->Repetitions(1)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_KillLatenessWithCapture)
+    ->DenseRange(0, 1)
+    ->Iterations(1)
+    ->Repetitions(1)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
 
 }  // namespace

@@ -24,7 +24,8 @@ std::vector<Reaper::ProcessKey> Reaper::table_owners() const {
   });
   // Slots of processes that are gone wait for the sweep: nothing to capture there. A pid
   // reused meanwhile is captured and shown as a peer, never signalled on this say.
-  std::erase_if(owners, [](const ProcessKey& p) { return p.first <= 0 || (::kill(p.first, 0) != 0 && errno == ESRCH); });
+  std::erase_if(owners,
+                [](const ProcessKey& p) { return p.first <= 0 || (::kill(p.first, 0) != 0 && errno == ESRCH); });
   return {owners.begin(), owners.end()};
 }
 

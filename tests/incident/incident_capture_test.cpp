@@ -190,7 +190,8 @@ TEST(Incident, HostileScopesCommandsAndEnvironmentsNeverForgeAReportLine) {
   const auto incidents = dir.incidents();
   ASSERT_EQ(incidents.size(), 1u);
   const std::string summary = testing::read_text(incidents[0] / "summary.txt");
-  EXPECT_EQ(std::count(summary.begin(), summary.end(), '\n'), 5) << summary;  // headline, blank, one process, blank, verdict
+  EXPECT_EQ(std::count(summary.begin(), summary.end(), '\n'), 5)
+      << summary;  // headline, blank, one process, blank, verdict
   for (char c : {'\r', '\x1b'}) EXPECT_EQ(summary.find(c), std::string::npos) << summary;
   EXPECT_EQ(summary.find("\ndiffers: rank 9"), std::string::npos) << summary;
   EXPECT_NO_THROW(testing::read_event(incidents[0]));
