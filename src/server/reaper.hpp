@@ -92,6 +92,7 @@ class Reaper {
   bool held_for_grace(const ProcessKey& process, const std::vector<detail::SlotSnapshot>& timers, std::uint64_t now_ns);
   // The distinct owners of the table's Ready slots: an incident's peers.
   std::vector<ProcessKey> table_owners() const;
+  bool may_capture(pid_t pid) const;
   detail::Labels report_labels(const ProcessKey& process) const;
 
   Table& table_;

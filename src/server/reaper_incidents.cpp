@@ -5,6 +5,9 @@
 #include <cerrno>
 #include <csignal>
 #include <set>
+#include <string>
+
+#include <sys/stat.h>
 
 #include "reaper.hpp"
 #include "shmtimer/printable.hpp"
@@ -12,6 +15,15 @@
 namespace shmtimer {
 
 using detail::SlotSnapshot;
+
+// A report holds what a process's memory says: a server captures only the processes it
+// could signal (its own uid's, unless any_uid), as a slot's pid is anyone's to write.
+bool Reaper::may_capture(pid_t pid) const {
+  if (options_.any_uid) return true;
+  struct stat st{};
+  const std::string proc = "/proc/" + std::to_string(pid);
+  return ::stat(proc.c_str(), &st) == 0 && st.st_uid == self_uid_;
+}
 
 std::vector<Reaper::ProcessKey> Reaper::table_owners() const {
   std::set<ProcessKey> owners;
@@ -24,8 +36,9 @@ std::vector<Reaper::ProcessKey> Reaper::table_owners() const {
   });
   // Slots of processes that are gone wait for the sweep: nothing to capture there. A pid
   // reused meanwhile is captured and shown as a peer, never signalled on this say.
-  std::erase_if(owners,
-                [](const ProcessKey& p) { return p.first <= 0 || (::kill(p.first, 0) != 0 && errno == ESRCH); });
+  std::erase_if(owners, [&](const ProcessKey& p) {
+    return p.first <= 0 || (::kill(p.first, 0) != 0 && errno == ESRCH) || !may_capture(p.first);
+  });
   return {owners.begin(), owners.end()};
 }
 
@@ -49,6 +62,7 @@ bool Reaper::held_for_incident(const ProcessKey& process, const std::vector<Slot
   using Phase = detail::IncidentRecorder::Phase;
   const Phase phase = incidents_->phase_of(process);
   if (phase != Phase::kNone) return phase == Phase::kCapturing;
+  if (!may_capture(process.first)) return false;  // reap_process refuses or kills it as before
   const auto earliest =
       std::min_element(timers.begin(), timers.end(),
                        [](const SlotSnapshot& a, const SlotSnapshot& b) { return a.deadline_ns < b.deadline_ns; });

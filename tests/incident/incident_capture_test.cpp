@@ -197,6 +197,34 @@ TEST(Incident, HostileScopesCommandsAndEnvironmentsNeverForgeAReportLine) {
   EXPECT_NO_THROW(testing::read_event(incidents[0]));
 }
 
+// A slot's pid is anyone's to write: a server that may not signal another user's process
+// (no any_uid) does not read its memory into a report either.
+TEST(Incident, AnotherUsersProcessIsNeitherCapturedNorSignalled) {
+  if (::geteuid() != 0) GTEST_FAIL() << "needs root, to run a worker as another user";
+  testing::TempTable t;
+  IncidentDir dir;
+  testing::Events events;
+  TimerServer server(t.table, capturing(dir, 20s, events));
+  const auto worker = held_worker(t.table, "other-user", [] {
+    if (::setuid(65534) != 0) ::_exit(3);  // nobody, after arming
+    std::this_thread::sleep_for(60s);
+  });
+  const pid_t child = worker->pid();
+  server.start();
+  worker->go();
+  // The refusal disarms the timer: then nothing more will happen to it.
+  for (int i = 0; i < 500 && t.table->header().reaps.load() == 0 &&
+                  server.stats().signals_refused[static_cast<std::size_t>(Refusal::kOtherUser)].load() == 0;
+       ++i)
+    std::this_thread::sleep_for(10ms);
+  server.stop();
+  EXPECT_EQ(server.stats().signals_refused[static_cast<std::size_t>(Refusal::kOtherUser)].load(), 1u);
+  EXPECT_TRUE(dir.incidents().empty());
+  EXPECT_EQ(server.stats().incidents.load(), 0u);
+  ::kill(child, SIGKILL);
+  EXPECT_TRUE(testing::killed_by(testing::wait_child(child, 30s), SIGKILL));
+}
+
 TEST(Incident, ADirectoryOthersMayWriteFailsTheServersStartNotAKill) {
   testing::TempTable t;
   IncidentDir dir;

@@ -600,4 +600,8 @@ MUTANTS = [
          file="src/server/reaper_ladder.cpp",
          edits=[("graced != graced_.end()) return now_ns < graced->second;", "graced != graced_.end()) return false;")],
          expect="KillLadder.AWorkerThatIgnoresTheSoftSignalIsKilledOnlyAfterTheGrace"),
+    dict(name="27-capture-any-uid", why="a server that may not signal another user's process reads its memory into a report all the same",
+         file="src/server/reaper_incidents.cpp",
+         edits=[("  if (!may_capture(process.first)) return false;", "  if (false) return false;")],
+         expect="Incident.AnotherUsersProcessIsNeitherCapturedNorSignalled"),
 ]
