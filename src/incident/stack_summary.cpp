@@ -4,7 +4,6 @@
 #include <array>
 #include <fmt/format.h>
 #include <map>
-#include <regex>
 
 #include "shmtimer/printable.hpp"
 
@@ -53,6 +52,78 @@ bool in_collective(const ProcessPlace& place) {
   });
 }
 
+std::string_view trim_right(std::string_view text) {
+  while (!text.empty() && (text.back() == ' ' || text.back() == '\r' || text.back() == '\t')) text.remove_suffix(1);
+  return text;
+}
+
+// py-spy's '    function (file.py:line)'; false for any other line.
+bool parse_py_spy_frame(std::string_view line, std::string& function, std::string& where) {
+  line = trim_right(line);
+  if (!line.starts_with("    ") || line.size() < 8 || line[4] == ' ' || line.back() != ')') return false;
+  const auto open = line.rfind(" (");
+  if (open == std::string_view::npos || open < 5) return false;
+  function = std::string(line.substr(4, open - 4));
+  where = std::string(line.substr(open + 2, line.size() - open - 3));
+  return !where.empty();
+}
+
+// faulthandler's '  File "path", line 12 in function'.
+bool parse_faulthandler_frame(std::string_view line, std::string& function, std::string& where) {
+  constexpr std::string_view kFile = "  File \"", kLine = "\", line ", kIn = " in ";
+  line = trim_right(line);
+  if (!line.starts_with(kFile)) return false;
+  const auto quote = line.rfind(kLine);
+  if (quote == std::string_view::npos || quote < kFile.size()) return false;
+  const auto in = line.find(kIn, quote + kLine.size());
+  if (in == std::string_view::npos) return false;
+  const std::string_view number = line.substr(quote + kLine.size(), in - quote - kLine.size());
+  if (number.empty() || number.find_first_not_of("0123456789") != std::string_view::npos) return false;
+  function = std::string(line.substr(in + kIn.size()));
+  where = std::string(line.substr(kFile.size(), quote - kFile.size())) + ":" + std::string(number);
+  return !function.empty();
+}
+
+// A native frame: eu-stack -m's '#0  0x00007f... function - /path/module' (the name and
+// module may be missing), or gdb's '#0  0x00007f... in function (args) at file:line' or
+// '... from /path/module' (frame 0 may have no address). `source`: gdb's "at" file.
+bool parse_native_frame(std::string_view line, std::string& function, std::string& module, bool& source) {
+  line = trim_right(line);
+  if (!line.starts_with("#")) return false;
+  auto next = [&line]() {
+    const auto start = line.find_first_not_of(' ');
+    if (start == std::string_view::npos) return std::string_view();
+    line.remove_prefix(start);
+    const auto end = line.find(' ');
+    const std::string_view token = line.substr(0, end);
+    line.remove_prefix(end == std::string_view::npos ? line.size() : end);
+    return token;
+  };
+  next();  // "#3"
+  std::string_view token = next();
+  if (token.starts_with("0x")) token = next();
+  source = false;
+  if (token == "in" || line.find(" (") != std::string_view::npos || line.starts_with(" (")) {  // gdb
+    if (token == "in") token = next();
+    function = std::string(token);
+    const auto at = line.rfind(" at "), from = line.rfind(" from ");
+    const auto close = line.rfind(')');
+    if (at != std::string_view::npos && (close == std::string_view::npos || at > close)) {
+      module = std::string(line.substr(at + 4));
+      source = true;
+    } else if (from != std::string_view::npos && (close == std::string_view::npos || from > close)) {
+      module = std::string(line.substr(from + 6));
+    } else {
+      module.clear();
+    }
+    return !function.empty();
+  }
+  function = std::string(token);  // eu-stack
+  const auto dash = line.find(" - ");
+  module = dash == std::string_view::npos ? std::string() : std::string(trim_right(line.substr(dash + 3)));
+  return !function.empty();
+}
+
 }  // namespace
 
 std::string Frame::place() const {
@@ -65,7 +136,6 @@ std::string Frame::text() const { return where.empty() ? function : function + "
 std::optional<Frame> innermost_python_frame(std::string_view dump) {
   // py-spy: 'Thread 4242 (idle): "MainThread"', then its frames innermost first, each
   // '    function (file.py:line)'.
-  static const std::regex frame(R"(^ {4}(.+) \((.+)\)\s*$)");
   std::optional<Frame> first_thread_frame, main_frame;
   bool in_thread = false, in_main = false, first_thread = true, took = false;
   for (std::string_view line : lines_of(dump)) {
@@ -76,10 +146,10 @@ std::optional<Frame> innermost_python_frame(std::string_view dump) {
       took = false;
       continue;
     }
-    std::match_results<std::string_view::const_iterator> m;
-    if (!in_thread || took || !std::regex_match(line.begin(), line.end(), m, frame)) continue;
+    std::string function, where;
+    if (!in_thread || took || !parse_py_spy_frame(line, function, where)) continue;
     took = true;
-    Frame f{printable(m[1].str()), printable(m[2].str()), "python"};
+    Frame f{printable(function), printable(where), "python"};
     if (in_main && !main_frame) main_frame = f;
     if (first_thread && !first_thread_frame) first_thread_frame = f;
   }
@@ -87,7 +157,6 @@ std::optional<Frame> innermost_python_frame(std::string_view dump) {
 }
 
 std::optional<Frame> innermost_faulthandler_frame(std::string_view dump) {
-  static const std::regex frame(R"re(^  File "(.*)", line (\d+) in (.+)$)re");
   std::string main_thread;
   std::optional<Frame> main_frame, current_frame;
   bool in_main = false, in_current = false, took = false;
@@ -102,10 +171,10 @@ std::optional<Frame> innermost_faulthandler_frame(std::string_view dump) {
       took = false;
       continue;
     }
-    std::match_results<std::string_view::const_iterator> m;
-    if (took || !std::regex_match(line.begin(), line.end(), m, frame)) continue;
+    std::string function, where;
+    if (took || !parse_faulthandler_frame(line, function, where)) continue;
     took = true;
-    Frame f{printable(m[3].str()), printable(m[1].str() + ":" + m[2].str()), "python"};
+    Frame f{printable(function), printable(where), "python"};
     if (in_main && !main_frame) main_frame = f;
     if (in_current && !current_frame) current_frame = f;
   }
@@ -116,8 +185,6 @@ std::optional<Frame> innermost_native_frame(std::string_view output, pid_t pid) 
   // eu-stack -m: 'TID 4242:', then '#0  0x00007f... function - /path/module'.
   // gdb: 'Thread 1 (Thread 0x7f... (LWP 4242) "name"):', then
   // '#0  0x00007f... in function (args) at file:line' or '... from /path/module'.
-  static const std::regex eu(R"(^#\d+\s+0x[0-9a-f]+\s+(\S+)(?: - (\S+))?\s*$)");
-  static const std::regex gdb(R"(^#\d+\s+(?:0x[0-9a-f]+ in )?(\S+) \(.*\)(?: at (\S+)| from (\S+))?\s*$)");
   const std::string tid_eu = fmt::format("TID {}:", pid);
   const std::string tid_gdb = fmt::format("(LWP {})", pid);
   bool in_main = false;
@@ -128,18 +195,10 @@ std::optional<Frame> innermost_native_frame(std::string_view output, pid_t pid) 
       continue;
     }
     if (!in_main) continue;
-    std::match_results<std::string_view::const_iterator> m;
     std::string function, module;
-    if (std::regex_match(line.begin(), line.end(), m, eu)) {
-      function = m[1].str();
-      module = m[2].str();
-    } else if (std::regex_match(line.begin(), line.end(), m, gdb)) {
-      function = m[1].str();
-      module = m[2].matched ? m[2].str() : m[3].str();
-      if (m[2].matched && in_system_source(module)) continue;
-    } else {
-      continue;
-    }
+    bool source = false;
+    if (!parse_native_frame(line, function, module, source)) continue;
+    if (source && in_system_source(module)) continue;
     if (function == "??" || in_system_library(module)) continue;
     const std::string where = module.substr(module.rfind('/') + 1);
     return Frame{printable(function), printable(where), "native"};

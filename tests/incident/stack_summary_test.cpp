@@ -26,15 +26,16 @@ TID 4243:
 TID 4242:
 #0  0x00007f93d72a3f16 __futex_abstimed_wait_common - /usr/lib/x86_64-linux-gnu/libc.so.6
 #1  0x00007f93d72aed90 syscall - /usr/lib/x86_64-linux-gnu/libc.so.6
-#2  0x00005570267f6081 worker_blocked_on_futex - /opt/app/worker
-#3  0x00005570267f6099 main - /opt/app/worker
+#2  0x00007f93d72aed99
+#3  0x00005570267f6081 worker_blocked_on_futex - /opt/app/worker
+#4  0x00005570267f6099 main - /opt/app/worker
 )x";
 
 constexpr std::string_view kGdb = R"x([New LWP 4243]
 Thread 2 (Thread 0x7f00 (LWP 4243) "helper"):
 #0  0x00007f93d72a3f16 in helper_thread_loop () from /opt/app/worker
 Thread 1 (Thread 0x7f01 (LWP 4242) "worker"):
-#0  0x00007f93d72a3f16 in __futex_abstimed_wait_common () from /lib/x86_64-linux-gnu/libc.so.6
+#0  __futex_abstimed_wait_common (futex_word=0x7f00, expected=0) at ./nptl/futex-internal.c:57
 #1  0x00007f44f6e29e53 in syscall () at ../sysdeps/unix/sysv/linux/x86_64/syscall.S:38
 #2  0x00005570267f6081 in worker_blocked_on_futex () at worker.cpp:12
 #3  0x00005570267f6099 in main () at worker.cpp:20
