@@ -43,19 +43,35 @@ std::unique_ptr<testing::HeldChild> held_worker(const std::shared_ptr<Table>& ta
   });
 }
 
-TEST(Incident, AHungCppWorkersNativeStacksNameTheFunctionItIsBlockedIn) {
-  testing::TempTable t;
-  IncidentDir dir;
-  testing::Events events;
-  TimerServer server(t.table, capturing(dir, 20s, events));
-  const auto worker = held_worker(t.table, "futex", [] { shmtimer_test_worker_blocked_on_futex(); });
+// Starts `server` over a worker that arms `scope` for 100 ms and then runs `hang`, and
+// waits for the worker to be killed (the worker is forked before the server's threads
+// start); the server is stopped when this returns. Returns the worker's pid.
+pid_t run_until_killed(TimerServer& server, const std::shared_ptr<Table>& table, const char* scope,
+                       std::function<void()> hang) {
+  const auto worker = held_worker(table, scope, std::move(hang));
   const pid_t child = worker->pid();
   server.start();
   worker->go();
   EXPECT_TRUE(testing::killed_by(testing::wait_child(child, 60s), SIGKILL));
   server.stop();
+  return child;
+}
+
+// The one incident in `dir` (a failure, and an empty path, when there is not exactly one).
+std::filesystem::path the_one_incident(const IncidentDir& dir) {
   const auto incidents = dir.incidents();
-  ASSERT_EQ(incidents.size(), 1u);
+  EXPECT_EQ(incidents.size(), 1u);
+  return incidents.size() == 1 ? incidents[0] : std::filesystem::path();
+}
+
+TEST(Incident, AHungCppWorkersNativeStacksNameTheFunctionItIsBlockedIn) {
+  testing::TempTable t;
+  IncidentDir dir;
+  testing::Events events;
+  TimerServer server(t.table, capturing(dir, 20s, events));
+  const pid_t child = run_until_killed(server, t.table, "futex", [] { shmtimer_test_worker_blocked_on_futex(); });
+  const std::vector<std::filesystem::path> incidents{the_one_incident(dir)};
+  ASSERT_FALSE(incidents[0].empty());
   const std::string stacks = testing::read_text(incidents[0] / ("pid" + std::to_string(child) + ".eu-stack.txt"));
   EXPECT_NE(stacks.find("shmtimer_test_worker_blocked_on_futex"), std::string::npos) << stacks;
   const std::string summary = testing::read_text(incidents[0] / "summary.txt");
@@ -88,16 +104,11 @@ TEST(Incident, ACaptureThatHangsIsCutAtTheBoundAndTheKillStillLands) {
   options.incidents.eu_stack = tool;
   options.incidents.gdb = "";
   TimerServer server(t.table, options);
-  const auto worker = held_worker(t.table, "cut", [] { std::this_thread::sleep_for(60s); });
-  const pid_t child = worker->pid();
-  server.start();
-  worker->go();
-  EXPECT_TRUE(testing::killed_by(testing::wait_child(child, 30s), SIGKILL));
-  server.stop();
+  run_until_killed(server, t.table, "cut", [] { std::this_thread::sleep_for(60s); });
   std::filesystem::remove(tool);
-  const auto incidents = dir.incidents();
-  ASSERT_EQ(incidents.size(), 1u);
-  const auto event = testing::read_event(incidents[0]);
+  const auto incident = the_one_incident(dir);
+  ASSERT_FALSE(incident.empty());
+  const auto event = testing::read_event(incident);
   EXPECT_EQ(event["processes"][0]["captures"][0]["status"], "timed out") << event.dump(2);
   EXPECT_LT(event["capture_ms"].get<double>(), 300 + 1000) << "held far past its bound";
   EXPECT_GE(server.stats().capture_failures.load(), 1u);
@@ -110,13 +121,8 @@ TEST(Incident, AStoppedWorkerIsStillKilled) {
   IncidentDir dir;
   testing::Events events;
   TimerServer server(t.table, capturing(dir, 2s, events));
-  const auto worker = held_worker(t.table, "stopped", [] { ::raise(SIGSTOP); });
-  const pid_t child = worker->pid();
-  server.start();
-  worker->go();
-  EXPECT_TRUE(testing::killed_by(testing::wait_child(child, 30s), SIGKILL));
-  server.stop();
-  EXPECT_EQ(dir.incidents().size(), 1u);
+  run_until_killed(server, t.table, "stopped", [] { ::raise(SIGSTOP); });
+  the_one_incident(dir);
 }
 
 TEST(Incident, ObserveOnlySignalsNothingAndWritesExactlyOneIncident) {
@@ -149,21 +155,16 @@ TEST(Incident, AMissingToolIsRecordedAndTheNextMethodTakesItsPlace) {
   ServerOptions options = capturing(dir, 20s, events);
   options.incidents.eu_stack = "/nonexistent/eu-stack";
   TimerServer server(t.table, options);
-  const auto worker = held_worker(t.table, "fallback", [] { shmtimer_test_worker_blocked_on_futex(); });
-  const pid_t child = worker->pid();
-  server.start();
-  worker->go();
-  EXPECT_TRUE(testing::killed_by(testing::wait_child(child, 60s), SIGKILL));
-  server.stop();
-  const auto incidents = dir.incidents();
-  ASSERT_EQ(incidents.size(), 1u);
-  const auto captures = testing::read_event(incidents[0])["processes"][0]["captures"];
+  run_until_killed(server, t.table, "fallback", [] { shmtimer_test_worker_blocked_on_futex(); });
+  const auto incident = the_one_incident(dir);
+  ASSERT_FALSE(incident.empty());
+  const auto captures = testing::read_event(incident)["processes"][0]["captures"];
   ASSERT_EQ(captures.size(), 2u) << captures.dump(2);
   EXPECT_EQ(captures[0]["status"], "failed");
   EXPECT_NE(captures[0]["why"].get<std::string>().find("not installed"), std::string::npos);
   EXPECT_EQ(captures[1]["method"], "gdb");
   EXPECT_EQ(captures[1]["status"], "ok") << captures.dump(2);
-  const std::string summary = testing::read_text(incidents[0] / "summary.txt");
+  const std::string summary = testing::read_text(incident / "summary.txt");
   EXPECT_NE(summary.find("shmtimer_test_worker_blocked_on_futex"), std::string::npos) << summary;
 }
 
