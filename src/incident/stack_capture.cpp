@@ -96,6 +96,23 @@ void reap_killed_tools() {
   });
 }
 
+StackCapture& StackCapture::operator=(StackCapture&& other) noexcept {
+  if (this != &other) {
+    if (child_ > 0 || dump_fd_ >= 0) abandon("the capture was replaced");
+    target_ = other.target_;
+    steps_ = std::move(other.steps_);
+    current_ = other.current_;
+    child_ = std::exchange(other.child_, -1);
+    started_ns_ = other.started_ns_;
+    interrupted_ = other.interrupted_;
+    dump_fd_ = std::exchange(other.dump_fd_, -1);
+    dump_from_ = other.dump_from_;
+    dump_size_ = other.dump_size_;
+    dump_grew_ns_ = other.dump_grew_ns_;
+  }
+  return *this;
+}
+
 StackCapture::~StackCapture() {
   if (child_ > 0 || dump_fd_ >= 0) abandon("the incident was dropped");
 }

@@ -44,8 +44,9 @@ void reap_killed_tools();
 class StackCapture {
  public:
   StackCapture(pid_t target, std::vector<CaptureStep> steps) : target_(target), steps_(std::move(steps)) {}
-  StackCapture(StackCapture&&) = default;
-  StackCapture& operator=(StackCapture&&) = default;
+  // A moved-from capture owns no child and no file (its destructor then abandons nothing).
+  StackCapture(StackCapture&& other) noexcept { *this = std::move(other); }
+  StackCapture& operator=(StackCapture&& other) noexcept;
   ~StackCapture();  // abandons a running step
 
   // Reaps the running step if it ended and starts the next; true once every step ended.
@@ -65,7 +66,7 @@ class StackCapture {
   void start_dump(CaptureStep& step);
   bool dump_ended(const DirFd& dir, CaptureStep& step);
 
-  pid_t target_;
+  pid_t target_ = 0;
   std::vector<CaptureStep> steps_;
   std::size_t current_ = 0;
   pid_t child_ = -1;

@@ -122,6 +122,31 @@ TEST(ShmtimerdMetrics, ServesTheTablesAndTheServersMetricsAndCountsAReap) {
   EXPECT_TRUE(testing::exited_ok(daemon.stop())) << daemon.log();
 }
 
+// --capture-bound-ms: the kill of a hung worker comes with an incident report, which its
+// event names and /metrics counts (with the capture failures beside it).
+TEST(ShmtimerdMetrics, AKillWithCaptureNamesItsIncidentReportAndCountsIt) {
+  TempPath table_path;
+  TempPath fifo{"shmtimer-fifo"};
+  const auto incidents = table_path.path().string() + ".incidents";
+  LoggedDaemon daemon(table_path.path(), {"--metrics-address", "127.0.0.1:0", "--fifo", fifo.path().string(),
+                                          "--capture-bound-ms", "20000", "--incident-dir", incidents});
+  const int port = metrics_port(daemon);
+  ASSERT_GT(port, 0) << daemon.log();
+  ASSERT_TRUE(testing::wait_for_server(table_path.path()));
+  const pid_t hung = spawn_sleeper();
+  write_fifo(fifo.path(), fifo::format_acquire(hung, "hung", epoch_now() + 0.05, SIGKILL));
+  EXPECT_TRUE(testing::killed_by(testing::wait_child(hung, 30s), SIGKILL));
+  EXPECT_TRUE(daemon.read_until("incident=")) << daemon.log();
+  std::string page = get(port, "/metrics");
+  EXPECT_EQ(sample(page, "shmtimer_incidents_total"), 1) << page;
+  EXPECT_TRUE(sample(page, "shmtimer_capture_failures_total").has_value()) << page;
+  std::size_t reports = 0;
+  for (const auto& entry : std::filesystem::directory_iterator(incidents)) reports += entry.is_directory() ? 1 : 0;
+  EXPECT_EQ(reports, 1u);
+  EXPECT_TRUE(testing::exited_ok(daemon.stop())) << daemon.log();
+  std::filesystem::remove_all(incidents);
+}
+
 TEST(ShmtimerdMetrics, ABadAddressIsAUsageErrorAndABusyPortAClearError) {
   TempPath table_path;
   for (const char* bad : {"9464", "localhost", ":9464", "127.0.0.1:99999", "::1:9464", "127.0.0.1:x"}) {
