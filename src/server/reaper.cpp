@@ -54,6 +54,13 @@ bool is_power_of_two(std::uint64_t n) { return n != 0 && (n & (n - 1)) == 0; }
 
 }  // namespace
 
+const SlotSnapshot* signalling_timer(const std::vector<SlotSnapshot>& timers) {
+  const SlotSnapshot* first = nullptr;
+  for (const auto& t : timers)
+    if (t.signal > 0 && (first == nullptr || t.deadline_ns < first->deadline_ns)) first = &t;
+  return first;
+}
+
 Reaper::Reaper(Table& table, const ServerOptions& options, ProcessControl& processes, ServerStats& stats)
     : table_(table),
       options_(options),
@@ -260,9 +267,8 @@ std::optional<Reaper::Cleanup> Reaper::reap_process(const ProcessKey& process, s
     for (const auto& t : timers) emit("timer expired", t, now_ns, &labels, incident);
   };
   if (first_look) result.expired += timers.size();
-  const auto first_killing =
-      std::find_if(timers.begin(), timers.end(), [](const SlotSnapshot& t) { return t.signal > 0; });
-  if (first_killing == timers.end()) {
+  const SlotSnapshot* first_killing = signalling_timer(timers);
+  if (first_killing == nullptr) {
     report_expired();
     spdlog::info("pid {} has {} expired timer(s), none with a signal > 0; not signalling it", pid, timers.size());
     return Cleanup::kDisarm;

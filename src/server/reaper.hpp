@@ -23,6 +23,11 @@
 
 namespace shmtimer {
 
+// The reference's rule for a process's expired timers: its signal is the one of the
+// earliest timer with a signal > 0 (the first of equals, in the order given); nullptr when
+// none has one.
+const detail::SlotSnapshot* signalling_timer(const std::vector<detail::SlotSnapshot>& timers);
+
 class Reaper {
  public:
   Reaper(Table& table, const ServerOptions& options, ProcessControl& processes, ServerStats& stats);

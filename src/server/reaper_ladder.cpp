@@ -4,7 +4,6 @@
 // and mapping): it is a kill that may be survived, never a signal to anyone else.
 #include <spdlog/spdlog.h>
 
-#include <algorithm>
 #include <csignal>
 
 #include "reaper.hpp"
@@ -17,11 +16,8 @@ using detail::SlotSnapshot;
 bool Reaper::held_for_grace(const ProcessKey& process, const std::vector<SlotSnapshot>& timers, std::uint64_t now_ns) {
   if (const auto graced = graced_.find(process); graced != graced_.end()) return now_ns < graced->second;
   if (options_.incidents.observe_only) return false;
-  const auto first_killing =
-      std::min_element(timers.begin(), timers.end(), [](const SlotSnapshot& a, const SlotSnapshot& b) {
-        return (a.signal > 0) != (b.signal > 0) ? a.signal > 0 : a.deadline_ns < b.deadline_ns;
-      });
-  if (first_killing == timers.end() || first_killing->signal <= 0) return false;  // reap_process: not signalled
+  const SlotSnapshot* first_killing = signalling_timer(timers);
+  if (first_killing == nullptr) return false;  // reap_process: not signalled
   const int soft =
       options_.ladder.soft_signal == KillLadder::kTimersOwnSignal ? first_killing->signal : options_.ladder.soft_signal;
   if (soft == SIGKILL || refuse_target(process.first, soft)) return false;  // nothing softer; or refused there too
