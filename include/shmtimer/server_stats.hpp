@@ -7,7 +7,7 @@
 // Written by the watchdog thread, read by any thread. Every field is a relaxed atomic:
 // they are statistics, ordered with nothing, and a reader may see one a round ahead of
 // another. Each only ever grows, except last_round_end_ns and table_file_change, which
-// are standalone values.
+// are standalone values, as is realtime_priority.
 #pragma once
 
 #include <array>
@@ -61,6 +61,7 @@ struct ServerStats {
   std::atomic<std::uint64_t> incidents{0};          // incident reports started
   std::atomic<std::uint64_t> capture_failures{0};   // captures that failed or overran, and reports not made
   std::atomic<std::uint64_t> last_round_end_ns{0};  // on the server's monotonic clock; 0: none yet
+  std::atomic<int> realtime_priority{0};            // the watchdog thread's SCHED_FIFO priority; 0: normal
   // What the watchdog found become of its table's file; kNone until then, and set once.
   std::atomic<FileChange> table_file_change{FileChange::kNone};
 

@@ -47,6 +47,14 @@ struct KillLadder {
 
 struct ServerOptions {
   ScanPolicy policy;
+  // 1..99: the watchdog thread runs SCHED_FIFO at this priority (with
+  // SCHED_RESET_ON_FORK: nothing it starts inherits it), so that workers holding every CPU
+  // neither delay its wake-up at a deadline nor preempt it while it signals a burst of
+  // them (docs/server.md, "Priority"). Needs CAP_SYS_NICE or an RLIMIT_RTPRIO that allows
+  // it; without, the thread runs at its normal priority, says so in a warning, and
+  // ServerStats::realtime_priority stays 0. 0 (the default): not asked for. A policy
+  // that spins for ever is refused with it (it would take a CPU from everything else).
+  int realtime_priority = 0;
   // PyTorch 2.x: after killing a worker with signal > 0, send the same signal to this
   // process (so an agent hosting the server dies and the job restarts). Off by default.
   bool signal_self_after_reap = false;
@@ -148,6 +156,7 @@ class TimerServer {
 
  private:
   void run_loop();
+  void take_realtime_priority();  // as options_.realtime_priority asks, on the calling thread
   // One round. `fresh`: publish a new wake-up marker first (src/table/server_wakeup.hpp); a
   // rescan asked for by a client keeps the plan already published. `sources_pending`,
   // if given, is set when a source has more to read (a flood).

@@ -7,6 +7,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <csignal>
 #include <cstdio>
@@ -65,7 +66,15 @@ std::uint64_t raise_open_file_limit() noexcept {
 }
 
 LinuxProcessControl::LinuxProcessControl(std::size_t max_prepared, std::size_t reserved_descriptors)
-    : max_prepared_(max_prepared), reserve_(reserved_descriptors) {}
+    : max_prepared_(max_prepared), budget_(budget()), reserve_(reserved_descriptors) {}
+
+std::size_t LinuxProcessControl::budget() const {
+  if (max_prepared_ != 0) return max_prepared_;
+  rlimit limit{};
+  if (::getrlimit(RLIMIT_NOFILE, &limit) != 0) return 64;
+  const std::uint64_t quarter = limit.rlim_cur == RLIM_INFINITY ? ~std::uint64_t{0} : limit.rlim_cur / 4;
+  return static_cast<std::size_t>(std::clamp<std::uint64_t>(quarter, 64, 65536));
+}
 
 void LinuxProcessControl::close_prepared(const Prepared& p) {
   ::close(p.pidfd);
@@ -189,7 +198,7 @@ void LinuxProcessControl::prepare(const SignalRequest& request) {
     found->second.wanted = true;
     return;
   }
-  if (prepared_.size() >= max_prepared_) return;
+  if (prepared_.size() >= budget_) return;
   PinnedProcess pinned;
   // Not running as recorded (gone, reused, or not known now): send() will decide.
   if (!pin_process(request.pid, request.identity, pinned).running()) return;
@@ -213,6 +222,7 @@ void LinuxProcessControl::prepare(const SignalRequest& request) {
 
 void LinuxProcessControl::drop_unprepared() {
   std::lock_guard lock(mutex_);
+  budget_ = budget();
   for (auto it = prepared_.begin(); it != prepared_.end();) {
     if (it->second.wanted) {
       (it++)->second.wanted = false;

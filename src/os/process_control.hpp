@@ -110,11 +110,13 @@ class ProcessControl {
 // on, gone once the process exec()s.
 class LinuxProcessControl final : public ProcessControl {
  public:
-  // `max_prepared`: the most processes held at once, each by up to two descriptors.
+  // `max_prepared`: the most processes held at once, each by up to two descriptors; 0
+  // (the default): a quarter of the open file limit (so half of it at most, between 64
+  // and 65,536 processes), looked up again once a sweep, after a limit raised since.
   // `reserved_descriptors`: kept open on /dev/null and let go when a look at a process
   // fails for want of descriptors (EMFILE, ENFILE), so the kill path still works when the
   // rest of the process is at its limit (0: none).
-  explicit LinuxProcessControl(std::size_t max_prepared = 64, std::size_t reserved_descriptors = 8);
+  explicit LinuxProcessControl(std::size_t max_prepared = 0, std::size_t reserved_descriptors = 8);
   ~LinuxProcessControl() override;
   LinuxProcessControl(const LinuxProcessControl&) = delete;
   LinuxProcessControl& operator=(const LinuxProcessControl&) = delete;
@@ -144,7 +146,9 @@ class LinuxProcessControl final : public ProcessControl {
   // The uid and mapping conditions; kSent when they hold.
   SignalOutcome check_conditions(const SignalRequest& request, uid_t uid, Prepared* prepared, int& error);
 
+  std::size_t budget() const;  // max_prepared_, or what the open file limit allows now
   std::size_t max_prepared_;
+  std::size_t budget_;  // budget(), as of the last drop_unprepared()
   DescriptorReserve reserve_;
   // Relaxed: a timestamp read back by the thread that called send(); servers sharing this
   // object may read each other's, which only moves a lateness figure within their round.

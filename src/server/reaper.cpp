@@ -26,8 +26,10 @@ constexpr std::uint64_t kFirstRetryNs = 10'000'000;
 constexpr std::uint64_t kMaxRetryNs = 10'000'000'000;
 // Slots re-checked for a lost occupancy bit per sweep (see walk_for_lost_bits).
 constexpr std::uint64_t kWalkSlotsPerSweep = 8192;
-// Processes prepared per round at most (see prepare_approaching).
-constexpr int kPreparedPerRound = 8;
+// The most time a round spends preparing (see prepare_approaching): a burst's thousand
+// processes take tens of milliseconds to prepare, done in slices with a scan between
+// them, so that a timer armed meanwhile waits at most about this long to be seen.
+constexpr std::uint64_t kPrepareSliceNs = 2'000'000;
 
 void log_expired_debug(pid_t pid, const std::vector<SlotSnapshot>& timers, std::uint64_t now_ns) {
   if (!spdlog::should_log(spdlog::level::debug)) return;
@@ -177,40 +179,47 @@ SignalRequest Reaper::request_for(const ProcessKey& process, int signal, std::ui
 }
 
 // Preparing a process reads /proc for it cold (about 150 us here, at times milliseconds),
-// which would otherwise come between its deadline and its signal. So it is done when its
-// timer is first seen due soon: nearest deadline first, a few per round, and never while
-// a deadline is already due (the next round reaps it first).
-void Reaper::prepare_approaching(std::uint64_t next_deadline_ns) {
-  // All of them, whatever the cap below: a read is only queued here, never waited for.
+// which would otherwise come between its deadline and its signal. So every process whose
+// timer is seen due soon is prepared (as many as the ProcessControl's descriptor budget
+// holds), nearest deadline first, never while a deadline is already due (the next round
+// reaps it first), and for at most kPrepareSliceNs a round. Returns whether some are left
+// for the next round.
+bool Reaper::prepare_approaching(std::uint64_t next_deadline_ns) {
+  // All of them: a read is only queued here, never waited for.
   for (const Approaching& a : approaching_) labels_.request(a.process.first, a.process.second);
   std::sort(approaching_.begin(), approaching_.end(),
             [](const Approaching& a, const Approaching& b) { return a.deadline_ns < b.deadline_ns; });
-  int prepared = 0;
+  const std::uint64_t stop_ns = std::min(next_deadline_ns, options_.clock->now_ns() + kPrepareSliceNs);
   for (const Approaching& a : approaching_) {
-    if (prepared == kPreparedPerRound || options_.clock->now_ns() >= next_deadline_ns) break;
-    if (!prepared_.insert(a.process).second) continue;  // two timers of one process
-    processes_.prepare(request_for(a.process, 0, a.origin));
-    ++prepared;
+    if (options_.clock->now_ns() >= stop_ns) return true;
+    if (prepared_.insert(a.process).second) processes_.prepare(request_for(a.process, 0, a.origin));
   }
+  return false;
+}
+
+std::optional<Refusal> Reaper::refusal_of(pid_t pid, int signal) const {
+  if (pid <= 1) return Refusal::kNotAWorker;
+  if (pid == self_pid_ && !options_.signal_self_after_reap) return Refusal::kServerItself;
+  if (signal > SIGRTMAX) return Refusal::kSignalOutOfRange;
+  return std::nullopt;
+}
+
+void Reaper::log_refusal(Refusal refusal, pid_t pid, int signal) const {
+  switch (refusal) {
+    case Refusal::kNotAWorker: spdlog::error("refusing to signal pid {}: not a worker process", pid); break;
+    case Refusal::kServerItself: spdlog::error("refusing to signal pid {}: it is the server itself", pid); break;
+    case Refusal::kSignalOutOfRange:
+      spdlog::error("refusing to send signal {} to pid {}: not in 1..{}", signal, pid, SIGRTMAX);
+      break;
+    default: break;  // the kill path's own refusals are logged where they are met
+  }
+  stats_.count(refusal);
 }
 
 bool Reaper::refuse_target(pid_t pid, int signal) const {
-  if (pid <= 1) {
-    spdlog::error("refusing to signal pid {}: not a worker process", pid);
-    stats_.count(Refusal::kNotAWorker);
-    return true;
-  }
-  if (pid == self_pid_ && !options_.signal_self_after_reap) {
-    spdlog::error("refusing to signal pid {}: it is the server itself", pid);
-    stats_.count(Refusal::kServerItself);
-    return true;
-  }
-  if (signal > SIGRTMAX) {
-    spdlog::error("refusing to send signal {} to pid {}: not in 1..{}", signal, pid, SIGRTMAX);
-    stats_.count(Refusal::kSignalOutOfRange);
-    return true;
-  }
-  return false;
+  const auto refusal = refusal_of(pid, signal);
+  if (refusal) log_refusal(*refusal, pid, signal);
+  return refusal.has_value();
 }
 
 Reaper::Backoff& Reaper::back_off(const ProcessKey& process, std::uint64_t now_ns) {
@@ -250,67 +259,75 @@ void Reaper::note_failed_kill(const ProcessKey& process, int signal, int error, 
                   b.failures, std::strerror(error), b.delay_ns / 1'000'000);
 }
 
-std::optional<Reaper::Cleanup> Reaper::reap_process(const ProcessKey& process, std::vector<SlotSnapshot>& timers,
-                                                    std::uint64_t now_ns, RoundResult& result) {
-  const pid_t pid = process.first;
+// The signal phase: decides with the reference's rule and sends, and nothing else. What
+// is said about it waits for report_reap(), after every signal of the round, so that a
+// burst's last kill waits for no log line, event or label of the others.
+Reaper::Reap Reaper::signal_process(const ProcessKey& process, std::vector<SlotSnapshot>& timers,
+                                    std::uint64_t now_ns) {
   std::stable_sort(timers.begin(), timers.end(),
                    [](const SlotSnapshot& a, const SlotSnapshot& b) { return a.deadline_ns < b.deadline_ns; });
-  ProcessLabels labels;  // read while the process was prepared; looked up after the signal
-  const bool first_look = backoff_.count(process) == 0;  // a retry reported its expiry already
-  const std::string incident = incidents_ ? incidents_->incident_of(process) : std::string();
-  // Everything said about the expiry is said after the signal (or the decision not to
-  // send one): nothing stands between the decision and the kill.
-  const auto report_expired = [&] {
-    labels = labels_.find(pid, process.second).value_or(ProcessLabels{});  // never waited for
-    if (!first_look) return;
-    log_expired_debug(pid, timers, now_ns);
-    for (const auto& t : timers) emit("timer expired", t, now_ns, &labels, incident);
-  };
-  if (first_look) result.expired += timers.size();
-  const SlotSnapshot* first_killing = signalling_timer(timers);
-  if (first_killing == nullptr) {
-    report_expired();
-    spdlog::info("pid {} has {} expired timer(s), none with a signal > 0; not signalling it", pid, timers.size());
-    return Cleanup::kDisarm;
-  }
+  Reap reap;
+  reap.process = &process;
+  reap.timers = &timers;
+  reap.killing = signalling_timer(timers);
+  if (reap.killing == nullptr || options_.incidents.observe_only) return reap;
   // The ladder's last step, after its soft signal and grace: SIGKILL.
-  const int signal = graced_.count(process) ? SIGKILL : first_killing->signal;
-  if (options_.incidents.observe_only) {
-    report_expired();
-    spdlog::warn("observe-only: not signalling pid {}{} for timer '{}'; its expired timers are disarmed{}", pid,
-                 who(labels), printable(first_killing->scope), incident.empty() ? "" : "; incident " + incident);
-    return Cleanup::kDisarm;
-  }
-  if (refuse_target(pid, signal)) {
-    report_expired();
-    return Cleanup::kDisarm;
-  }
-
-  int error = 0;
-  const SignalRequest request = request_for(process, signal, static_cast<std::uint32_t>(first_killing->origin));
-  ++looks_this_round_;
-  const SignalOutcome outcome = processes_.send(request, error);
+  reap.signal = graced_.count(process) ? SIGKILL : reap.killing->signal;
+  if ((reap.refused = refusal_of(process.first, reap.signal))) return reap;
+  reap.outcome =
+      processes_.send(request_for(process, reap.signal, static_cast<std::uint32_t>(reap.killing->origin)), reap.error);
   // When the signal was queued, if the ProcessControl knows it and it falls within this
   // round on the server's clock; else when send() returned.
   const std::uint64_t returned_ns = options_.clock->now_ns();
-  report_expired();
-  const std::string scope = printable(first_killing->scope);
-  switch (outcome) {
+  const std::uint64_t issued_ns = processes_.last_signal_ns();
+  reap.sent_ns = issued_ns >= now_ns && issued_ns <= returned_ns ? issued_ns : returned_ns;
+  return reap;
+}
+
+// The report phase of one reap: logs, events, counters, and the cleanup to do (nothing
+// when the kill failed and will be retried after a back-off).
+std::optional<Reaper::Cleanup> Reaper::report_reap(const Reap& reap, std::uint64_t now_ns, RoundResult& result) {
+  const ProcessKey& process = *reap.process;
+  const std::vector<SlotSnapshot>& timers = *reap.timers;
+  const pid_t pid = process.first;
+  // Read while the process was prepared; never waited for.
+  const ProcessLabels labels = labels_.find(pid, process.second).value_or(ProcessLabels{});
+  const std::string incident = incidents_ ? incidents_->incident_of(process) : std::string();
+  if (backoff_.count(process) == 0) {  // a retry reported its expiry already
+    result.expired += timers.size();
+    log_expired_debug(pid, timers, now_ns);
+    for (const auto& t : timers) emit("timer expired", t, now_ns, &labels, incident);
+  }
+  if (reap.killing == nullptr) {
+    spdlog::info("pid {} has {} expired timer(s), none with a signal > 0; not signalling it", pid, timers.size());
+    return Cleanup::kDisarm;
+  }
+  const std::string scope = printable(reap.killing->scope);
+  if (options_.incidents.observe_only) {
+    spdlog::warn("observe-only: not signalling pid {}{} for timer '{}'; its expired timers are disarmed{}", pid,
+                 who(labels), scope, incident.empty() ? "" : "; incident " + incident);
+    return Cleanup::kDisarm;
+  }
+  if (reap.refused) {
+    log_refusal(*reap.refused, pid, reap.signal);
+    return Cleanup::kDisarm;
+  }
+  ++looks_this_round_;
+  switch (*reap.outcome) {
     case SignalOutcome::kSent: {
-      const std::uint64_t issued_ns = processes_.last_signal_ns();
-      const std::uint64_t sent_ns = issued_ns >= now_ns && issued_ns <= returned_ns ? issued_ns : returned_ns;
-      const std::uint64_t lateness_ns = sent_ns > first_killing->deadline_ns ? sent_ns - first_killing->deadline_ns : 0;
+      const std::uint64_t deadline = reap.killing->deadline_ns;
+      const std::uint64_t lateness_ns = reap.sent_ns > deadline ? reap.sent_ns - deadline : 0;
       stats_.kill_lateness.observe_ns(lateness_ns);
       spdlog::log(options_.log_kills ? spdlog::level::info : spdlog::level::debug,
                   "signalled pid {}{} with signal {}: timer '{}' expired ({:.3f} ms after its deadline{})", pid,
-                  who(labels), signal, scope, static_cast<double>(lateness_ns) / 1e6,
+                  who(labels), reap.signal, scope, static_cast<double>(lateness_ns) / 1e6,
                   incident.empty() ? std::string()
                                    : fmt::format(", {:.3f} ms of it capturing stacks; incident {}",
                                                  incidents_->capture_ms_of(process), incident));
-      emit("kill worker process", *first_killing, sent_ns, &labels, incident);
+      emit("kill worker process", *reap.killing, reap.sent_ns, &labels, incident);
       ++result.signalled;
       table_.header().reaps.fetch_add(1, std::memory_order_relaxed);  // statistics
-      self_signal_ = signal;
+      self_signal_ = reap.signal;
       return Cleanup::kDisarm;
     }
     case SignalOutcome::kNoProcess:
@@ -334,26 +351,28 @@ std::optional<Reaper::Cleanup> Reaper::reap_process(const ProcessKey& process, s
       spdlog::error(
           "refusing to signal pid {}: its memory map may not be read ({}: {}), so nothing shows it "
           "armed timer '{}', and the table may be written by other users than its own (docs/security.md)",
-          pid, std::strerror(error), why_maps_are_unreadable(pid), scope);
+          pid, std::strerror(reap.error), why_maps_are_unreadable(pid), scope);
       stats_.count(Refusal::kUnverifiable);
       return Cleanup::kDisarm;
     case SignalOutcome::kUnknown:
-      note_unknown(pid, error, "may be signalled for timer '" + scope + "'");
+      note_unknown(pid, reap.error, "may be signalled for timer '" + scope + "'");
       back_off(process, now_ns);
       return std::nullopt;
-    case SignalOutcome::kFailed: note_failed_kill(process, signal, error, now_ns); return std::nullopt;
+    case SignalOutcome::kFailed: note_failed_kill(process, reap.signal, reap.error, now_ns); return std::nullopt;
   }
   return std::nullopt;
 }
 
-// Clears every timer of `process` that the scan saw armed, each only if it still holds the
-// very word seen: a timer the owner re-armed since (a process that survived its signal)
-// stands. Returns how many were cleared.
-std::uint64_t Reaper::disarm_seen(const ProcessKey& process) {
+// Clears every timer the scan saw armed whose process is to be disarmed, each only if it
+// still holds the very word seen: a timer the owner re-armed since (a process that
+// survived its signal) stands. One pass over the round's armed timers, however many
+// processes a burst reaped. Returns how many were cleared.
+std::uint64_t Reaper::disarm_seen(const std::map<ProcessKey, Cleanup>& cleanups) {
   std::uint64_t cleared = 0;
   SlotSnapshot snap;
   for (const SeenTimer& seen : seen_) {
-    if (seen.process != process) continue;
+    const auto it = cleanups.find(seen.process);
+    if (it == cleanups.end() || it->second != Cleanup::kDisarm) continue;
     const bool have_event = detail::read_slot(table_, seen.index, snap) == detail::ReadResult::kReady;
     if (!detail::disarm_if_unchanged(table_, seen.index, seen.armed)) continue;
     ++cleared;
@@ -441,16 +460,20 @@ RoundResult Reaper::round(std::uint64_t now_ns) {
   }
   scan(now_ns, expired, result, sweeping);
   if (incidents_) advance_incidents(now_ns);
-  std::map<ProcessKey, Cleanup> cleanups;
+  // Every signal first, then everything said about them.
+  reaps_.clear();
   for (auto& [process, timers] : expired) {
     if (const auto b = backoff_.find(process); b != backoff_.end() && now_ns < b->second.next_try_ns) continue;
     if (incidents_ && held_for_incident(process, timers, now_ns)) continue;
     if (options_.ladder.enabled() && held_for_grace(process, timers, now_ns)) continue;
-    if (auto how = reap_process(process, timers, now_ns, result)) {
-      cleanups.emplace(process, *how);
-      backoff_.erase(process);
-    }
+    reaps_.push_back(signal_process(process, timers, now_ns));
   }
+  std::map<ProcessKey, Cleanup> cleanups;
+  for (const Reap& reap : reaps_)
+    if (const auto how = report_reap(reap, now_ns, result)) {
+      cleanups.emplace(*reap.process, *how);
+      backoff_.erase(*reap.process);
+    }
   // A process that is no longer expired (it re-armed, or its slots were freed) owes no retry.
   std::erase_if(backoff_, [&](const auto& entry) { return expired.count(entry.first) == 0; });
   std::erase_if(graced_, [&](const auto& entry) { return expired.count(entry.first) == 0; });
@@ -463,15 +486,15 @@ RoundResult Reaper::round(std::uint64_t now_ns) {
     if (const std::uint64_t look = incidents_->next_look_ns(now_ns); look != 0)
       result.retry_at_ns = result.retry_at_ns == 0 ? look : std::min(result.retry_at_ns, look);
   }
-  for (const auto& [process, how] : cleanups)
-    if (how == Cleanup::kDisarm) result.cleared += disarm_seen(process);
+  result.cleared += disarm_seen(cleanups);
   if (std::any_of(cleanups.begin(), cleanups.end(), [](const auto& c) { return c.second == Cleanup::kFree; }))
     result.cleared += free_all_of(cleanups);
   if (sweeping) {
     result.cleared += free_gone_owners();
     next_sweep_ns_ = now_ns + static_cast<std::uint64_t>(options_.dead_owner_sweep_interval.count());
   }
-  if (!approaching_.empty()) prepare_approaching(result.next_deadline_ns);
+  // Some left unprepared: the next round comes at once (its scan sees new arms first).
+  if (!approaching_.empty() && prepare_approaching(result.next_deadline_ns)) result.retry_at_ns = now_ns;
   // Retries due after this round, for the idle policy (the scan sees them only when due).
   for (const auto& [process, b] : backoff_)
     if (b.next_try_ns > now_ns && (result.retry_at_ns == 0 || b.next_try_ns < result.retry_at_ns))

@@ -65,26 +65,40 @@ class Reaper {
             bool sweeping);
   void consider_due(std::uint64_t index, std::uint64_t now_ns,
                     std::map<ProcessKey, std::vector<detail::SlotSnapshot>>& expired);
-  // Applies the reference's rule to one process's expired timers; returns the cleanup to
-  // do, or nothing when the kill failed and will be retried after a back-off.
-  std::optional<Cleanup> reap_process(const ProcessKey& process, std::vector<detail::SlotSnapshot>& timers,
-                                      std::uint64_t now_ns, RoundResult& result);
+  // A process's expired timers as the signal phase left them, for the report phase.
+  struct Reap {
+    const ProcessKey* process = nullptr;
+    std::vector<detail::SlotSnapshot>* timers = nullptr;  // sorted by deadline
+    const detail::SlotSnapshot* killing = nullptr;        // signalling_timer(); null: not signalled
+    int signal = 0;
+    std::optional<Refusal> refused;        // refused before send()
+    std::optional<SignalOutcome> outcome;  // send()'s answer, when it was asked
+    int error = 0;                         // with outcome kUnknown, kFailed, kUnverifiable
+    std::uint64_t sent_ns = 0;             // with kSent: when the signal was queued
+  };
+  // Applies the reference's rule to one process's expired timers and sends the signal.
+  Reap signal_process(const ProcessKey& process, std::vector<detail::SlotSnapshot>& timers, std::uint64_t now_ns);
+  // Says what signal_process() did; returns the cleanup to do, or nothing when the kill
+  // failed and will be retried after a back-off.
+  std::optional<Cleanup> report_reap(const Reap& reap, std::uint64_t now_ns, RoundResult& result);
   void note_failed_kill(const ProcessKey& process, int signal, int error, std::uint64_t now_ns);
   // A look at a process that could not tell: counted, and logged once per episode.
   void note_unknown(pid_t pid, int error, std::string_view doing);
   void end_unknown_episode_if_over();
   Backoff& back_off(const ProcessKey& process, std::uint64_t now_ns);
-  std::uint64_t disarm_seen(const ProcessKey& process);
+  std::uint64_t disarm_seen(const std::map<ProcessKey, Cleanup>& cleanups);
   std::uint64_t free_all_of(const std::map<ProcessKey, Cleanup>& processes);
   void note_if_owner_gone(const layout::Slot& slot, std::uint64_t index, std::uint64_t control);
   std::uint64_t free_gone_owners();
   void walk_for_lost_bits();
   // Asks processes_ to prepare those whose timers fall due soon (see prepare_approaching).
-  void prepare_approaching(std::uint64_t next_deadline_ns);
+  bool prepare_approaching(std::uint64_t next_deadline_ns);
   // What send() is asked for a timer of `process` set through `origin` (untrusted: any
   // value but the table's asks for no mapping, as for the FIFO shim's timers).
   SignalRequest request_for(const ProcessKey& process, int signal, std::uint32_t origin) const;
-  bool refuse_target(pid_t pid, int signal) const;  // logs and counts why
+  std::optional<Refusal> refusal_of(pid_t pid, int signal) const;
+  void log_refusal(Refusal refusal, pid_t pid, int signal) const;  // and counts it
+  bool refuse_target(pid_t pid, int signal) const;                 // refusal_of, logged and counted
   void emit(std::string_view name, const detail::SlotSnapshot& timer, std::uint64_t at_ns = 0,
             const ProcessLabels* labels = nullptr, const std::string& incident = {}) const;
   // Incidents (reaper_incidents.cpp). Whether `process`'s kill waits for its incident's
@@ -111,6 +125,7 @@ class Reaper {
   std::uint64_t walk_cursor_ = 0;
   int self_signal_ = 0;
   std::vector<SeenTimer> seen_;  // this round's armed timers; reused, so no allocation per round
+  std::vector<Reap> reaps_;      // this round's, between its signal and report phases; reused
   // This round's armed timers due within prepare_horizon_ns_ whose process is not in
   // prepared_, and the processes prepared since the last sweep.
   struct Approaching {

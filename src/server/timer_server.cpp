@@ -22,6 +22,7 @@
 #include "shmtimer/printable.hpp"
 #include "process_liveness.hpp"
 #include "self_identity.hpp"
+#include "thread_priority.hpp"
 #include "shmtimer/table_fault_guard.hpp"
 
 namespace shmtimer {
@@ -96,6 +97,13 @@ TimerServer::TimerServer(std::shared_ptr<Table> table, ServerOptions options)
   if (!table_ || table_->read_only()) throw Error(ErrorCode::kInvalidArgument, "TimerServer needs a writable table");
   if (!options_.clock) options_.clock = std::make_shared<SteadyMonotonicClock>();
   if (!options_.processes) options_.processes = std::make_shared<LinuxProcessControl>();
+  if (options_.realtime_priority != 0 && (options_.realtime_priority < 1 || options_.realtime_priority > 99))
+    throw Error(ErrorCode::kInvalidArgument,
+                "realtime_priority " + std::to_string(options_.realtime_priority) + " is not in 1..99 (0: off)");
+  if (options_.realtime_priority != 0 && decide_idle(options_.policy, 0, 0, 0).spin)
+    throw Error(ErrorCode::kInvalidArgument,
+                "a watchdog at a realtime priority must sleep: its scan policy spins for ever, which would keep a "
+                "CPU from every other process");
   lock_fd_ = take_server_lock(*table_);
   wakeup_ = std::make_unique<detail::ServerWakeup>(*table_);
   auto& header = table_->header();
@@ -232,12 +240,26 @@ void TimerServer::stop() {
   withdraw_presence();
 }
 
+void TimerServer::take_realtime_priority() {
+  if (options_.realtime_priority == 0) return;
+  if (const std::string why = run_at_realtime_priority(options_.realtime_priority); !why.empty()) {
+    spdlog::warn(
+        "the watchdog thread could not take realtime priority {} ({}): it runs at a normal priority, and "
+        "workers that hold every CPU can delay its kills (docs/server.md, \"Priority\")",
+        options_.realtime_priority, why);
+    return;
+  }
+  stats_.realtime_priority.store(options_.realtime_priority, std::memory_order_relaxed);
+  spdlog::info("the watchdog thread runs SCHED_FIFO at priority {}", options_.realtime_priority);
+}
+
 void TimerServer::run_loop() {
   // The kernel may defer a timed wake-up by the thread's timer slack (50 us by default);
   // 1 us keeps a sleep until a deadline close to the deadline.
   ::prctl(PR_SET_TIMERSLACK, 1000UL, 0UL, 0UL, 0UL);
   // Named, so that top -H, a stack dump and the tests (StoppedThread) can tell it apart.
   ::pthread_setname_np(::pthread_self(), "shmtimer-watch");
+  take_realtime_priority();
   emit_event(options_.log_event, "watchdog started");
   std::uint64_t spin_until_ns = 0;
   const auto spin_ns = static_cast<std::uint64_t>(options_.policy.spin.count());
@@ -276,6 +298,7 @@ void TimerServer::run_loop() {
     if (const std::uint64_t woke_ns = options_.clock->now_ns(); woke_ns > planned_ns)
       wake_lateness_.observe(woke_ns - planned_ns);
   }
+  stats_.realtime_priority.store(0, std::memory_order_relaxed);
   emit_event(options_.log_event, "watchdog stopped");
 }
 

@@ -2,12 +2,14 @@
 // where the OS cannot be made to misbehave on demand, a scripted ProcessControl.
 #include <gtest/gtest.h>
 #include <spdlog/spdlog.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 
 #include <deque>
 #include <filesystem>
 #include <fstream>
 #include <mutex>
+#include <set>
 #include <thread>
 #include <tuple>
 
@@ -87,6 +89,27 @@ TEST(TimerServer, TheEventsOfAnExpiryComeAfterItsSignalNeverBetweenTheDecisionAn
   EXPECT_TRUE(pending_at["kill worker process"]);
   ::kill(child, SIGKILL);
   testing::wait_child(child);
+}
+
+// In a burst, every process due in a round is signalled before anything is said about any
+// of them: the last kill of a thousand waits for no event, log line or label of the others.
+TEST(TimerServer, EveryKillOfARoundIsSentBeforeAnyOfItsEventsIsReported) {
+  TempTable t;
+  auto fake = std::make_shared<FakeProcesses>();
+  std::vector<std::size_t> sends_at_event;
+  ServerOptions options = fake_options(fake);
+  options.log_event = [&](std::string_view, const TimerEvent* event) {
+    if (event != nullptr) sends_at_event.push_back(fake->sends.size());
+  };
+  const std::uint64_t now = monotonic_now_ns();
+  for (pid_t pid = 6000; pid < 6005; ++pid) {
+    fake->alive[pid] = {77, ::getuid()};
+    plant(*t.table, pid, "burst", now - kMicro, SIGKILL);
+  }
+  TimerServer server(t.table, options);
+  EXPECT_EQ(server.run_once_at(now).signalled, 5u);
+  ASSERT_FALSE(sends_at_event.empty());
+  for (const std::size_t sends : sends_at_event) EXPECT_EQ(sends, 5u) << "an event came between two kills";
 }
 
 // The labels of a timer's owner are its own: read from its /proc entry, and none at all
@@ -506,6 +529,36 @@ TEST(TimerServer, PreparesAProcessWhoseTimerFallsDueSoonOncePerSweepAndNoneFarOf
   EXPECT_EQ(std::get<0>(fake->sends[0]), 4242);
 }
 
+// A burst too large to prepare within one round's slice (2 ms) is prepared over the rounds
+// that follow, each asked for at once, nearest deadline first, every process once: the
+// watchdog never stops scanning for tens of milliseconds to prepare, nor leaves a burst
+// unprepared until its deadline.
+TEST(TimerServer, PreparesABurstInSlicesOverRoundsAskedForAtOnceEachProcessOnce) {
+  TempTable t(4096);
+  auto fake = std::make_shared<FakeProcesses>();
+  fake->on_prepare = [] { std::this_thread::sleep_for(1ms); };  // a slow /proc
+  TimerServer server(t.table, fake_options(fake));
+  const std::uint64_t now = monotonic_now_ns();
+  constexpr int kProcesses = 20;
+  for (int i = 0; i < kProcesses; ++i) {
+    fake->alive[5000 + i] = {77, ::getuid()};
+    plant(*t.table, 5000 + i, "burst", now + 150 * kMs + static_cast<std::uint64_t>(i) * kMicro, SIGKILL);
+  }
+  RoundResult result = server.run_once_at(now);
+  ASSERT_GE(fake->prepared.size(), 1u);
+  ASSERT_LT(fake->prepared.size(), static_cast<std::size_t>(kProcesses)) << "one round prepared the whole burst";
+  EXPECT_EQ(fake->prepared[0].pid, 5000);  // the nearest deadline first
+  int rounds = 1;
+  while (result.retry_at_ns != 0 && rounds < 100) {
+    EXPECT_LE(result.retry_at_ns, now + kMs * static_cast<std::uint64_t>(rounds)) << "the next round is not at once";
+    result = server.run_once_at(now + kMs * static_cast<std::uint64_t>(rounds++));
+  }
+  std::set<pid_t> pids;
+  for (const auto& request : fake->prepared) EXPECT_TRUE(pids.insert(request.pid).second) << request.pid;
+  EXPECT_EQ(pids.size(), static_cast<std::size_t>(kProcesses)) << "after " << rounds << " rounds";
+  EXPECT_TRUE(fake->sends.empty());
+}
+
 // Notes whether two rounds were ever inside it at once; each liveness answer lingers, so
 // that overlapping rounds would overlap here.
 class OverlapDetector : public ProcessControl {
@@ -693,6 +746,43 @@ TEST(LinuxProcessControl, HoldsAtMostItsLimitAndLetsGoOfWhatIsNotPreparedAgain) 
   go.signal();
   testing::wait_child(a);
   testing::wait_child(b);
+}
+
+// By default a LinuxProcessControl holds as many processes as a quarter of the open file
+// limit (two descriptors each: half of it), so that a burst of a thousand is prepared
+// under shmtimerd's raised limit, and a server hosted in a process of 1,024 descriptors
+// keeps the rest for its host; a limit raised later counts from the next sweep.
+TEST(LinuxProcessControl, HoldsAQuarterOfTheOpenFileLimitAndMoreOnceTheLimitIsRaised) {
+  rlimit saved{};
+  ASSERT_EQ(::getrlimit(RLIMIT_NOFILE, &saved), 0);
+  ASSERT_GE(saved.rlim_max, 2048u) << "this test raises the soft limit to 2,048";
+  rlimit lowered = saved;
+  lowered.rlim_cur = 1024;
+  ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &lowered), 0);
+  Ready go;
+  std::vector<pid_t> children;
+  for (int i = 0; i < 300; ++i) children.push_back(fork_child([&] { go.wait(); }));
+  {
+    LinuxProcessControl processes;
+    std::vector<SignalRequest> requests;
+    for (const pid_t child : children) {
+      const auto info = inspect(processes, child);
+      ASSERT_TRUE(info);
+      requests.push_back({child, info->identity, 0, {}, {}, {}});
+    }
+    for (const auto& request : requests) processes.prepare(request);
+    EXPECT_EQ(processes.prepared(), 256u);  // 1,024 / 4
+    lowered.rlim_cur = 2048;
+    ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &lowered), 0);
+    for (const auto& request : requests) processes.prepare(request);
+    EXPECT_EQ(processes.prepared(), 256u);  // the budget is looked up once a sweep
+    processes.drop_unprepared();
+    for (const auto& request : requests) processes.prepare(request);
+    EXPECT_EQ(processes.prepared(), 300u);  // 2,048 / 4 = 512 now
+  }
+  ::setrlimit(RLIMIT_NOFILE, &saved);
+  for (std::size_t i = 0; i < children.size(); ++i) go.signal();
+  for (const pid_t child : children) wait_child(child);
 }
 
 void run_server_that_reaps(const std::shared_ptr<Table>& table, bool signal_self) {

@@ -61,8 +61,12 @@ struct FakeProcesses final : ProcessControl {
   std::vector<SignalRequest> prepared;  // every prepare() call
   int drops = 0;                        // drop_unprepared() calls
   std::uint64_t issued_ns = 0;          // what last_signal_ns() answers
+  std::function<void()> on_prepare;     // runs inside prepare(), e.g. to take time
   std::uint64_t last_signal_ns() const override { return issued_ns; }
-  void prepare(const SignalRequest& request) override { prepared.push_back(request); }
+  void prepare(const SignalRequest& request) override {
+    prepared.push_back(request);
+    if (on_prepare) on_prepare();
+  }
   void drop_unprepared() override { ++drops; }
   Probe running(pid_t pid, std::optional<std::uint64_t> identity) override {
     auto it = alive.find(pid);
