@@ -147,6 +147,28 @@ TEST(ShmtimerdMetrics, AKillWithCaptureNamesItsIncidentReportAndCountsIt) {
   std::filesystem::remove_all(incidents);
 }
 
+// shmtimerd's watchdog thread runs SCHED_FIFO at priority 10 unless told otherwise, and
+// /metrics says at which (CI runs as root, which may take it).
+TEST(ShmtimerdMetrics, TheWatchdogRunsAtRealtimePriorityTenByDefaultAndZeroWhenTurnedOff) {
+  for (const auto& [flags, expected] :
+       std::vector<std::pair<std::vector<std::string>, int>>{{{}, 10}, {{"--realtime-priority", "0"}, 0}}) {
+    TempPath table_path;
+    std::vector<std::string> args{"--metrics-address", "127.0.0.1:0"};
+    args.insert(args.end(), flags.begin(), flags.end());
+    LoggedDaemon daemon(table_path.path(), args);
+    const int port = metrics_port(daemon);
+    ASSERT_GT(port, 0) << daemon.log();
+    ASSERT_TRUE(testing::wait_for_server(table_path.path()));
+    std::string page = get(port, "/metrics");
+    for (int i = 0; i < 100 && sample(page, "shmtimer_watchdog_realtime_priority") != expected; ++i) {
+      std::this_thread::sleep_for(20ms);
+      page = get(port, "/metrics");
+    }
+    EXPECT_EQ(sample(page, "shmtimer_watchdog_realtime_priority"), expected) << daemon.log();
+    EXPECT_TRUE(testing::exited_ok(daemon.stop())) << daemon.log();
+  }
+}
+
 TEST(ShmtimerdMetrics, ABadAddressIsAUsageErrorAndABusyPortAClearError) {
   TempPath table_path;
   for (const char* bad : {"9464", "localhost", ":9464", "127.0.0.1:99999", "::1:9464", "127.0.0.1:x"}) {

@@ -36,6 +36,9 @@ struct Flags {
   double max_interval_ms = std::chrono::duration<double, std::milli>(shmtimer::ScanPolicy{}.max_interval).count();
   double max_wake_lead_us = std::chrono::duration<double, std::micro>(shmtimer::ScanPolicy{}.max_wake_lead).count();
   bool pure_spin = false;
+  // The watchdog thread's SCHED_FIFO priority; unset: 10, or 0 with --pure-spin (a thread
+  // that never sleeps must not run above every other process).
+  std::optional<int> realtime_priority;
   std::string log_format = "text";
   std::string log_level = "info";
   bool signal_self = false;
@@ -71,6 +74,7 @@ shmtimer::ServerOptions server_options(const Flags& flags) {
   options.policy.max_interval = std::chrono::nanoseconds(static_cast<std::int64_t>(flags.max_interval_ms * 1e6));
   options.policy.max_wake_lead = std::chrono::nanoseconds(static_cast<std::int64_t>(flags.max_wake_lead_us * 1e3));
   if (flags.pure_spin) options.policy = shmtimer::ScanPolicy::pure_spin();
+  options.realtime_priority = flags.realtime_priority.value_or(flags.pure_spin ? 0 : 10);
   options.signal_self_after_reap = flags.signal_self;
   options.any_uid = flags.any_uid;
   options.dead_owner_sweep_interval =
@@ -240,6 +244,9 @@ int main(int argc, char** argv) {
       ->check(finite & CLI::Range(0.0, 1e6))
       ->capture_default_str();
   app.add_flag("--pure-spin", flags.pure_spin, "Never sleep (a core per server; lowest latency)");
+  app.add_option("--realtime-priority", flags.realtime_priority,
+                 "SCHED_FIFO priority of the watchdog thread, 1..99; 0: normal (default 10, 0 with --pure-spin)")
+      ->check(CLI::Range(0, 99));
   app.add_option("--sweep-interval-ms", flags.sweep_interval_ms,
                  "How often slots of exited processes are freed (1..3600000)")
       ->check(finite & CLI::Range(1.0, 3.6e6))

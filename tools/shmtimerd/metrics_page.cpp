@@ -45,6 +45,9 @@ void server_metrics(ExpositionWriter& out, const shmtimer::ServerStats& stats) {
               ExpositionWriter::number(static_cast<double>(stats.capture_failures.load(std::memory_order_relaxed))));
   out.histogram("shmtimer_round_duration_seconds", "One watchdog round: drain the FIFO, scan, reap.",
                 stats.round_duration.counts());
+  out.gauge("shmtimer_watchdog_realtime_priority",
+            "The watchdog thread's SCHED_FIFO priority; 0 when it runs at a normal one (--realtime-priority).",
+            std::to_string(stats.realtime_priority.load(std::memory_order_relaxed)));
   const shmtimer::FileChange found = stats.table_file_change.load(std::memory_order_relaxed);
   out.family("shmtimer_table_file_changed", "gauge",
              "1 when the served table's file was deleted, resized or replaced (the server then stops).");
