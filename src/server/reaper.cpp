@@ -368,6 +368,7 @@ std::optional<Reaper::Cleanup> Reaper::report_reap(const Reap& reap, std::uint64
 // survived its signal) stands. One pass over the round's armed timers, however many
 // processes a burst reaped. Returns how many were cleared.
 std::uint64_t Reaper::disarm_seen(const std::map<ProcessKey, Cleanup>& cleanups) {
+  if (cleanups.empty()) return 0;  // most rounds: no pass over an idle table's armed timers
   std::uint64_t cleared = 0;
   SlotSnapshot snap;
   for (const SeenTimer& seen : seen_) {
