@@ -65,7 +65,7 @@ class HostedServer {
   HostedServer(const std::string& table_path, const std::string& fifo_path, double max_interval_s,
                std::uint64_t capacity, py::object log_event, bool signal_self_after_reap,
                std::vector<std::string> remove_before_self_signal, const IncidentOptions& incidents,
-               const KillLadder& ladder) {
+               const KillLadder& ladder, int realtime_priority) {
     CreateOptions create;
     create.capacity = capacity;
     prepare_private_directory(table_path);  // where table_path_for() puts a job's table
@@ -83,6 +83,7 @@ class HostedServer {
     options.log_event = python_event_callback(std::move(log_event));
     options.incidents = incidents;
     options.ladder = ladder;
+    options.realtime_priority = realtime_priority;
     server_ = std::make_unique<TimerServer>(table_, options);
     fifo_ = std::make_shared<FifoShim>(table_, fifo_path, options.log_event);
     server_->add_source(fifo_);
@@ -117,7 +118,7 @@ void bind_hosted_server(py::module_& m) {
                        std::uint64_t capacity, py::object log_event, bool signal_self_after_reap,
                        std::vector<std::string> remove_before_self_signal, double capture_bound_ms,
                        const std::string& incident_dir, bool observe_only, const std::string& py_spy, int soft_signal,
-                       double grace_ms) {
+                       double grace_ms, int realtime_priority) {
              IncidentOptions incidents;
              incidents.capture_bound = std::chrono::milliseconds(static_cast<std::int64_t>(capture_bound_ms));
              incidents.directory = incident_dir;
@@ -130,12 +131,13 @@ void bind_hosted_server(py::module_& m) {
              ladder.grace = std::chrono::milliseconds(static_cast<std::int64_t>(grace_ms));
              return std::make_unique<HostedServer>(table_path, fifo_path, max_interval, capacity, std::move(log_event),
                                                    signal_self_after_reap, std::move(remove_before_self_signal),
-                                                   incidents, ladder);
+                                                   incidents, ladder, realtime_priority);
            }),
            py::arg("table_path"), py::arg("fifo_path"), py::arg("max_interval"), py::arg("capacity"),
            py::arg("log_event"), py::arg("signal_self_after_reap"), py::arg("remove_before_self_signal"),
            py::arg("capture_bound_ms") = 0.0, py::arg("incident_dir") = "", py::arg("observe_only") = false,
-           py::arg("py_spy") = "py-spy", py::arg("soft_signal") = 0, py::arg("grace_ms") = 5000.0)
+           py::arg("py_spy") = "py-spy", py::arg("soft_signal") = 0, py::arg("grace_ms") = 5000.0,
+           py::arg("realtime_priority") = 0)
       .def(
           "start", [](HostedServer& s) { s.server().start(); }, py::call_guard<py::gil_scoped_release>())
       .def(

@@ -344,6 +344,34 @@ class Incidents(unittest.TestCase):
         with self.assertRaisesRegex(ValueError, "not a signal"):
             self.serve(soft_signal="NOPE")
 
+    def test_realtime_priority_from_the_environment_runs_the_watchdog_thread_sched_fifo(self):
+        os.environ["SHMTIMER_REALTIME_PRIORITY"] = "5"
+        try:
+            self.serve()
+        finally:
+            del os.environ["SHMTIMER_REALTIME_PRIORITY"]
+        deadline = time.monotonic() + 5
+        found = None
+        while found is None and time.monotonic() < deadline:
+            for tid in os.listdir("/proc/self/task"):
+                with open("/proc/self/task/%s/comm" % tid) as f:
+                    if f.read().strip() != "shmtimer-watch":
+                        continue
+                with open("/proc/self/task/%s/stat" % tid) as f:
+                    fields = f.read().rsplit(")", 1)[1].split()  # from field 3
+                found = (int(fields[41 - 3]), int(fields[40 - 3]))  # policy, rt_priority
+                if found != (1, 5):
+                    found = None  # it may not have taken it yet
+            time.sleep(0.01)
+        # CI runs as root; without CAP_SYS_NICE the watchdog runs at a normal priority, and
+        # this test says so.
+        self.assertEqual(found, (1, 5), "the watchdog thread is not SCHED_FIFO 5 (needs CAP_SYS_NICE)")
+
+    def test_a_bad_realtime_priority_is_refused_with_a_clear_error(self):
+        for bad in (100, -1, "high"):
+            with self.assertRaisesRegex(ValueError, "SHMTIMER_REALTIME_PRIORITY must be 0..99"):
+                self.serve(realtime_priority=bad)
+
 
 if __name__ == "__main__":
     unittest.main()

@@ -1,5 +1,5 @@
 // A burst (issue 28): in a collective hang every rank of a host hangs together, so a
-// thousand timers fall due in the same millisecond, while other workers go on arming and
+// thousand timers (kHung) fall due in the same millisecond, while other workers go on arming and
 // disarming. A correctness check with real processes, never a timing threshold (the
 // times are bench/burst_bench.cpp's): every hung worker dies of its timer's SIGKILL, each
 // at the first try (no kill failed, was retried or could not tell), and no punctual worker
@@ -28,7 +28,9 @@ namespace {
 
 using namespace std::chrono_literals;
 
-constexpr int kHung = 1000;
+// A thousand in the release build (CI's burst); 250 under the sanitizers, whose runtimes
+// give each forked process megabytes of their own.
+constexpr int kHung = testing::kSanitized ? 250 : 1000;
 constexpr int kPunctual = 20;
 
 // Shared with every forked worker: go (a futex word), the burst's deadline, how many
@@ -90,7 +92,7 @@ class OpenFileLimit {
   rlimit saved_{};
 };
 
-TEST(Burst, AThousandHungWorkersAreEachKilledOnceAtTheFirstTryAndNoPunctualWorkerIsTouched) {
+TEST(Burst, EveryHungWorkerOfABurstIsKilledOnceAtTheFirstTryAndNoPunctualWorkerIsTouched) {
   const OpenFileLimit limit(1024);
   testing::TempTable t(4096);
   Shared& shared = *shared_block();
@@ -102,7 +104,7 @@ TEST(Burst, AThousandHungWorkersAreEachKilledOnceAtTheFirstTryAndNoPunctualWorke
   options.realtime_priority = 10;  // as shmtimerd runs it; a warning where it may not
   TimerServer server(t.table, options);
   server.start();
-  const std::chrono::nanoseconds lead = testing::kSanitized ? 5s : 1s;  // ahead of 1,000 arms
+  const std::chrono::nanoseconds lead = testing::kSanitized ? 5s : 1s;  // ahead of every arm
   shared.deadline_ns.store(monotonic_now_ns() + static_cast<std::uint64_t>(lead.count()));
   shared.go.store(1);
   ::syscall(SYS_futex, &shared.go, FUTEX_WAKE, INT_MAX, nullptr, nullptr, 0);

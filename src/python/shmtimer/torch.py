@@ -133,6 +133,20 @@ def _incident_settings(capture_bound_ms, incident_dir, observe_only, soft_signal
     }
 
 
+def _realtime_priority(priority):
+    """The watchdog thread's SCHED_FIFO priority (docs/server.md, "Priority"): the argument,
+    else ``SHMTIMER_REALTIME_PRIORITY``, else 0 (a normal priority: the agent's process
+    decides its own scheduling)."""
+    value = os.environ.get("SHMTIMER_REALTIME_PRIORITY", "0") if priority is None else priority
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise ValueError("SHMTIMER_REALTIME_PRIORITY must be 0..99, not %r" % value) from None
+    if not 0 <= number <= 99:
+        raise ValueError("SHMTIMER_REALTIME_PRIORITY must be 0..99, not %r" % value)
+    return number
+
+
 # Old (torch 1.13) and new (2.x) positional orders after file_path.
 _ORDER_1_13 = ("max_interval", "daemon", "log_event")
 _ORDER_2_X = ("run_id",) + _ORDER_1_13
@@ -145,7 +159,8 @@ class ShmTimerServer:
     installed torch does: torch_server_signals_itself()), and the incident and ladder
     settings ``capture_bound_ms``, ``incident_dir``, ``observe_only``, ``soft_signal``,
     ``grace_ms`` (default: their ``SHMTIMER_*`` environment variables, else off; see
-    docs/diagnosis.md). The events of an expiry with a report carry ``request.incident``,
+    docs/diagnosis.md), and ``realtime_priority``, the watchdog thread's SCHED_FIFO
+    priority (default: ``SHMTIMER_REALTIME_PRIORITY``, else 0; docs/server.md). The events of an expiry with a report carry ``request.incident``,
     the report's directory.
 
     Like torch's, the constructor makes the FIFO, ``start()`` starts the watchdog and
@@ -156,7 +171,7 @@ class ShmTimerServer:
 
     def __init__(self, file_path, *args, table_path=None, capacity=_DEFAULT_CAPACITY, signal_self_after_reap=None,
                  capture_bound_ms=None, incident_dir=None, observe_only=None, soft_signal=None, grace_ms=None,
-                 **kwargs):
+                 realtime_priority=None, **kwargs):
         order = _ORDER_2_X if args and (args[0] is None or isinstance(args[0], str)) else _ORDER_1_13
         if len(args) > len(order):
             raise TypeError("ShmTimerServer takes at most %d positional arguments after file_path" % len(order))
@@ -184,7 +199,8 @@ class ShmTimerServer:
         if not incidents["incident_dir"] and (incidents["capture_bound_ms"] > 0 or incidents["observe_only"]):
             incidents["incident_dir"] = os.path.join(os.path.dirname(self._table_path), "incidents")
         self._server = _shmtimer.Server(self._table_path, self._file_path, self._max_interval, int(capacity),
-                                        self._on_event, bool(signal_self_after_reap), removable, **incidents)
+                                        self._on_event, bool(signal_self_after_reap), removable, **incidents,
+                                        realtime_priority=_realtime_priority(realtime_priority))
         # Workers this process starts from now on find the table without being told.
         os.environ["SHMTIMER_TABLE"] = self._table_path
         if self._owns_table_path:
