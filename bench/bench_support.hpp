@@ -6,11 +6,14 @@
 
 #include <benchmark/benchmark.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <stdexcept>
 
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <filesystem>
 #include <memory>
@@ -139,6 +142,15 @@ inline pid_t fork_paused_child(Setup&& setup) {
   ::close(ready[0]);
   ::close(ready[1]);
   return child;
+}
+
+// Sleeps until `at_ns` on CLOCK_MONOTONIC with the server's own 1 µs timer slack, so a
+// floor's thread wakes at a deadline as punctually as the watchdog thread can.
+inline void sleep_until_ns(std::uint64_t at_ns) {
+  ::prctl(PR_SET_TIMERSLACK, 1000UL, 0UL, 0UL, 0UL);
+  const timespec at{static_cast<time_t>(at_ns / 1'000'000'000), static_cast<long>(at_ns % 1'000'000'000)};
+  while (::clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &at, nullptr) == EINTR) {
+  }
 }
 
 // The samples, p50, p99 and max counters of a row, in µs.

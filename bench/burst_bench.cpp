@@ -8,8 +8,7 @@
 //   BM_Burst:          N hung processes, one shared deadline; the server, or the floor.
 //   BM_BurstMixedLoad: a burst of 500 while 200 punctual workers arm and disarm at full
 //                      speed; their pair cost while idle and during the burst.
-//   BM_KillAtDeadline: the floor under BM_ExpiryToSignal's reaped_* (server_bench.cpp),
-//                      one process at a time, per timeout.
+// (End to end, one timer at a time: BM_ExpiryToSignal in server_bench.cpp, with its floor.)
 #include <linux/futex.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
@@ -53,15 +52,6 @@ std::uint64_t now_ns() { return shmtimer::monotonic_now_ns(); }
 
 double ms_after(std::uint64_t at_ns, std::uint64_t deadline_ns) {
   return (static_cast<double>(at_ns) - static_cast<double>(deadline_ns)) / 1e6;
-}
-
-// Sleeps until `at_ns` on CLOCK_MONOTONIC with the server's own 1 µs timer slack, so
-// the floor wakes as punctually as the watchdog thread can.
-void sleep_until_ns(std::uint64_t at_ns) {
-  ::prctl(PR_SET_TIMERSLACK, 1000UL, 0UL, 0UL, 0UL);
-  const timespec at{static_cast<time_t>(at_ns / 1'000'000'000), static_cast<long>(at_ns % 1'000'000'000)};
-  while (::clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &at, nullptr) == EINTR) {
-  }
 }
 
 // What the forked processes and this one share: the go word (a futex: a pipe's write
@@ -221,7 +211,7 @@ void run_burst(HungFleet& fleet, RecordingServer* server, int realtime_priority,
     floor = std::thread([&] {
       if (realtime_priority != 0 && !shmtimer::run_at_realtime_priority(realtime_priority).empty())
         throw std::runtime_error("the floor's thread could not take a realtime priority");
-      sleep_until_ns(deadline);
+      shmtimer::bench::sleep_until_ns(deadline);
       for (std::size_t i = 0; i < pids.size(); ++i) {
         ::kill(pids[i], SIGKILL);
         signalled[i] = ms_after(now_ns(), deadline);
@@ -408,44 +398,5 @@ void BM_BurstMixedLoad(benchmark::State& state) {
   state.SetLabel("SCHED_FIFO");
 }
 BENCHMARK(BM_BurstMixedLoad)->Iterations(1)->Repetitions(1)->Unit(benchmark::kMillisecond)->UseRealTime();
-
-// ---- End to end, one timer ------------------------------------------------------------
-
-// The floor under BM_ExpiryToSignal's reaped_* (server_bench.cpp): a hung child, with
-// the table mapped like the server's targets, killed by a plain kill() from this thread
-// when it wakes at a deadline range(0) ms away (at a random phase, as there), and reaped
-// here; the time from the deadline to waitpid().
-void BM_KillAtDeadline(benchmark::State& state) {
-  BenchTable t(4096, "kill-at-deadline");
-  std::vector<double> reaped_us;
-  std::mt19937 rng(static_cast<unsigned>(state.range(0)));
-  for (auto _ : state) {
-    for (int sample = 0; sample < 100; ++sample) {
-      std::this_thread::sleep_for(std::chrono::microseconds(rng() % 20'000));
-      const pid_t child = shmtimer::bench::fork_paused_child([] {});
-      const std::uint64_t deadline = now_ns() + static_cast<std::uint64_t>(state.range(0)) * 1'000'000;
-      sleep_until_ns(deadline);
-      ::kill(child, SIGKILL);
-      ::waitpid(child, nullptr, 0);
-      reaped_us.push_back(ms_after(now_ns(), deadline) * 1e3);
-    }
-  }
-  state.counters["reaped_p50_us"] = quantile(reaped_us, 0.5);
-  state.counters["reaped_p99_us"] = quantile(reaped_us, 0.99);
-  state.counters["samples"] = static_cast<double>(reaped_us.size());
-  state.SetLabel("floor: kill() at the deadline, timeout " + std::to_string(state.range(0)) + " ms");
-}
-BENCHMARK(BM_KillAtDeadline)
-    ->ArgName("timeout_ms")
-    ->Arg(1)
-    ->Arg(5)
-    ->Arg(20)
-    ->Arg(40)
-    ->Arg(150)
-    ->Arg(300)
-    ->Iterations(1)
-    ->Repetitions(1)
-    ->Unit(benchmark::kMillisecond)
-    ->UseRealTime();
 
 }  // namespace

@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <atomic>
 #include <ctime>
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <mutex>
@@ -96,7 +97,9 @@ BENCHMARK(BM_ScanRound)
 // the server is at a random phase. Two measures per child: lateness, from the deadline to
 // the server sending the signal, recorded by the server (its "kill worker process" event);
 // and the time from the deadline to waitpid() seeing the child die, which adds the kernel
-// tearing it down (BM_KillToReap measures that part alone). range(0): 0 = default policy,
+// tearing it down (BM_KillToReap measures that part alone). After each child, its floor
+// (kill_at_deadline_us): the same deadline → waitpid with a plain kill() instead of the
+// server, side by side in the row (floor_reaped_*). range(0): 0 = default policy,
 // 1 = pure spin.
 // Children per row: 100, so that p99 is a percentile (the second largest), not the maximum.
 constexpr int kExpirySamples = 100;
@@ -110,6 +113,21 @@ double stolen_ms() {
   stat >> cpu;
   for (auto& t : ticks) stat >> t;
   return static_cast<double>(ticks[7]) * 1000.0 / static_cast<double>(::sysconf(_SC_CLK_TCK));
+}
+
+// The floor under one sample's deadline → waitpid, taken right after it, so that the two
+// alternate and drift hits both alike: a hung child killed by a plain kill() from this
+// thread when it wakes at a deadline `timeout` away (at a random phase, as the server's
+// sample), and reaped here. Returns the time from the deadline to waitpid(), in µs.
+double kill_at_deadline_us(std::chrono::milliseconds timeout, std::mt19937& rng) {
+  std::this_thread::sleep_for(std::chrono::microseconds(rng() % 20'000));
+  const pid_t child = fork_paused_child([] {});
+  const std::uint64_t deadline =
+      shmtimer::monotonic_now_ns() + static_cast<std::uint64_t>(std::chrono::nanoseconds(timeout).count());
+  shmtimer::bench::sleep_until_ns(deadline);
+  ::kill(child, SIGKILL);
+  ::waitpid(child, nullptr, 0);
+  return static_cast<double>(shmtimer::monotonic_now_ns() - deadline) / 1e3;
 }
 
 void BM_ExpiryToSignal(benchmark::State& state) {
@@ -128,7 +146,7 @@ void BM_ExpiryToSignal(benchmark::State& state) {
   shmtimer::TimerServer server(t.table(), options);
   server.start();
   const auto timeout = std::chrono::milliseconds(state.range(1));
-  std::vector<double> lateness_us, seen_us, reaped_us;
+  std::vector<double> lateness_us, seen_us, reaped_us, floor_reaped_us;
   std::mt19937 rng(static_cast<unsigned>(state.range(1)));
   const std::uint64_t wakes_before = t.table()->header().wake_requests.load();
   const double stolen_before = stolen_ms();
@@ -157,11 +175,14 @@ void BM_ExpiryToSignal(benchmark::State& state) {
         if (std::lock_guard lock(mutex); lateness_ns.count(child) != 0) break;
         std::this_thread::sleep_for(std::chrono::milliseconds(1));
       }
-      std::lock_guard lock(mutex);
-      if (const auto it = lateness_ns.find(child); it != lateness_ns.end())
-        lateness_us.push_back(static_cast<double>(it->second) / 1e3);
-      if (const auto it = seen_ns.find(child); it != seen_ns.end())
-        seen_us.push_back(static_cast<double>(it->second) / 1e3);
+      {
+        std::lock_guard lock(mutex);
+        if (const auto it = lateness_ns.find(child); it != lateness_ns.end())
+          lateness_us.push_back(static_cast<double>(it->second) / 1e3);
+        if (const auto it = seen_ns.find(child); it != seen_ns.end())
+          seen_us.push_back(static_cast<double>(it->second) / 1e3);
+      }
+      floor_reaped_us.push_back(kill_at_deadline_us(timeout, rng));
     }
   }
   server.stop();
@@ -170,6 +191,8 @@ void BM_ExpiryToSignal(benchmark::State& state) {
   state.counters["seen_p99_us"] = quantile(seen_us, 0.99);
   state.counters["reaped_p50_us"] = quantile(reaped_us, 0.5);
   state.counters["reaped_p99_us"] = quantile(reaped_us, 0.99);
+  state.counters["floor_reaped_p50_us"] = quantile(floor_reaped_us, 0.5);
+  state.counters["floor_reaped_p99_us"] = quantile(floor_reaped_us, 0.99);
   state.counters["wake_requests"] = static_cast<double>(t.table()->header().wake_requests.load() - wakes_before);
   state.counters["stolen_ms"] = stolen_ms() - stolen_before;
   state.SetLabel(std::string(state.range(0) == 1 ? "pure spin" : "default policy") + ", timeout " +
@@ -303,25 +326,37 @@ void BM_TimedWakeLateness(benchmark::State& state) {
 }
 BENCHMARK(BM_TimedWakeLateness)->Iterations(1)->Repetitions(1)->Unit(benchmark::kMillisecond)->UseRealTime();
 
-// CPU used by a started server over 2 s of wall time, with range(0) live timers an hour
-// out, under the default policy. Reported as percent of one core.
-// The CPU this process uses, in % of one core, over 4 s of wall time from start() to
-// stop(): the measured thing runs in between, and the main thread sleeps.
+// The CPU time one thread of this process has run, in ns: the first field of its
+// /proc/self/task/<tid>/schedstat (exact, where stat's utime and stime count 10 ms ticks).
+// Per thread, not the process: what other threads of the benchmark do (a row before this
+// one left something behind, say) is not the server's idle cost. 0 when not found.
+std::uint64_t thread_cpu_ns(const std::string& name) {
+  for (const auto& task : std::filesystem::directory_iterator("/proc/self/task")) {
+    std::ifstream comm(task.path() / "comm");
+    std::string line;
+    if (!std::getline(comm, line) || line != name) continue;
+    std::ifstream schedstat(task.path() / "schedstat");
+    std::uint64_t ns = 0;
+    schedstat >> ns;
+    return ns;
+  }
+  return 0;
+}
+
+// The CPU the thread named `name` uses, in % of one core, over 4 s of wall time: the
+// measured thing runs between start() and stop(), and the main thread sleeps.
 template <class Start, class Stop>
-double cpu_percent_while(Start&& start, Stop&& stop) {
-  const auto cpu_s = [] {
-    rusage r{};
-    ::getrusage(RUSAGE_SELF, &r);
-    return static_cast<double>(r.ru_utime.tv_sec + r.ru_stime.tv_sec) +
-           static_cast<double>(r.ru_utime.tv_usec + r.ru_stime.tv_usec) / 1e6;
-  };
-  const double cpu_before = cpu_s();
-  const auto wall_start = std::chrono::steady_clock::now();
+double cpu_percent_while(const std::string& name, Start&& start, Stop&& stop) {
   start();
+  std::this_thread::sleep_for(100ms);  // the thread is named and past its start
+  const std::uint64_t cpu_before = thread_cpu_ns(name);
+  const auto wall_start = std::chrono::steady_clock::now();
   std::this_thread::sleep_for(4s);
-  stop();
+  const std::uint64_t cpu_after = thread_cpu_ns(name);
   const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - wall_start).count();
-  return 100.0 * (cpu_s() - cpu_before) / wall;
+  stop();
+  if (cpu_before == 0 || cpu_after < cpu_before) throw std::runtime_error("no thread named " + name);
+  return 100.0 * static_cast<double>(cpu_after - cpu_before) / 1e9 / wall;
 }
 
 void BM_IdleCpu(benchmark::State& state) {
@@ -331,7 +366,7 @@ void BM_IdleCpu(benchmark::State& state) {
   double percent = 0;
   for (auto _ : state) {
     shmtimer::TimerServer server(t.table());
-    percent = cpu_percent_while([&] { server.start(); }, [&] { server.stop(); });
+    percent = cpu_percent_while("shmtimer-watch", [&] { server.start(); }, [&] { server.stop(); });
   }
   state.counters["cpu_percent"] = percent;
   state.counters["timers"] = static_cast<double>(state.range(0));
@@ -355,8 +390,10 @@ void BM_IdleFloor(benchmark::State& state) {
   for (auto _ : state) {
     word.store(0);
     percent = cpu_percent_while(
+        "idle-floor",
         [&] {
           sleeper = std::thread([&] {
+            ::pthread_setname_np(::pthread_self(), "idle-floor");
             const timespec interval{0, 100'000'000};
             while (word.load() == 0)
               ::syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(&word), FUTEX_WAIT, 0u, &interval, nullptr, 0);
