@@ -144,6 +144,10 @@ inline pid_t fork_paused_child(Setup&& setup) {
   return child;
 }
 
+// Lets go of BM_ScanRound's large table (server_bench.cpp), kept across its repetitions:
+// a benchmark that forks drops it first.
+void drop_scan_table();
+
 // Sleeps until `at_ns` on CLOCK_MONOTONIC with the server's own 1 µs timer slack, so a
 // floor's thread wakes at a deadline as punctually as the watchdog thread can.
 inline void sleep_until_ns(std::uint64_t at_ns) {

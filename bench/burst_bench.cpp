@@ -10,6 +10,7 @@
 //                      speed; their pair cost while idle and during the burst.
 // (End to end, one timer at a time: BM_ExpiryToSignal in server_bench.cpp, with its floor.)
 #include <linux/futex.h>
+#include <malloc.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -227,6 +228,15 @@ void run_burst(HungFleet& fleet, RecordingServer* server, int realtime_priority,
   times.add(signalled, reaped);
 }
 
+// What earlier rows left in this process, which each of a thousand forked workers would
+// copy the page tables of at fork and tear down at its death, slowing both the floor's
+// reaping and the server's by whatever row ran before: BM_ScanRound's table, and freed
+// heap not yet given back.
+void forget_other_rows() {
+  shmtimer::bench::drop_scan_table();
+  ::malloc_trim(0);
+}
+
 // The priority the realtime rows give the watchdog thread and the floor's.
 constexpr int kRealtimePriority = 10;
 // Bursts per row: this many of the server's, each beside one of the floor's, the two in
@@ -246,6 +256,7 @@ void burst(int workers, bool with_server, int priority, BurstTimes& times) {
 // range(0) workers; range(1): 1 = at a realtime priority (the server's
 // ServerOptions::realtime_priority, and the floor's thread alike), 0 = normal.
 void BM_Burst(benchmark::State& state) {
+  forget_other_rows();
   const int workers = static_cast<int>(state.range(0));
   const int priority = state.range(1) == 1 ? kRealtimePriority : 0;
   BurstTimes server, floor;
@@ -376,6 +387,7 @@ void mixed_burst(bool with_server, BurstTimes& times, std::vector<double> pair_n
 }
 
 void BM_BurstMixedLoad(benchmark::State& state) {
+  forget_other_rows();
   BurstTimes server, floor;
   std::vector<double> pair_ns[2];  // the server's bursts only: idle, burst
   std::vector<double> unused[2];

@@ -59,7 +59,12 @@ std::unique_ptr<BenchTable>& scan_table() {
   static std::unique_ptr<BenchTable> table;
   return table;
 }
-void drop_scan_table() { scan_table().reset(); }
+}  // namespace
+
+void shmtimer::bench::drop_scan_table() { scan_table().reset(); }
+
+namespace {
+using shmtimer::bench::drop_scan_table;
 
 const std::shared_ptr<shmtimer::Table>& filled_table(std::uint64_t capacity, std::uint64_t percent) {
   auto& table = scan_table();
@@ -326,11 +331,11 @@ void BM_TimedWakeLateness(benchmark::State& state) {
 }
 BENCHMARK(BM_TimedWakeLateness)->Iterations(1)->Repetitions(1)->Unit(benchmark::kMillisecond)->UseRealTime();
 
-// The CPU time one thread of this process has run, in ns: the first field of its
-// /proc/self/task/<tid>/schedstat (exact, where stat's utime and stime count 10 ms ticks).
-// Per thread, not the process: what other threads of the benchmark do (a row before this
-// one left something behind, say) is not the server's idle cost. 0 when not found.
-std::uint64_t thread_cpu_ns(const std::string& name) {
+// The threads of this process named `name`, by tid, with the CPU time each has run in ns:
+// the first field of /proc/self/task/<tid>/schedstat (exact, where stat's utime and stime
+// count 10 ms ticks).
+std::map<pid_t, std::uint64_t> threads_named(const std::string& name) {
+  std::map<pid_t, std::uint64_t> threads;
   for (const auto& task : std::filesystem::directory_iterator("/proc/self/task")) {
     std::ifstream comm(task.path() / "comm");
     std::string line;
@@ -338,24 +343,30 @@ std::uint64_t thread_cpu_ns(const std::string& name) {
     std::ifstream schedstat(task.path() / "schedstat");
     std::uint64_t ns = 0;
     schedstat >> ns;
-    return ns;
+    threads[static_cast<pid_t>(std::stoi(task.path().filename().string()))] = ns;
   }
-  return 0;
+  return threads;
 }
 
-// The CPU the thread named `name` uses, in % of one core, over 4 s of wall time: the
-// measured thing runs between start() and stop(), and the main thread sleeps.
+// The CPU that the thread named `name` which start() starts uses, in % of one core, over
+// 4 s of wall time; stop() ends it. That thread's alone, not the process's: the benchmark
+// process runs other servers (section 1's pairs are timed against one) and whatever
+// earlier rows left running, and none of that is this server's idle cost.
 template <class Start, class Stop>
 double cpu_percent_while(const std::string& name, Start&& start, Stop&& stop) {
+  const auto before_start = threads_named(name);
   start();
   std::this_thread::sleep_for(100ms);  // the thread is named and past its start
-  const std::uint64_t cpu_before = thread_cpu_ns(name);
+  pid_t tid = 0;
+  for (const auto& [t, ns] : threads_named(name))
+    if (before_start.count(t) == 0) tid = t;
+  if (tid == 0) throw std::runtime_error("no new thread named " + name);
+  const std::uint64_t cpu_before = threads_named(name).at(tid);
   const auto wall_start = std::chrono::steady_clock::now();
   std::this_thread::sleep_for(4s);
-  const std::uint64_t cpu_after = thread_cpu_ns(name);
+  const std::uint64_t cpu_after = threads_named(name).at(tid);
   const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - wall_start).count();
   stop();
-  if (cpu_before == 0 || cpu_after < cpu_before) throw std::runtime_error("no thread named " + name);
   return 100.0 * static_cast<double>(cpu_after - cpu_before) / 1e9 / wall;
 }
 
