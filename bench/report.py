@@ -930,9 +930,9 @@ def main():
         w("At SCHED_FIFO the server's last signal comes %s after the deadline, the floor's %s: per worker the server "
           "checks before it signals (the uid, the table still mapped, the pidfd's process still running: section 3's "
           "`BM_SignalPath`), where the floor only calls `kill()`, and the dying workers wait for that CPU: "
-          "the server's last reap trails the floor's by %s on the median burst here, %s on the worst. That is the "
-          "gap where the reaping target is missed by a few milliseconds: the price of checking each worker before "
-          "it is signalled, which no target here may buy back." % (
+          "the server's last reap trails the floor's by %s on the median burst here, %s on the worst. When the reaping "
+          "target is missed, this is the gap: the price of checking each worker before it is signalled, which no "
+          "target here may buy back." % (
               fmt_ns(rt["server_signalled_max_ms"] * 1e6), fmt_ns(rt["floor_signalled_max_ms"] * 1e6),
               fmt_signed_ns((rt["server_burst_reaped_max_p50_ms"] - rt["floor_burst_reaped_max_p50_ms"]) * 1e6),
               fmt_signed_ns((rt["server_reaped_max_ms"] - rt["floor_reaped_max_ms"]) * 1e6)))
