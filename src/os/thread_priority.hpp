@@ -2,7 +2,8 @@
 // watches, and in a collective hang those workers can hold every CPU: at a normal
 // priority its wake-up at a deadline waits behind them, and every worker it kills
 // preempts it to die on its CPU (a plain loop of kill() over 1,000 hung processes took
-// 60 ms here, against 3 ms for a SCHED_FIFO one: docs/benchmarks.md, section 6).
+// tens of milliseconds here, against 3 to 4 ms for a SCHED_FIFO one: docs/benchmarks.md,
+// section 6).
 #pragma once
 
 #include <string>
