@@ -44,7 +44,6 @@ using shmtimer::bench::BenchTable;
 using shmtimer::bench::quantile;
 using shmtimer::bench::SharedBlock;
 
-constexpr int kBurstsPerRow = 3;
 // How far after the "go" the shared deadline lies: past two of the server's longest
 // sleeps (its preparation horizon), as a real timeout of seconds or minutes is.
 constexpr std::uint64_t kDeadlineLeadNs = 500'000'000;
