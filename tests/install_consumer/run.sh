@@ -10,7 +10,8 @@ cmake --install "$build" --prefix "$work/prefix" >/dev/null
 # With the tools: both systemd units, naming the installed binary and manual.
 if [[ -x $work/prefix/bin/shmtimerd ]]; then
   for unit in lib/systemd/system/shmtimerd@.service lib/systemd/user/shmtimerd.service; do
-    grep -qx "ExecStart=$work/prefix/bin/shmtimerd --log-format json" "$work/prefix/$unit" ||
+    # The user unit adds --realtime-priority 0 (a user's manager cannot grant one).
+    grep -qE "^ExecStart=$work/prefix/bin/shmtimerd --log-format json( --realtime-priority 0)?$" "$work/prefix/$unit" ||
       { echo "$unit: missing, or its ExecStart= is not the installed shmtimerd"; exit 1; }
     for doc in $(sed -n 's#^Documentation=##p' "$work/prefix/$unit"); do
       [[ -f ${doc#file://} ]] || { echo "$unit: Documentation= names $doc, which is not installed"; exit 1; }
