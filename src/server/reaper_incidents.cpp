@@ -62,7 +62,7 @@ bool Reaper::held_for_incident(const ProcessKey& process, const std::vector<Slot
   using Phase = detail::IncidentRecorder::Phase;
   const Phase phase = incidents_->phase_of(process);
   if (phase != Phase::kNone) return phase == Phase::kCapturing;
-  if (!may_capture(process.first)) return false;  // reap_process refuses or kills it as before
+  if (!may_capture(process.first)) return false;  // signal_process refuses or kills it as before
   const auto earliest =
       std::min_element(timers.begin(), timers.end(),
                        [](const SlotSnapshot& a, const SlotSnapshot& b) { return a.deadline_ns < b.deadline_ns; });

@@ -523,7 +523,7 @@ rescan:
           s++
        :: else -> break
        od;
-       /* Reaper::reap_process, then disarm_seen's disarm_if_unchanged */
+       /* Reaper::signal_process, then disarm_seen's disarm_if_unchanged */
        s = 0;
        do
        :: s < NS ->
